@@ -1,0 +1,147 @@
+"""Command line: argument parsing only; the work happens in the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from meshobs._version import __version__
+from meshobs.errors import MeshobsError
+
+log = logging.getLogger("meshobs")
+
+# Subcommands that live in their own module, imported only when used so that
+# `meshobs build` does not pay for aiohttp or OpenTelemetry. Each module offers
+# `add_arguments(parser)` and `run(args) -> int`.
+_PLUGGED_COMMANDS = {
+    "exporter": ("meshobs.exporter.cli", "scrape sidecar proxies and serve normalized security metrics"),
+    "verify": ("meshobs.verify", "run every dashboard and rule query against a live Prometheus"),
+}
+
+
+def _add_build(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("build", help="render dashboards, rules, collectors and deploy manifests")
+    parser.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current folder)")
+    parser.add_argument("--config", type=Path, help="meshobs.yaml overriding the built-in defaults")
+    parser.add_argument(
+        "--mesh", action="append", dest="meshes", metavar="NAME",
+        help="render only this mesh (repeatable; default: all)",
+    )
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 listing files that differ")
+    parser.set_defaults(func=_run_build)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from meshobs import build, config, writer
+
+    cfg = config.load(args.config) if args.config else config.Config()
+    artefacts = build.render(cfg, build.select_meshes(args.meshes))
+    owned = build.owned_dirs(args.meshes)
+    if args.check:
+        differing = writer.diff(artefacts, args.out) + writer.stale(artefacts, args.out, owned)
+        for path in sorted(differing):
+            print(f"out of date: {path}")
+        if differing:
+            print(f"{len(differing)} file(s) differ from what meshobs {__version__} renders; run `meshobs build`", file=sys.stderr)
+            return 1
+        print(f"{len(artefacts)} file(s) up to date")
+        return 0
+    changed = writer.write(artefacts, args.out, owned)
+    print(f"{len(artefacts)} file(s) rendered, {len(changed)} changed, in {args.out}")
+    return 0
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("check", help="statically check rendered dashboards and rule files")
+    parser.add_argument("dir", type=Path, nargs="?", default=Path("."), help="folder holding dashboards/ and alerts/")
+    parser.set_defaults(func=_run_check)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from meshobs import checks
+
+    problems = checks.check_tree(args.dir)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print("ok")
+    return 0
+
+
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("config", help="print or validate configuration")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--defaults", action="store_true", help="print every key with its default, documented, as YAML")
+    group.add_argument("--validate", type=Path, metavar="FILE", help="validate a meshobs.yaml and print the merged result")
+    parser.set_defaults(func=_run_config)
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    from meshobs import config
+
+    if args.defaults:
+        sys.stdout.write(config.documented_defaults())
+    else:
+        sys.stdout.write(config.to_yaml(config.load(args.validate)))
+    return 0
+
+
+def _add_plugged(sub: argparse._SubParsersAction, name: str, module_name: str, help_text: str) -> None:
+    parser = sub.add_parser(name, help=help_text)
+
+    def run(args: argparse.Namespace) -> int:
+        return importlib.import_module(module_name).run(args)
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        parser.set_defaults(func=lambda args: _unavailable(name))
+        return
+    module.add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _unavailable(name: str) -> int:
+    print(f"meshobs {name}: not available in this build", file=sys.stderr)
+    return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="meshobs",
+        description="Dashboards, alert rules, log/trace pipelines and a security exporter for service meshes.",
+    )
+    top.add_argument("--version", action="version", version=f"meshobs {__version__}")
+    top.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_build(sub)
+    _add_check(sub)
+    _add_config(sub)
+    for name, (module_name, help_text) in _PLUGGED_COMMANDS.items():
+        _add_plugged(sub, name, module_name, help_text)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except MeshobsError as exc:
+        print(f"meshobs {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

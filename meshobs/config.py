@@ -1,0 +1,352 @@
+"""Configuration: built-in defaults, overridden by a meshobs.yaml, validated key by key.
+
+Every section is a frozen dataclass; each field carries its documentation in `metadata["doc"]`
+and, where a value has limits, a `check` that returns the reason it is wrong. `load` rejects
+unknown keys, wrong types and impossible values with a `ConfigError` that names the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from meshobs import yamlfmt
+from meshobs.errors import ConfigError
+
+_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a Prometheus duration such as `1h30m`; ValueError when it is not one."""
+    match = _DURATION.match(text)
+    if not text or not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a Prometheus duration such as 30s, 5m, 1h or 7d")
+    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS) if g)
+
+
+def _duration(reason_if_zero: str = "must be longer than 0s") -> Callable[[Any], str | None]:
+    def check(value: str) -> str | None:
+        try:
+            seconds = duration_seconds(value)
+        except ValueError as exc:
+            return str(exc)
+        return reason_if_zero if seconds <= 0 else None
+
+    return check
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0 < value < 1 else "must be a ratio between 0 and 1 (exclusive), e.g. 0.05 for 5%"
+
+
+def _percent_open(value: float) -> str | None:
+    return None if 0 < value < 100 else "must be a percentage above 0 and below 100"
+
+
+def _percent_closed(value: float) -> str | None:
+    return None if 0 <= value <= 100 else "must be a percentage from 0 to 100"
+
+
+def _severity(value: str) -> str | None:
+    return None if value in ("critical", "warning", "info", "page", "ticket") else (
+        "must be one of critical, warning, info, page, ticket"
+    )
+
+
+def _label_name(value: str) -> str | None:
+    return None if re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", value) else "must be a Prometheus label name"
+
+
+def _matchers(value: str) -> str | None:
+    """Extra label matchers joined into every selector, e.g. `namespace!~"kube-.*"`."""
+    if not value:
+        return None
+    matcher = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*'
+    if re.fullmatch(rf"{matcher}(,{matcher})*", value):
+        return None
+    return 'must be label matchers without braces, e.g. namespace!~"kube-.*",env="prod"'
+
+
+def _url(value: str) -> str | None:
+    return None if re.match(r"^https?://[^\s]+$", value) else "must be an http(s) URL"
+
+
+def _k8s_name(value: str) -> str | None:
+    ok = re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value) and len(value) <= 63
+    return None if ok else "must be a Kubernetes name (lower case letters, digits and '-')"
+
+
+def _setting(default: Any, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "check": check})
+
+
+def _section(cls: type, doc: str) -> Any:
+    return field(default_factory=cls, metadata={"doc": doc, "check": None})
+
+
+@dataclass(frozen=True)
+class ErrorRateAlert:
+    ratio: float = _setting(0.10, "5xx share of requests above which MeshHighErrorRate fires", _fraction)
+    window: str = _setting("5m", "rate window of the ratio", _duration())
+    for_: str = _setting("5m", "how long the ratio must stay high before firing", _duration("must be 0s or longer"))
+    min_requests_per_second: float = _setting(
+        0.5, "minimum traffic at the service for the alert to be considered (guards low traffic)", _non_negative
+    )
+    severity: str = _setting("critical", "severity label", _severity)
+
+
+@dataclass(frozen=True)
+class LatencyAlert:
+    threshold_seconds: float = _setting(1.0, "p99 latency above which MeshHighLatencyP99 fires", _positive)
+    quantile: float = _setting(0.99, "the quantile compared with the threshold", _fraction)
+    window: str = _setting("5m", "rate window of the histogram", _duration())
+    for_: str = _setting("10m", "how long latency must stay high", _duration("must be 0s or longer"))
+    min_requests_per_second: float = _setting(0.5, "minimum traffic for the alert to be considered", _non_negative)
+    severity: str = _setting("warning", "severity label", _severity)
+
+
+@dataclass(frozen=True)
+class UnauthorizedBurstAlert:
+    window: str = _setting("5m", "window of the current denial rate", _duration())
+    baseline_window: str = _setting("1h", "window of the baseline the current rate is compared with", _duration())
+    factor: float = _setting(5.0, "a burst is the current rate above factor x baseline", _positive)
+    min_denials_per_second: float = _setting(
+        0.05, "the relative rule only counts when at least this many denials per second", _non_negative
+    )
+    absolute_denials_per_second: float = _setting(
+        1.0, "denials per second that fire whatever the baseline (a burst from zero)", _positive
+    )
+    for_: str = _setting("1m", "how long the burst must last", _duration("must be 0s or longer"))
+    severity: str = _setting("critical", "severity label", _severity)
+
+
+@dataclass(frozen=True)
+class MTLSFailureAlert:
+    window: str = _setting("5m", "window of the failure rate", _duration())
+    min_failures_per_second: float = _setting(
+        0.0, "failures per second above which MeshMTLSFailure fires (0: any failure)", _non_negative
+    )
+    for_: str = _setting("2m", "how long failures must go on", _duration("must be 0s or longer"))
+    severity: str = _setting("critical", "severity label", _severity)
+
+
+@dataclass(frozen=True)
+class PlaintextAlert:
+    window: str = _setting("5m", "window of the plaintext request rate", _duration())
+    min_requests_per_second: float = _setting(0.0, "plaintext requests per second tolerated", _non_negative)
+    for_: str = _setting("5m", "how long plaintext traffic must go on", _duration("must be 0s or longer"))
+    severity: str = _setting("warning", "severity label", _severity)
+
+
+@dataclass(frozen=True)
+class CertExpiryAlert:
+    warning: str = _setting("7d", "warn when a certificate expires within this time", _duration())
+    critical: str = _setting("1d", "critical when a certificate expires within this time", _duration())
+    for_: str = _setting("5m", "how long the condition must hold", _duration("must be 0s or longer"))
+
+
+@dataclass(frozen=True)
+class ConfigRejectedAlert:
+    window: str = _setting("10m", "window in which any rejection counts", _duration())
+    for_: str = _setting("5m", "how long rejections must go on", _duration("must be 0s or longer"))
+    severity: str = _setting("warning", "severity label", _severity)
+
+
+@dataclass(frozen=True)
+class Alerts:
+    error_rate: ErrorRateAlert = _section(ErrorRateAlert, "MeshHighErrorRate")
+    latency: LatencyAlert = _section(LatencyAlert, "MeshHighLatencyP99")
+    unauthorized_burst: UnauthorizedBurstAlert = _section(UnauthorizedBurstAlert, "MeshUnauthorizedAccessBurst")
+    mtls_failure: MTLSFailureAlert = _section(MTLSFailureAlert, "MeshMTLSFailure")
+    plaintext: PlaintextAlert = _section(PlaintextAlert, "MeshPlaintextTraffic")
+    cert_expiry: CertExpiryAlert = _section(CertExpiryAlert, "MeshCertificateExpiringSoon")
+    config_rejected: ConfigRejectedAlert = _section(ConfigRejectedAlert, "MeshProxyConfigRejected")
+
+
+@dataclass(frozen=True)
+class SLO:
+    availability_percent: float = _setting(
+        99.9, "availability SLO target in percent (non-5xx share of requests)", _percent_open
+    )
+    period: str = _setting("30d", "SLO period the burn rates are relative to", _duration())
+
+
+@dataclass(frozen=True)
+class Selectors:
+    """Extra label matchers added to every selector of a source, e.g. to leave out a namespace."""
+
+    istio: str = _setting("", "matchers added to Istio metric selectors", _matchers)
+    linkerd: str = _setting("", "matchers added to Linkerd metric selectors", _matchers)
+    consul: str = _setting("", "matchers added to Consul/Envoy metric selectors", _matchers)
+    exporter: str = _setting("", "matchers added to the meshobs exporter's series", _matchers)
+
+
+@dataclass(frozen=True)
+class Deploy:
+    namespace: str = _setting("meshobs", "namespace the exporter runs in", _k8s_name)
+    monitoring_namespace: str = _setting(
+        "monitoring", "namespace of Prometheus; only it may reach the exporter's metrics port", _k8s_name
+    )
+    image: str = _setting("ghcr.io/meshobs/meshobs:0.1.0", "exporter container image")
+    exporter_port: int = _setting(9942, "port the exporter serves /metrics on", lambda v: None if 1 <= v <= 65535 else "must be a TCP port")
+    shards: int = _setting(3, "replicas of the sharded exporter StatefulSet", _positive)
+    scrape_interval: str = _setting("15s", "Prometheus scrape interval", _duration())
+
+
+@dataclass(frozen=True)
+class Tracing:
+    sampling_percent: float = _setting(1.0, "share of requests traced by the proxies, in percent", _percent_closed)
+    collector_namespace: str = _setting("observability", "namespace of the OpenTelemetry Collector and Jaeger", _k8s_name)
+
+
+@dataclass(frozen=True)
+class Logging:
+    elasticsearch_host: str = _setting("elasticsearch.logging.svc", "Elasticsearch host Fluentd writes to")
+    elasticsearch_port: int = _setting(9200, "Elasticsearch port", lambda v: None if 1 <= v <= 65535 else "must be a TCP port")
+    forward_host: str = _setting("", "optional Fluentd/Fluent Bit aggregator to forward to as well (empty: none)")
+    forward_port: int = _setting(24224, "port of the forward aggregator", lambda v: None if 1 <= v <= 65535 else "must be a TCP port")
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster_label: str = _setting("cluster", "label that tells clusters apart (dashboard variable, alert grouping)", _label_name)
+    datasource: str = _setting("Prometheus", "name of the Grafana Prometheus datasource selected by default")
+    runbook_url_base: str = _setting(
+        "https://github.com/meshobs/meshobs/blob/main/docs/runbooks.md#", "prefix of every alert's runbook_url", _url
+    )
+    selectors: Selectors = _section(Selectors, "extra label matchers per source")
+    alerts: Alerts = _section(Alerts, "alert thresholds, windows, for durations and severities")
+    slo: SLO = _section(SLO, "availability SLO for MeshErrorBudgetBurn")
+    deploy: Deploy = _section(Deploy, "Kubernetes deployment of the exporter")
+    tracing: Tracing = _section(Tracing, "tracing settings rendered into mesh and collector configs")
+    logging: Logging = _section(Logging, "log shipping settings rendered into Fluentd configs")
+
+    def __post_init__(self) -> None:
+        expiry = self.alerts.cert_expiry
+        if duration_seconds(expiry.critical) >= duration_seconds(expiry.warning):
+            raise ConfigError("alerts.cert_expiry.critical", f"{expiry.critical} must be shorter than warning ({expiry.warning})")
+        burst = self.alerts.unauthorized_burst
+        if duration_seconds(burst.baseline_window) <= duration_seconds(burst.window):
+            raise ConfigError(
+                "alerts.unauthorized_burst.baseline_window",
+                f"{burst.baseline_window} must be longer than window ({burst.window})",
+            )
+
+
+def _yaml_key(name: str) -> str:
+    # `for` is a Python keyword, so the attribute is `for_`.
+    return name.rstrip("_")
+
+
+def _type_name(kind: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(kind, "a mapping")
+
+
+def _coerce(kind: Any, value: Any, key: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool) and key.endswith(
+        ("window", "for", "period", "warning", "critical", "interval")
+    ):
+        raise ConfigError(key, f"expected a duration string such as '5m', got {value!r}")
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(key, f"expected {_type_name(kind)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(prefix or "(top level)", f"expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {_yaml_key(f.name): f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(key, f"unknown key (known keys here: {', '.join(sorted(fields))})")
+    values = {}
+    for yaml_key, f in fields.items():
+        if yaml_key not in data:
+            continue
+        key = f"{prefix}.{yaml_key}" if prefix else yaml_key
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            values[f.name] = _build(kind, data[yaml_key], key)
+            continue
+        value = _coerce(kind, data[yaml_key], key)
+        check = f.metadata.get("check")
+        reason = check(value) if check else None
+        if reason:
+            raise ConfigError(key, f"{value!r} {reason}")
+        values[f.name] = value
+    return cls(**values)
+
+
+def from_dict(data: Any, source: str = "") -> Config:
+    """A Config from parsed YAML, defaults filling what is absent."""
+    try:
+        return _build(Config, data, "")
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.reason, source) from None
+
+
+def load(path: Path) -> Config:
+    """Read and validate a meshobs.yaml."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError("(file)", f"cannot read: {exc.strerror}", str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}", str(path)) from None
+    return from_dict(data, str(path))
+
+
+def _as_dict(obj: Any) -> dict:
+    return {
+        _yaml_key(f.name): _as_dict(getattr(obj, f.name)) if dataclasses.is_dataclass(getattr(obj, f.name)) else getattr(obj, f.name)
+        for f in dataclasses.fields(obj)
+    }
+
+
+def to_yaml(cfg: Config) -> str:
+    return yamlfmt.dump(_as_dict(cfg))
+
+
+def documented_defaults() -> str:
+    """Every key with its default value, preceded by a comment saying what it does."""
+    lines = ["# meshobs.yaml: every key with its default. Any key may be left out.", ""]
+
+    def walk(obj: Any, indent: int) -> None:
+        pad = "  " * indent
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            lines.append(f"{pad}# {f.metadata['doc']}")
+            if dataclasses.is_dataclass(value):
+                lines.append(f"{pad}{_yaml_key(f.name)}:")
+                walk(value, indent + 1)
+            else:
+                rendered = yamlfmt.dump({_yaml_key(f.name): value}).rstrip("\n")
+                lines.append(f"{pad}{rendered}")
+
+    walk(Config(), 0)
+    return "\n".join(lines) + "\n"

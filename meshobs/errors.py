@@ -1,0 +1,55 @@
+"""Every error meshobs raises on purpose.
+
+    MeshobsError                 base; the CLI prints it and exits non-zero
+    ├── ConfigError              a bad meshobs.yaml: names the key and the reason (exit 2)
+    ├── BuildError               rendering failed; nothing was written (exit 1)
+    ├── CheckError               generated artefacts fail a static check (exit 1)
+    ├── ToolNotFoundError        an external binary (promtool, envoy...) is missing
+    └── ExporterError            the exporter cannot start (bad flag, bad targets file)
+        └── TargetsFileError     a file_sd targets file is malformed: names file and entry
+"""
+
+
+class MeshobsError(Exception):
+    """Base class of the errors meshobs raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(MeshobsError):
+    """A configuration value is wrong; `key` is its dotted path."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, reason: str, source: str = "") -> None:
+        self.key = key
+        self.reason = reason
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: {reason}")
+
+
+class BuildError(MeshobsError):
+    """Rendering the artefacts failed; the output folder was left untouched."""
+
+
+class CheckError(MeshobsError):
+    """Generated artefacts fail a static check."""
+
+
+class ToolNotFoundError(MeshobsError):
+    """An external program that meshobs needs is not installed."""
+
+    def __init__(self, tool: str, hint: str) -> None:
+        self.tool = tool
+        super().__init__(f"{tool} not found on PATH: {hint}")
+
+
+class ExporterError(MeshobsError):
+    """The exporter cannot start as asked."""
+
+    exit_code = 2
+
+
+class TargetsFileError(ExporterError):
+    """A file_sd targets file is malformed."""

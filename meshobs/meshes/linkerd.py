@@ -1,0 +1,5 @@
+"""Linkerd dialect."""
+
+from meshobs.meshes.base import Dialect
+
+LINKERD = Dialect(name="linkerd", title="Linkerd")

@@ -1,0 +1,1 @@
+"""Renderers: signal objects in, artefacts (path -> bytes) out. They never build PromQL."""
