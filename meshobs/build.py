@@ -7,6 +7,7 @@ and takes the per-mesh artefacts too, so it can wrap rule files and dashboards i
 
 from __future__ import annotations
 
+import importlib
 from typing import Iterable, Sequence
 
 from meshobs.config import Config
@@ -33,29 +34,27 @@ def owned_dirs(names: Sequence[str] | None) -> tuple[str, ...]:
     return per_mesh + (_SHARED_DIRS if not names else ())
 
 
+def _optional_renderer(module_name: str):
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+    return module.render
+
+
 def _mesh_renderers():
     # Imported here so that a renderer's import error is reported as a build error.
     from meshobs.render import dashboards, rules
 
     renderers = [rules.render, dashboards.render]
-    try:
-        from meshobs.render import collectors
-    except ModuleNotFoundError as exc:
-        if exc.name != "meshobs.render.collectors":
-            raise
-    else:
-        renderers.append(collectors.render)
-    return renderers
+    collectors = _optional_renderer("meshobs.render.collectors")
+    return renderers + ([collectors] if collectors else [])
 
 
 def _deploy_renderer():
-    try:
-        from meshobs.render import deploy
-    except ModuleNotFoundError as exc:
-        if exc.name != "meshobs.render.deploy":
-            raise
-        return None
-    return deploy.render
+    return _optional_renderer("meshobs.render.deploy")
 
 
 def render(cfg: Config, dialects: Iterable[Dialect]) -> dict[str, bytes]:

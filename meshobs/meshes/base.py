@@ -1,11 +1,115 @@
-"""What a mesh dialect is (work in progress: fleshed out with the signal model)."""
+"""What a mesh dialect is: where one mesh keeps each number of the signal model.
+
+A dialect only names metrics, matchers and label mappings (`Source`s). It never writes a
+query: `meshobs.promql` does, the same way for every mesh. Signals that the meshobs exporter
+normalizes (TLS failures, authorization decisions, plaintext, certificate expiry) are read from
+the exporter first and from the proxy's own metrics where the exporter does not run.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from meshobs.promql import Source
+
+# The exporter's series carry mesh, namespace and workload; namespace/workload are the
+# destination, since the exporter reads the proxy that receives the traffic.
+_EXPORTER_LABELS = {"destination_namespace": "namespace", "destination_workload": "workload"}
+
+EXPORTER_METRICS = (
+    "meshobs_tls_handshakes_total",
+    "meshobs_tls_handshake_failures_total",
+    "meshobs_authz_allowed_total",
+    "meshobs_authz_denied_total",
+    "meshobs_plaintext_requests_total",
+    "meshobs_authz_denied_burst",
+    "meshobs_authz_denied_bursts_total",
+    "meshobs_cert_expiry_timestamp_seconds",
+    "meshobs_target_up",
+    "meshobs_scrape_duration_seconds",
+    "meshobs_scrape_errors_total",
+)
+
+
+def exporter_source(mesh: str, metric: str, **labels: str) -> Source:
+    mapping: dict = dict(_EXPORTER_LABELS)
+    mapping.update(labels)
+    return Source(metric, (f'mesh="{mesh}"',), mapping, origin="exporter")
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    """Control-plane numbers a mesh has; None where it has no such number."""
+
+    up: Source | None = None
+    connected_proxies: Source | None = None
+    config_pushes: Source | None = None
+    push_duration: Source | None = None  # histogram buckets, seconds after scale
+    ca_expiry: Source | None = None  # timestamp seconds
+    cert_issuance_errors: Source | None = None
 
 
 @dataclass(frozen=True)
 class Dialect:
+    """One mesh.
+
+    - `requests`: HTTP requests as seen by the destination proxy, with facets "5xx", "403",
+      and "mtls"/"plaintext" where the mesh labels them.
+    - `edges`: requests with both source and destination labels (may be `requests` itself).
+    - `request_duration`: latency histogram buckets (scaled to seconds).
+    - native security sources, used where the exporter has no series.
+    """
+
     name: str
     title: str
+    requests: Source
+    edges: Source
+    request_duration: Source
+    authz_denied: tuple[Source, ...] = ()
+    authz_allowed: tuple[Source, ...] = ()
+    tls_handshakes: tuple[Source, ...] = ()
+    tls_failures: tuple[Source, ...] = ()
+    cert_expiry: tuple[Source, ...] = ()
+    config_rejected: tuple[Source, ...] = ()
+    control_plane: ControlPlane = field(default_factory=ControlPlane)
+    # Other metric names this mesh is known to expose (for `meshobs check`), beyond the sources.
+    extra_catalogue: tuple[str, ...] = ()
+    docs: str = ""
+
+    # Exporter first: its series look the same on every mesh; native ones fill the gaps.
+    def _exporter(self, metric: str, **labels: str) -> Source:
+        return exporter_source(self.name, metric, **labels)
+
+    def authz_denied_sources(self) -> tuple[Source, ...]:
+        return (self._exporter("meshobs_authz_denied_total"),) + self.authz_denied
+
+    def authz_allowed_sources(self) -> tuple[Source, ...]:
+        return (self._exporter("meshobs_authz_allowed_total"),) + self.authz_allowed
+
+    def tls_failure_sources(self) -> tuple[Source, ...]:
+        return (self._exporter("meshobs_tls_handshake_failures_total", reason="reason"),) + self.tls_failures
+
+    def tls_handshake_sources(self) -> tuple[Source, ...]:
+        return (self._exporter("meshobs_tls_handshakes_total"),) + self.tls_handshakes
+
+    def plaintext_sources(self) -> tuple[Source, ...]:
+        native = (self.requests,) if self.requests.has("plaintext") else ()
+        return (self._exporter("meshobs_plaintext_requests_total"),) + native
+
+    def cert_expiry_sources(self) -> tuple[Source, ...]:
+        return (self._exporter("meshobs_cert_expiry_timestamp_seconds", cert="cert"),) + self.cert_expiry
+
+    def target_up_source(self) -> Source:
+        return self._exporter("meshobs_target_up")
+
+    def burst_source(self) -> Source:
+        return self._exporter("meshobs_authz_denied_burst")
+
+    def catalogue(self) -> frozenset[str]:
+        """Every metric name the rules and dashboards of this mesh may read."""
+        sources: list[Source | None] = [self.requests, self.edges, self.request_duration]
+        sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
+                    *self.cert_expiry, *self.config_rejected]
+        sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
+        names = {s.metric for s in sources if s is not None}
+        return frozenset(names | set(EXPORTER_METRICS) | set(self.extra_catalogue))

@@ -1,5 +1,85 @@
-"""Linkerd dialect."""
+"""Linkerd (linkerd2-proxy on admin port 4191, control plane in namespace linkerd).
 
-from meshobs.meshes.base import Dialect
+Destination-side numbers come from `direction="inbound"` series, which name the receiving
+workload (`namespace`, `deployment`) and the `authority` the client asked for; the service is
+cut out of the authority. Source/destination pairs come from `direction="outbound"` series.
+mTLS is `tls="true"`; anything else reached the workload in plaintext. Linkerd has no
+handshake-failure counter, so TLS failures come from the meshobs exporter only."""
 
-LINKERD = Dialect(name="linkerd", title="Linkerd")
+from meshobs.meshes.base import ControlPlane, Dialect
+from meshobs.promql import Derived, Source
+
+_INBOUND = ('direction="inbound"',)
+_INBOUND_LABELS = {
+    "destination_namespace": "namespace",
+    "destination_workload": "deployment",
+    # authority is "web.emojivoto.svc.cluster.local:8080" (or "web:8080"): the service is its first name.
+    "destination_service": Derived("authority", "([^.:]+).*", "(?:{value})([.:].*)?"),
+    "code": "status_code",
+}
+_WORKLOAD_LABELS = {"destination_namespace": "namespace", "destination_workload": "deployment"}
+
+LINKERD = Dialect(
+    name="linkerd",
+    title="Linkerd",
+    requests=Source(
+        "response_total",
+        _INBOUND,
+        _INBOUND_LABELS,
+        facets={
+            "5xx": ('status_code=~"5.."',),
+            "403": ('status_code="403"',),
+            "mtls": ('tls="true"',),
+            "plaintext": ('tls!="true"',),
+        },
+    ),
+    edges=Source(
+        "response_total",
+        ('direction="outbound"',),
+        {
+            "source_namespace": "namespace",
+            "source_workload": "deployment",
+            "destination_namespace": "dst_namespace",
+            "destination_workload": "dst_deployment",
+            "destination_service": "dst_service",
+            "code": "status_code",
+        },
+        facets={"5xx": ('status_code=~"5.."',), "403": ('status_code="403"',)},
+    ),
+    request_duration=Source("response_latency_ms_bucket", _INBOUND, _INBOUND_LABELS, scale=0.001),
+    authz_denied=(Source(("inbound_http_authz_deny_total", "inbound_tcp_authz_deny_total"), (), _WORKLOAD_LABELS),),
+    authz_allowed=(Source(("inbound_http_authz_allow_total", "inbound_tcp_authz_allow_total"), (), _WORKLOAD_LABELS),),
+    cert_expiry=(
+        Source("identity_cert_expiration_timestamp_seconds", (), _WORKLOAD_LABELS, constant_labels={"cert": "leaf"}),
+    ),
+    # Linkerd pushes no configuration that a proxy can reject; the nearest signal is the
+    # destination controller failing the lookups proxies make for their routing config.
+    config_rejected=(
+        Source(
+            "grpc_server_handled_total",
+            ('grpc_service="io.linkerd.proxy.destination.Destination"', 'grpc_code=~"Internal|Unknown|Unavailable|InvalidArgument"'),
+        ),
+    ),
+    control_plane=ControlPlane(
+        up=Source("process_start_time_seconds", ('namespace="linkerd"',)),
+        config_pushes=Source("grpc_server_handled_total", ('grpc_service="io.linkerd.proxy.destination.Destination"',)),
+        cert_issuance_errors=Source(
+            "grpc_server_handled_total", ('grpc_service="io.linkerd.proxy.identity.Identity"', 'grpc_code!="OK"')
+        ),
+    ),
+    extra_catalogue=(
+        "request_total",
+        "response_latency_ms_sum",
+        "response_latency_ms_count",
+        "route_request_total",
+        "route_response_total",
+        "route_response_latency_ms_bucket",
+        "tcp_open_total",
+        "tcp_close_total",
+        "tcp_open_connections",
+        "tcp_read_bytes_total",
+        "tcp_write_bytes_total",
+        "inbound_http_route_not_found_total",
+        "identity_cert_refresh_count",
+    ),
+)

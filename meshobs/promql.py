@@ -1,0 +1,184 @@
+"""PromQL built from sources: the one place where query text is assembled.
+
+A `Source` says where a mesh keeps one kind of number: the metric, the matchers that select the
+right series, and how its native labels map to meshobs's normalized labels (`destination_service`,
+`source_workload`, ...). The functions here turn sources into normalized, aggregated PromQL, so
+that every renderer speaks in normalized labels and no mesh's label names leak past its dialect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+# Labels a signal can be grouped or filtered by, whatever the mesh calls them.
+NORMALIZED_LABELS = (
+    "destination_namespace",
+    "destination_service",
+    "destination_workload",
+    "source_namespace",
+    "source_workload",
+    "reason",
+    "cert",
+    "code",
+)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A normalized label cut out of a native one: `regex`'s first group is the value;
+    `filter` is the native regex that selects a given value (`{value}` is replaced)."""
+
+    native: str
+    regex: str
+    filter: str
+
+    def matcher(self, op: str, value: str) -> str:
+        if op not in ("=", "=~"):
+            raise ValueError(f"derived label {self.native} supports only = and =~ filters")
+        return f'{self.native}=~"{self.filter.format(value=value)}"'
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a mesh keeps one number.
+
+    `labels` maps normalized label -> native label (a name, or `Derived`); a normalized label
+    with a fixed value (a TLS failure reason) is given in `constant_labels`. `facets` are named
+    native matchers a signal may ask for: "5xx", "403", "mtls", "plaintext"."""
+
+    metric: str | tuple[str, ...]  # several names are summed together
+    matchers: tuple[str, ...] = ()
+    labels: Mapping[str, str | Derived] = field(default_factory=dict)
+    constant_labels: Mapping[str, str] = field(default_factory=dict)
+    facets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    scale: float = 1.0  # multiply the native unit by this to get the signal's unit
+    origin: str = "native"  # or "exporter": picks which user selector applies (config `selectors`)
+
+    def has(self, facet: str) -> bool:
+        return facet in self.facets
+
+    def metric_names(self) -> tuple[str, ...]:
+        return (self.metric,) if isinstance(self.metric, str) else self.metric
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Normalized label filters (label -> regex or value) plus raw extra matchers."""
+
+    equal: Mapping[str, str] = field(default_factory=dict)
+    regex: Mapping[str, str] = field(default_factory=dict)
+
+
+def _native_matchers(source: Source, filters: Filters | None, facet: str | None, extra: str, cluster_label: str) -> list[str]:
+    matchers = list(source.matchers)
+    if facet:
+        if facet not in source.facets:
+            raise KeyError(f"{source.metric} has no facet {facet!r}")
+        matchers.extend(source.facets[facet])
+    if filters:
+        for op, items in (("=", filters.equal), ("=~", filters.regex)):
+            for label, value in items.items():
+                if label == cluster_label:
+                    matchers.append(f'{label}{op}"{value}"')
+                    continue
+                if label in source.constant_labels:
+                    continue  # constant labels are filtered after normalization
+                native = source.labels.get(label)
+                if native is None:
+                    continue  # this source cannot tell; it keeps all its series
+                if isinstance(native, Derived):
+                    matchers.append(native.matcher(op, value))
+                else:
+                    matchers.append(f'{native}{op}"{value}"')
+    if extra:
+        matchers.append(extra)
+    return matchers
+
+
+def selector(source: Source, filters: Filters | None = None, facet: str | None = None, extra: str = "", cluster_label: str = "cluster") -> str:
+    matchers = _native_matchers(source, filters, facet, extra, cluster_label)
+    names = source.metric_names()
+    if len(names) > 1:
+        return f'{{__name__=~"{"|".join(names)}", {", ".join(matchers)}}}' if matchers else f'{{__name__=~"{"|".join(names)}"}}'
+    return f"{names[0]}{{{', '.join(matchers)}}}" if matchers else names[0]
+
+
+def _normalize(expr: str, source: Source, by: Sequence[str]) -> str:
+    """Wrap `expr` in label_replace calls so it carries normalized labels."""
+    for label in by:
+        if label in source.constant_labels:
+            expr = f'label_replace({expr}, "{label}", "{source.constant_labels[label]}", "", "")'
+            continue
+        native = source.labels.get(label)
+        if native is None or native == label:
+            continue
+        if isinstance(native, Derived):
+            expr = f'label_replace({expr}, "{label}", "$1", "{native.native}", "{native.regex}")'
+        else:
+            expr = f'label_replace({expr}, "{label}", "$1", "{native}", "(.*)")'
+    return expr
+
+
+def _extra(extra: Extra | None, source: Source) -> str:
+    return (extra or {}).get(source.origin, "")
+
+
+def _by_clause(by: Sequence[str]) -> str:
+    return f"sum by ({', '.join(by)}) " if by else "sum "
+
+
+def _scaled(expr: str, scale: float) -> str:
+    return expr if scale == 1 else f"{expr} * {scale:g}"
+
+
+@dataclass(frozen=True)
+class Query:
+    """How to ask: aggregation labels, window, filters; shared by rules and dashboards."""
+
+    by: tuple[str, ...]
+    window: str
+    filters: Filters | None = None
+    cluster_label: str = "cluster"
+
+
+Extra = Mapping[str, str]  # origin ("native" / "exporter") -> extra matchers from the config
+
+
+def rate(sources: Iterable[Source], query: Query, facet: str | None = None, extra: Extra | None = None, func: str = "rate") -> str:
+    """Per-second rate of the sources, summed by the normalized labels; alternatives joined by `or`
+    (the first source that has series for a label set wins)."""
+    parts = []
+    for source in sources:
+        if facet and not source.has(facet):
+            continue
+        inner = f"{func}({selector(source, query.filters, facet, _extra(extra, source), query.cluster_label)}[{query.window}])"
+        parts.append(f"{_by_clause(query.by)}({_normalize(_scaled(inner, source.scale), source, query.by)})")
+    if not parts:
+        raise ValueError("no source can answer this query")
+    return " or ".join(parts) if len(parts) == 1 else " or ".join(f"({p})" for p in parts)
+
+
+def gauge(sources: Iterable[Source], query: Query, aggregation: str = "min", extra: Extra | None = None) -> str:
+    """A gauge aggregated by the normalized labels, alternatives joined by `or`."""
+    parts = []
+    for source in sources:
+        inner = _scaled(selector(source, query.filters, None, _extra(extra, source), query.cluster_label), source.scale)
+        by = f"{aggregation} by ({', '.join(query.by)}) " if query.by else f"{aggregation} "
+        parts.append(f"{by}({_normalize(inner, source, query.by)})")
+    if not parts:
+        raise ValueError("no source can answer this query")
+    return parts[0] if len(parts) == 1 else " or ".join(f"({p})" for p in parts)
+
+
+def histogram_quantile(quantile: float, source: Source, query: Query, extra: Extra | None = None) -> str:
+    """Quantile from a histogram's buckets, in the signal's unit (the source's `scale`)."""
+    by = tuple(query.by) + ("le",)
+    inner = f"rate({selector(source, query.filters, None, _extra(extra, source), query.cluster_label)}[{query.window}])"
+    expr = f"histogram_quantile({quantile:g}, {_by_clause(by)}({_normalize(inner, source, query.by)}))"
+    return _scaled(expr, source.scale)
+
+
+def matchers_text(labels: Mapping[str, str], regex: bool = False) -> str:
+    op = "=~" if regex else "="
+    return ", ".join(f'{k}{op}"{v}"' for k, v in labels.items())

@@ -1,0 +1,165 @@
+"""Recording rules: each signal recorded once per mesh, with normalized labels and a `mesh` label.
+
+Names follow `level:metric:operations`. Alerts and dashboards read these names through
+`Recorded.ref`, so every query of a reused signal exists exactly once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from meshobs import signals
+from meshobs.config import Config, duration_seconds
+from meshobs.meshes.base import Dialect
+from meshobs.promql import Query
+
+BURN_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    level: str
+    metric: str
+    operation: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.level}:{self.metric}:{self.operation}"
+
+    def ref(self, mesh: str, **matchers: str) -> str:
+        """Selector of this recorded series for one mesh, with optional label matchers
+        (a value starting with `~` is a regex match)."""
+        parts = [f'mesh="{mesh}"']
+        for label, value in matchers.items():
+            parts.append(f'{label}=~"{value[1:]}"' if value.startswith("~") else f'{label}="{value}"')
+        return f"{self.name}{{{', '.join(parts)}}}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    record: str
+    expr: str
+    labels: dict = field(default_factory=dict)
+
+
+def requests(window: str) -> Recorded:
+    return Recorded("destination_service", "mesh_requests", f"rate{window}")
+
+
+def request_errors(window: str) -> Recorded:
+    return Recorded("destination_service", "mesh_request_errors", f"rate{window}")
+
+
+def error_ratio(window: str) -> Recorded:
+    return Recorded("destination_service", "mesh_request_errors", f"ratio_rate{window}")
+
+
+def latency(window: str) -> Recorded:
+    return Recorded("destination_service", "mesh_request_duration_seconds", f"histogram_quantile_rate{window}")
+
+
+def workload_requests(window: str) -> Recorded:
+    return Recorded("destination_workload", "mesh_requests", f"rate{window}")
+
+
+def mtls_requests(window: str) -> Recorded:
+    return Recorded("destination_workload", "mesh_requests_mtls", f"rate{window}")
+
+
+def mtls_ratio(window: str) -> Recorded:
+    return Recorded("destination_workload", "mesh_requests_mtls", f"ratio_rate{window}")
+
+
+def plaintext(window: str) -> Recorded:
+    return Recorded("destination_workload", "mesh_requests_plaintext", f"rate{window}")
+
+
+def authz_denied(window: str) -> Recorded:
+    return Recorded("destination_workload", "mesh_authz_denied", f"rate{window}")
+
+
+def tls_failures(window: str) -> Recorded:
+    return Recorded("destination_workload_reason", "mesh_tls_handshake_failures", f"rate{window}")
+
+
+CERT_EXPIRY = Recorded("destination_workload_cert", "mesh_cert_expiry_timestamp_seconds", "min")
+
+
+def config_rejections(window: str) -> Recorded:
+    return Recorded("destination_workload", "mesh_config_rejections", f"increase{window}")
+
+
+def traffic_windows(cfg: Config) -> list[str]:
+    """Windows the request rates are recorded at: the error alert's and the burn-rate ones."""
+    windows = set(BURN_WINDOWS) | {cfg.alerts.error_rate.window, cfg.alerts.latency.window}
+    return sorted(windows, key=duration_seconds)
+
+
+def quantiles(cfg: Config) -> list[float]:
+    return sorted(set(QUANTILES) | {cfg.alerts.latency.quantile})
+
+
+def _query(cfg: Config, dialect: Dialect, by: tuple[str, ...], window: str) -> Query:
+    return Query(by=(cfg.cluster_label,) + by, window=window, cluster_label=cfg.cluster_label)
+
+
+def extra_matchers(cfg: Config, dialect: Dialect) -> dict[str, str]:
+    """The user's extra matchers for this mesh's native series and for the exporter's."""
+    return {"native": getattr(cfg.selectors, dialect.name), "exporter": cfg.selectors.exporter}
+
+
+def traffic_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
+    mesh = {"mesh": dialect.name}
+    extra = extra_matchers(cfg, dialect)
+    rules = []
+    for window in traffic_windows(cfg):
+        query = _query(cfg, dialect, signals.SERVICE, window)
+        rules.append(Rule(requests(window).name, signals.REQUESTS.expr(dialect, query, extra=extra), mesh))
+        rules.append(Rule(request_errors(window).name, signals.REQUEST_ERRORS.expr(dialect, query, extra=extra), mesh))
+        # A service with no 5xx series at all has a ratio of 0, not no ratio.
+        errors, total = request_errors(window).ref(dialect.name), requests(window).ref(dialect.name)
+        rules.append(Rule(error_ratio(window).name, f"({errors} or {total} * 0) / {total}", mesh))
+    window = cfg.alerts.latency.window
+    for q in quantiles(cfg):
+        query = _query(cfg, dialect, signals.SERVICE, window)
+        rules.append(Rule(latency(window).name, signals.REQUEST_DURATION.expr(dialect, query, quantile=q, extra=extra),
+                          dict(mesh, quantile=f"{q:g}")))
+    return rules
+
+
+def security_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
+    alerts = cfg.alerts
+    mesh = {"mesh": dialect.name}
+    extra = extra_matchers(cfg, dialect)
+    rules = []
+
+    window = alerts.plaintext.window
+    workload = _query(cfg, dialect, signals.WORKLOAD, window)
+    rules.append(Rule(workload_requests(window).name, signals.REQUESTS.expr(dialect, workload, extra=extra), mesh))
+    rules.append(Rule(plaintext(window).name, signals.PLAINTEXT_REQUESTS.expr(dialect, workload, extra=extra), mesh))
+    total = workload_requests(window).ref(dialect.name)
+    if signals.MTLS_REQUESTS.available(dialect):
+        rules.append(Rule(mtls_requests(window).name, signals.MTLS_REQUESTS.expr(dialect, workload, extra=extra), mesh))
+        mtls = mtls_requests(window).ref(dialect.name)
+        rules.append(Rule(mtls_ratio(window).name, f"({mtls} or {total} * 0) / {total}", mesh))
+    else:
+        rules.append(Rule(mtls_ratio(window).name, f"1 - ({plaintext(window).ref(dialect.name)} or {total} * 0) / {total}", mesh))
+
+    burst = alerts.unauthorized_burst
+    for window in sorted({burst.window, burst.baseline_window}, key=duration_seconds):
+        query = _query(cfg, dialect, signals.WORKLOAD, window)
+        rules.append(Rule(authz_denied(window).name, signals.AUTHZ_DENIED.expr(dialect, query, extra=extra), mesh))
+
+    query = _query(cfg, dialect, signals.WORKLOAD + ("reason",), alerts.mtls_failure.window)
+    rules.append(Rule(tls_failures(alerts.mtls_failure.window).name,
+                      signals.TLS_FAILURES.expr(dialect, query, extra=extra), mesh))
+
+    query = _query(cfg, dialect, signals.WORKLOAD + ("cert",), "")
+    rules.append(Rule(CERT_EXPIRY.name, signals.CERT_EXPIRY.expr(dialect, query, extra=extra), mesh))
+
+    if signals.CONFIG_REJECTIONS.available(dialect):
+        window = alerts.config_rejected.window
+        query = _query(cfg, dialect, signals.WORKLOAD, window)
+        rules.append(Rule(config_rejections(window).name, signals.CONFIG_REJECTIONS.expr(dialect, query, extra=extra), mesh))
+    return rules

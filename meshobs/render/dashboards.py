@@ -1,0 +1,2 @@
+def render(cfg, dialect):
+    return {}

@@ -1,0 +1,104 @@
+"""The signal model: mesh-agnostic questions, answered by a dialect's sources.
+
+A `Signal` knows what it measures, its unit and which of a dialect's sources answer it; it
+knows no metric names. `Signal.expr(dialect, query)` is the single place a signal becomes
+PromQL, for recording rules, alerts and dashboards alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from meshobs import promql
+from meshobs.meshes.base import Dialect
+from meshobs.promql import Query, Source
+
+SERVICE = ("destination_namespace", "destination_service")
+WORKLOAD = ("destination_namespace", "destination_workload")
+EDGE = ("source_namespace", "source_workload", "destination_namespace", "destination_service")
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    title: str
+    unit: str  # Grafana unit id
+    kind: str  # "rate", "increase", "gauge_min", "gauge_max", "gauge_sum", "quantile"
+    sources: Callable[[Dialect], tuple[Source, ...]]
+    facet: str | None = None
+    description: str = ""
+
+    def available(self, dialect: Dialect) -> bool:
+        sources = self.sources(dialect)
+        return bool(sources) and (self.facet is None or any(s.has(self.facet) for s in sources))
+
+    def expr(self, dialect: Dialect, query: Query, quantile: float | None = None, extra: promql.Extra | None = None) -> str:
+        sources = self.sources(dialect)
+        if self.kind == "rate":
+            return promql.rate(sources, query, self.facet, extra)
+        if self.kind == "increase":
+            return promql.rate(sources, query, self.facet, extra, func="increase")
+        if self.kind.startswith("gauge_"):
+            return promql.gauge(sources, query, self.kind.removeprefix("gauge_"), extra)
+        if self.kind == "quantile":
+            assert quantile is not None, f"{self.name} needs a quantile"
+            return promql.histogram_quantile(quantile, sources[0], query, extra)
+        raise ValueError(f"unknown signal kind {self.kind}")
+
+
+def _one(attr: str) -> Callable[[Dialect], tuple[Source, ...]]:
+    def sources(dialect: Dialect) -> tuple[Source, ...]:
+        source = getattr(dialect, attr)
+        return (source,) if source is not None else ()
+
+    return sources
+
+
+def _control(attr: str) -> Callable[[Dialect], tuple[Source, ...]]:
+    def sources(dialect: Dialect) -> tuple[Source, ...]:
+        source = getattr(dialect.control_plane, attr)
+        return (source,) if source is not None else ()
+
+    return sources
+
+
+REQUESTS = Signal("requests", "Requests", "reqps", "rate", _one("requests"),
+                  description="HTTP/gRPC requests received by the destination proxy")
+REQUEST_ERRORS = Signal("request_errors", "5xx responses", "reqps", "rate", _one("requests"), facet="5xx",
+                        description="requests answered with a 5xx status")
+REQUEST_DURATION = Signal("request_duration", "Latency", "s", "quantile", _one("request_duration"),
+                          description="time to serve a request at the destination proxy")
+MTLS_REQUESTS = Signal("mtls_requests", "mTLS requests", "reqps", "rate", _one("requests"), facet="mtls",
+                       description="requests that arrived over mutual TLS")
+PLAINTEXT_REQUESTS = Signal("plaintext_requests", "Plaintext requests", "reqps", "rate",
+                            lambda d: d.plaintext_sources(),
+                            description="requests that reached a workload without mutual TLS")
+EDGE_REQUESTS = Signal("edge_requests", "Requests by source", "reqps", "rate", _one("edges"),
+                       description="requests by source and destination")
+EDGE_FORBIDDEN = Signal("edge_forbidden", "403 responses by source", "reqps", "rate", _one("edges"), facet="403",
+                        description="403 responses by source and destination")
+AUTHZ_DENIED = Signal("authz_denied", "Authorization denials", "reqps", "rate", lambda d: d.authz_denied_sources(),
+                      description="requests or connections refused by an authorization policy")
+AUTHZ_ALLOWED = Signal("authz_allowed", "Authorization allowed", "reqps", "rate", lambda d: d.authz_allowed_sources(),
+                       description="requests or connections an authorization policy allowed")
+TLS_HANDSHAKES = Signal("tls_handshakes", "TLS handshakes", "ops", "rate", lambda d: d.tls_handshake_sources(),
+                        description="successful TLS handshakes at the destination")
+TLS_FAILURES = Signal("tls_failures", "TLS handshake failures", "ops", "rate", lambda d: d.tls_failure_sources(),
+                      description="TLS handshakes or certificate verifications that failed, by reason")
+CERT_EXPIRY = Signal("cert_expiry", "Certificate expiry", "dateTimeAsIso", "gauge_min", lambda d: d.cert_expiry_sources(),
+                     description="when the workload's certificates expire (Unix time)")
+CONFIG_REJECTIONS = Signal("config_rejections", "Configuration rejected", "short", "increase",
+                           lambda d: d.config_rejected,
+                           description="configuration updates rejected by proxies or the control plane")
+TARGET_UP = Signal("target_up", "Proxies scraped", "short", "gauge_sum", lambda d: (d.target_up_source(),),
+                   description="sidecar proxies the meshobs exporter reads successfully")
+BURST_ACTIVE = Signal("burst_active", "Denial burst active", "short", "gauge_max", lambda d: (d.burst_source(),),
+                      description="1 while the exporter sees a burst of authorization denials")
+CONTROL_PLANE_UP = Signal("control_plane_up", "Control plane instances", "short", "gauge_sum", _control("up"))
+CONNECTED_PROXIES = Signal("connected_proxies", "Connected proxies", "short", "gauge_sum", _control("connected_proxies"))
+CONFIG_PUSHES = Signal("config_pushes", "Configuration pushes", "ops", "rate", _control("config_pushes"))
+PUSH_DURATION = Signal("push_duration", "Push / convergence time", "s", "quantile", _control("push_duration"))
+CA_EXPIRY = Signal("ca_expiry", "Root CA expiry", "dateTimeAsIso", "gauge_min", _control("ca_expiry"))
+CERT_ISSUANCE_ERRORS = Signal("cert_issuance_errors", "Certificate signing errors", "ops", "rate",
+                              _control("cert_issuance_errors"))
