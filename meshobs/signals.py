@@ -33,10 +33,12 @@ class Signal:
         sources = self.sources(dialect)
         return bool(sources) and (self.facet is None or any(s.has(self.facet) for s in sources))
 
-    def expr(self, dialect: Dialect, query: Query, quantile: float | None = None, extra: promql.Extra | None = None) -> str:
+    def expr(self, dialect: Dialect, query: Query, quantile: float | None = None, extra: promql.Extra | None = None,
+             total: bool = False) -> str:
+        """PromQL for this signal; `total` asks a rate signal for the increase over the window instead."""
         sources = self.sources(dialect)
         if self.kind == "rate":
-            return promql.rate(sources, query, self.facet, extra)
+            return promql.rate(sources, query, self.facet, extra, func="increase" if total else "rate")
         if self.kind == "increase":
             return promql.rate(sources, query, self.facet, extra, func="increase")
         if self.kind.startswith("gauge_"):
@@ -102,3 +104,6 @@ PUSH_DURATION = Signal("push_duration", "Push / convergence time", "s", "quantil
 CA_EXPIRY = Signal("ca_expiry", "Root CA expiry", "dateTimeAsIso", "gauge_min", _control("ca_expiry"))
 CERT_ISSUANCE_ERRORS = Signal("cert_issuance_errors", "Certificate signing errors", "ops", "rate",
                               _control("cert_issuance_errors"))
+SCRAPE_ERRORS = Signal("scrape_errors", "Exporter scrape errors", "ops", "rate",
+                       lambda d: (d.exporter("meshobs_scrape_errors_total", reason="reason"),),
+                       description="failed scrapes of sidecar proxies by the meshobs exporter, by reason")

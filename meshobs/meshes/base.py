@@ -77,33 +77,33 @@ class Dialect:
     docs: str = ""
 
     # Exporter first: its series look the same on every mesh; native ones fill the gaps.
-    def _exporter(self, metric: str, **labels: str) -> Source:
+    def exporter(self, metric: str, **labels: str) -> Source:
         return exporter_source(self.name, metric, **labels)
 
     def authz_denied_sources(self) -> tuple[Source, ...]:
-        return (self._exporter("meshobs_authz_denied_total"),) + self.authz_denied
+        return (self.exporter("meshobs_authz_denied_total"),) + self.authz_denied
 
     def authz_allowed_sources(self) -> tuple[Source, ...]:
-        return (self._exporter("meshobs_authz_allowed_total"),) + self.authz_allowed
+        return (self.exporter("meshobs_authz_allowed_total"),) + self.authz_allowed
 
     def tls_failure_sources(self) -> tuple[Source, ...]:
-        return (self._exporter("meshobs_tls_handshake_failures_total", reason="reason"),) + self.tls_failures
+        return (self.exporter("meshobs_tls_handshake_failures_total", reason="reason"),) + self.tls_failures
 
     def tls_handshake_sources(self) -> tuple[Source, ...]:
-        return (self._exporter("meshobs_tls_handshakes_total"),) + self.tls_handshakes
+        return (self.exporter("meshobs_tls_handshakes_total"),) + self.tls_handshakes
 
     def plaintext_sources(self) -> tuple[Source, ...]:
         native = (self.requests,) if self.requests.has("plaintext") else ()
-        return (self._exporter("meshobs_plaintext_requests_total"),) + native
+        return (self.exporter("meshobs_plaintext_requests_total"),) + native
 
     def cert_expiry_sources(self) -> tuple[Source, ...]:
-        return (self._exporter("meshobs_cert_expiry_timestamp_seconds", cert="cert"),) + self.cert_expiry
+        return (self.exporter("meshobs_cert_expiry_timestamp_seconds", cert="cert"),) + self.cert_expiry
 
     def target_up_source(self) -> Source:
-        return self._exporter("meshobs_target_up")
+        return self.exporter("meshobs_target_up")
 
     def burst_source(self) -> Source:
-        return self._exporter("meshobs_authz_denied_burst")
+        return self.exporter("meshobs_authz_denied_burst")
 
     def catalogue(self) -> frozenset[str]:
         """Every metric name the rules and dashboards of this mesh may read."""
