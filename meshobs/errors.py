@@ -5,6 +5,7 @@
     ├── BuildError               rendering failed; nothing was written (exit 1)
     ├── CheckError               generated artefacts fail a static check (exit 1)
     ├── ToolNotFoundError        an external binary (promtool, envoy...) is missing
+    ├── AccessLogParseError      an access-log line does not match the record: names line and field
     └── ExporterError            the exporter cannot start (bad flag, bad targets file)
         └── TargetsFileError     a file_sd targets file is malformed: names file and entry
 """
@@ -43,6 +44,18 @@ class ToolNotFoundError(MeshobsError):
     def __init__(self, tool: str, hint: str) -> None:
         self.tool = tool
         super().__init__(f"{tool} not found on PATH: {hint}")
+
+
+class AccessLogParseError(MeshobsError):
+    """An access-log line does not match the meshobs record; `field` is None when the whole
+    line is unreadable."""
+
+    def __init__(self, lineno: int, field: str | None, reason: str) -> None:
+        self.lineno = lineno
+        self.field = field
+        self.reason = reason
+        where = f"line {lineno}, field {field}" if field else f"line {lineno}"
+        super().__init__(f"access log {where}: {reason}")
 
 
 class ExporterError(MeshobsError):

@@ -145,9 +145,13 @@ class RunningEnvoy:
                 return int(stat["value"])
         return 0
 
-    def request(self, client: Issued | None, path: str = "/", ca: CA | None = None, tls: bool = True) -> int | None:
+    def request(
+        self, client: Issued | None, path: str = "/", ca: CA | None = None, tls: bool = True,
+        method: str = "GET", headers: dict[str, str] | None = None,
+    ) -> int | None:
         """One HTTPS request with `client`'s certificate; the HTTP status, or None when the
-        TLS handshake or connection fails. `tls=False` sends plaintext HTTP to the TLS port."""
+        TLS handshake or connection fails. `tls=False` sends plaintext HTTP to the TLS port.
+        `headers` are sent besides Host (user agent, request id, traceparent...)."""
         if not tls:
             conn = http.client.HTTPConnection("127.0.0.1", self.listener_port, timeout=5)
         else:
@@ -157,7 +161,7 @@ class RunningEnvoy:
                 context.load_cert_chain(str(client.cert), str(client.key))
             conn = http.client.HTTPSConnection("127.0.0.1", self.listener_port, timeout=5, context=context)
         try:
-            conn.request("GET", path, headers={"Host": "backend.default.svc"})
+            conn.request(method, path, headers={"Host": "backend.default.svc", **(headers or {})})
             response = conn.getresponse()
             response.read()
             return response.status
