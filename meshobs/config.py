@@ -139,7 +139,8 @@ class UnauthorizedBurstAlert:
 class MTLSFailureAlert:
     window: str = _setting("5m", "window of the failure rate", _duration())
     min_failures_per_second: float = _setting(
-        0.0, "failures per second above which MeshMTLSFailure fires (0: any failure)", _non_negative
+        0.01, "failures per second above which MeshMTLSFailure fires (0.01/s: a few in 5m, not one stray probe)",
+        _non_negative,
     )
     for_: str = _setting("2m", "how long failures must go on", _duration("must be 0s or longer"))
     severity: str = _setting("critical", "severity label", _severity)
@@ -148,7 +149,9 @@ class MTLSFailureAlert:
 @dataclass(frozen=True)
 class PlaintextAlert:
     window: str = _setting("5m", "window of the plaintext request rate", _duration())
-    min_requests_per_second: float = _setting(0.0, "plaintext requests per second tolerated", _non_negative)
+    min_requests_per_second: float = _setting(
+        0.01, "plaintext requests per second tolerated (0.01/s: one stray request does not fire)", _non_negative
+    )
     for_: str = _setting("5m", "how long plaintext traffic must go on", _duration("must be 0s or longer"))
     severity: str = _setting("warning", "severity label", _severity)
 
@@ -212,6 +215,17 @@ class Deploy:
 class Tracing:
     sampling_percent: float = _setting(1.0, "share of requests traced by the proxies, in percent", _percent_closed)
     collector_namespace: str = _setting("observability", "namespace of the OpenTelemetry Collector and Jaeger", _k8s_name)
+    collector_image: str = _setting(
+        "otel/opentelemetry-collector-contrib:0.115.1", "OpenTelemetry Collector image (contrib: it has tail_sampling)"
+    )
+    jaeger_image: str = _setting("jaegertracing/jaeger:2.1.0", "Jaeger v2 image (receives OTLP on 4317/4318)")
+    slow_trace_ms: int = _setting(1000, "tail sampling keeps every trace slower than this, in milliseconds", _positive)
+    keep_percent: float = _setting(
+        10.0, "tail sampling keeps this share of the traces that are neither errors nor slow, in percent", _percent_closed
+    )
+    accept_zipkin: bool = _setting(
+        False, "also receive Zipkin v2 on 9411, for proxies still configured to send it (meshobs configures OTLP)"
+    )
 
 
 @dataclass(frozen=True)
@@ -220,6 +234,15 @@ class Logging:
     elasticsearch_port: int = _setting(9200, "Elasticsearch port", lambda v: None if 1 <= v <= 65535 else "must be a TCP port")
     forward_host: str = _setting("", "optional Fluentd/Fluent Bit aggregator to forward to as well (empty: none)")
     forward_port: int = _setting(24224, "port of the forward aggregator", lambda v: None if 1 <= v <= 65535 else "must be a TCP port")
+    access_log_encoding: str = _setting(
+        "json", "encoding of the proxies' access logs and of the Fluentd parser reading them",
+        lambda v: None if v in ("json", "text") else "must be json or text",
+    )
+    namespace: str = _setting("logging", "namespace Fluentd runs in", _k8s_name)
+    fluentd_image: str = _setting(
+        "fluent/fluentd-kubernetes-daemonset:v1.17-debian-elasticsearch8-1",
+        "Fluentd image; needs the elasticsearch, kubernetes_metadata and rewrite_tag_filter plugins",
+    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ that every renderer speaks in normalized labels and no mesh's label names leak p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, Sequence
 
 # Labels a signal can be grouped or filtered by, whatever the mesh calls them.
@@ -57,6 +57,10 @@ class Source:
 
     def has(self, facet: str) -> bool:
         return facet in self.facets
+
+    def narrowed(self, facet: str) -> "Source":
+        """This source restricted to one facet for good (e.g. only the plaintext requests)."""
+        return replace(self, matchers=self.matchers + self.facets[facet], facets={})
 
     def metric_names(self) -> tuple[str, ...]:
         return (self.metric,) if isinstance(self.metric, str) else self.metric

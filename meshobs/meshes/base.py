@@ -93,7 +93,7 @@ class Dialect:
         return (self.exporter("meshobs_tls_handshakes_total"),) + self.tls_handshakes
 
     def plaintext_sources(self) -> tuple[Source, ...]:
-        native = (self.requests,) if self.requests.has("plaintext") else ()
+        native = (self.requests.narrowed("plaintext"),) if self.requests.has("plaintext") else ()
         return (self.exporter("meshobs_plaintext_requests_total"),) + native
 
     def cert_expiry_sources(self) -> tuple[Source, ...]:
@@ -111,5 +111,5 @@ class Dialect:
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
                     *self.cert_expiry, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
-        names = {s.metric for s in sources if s is not None}
+        names = {name for s in sources if s is not None for name in s.metric_names()}
         return frozenset(names | set(EXPORTER_METRICS) | set(self.extra_catalogue))

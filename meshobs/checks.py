@@ -1,0 +1,198 @@
+"""Static checks of rendered dashboards and rule files, shared by the tests and `meshobs check`.
+
+Each check returns problems as strings of the form `path: where: what`, never raises on bad
+input: a user runs this on a folder they may have edited by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterable
+
+import promql_parser
+import yaml
+
+from meshobs.meshes import DIALECTS
+
+ALLOWED_PANEL_TYPES = frozenset({"timeseries", "stat", "table", "bargauge", "heatmap", "text", "row"})
+REMOVED_PANEL_TYPES = frozenset({"graph", "singlestat", "table-old", "grafana-piechart-panel", "grafana-worldmap-panel"})
+MIN_SCHEMA_VERSION = 39
+GRID_COLUMNS = 24
+# Series Prometheus itself writes.
+BUILTIN_METRICS = frozenset({"ALERTS", "ALERTS_FOR_STATE", "up", "scrape_duration_seconds"})
+
+_GRAFANA_INTERVALS = re.compile(r"\$(?:__rate_interval|__interval|__range)\b|\$\{(?:__rate_interval|__interval|__range)\}")
+_GRAFANA_VARIABLE = re.compile(r"\$\{\w+(?::\w+)?\}|\$\w+")
+_FIXED_RATE_WINDOW = re.compile(r"\b(?:rate|irate|increase)\((?:[^()\[]|\([^()]*\))*\[(\d+[smhdwy])\]")
+
+
+def substitute_grafana_variables(expr: str) -> str:
+    """Replace Grafana macros and template variables so a Prometheus parser accepts the query."""
+    expr = _GRAFANA_INTERVALS.sub("5m", expr)
+    return _GRAFANA_VARIABLE.sub(".*", expr)
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (alternatives of a `__name__` regex included)."""
+    names: set[str] = set()
+
+    def visit(node) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                names.add(node.name)
+            for matcher in node.matchers.matchers:
+                if matcher.name == "__name__":
+                    names.update(matcher.value.split("|"))
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit, None)
+    return names
+
+
+def check_expr(expr: str, known: frozenset[str], where: str) -> list[str]:
+    try:
+        names = metric_names(expr)
+    except ValueError as exc:
+        return [f"{where}: PromQL does not parse ({exc}): {expr}"]
+    unknown = sorted(names - known)
+    return [f"{where}: unknown metric {name}" for name in unknown]
+
+
+def _load_yaml(path: Path) -> tuple[object, list[str]]:
+    try:
+        return yaml.safe_load(path.read_text()), []
+    except (OSError, yaml.YAMLError) as exc:
+        return None, [f"{path}: cannot be read as YAML: {exc}"]
+
+
+def recorded_names(rule_files: Iterable[Path]) -> set[str]:
+    names = set()
+    for path in rule_files:
+        data, problems = _load_yaml(path)
+        if problems or not isinstance(data, dict):
+            continue
+        for group in data.get("groups") or []:
+            for rule in group.get("rules") or []:
+                if isinstance(rule, dict) and "record" in rule:
+                    names.add(rule["record"])
+    return names
+
+
+def check_rule_file(path: Path, known: frozenset[str]) -> list[str]:
+    data, problems = _load_yaml(path)
+    if problems:
+        return problems
+    if not isinstance(data, dict) or not isinstance(data.get("groups"), list):
+        return [f"{path}: not a Prometheus rule file (no `groups` list)"]
+    for group in data["groups"]:
+        for index, rule in enumerate(group.get("rules") or []):
+            name = rule.get("alert") or rule.get("record") or f"rule {index}"
+            where = f"{path}: group {group.get('name')!r}: {name}"
+            problems += check_expr(str(rule.get("expr", "")), known, where)
+            if "alert" in rule:
+                for label in ("severity", "mesh"):
+                    if label not in (rule.get("labels") or {}):
+                        problems.append(f"{where}: alert has no {label} label")
+                for annotation in ("summary", "description", "runbook_url"):
+                    if annotation not in (rule.get("annotations") or {}):
+                        problems.append(f"{where}: alert has no {annotation} annotation")
+    return problems
+
+
+def _all_panels(panels: list) -> Iterable[dict]:
+    for panel in panels:
+        yield panel
+        yield from _all_panels(panel.get("panels") or [])
+
+
+def _overlaps(a: dict, b: dict) -> bool:
+    return a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+
+
+def check_dashboard(path: Path, known: frozenset[str]) -> list[str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return [f"{path}: cannot be read as JSON: {exc}"]
+    problems = []
+    if data.get("schemaVersion", 0) < MIN_SCHEMA_VERSION:
+        problems.append(f"{path}: schemaVersion {data.get('schemaVersion')} is older than {MIN_SCHEMA_VERSION}")
+    if not data.get("uid"):
+        problems.append(f"{path}: dashboard has no uid")
+    variables = {v.get("name"): v for v in (data.get("templating") or {}).get("list", [])}
+    if variables.get("datasource", {}).get("type") != "datasource":
+        problems.append(f"{path}: no datasource variable")
+    if "cluster" not in variables:
+        problems.append(f"{path}: no cluster variable")
+    if not data.get("links"):
+        problems.append(f"{path}: no links to the other dashboards")
+    for name, variable in variables.items():
+        query = variable.get("definition") or variable.get("query")
+        if variable.get("type") == "query" and isinstance(query, str):
+            inner = re.fullmatch(r"label_values\((.*),\s*\w+\)", query)
+            if inner:
+                problems += check_expr(substitute_grafana_variables(inner.group(1)), known, f"{path}: variable {name}")
+    ids: dict[int, str] = {}
+    placed: list[tuple[str, dict]] = []
+    for panel in _all_panels(data.get("panels") or []):
+        title = panel.get("title", "")
+        where = f"{path}: panel {title!r}"
+        kind = panel.get("type")
+        if kind in REMOVED_PANEL_TYPES:
+            problems.append(f"{where}: panel type {kind!r} was removed from Grafana")
+        elif kind not in ALLOWED_PANEL_TYPES:
+            problems.append(f"{where}: panel type {kind!r} is not allowed")
+        panel_id = panel.get("id")
+        if panel_id in ids:
+            problems.append(f"{where}: panel id {panel_id} is also used by {ids[panel_id]!r}")
+        ids[panel_id] = title
+        pos = panel.get("gridPos") or {}
+        if not all(isinstance(pos.get(k), int) for k in ("x", "y", "w", "h")):
+            problems.append(f"{where}: gridPos {pos} is incomplete")
+        else:
+            if pos["x"] < 0 or pos["y"] < 0 or pos["w"] < 1 or pos["h"] < 1 or pos["x"] + pos["w"] > GRID_COLUMNS:
+                problems.append(f"{where}: gridPos {pos} is outside the {GRID_COLUMNS}-column grid")
+            for other_title, other in placed:
+                if _overlaps(pos, other):
+                    problems.append(f"{where}: overlaps panel {other_title!r}")
+            placed.append((title, pos))
+        for target in panel.get("targets") or []:
+            expr = target.get("expr", "")
+            if _FIXED_RATE_WINDOW.search(expr):
+                problems.append(f"{where}: rate over a fixed window; use $__rate_interval: {expr}")
+            problems += check_expr(substitute_grafana_variables(expr), known, where)
+    return problems
+
+
+def known_metrics(mesh: str, rule_files: Iterable[Path]) -> frozenset[str]:
+    dialect = DIALECTS.get(mesh)
+    catalogue = dialect.catalogue() if dialect else frozenset()
+    return frozenset(catalogue | recorded_names(rule_files) | BUILTIN_METRICS)
+
+
+def check_tree(root: Path) -> list[str]:
+    """Check every dashboards/<mesh>/*.json and alerts/<mesh>/*.yaml under `root`."""
+    problems: list[str] = []
+    meshes = sorted({p.name for kind in ("dashboards", "alerts") for p in (root / kind).glob("*") if p.is_dir()})
+    if not meshes:
+        return [f"{root}: no dashboards/<mesh>/ or alerts/<mesh>/ folders found"]
+    for mesh in meshes:
+        if mesh not in DIALECTS:
+            problems.append(f"{root / 'alerts' / mesh}: unknown mesh {mesh!r} (known: {', '.join(DIALECTS)})")
+        rule_files = sorted((root / "alerts" / mesh).glob("*.yaml"))
+        known = known_metrics(mesh, rule_files)
+        for path in rule_files:
+            problems += check_rule_file(path, known)
+        uids: dict[str, Path] = {}
+        for path in sorted((root / "dashboards" / mesh).glob("*.json")):
+            problems += check_dashboard(path, known)
+            try:
+                uid = json.loads(path.read_text()).get("uid")
+            except (OSError, ValueError):
+                continue
+            if uid in uids:
+                problems.append(f"{path}: uid {uid!r} is also used by {uids[uid]}")
+            uids[uid] = path
+    return problems
