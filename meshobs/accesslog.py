@@ -112,6 +112,11 @@ def envoy_json_format() -> dict[str, str]:
     return {f.name: f.operator for f in FIELDS}
 
 
+def envoy_json_format_string() -> str:
+    """The JSON format as one compact JSON string (Istio `accessLogFormat`, Consul `JSONFormat`)."""
+    return json.dumps(envoy_json_format(), separators=(",", ":"))
+
+
 def envoy_text_format() -> str:
     """The text variant: `name="value"` pairs in field order, one line per record."""
     return " ".join(f'{f.name}="{f.operator}"' for f in FIELDS) + "\n"

@@ -1,0 +1,213 @@
+"""Fluentd: `fluent.conf` per mesh (tail the proxy container, parse with the record's own parser
+definition, add Kubernetes metadata, route security records to their own tag, ship to
+Elasticsearch and optionally forward) and the DaemonSet, ServiceAccount and RBAC running it.
+
+The same config receives the meshobs exporter's events on a `forward` source: both arrive
+under `meshobs.security.<kind>` and leave through one `<match meshobs.security.**>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshobs import accesslog, yamlfmt
+from meshobs.config import Config
+from meshobs.render.collectors.endpoints import FLUENTD_NAME, FORWARD_PORT, PROXY_CONTAINER, labels
+
+CONTAINER_TAG = "kubernetes.var.log.containers.**"
+ACCESS_TAG_PREFIX = "meshobs.access"
+# CRI log lines as containerd and CRI-O write them: time, stream, partial/full flag, message.
+CRI_REGEXP = r"^(?<time>[^ ]+) (?<stream>stdout|stderr) (?<logtag>[FP]) (?<log>.*)$"
+CRI_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%N%:z"
+ENVOY_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%LZ"  # START_TIME is always UTC, milliseconds
+LINKERD_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%NZ"  # linkerd2-proxy writes nanoseconds
+
+Directive = tuple[str, str, list]  # (name, argument, body of (key, value) pairs and Directives)
+
+
+def _lines(directive: Directive, indent: int = 0) -> list[str]:
+    name, arg, body = directive
+    pad = "  " * indent
+    out = [f"{pad}<{name}{' ' + arg if arg else ''}>"]
+    for item in body:
+        if len(item) == 3:
+            out += _lines(item, indent + 1)
+        else:
+            out.append(f"{pad}  {item[0]} {item[1]}")
+    out.append(f"{pad}</{name}>")
+    return out
+
+
+def _buffer(name: str) -> Directive:
+    return ("buffer", "", [
+        ("@type", "file"), ("path", f"/var/log/fluentd-buffers/{name}"), ("flush_interval", "5s"),
+        ("retry_max_interval", "30"), ("overflow_action", "drop_oldest_chunk"),
+    ])
+
+
+def _stores(cfg: Config, index: str) -> list[Directive]:
+    log = cfg.logging
+    stores: list[Directive] = [("store", "", [
+        ("@type", "elasticsearch"), ("host", log.elasticsearch_host), ("port", str(log.elasticsearch_port)),
+        ("scheme", "http"), ("logstash_format", "true"), ("logstash_prefix", index),
+        ("include_tag_key", "true"), ("tag_key", "fluentd_tag"), _buffer(index),
+    ])]
+    if log.forward_host:
+        stores.append(("store", "", [
+            ("@type", "forward"), ("server", "", [("host", log.forward_host), ("port", str(log.forward_port))]),
+            _buffer(f"{index}-forward"),
+        ]))
+    return stores
+
+
+def _envoy_parse(encoding: str) -> Directive:
+    time = [("time_key", "start_time"), ("keep_time_key", "true"), ("time_type", "string"),
+            ("time_format", ENVOY_TIME_FORMAT), ("utc", "true")]
+    if encoding == "json":
+        return ("parse", "", [("@type", "json"), *time])
+    return ("parse", "", [
+        ("@type", "regexp"), ("expression", f"/{accesslog.text_regexp()}/"), *time,
+        ("null_value_pattern", f"/^{accesslog.ABSENT}$/"), ("types", accesslog.fluentd_types()),
+    ])
+
+
+def _ruby_value(field: accesslog.Field) -> str:
+    # Linkerd writes numbers as strings and "" for absent; durations are nanoseconds.
+    source = f'record["{field.linkerd}"]'
+    if field.name == "duration_ms":
+        converted = "v.to_i / 1000000"
+    elif field.kind == "int":
+        converted = "v.to_i"
+    else:
+        converted = "v"
+    return f"${{(v = {source}).to_s.empty? ? nil : {converted}}}"
+
+
+def linkerd_mapping() -> Directive:
+    """Renames the Linkerd proxy's JSON keys to the meshobs record's fields."""
+    fields = [f for f in accesslog.FIELDS if f.linkerd]
+    return ("filter", CONTAINER_TAG, [
+        ("@type", "record_transformer"), ("enable_ruby", "true"), ("auto_typecast", "true"), ("renew_record", "true"),
+        ("record", "", [(f.name, _ruby_value(f)) for f in fields]),
+    ])
+
+
+def _parse_filters(cfg: Config, mesh: str) -> list[Directive]:
+    if mesh == "linkerd":
+        parse: Directive = ("parse", "", [
+            ("@type", "json"), ("time_key", "timestamp"), ("keep_time_key", "true"), ("time_type", "string"),
+            ("time_format", LINKERD_TIME_FORMAT), ("utc", "true"),
+        ])
+    else:
+        parse = _envoy_parse(cfg.logging.access_log_encoding)
+    # Lines that are not access-log records (the proxy's own logs) are dropped here.
+    parser: Directive = ("filter", CONTAINER_TAG, [
+        ("@type", "parser"), ("key_name", "log"), ("reserve_data", "false"),
+        ("emit_invalid_record_to_error", "false"), parse,
+    ])
+    return [parser, linkerd_mapping()] if mesh == "linkerd" else [parser]
+
+
+def _routing(mesh: str) -> Directive:
+    rules: list[Directive] = [
+        ("rule", "", [("key", name), ("pattern", f"/{pattern}/"), ("tag", f"{accesslog.SECURITY_TAG_PREFIX}.{kind}")])
+        for kind, name, pattern in accesslog.SECURITY_RULES
+    ]
+    # Every record has a start time; anything without one was not an access-log record.
+    rules.append(("rule", "", [("key", "start_time"), ("pattern", "/.+/"), ("tag", f"{ACCESS_TAG_PREFIX}.{mesh}")]))
+    return ("match", CONTAINER_TAG, [("@type", "rewrite_tag_filter"), *rules])
+
+
+def fluent_conf(cfg: Config, mesh: str) -> str:
+    container = PROXY_CONTAINER[mesh]
+    directives: list[Directive] = [
+        ("source", "", [
+            ("@type", "tail"), ("@id", f"{mesh}_proxy_access_log"),
+            ("path", f"/var/log/containers/*_{container}-*.log"),
+            ("pos_file", f"/var/log/fluentd-meshobs-{mesh}.pos"), ("tag", "kubernetes.*"), ("read_from_head", "false"),
+            ("parse", "", [("@type", "regexp"), ("expression", f"/{CRI_REGEXP}/"), ("time_key", "time"),
+                           ("time_type", "string"), ("time_format", CRI_TIME_FORMAT)]),
+        ]),
+        ("source", "", [("@type", "forward"), ("@id", "meshobs_exporter_events"), ("bind", "0.0.0.0"),
+                        ("port", str(FORWARD_PORT))]),
+        *_parse_filters(cfg, mesh),
+        ("filter", CONTAINER_TAG, [("@type", "kubernetes_metadata"), ("@id", "kubernetes_metadata")]),
+        _routing(mesh),
+        ("match", f"{accesslog.SECURITY_TAG_PREFIX}.**", [("@type", "copy"), *_stores(cfg, "meshobs-security")]),
+        ("match", f"{ACCESS_TAG_PREFIX}.**", [("@type", "copy"), *_stores(cfg, f"meshobs-access-{mesh}")]),
+    ]
+    header = [
+        f"# Fluentd for {mesh} proxy access logs and meshobs exporter events; rendered by meshobs.",
+        f"# Records follow the meshobs access-log record (meshobs/accesslog.py); security records are",
+        f"# tagged {accesslog.SECURITY_TAG_PREFIX}.<kind>, the rest {ACCESS_TAG_PREFIX}.{mesh}.",
+    ]
+    body = ["\n".join(_lines(d)) for d in directives]
+    return "\n".join(header) + "\n\n" + "\n\n".join(body) + "\n"
+
+
+def manifests(cfg: Config, mesh: str) -> list[dict[str, Any]]:
+    ns = cfg.logging.namespace
+    meta = {"name": FLUENTD_NAME, "namespace": ns, "labels": labels(FLUENTD_NAME)}
+    selector = {"app.kubernetes.io/name": FLUENTD_NAME}
+    host_paths = [("varlog", "/var/log")]
+    container = {
+        "name": FLUENTD_NAME,
+        "image": cfg.logging.fluentd_image,
+        "env": [
+            {"name": "FLUENTD_CONF", "value": "fluent.conf"},
+            {"name": "K8S_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        ],
+        "ports": [{"name": "forward", "containerPort": FORWARD_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "500Mi"}},
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/fluentd/etc/fluent.conf", "subPath": "fluent.conf", "readOnly": True},
+            *({"name": name, "mountPath": path} for name, path in host_paths),
+        ],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": f"meshobs-{FLUENTD_NAME}", "labels": labels(FLUENTD_NAME)},
+            # kubernetes_metadata reads pod and namespace metadata; nothing else.
+            "rules": [{"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"meshobs-{FLUENTD_NAME}", "labels": labels(FLUENTD_NAME)},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"meshobs-{FLUENTD_NAME}"},
+            "subjects": [{"kind": "ServiceAccount", "name": FLUENTD_NAME, "namespace": ns}],
+        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {**meta, "name": f"{FLUENTD_NAME}-config"},
+         "data": {"fluent.conf": fluent_conf(cfg, mesh)}},
+        {
+            "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta,
+            "spec": {
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": labels(FLUENTD_NAME)},
+                    "spec": {
+                        "serviceAccountName": FLUENTD_NAME,
+                        "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+                        "containers": [container],
+                        "volumes": [
+                            {"name": "config", "configMap": {"name": f"{FLUENTD_NAME}-config"}},
+                            *({"name": name, "hostPath": {"path": path}} for name, path in host_paths),
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            # The exporter sends its events here (`meshobs exporter --fluentd fluentd.<ns>:24224`).
+            "apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {"selector": selector, "ports": [{"name": "forward", "port": FORWARD_PORT, "targetPort": "forward", "protocol": "TCP"}]},
+        },
+    ]
+
+
+def render(cfg: Config, mesh: str) -> dict[str, str]:
+    return {
+        "fluentd/fluent.conf": fluent_conf(cfg, mesh),
+        "fluentd/fluentd.yaml": yamlfmt.dump_all(manifests(cfg, mesh)),
+    }

@@ -1,0 +1,87 @@
+"""Istio: mesh config (access log, extension providers, the stats the exporter reads) and the
+Telemetry resources that turn on access logging and tracing mesh-wide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshobs import accesslog, yamlfmt
+from meshobs.config import Config
+from meshobs.render.collectors.endpoints import ACCESS_LOG_PATH, OTLP_GRPC_PORT, collector_host
+
+LOG_PROVIDER = "meshobs-access-log"
+TRACE_PROVIDER = "meshobs-otel"
+ROOT_NAMESPACE = "istio-system"
+
+# Istio drops Envoy's ssl.* stats unless included; the meshobs exporter needs the listener's
+# handshake and verify-failure counters, certificate expiry and RBAC decisions. Istio matches
+# these regexps against the whole stat name (before tag extraction).
+STATS_INCLUSION_REGEXPS = (
+    r"listener\..*\.ssl\.(handshake|connection_error|no_certificate|fail_verify_[a-z_]+)",
+    r"listener\..*\.ssl\.certificate\..*\.expiration_unix_time_seconds",
+    r"server\.days_until_first_cert_expiring",
+    r".*\.rbac\.(allowed|denied|shadow_allowed|shadow_denied)",
+)
+
+
+def _log_format(encoding: str) -> dict[str, Any]:
+    if encoding == "json":
+        return {"labels": accesslog.envoy_json_format()}
+    return {"text": accesslog.envoy_text_format()}
+
+
+def mesh_config(cfg: Config) -> dict[str, Any]:
+    encoding = cfg.logging.access_log_encoding
+    # accessLogFormat for JSON is a JSON object as a string; Telemetry resources override these.
+    fmt = accesslog.envoy_json_format_string() if encoding == "json" else accesslog.envoy_text_format()
+    return {
+        "meshConfig": {
+            "accessLogFile": ACCESS_LOG_PATH,
+            "accessLogEncoding": encoding.upper(),
+            "accessLogFormat": fmt,
+            "enableTracing": True,
+            "defaultConfig": {"proxyStatsMatcher": {"inclusionRegexps": list(STATS_INCLUSION_REGEXPS)}},
+            "extensionProviders": [
+                {"name": LOG_PROVIDER, "envoyFileAccessLog": {"path": ACCESS_LOG_PATH, "logFormat": _log_format(encoding)}},
+                {"name": TRACE_PROVIDER, "opentelemetry": {"service": collector_host(cfg), "port": OTLP_GRPC_PORT}},
+            ],
+        }
+    }
+
+
+def telemetry(cfg: Config) -> dict[str, Any]:
+    return {
+        "apiVersion": "telemetry.istio.io/v1",
+        "kind": "Telemetry",
+        "metadata": {"name": "mesh-default", "namespace": ROOT_NAMESPACE},
+        "spec": {
+            "accessLogging": [{"providers": [{"name": LOG_PROVIDER}]}],
+            "tracing": [{"providers": [{"name": TRACE_PROVIDER}], "randomSamplingPercentage": cfg.tracing.sampling_percent}],
+        },
+    }
+
+
+def listener_access_log(cfg: Config) -> dict[str, Any]:
+    """EnvoyFilter adding the listener-level log to inbound listeners: Istio's own access
+    logging is HTTP/TCP-filter level and never sees a failed mTLS handshake."""
+    return {
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {"name": "meshobs-listener-access-log", "namespace": ROOT_NAMESPACE},
+        "spec": {
+            "configPatches": [{
+                "applyTo": "LISTENER",
+                "match": {"context": "SIDECAR_INBOUND"},
+                "patch": {"operation": "MERGE", "value": {
+                    "access_log": [accesslog.envoy_file_access_log(ACCESS_LOG_PATH, cfg.logging.access_log_encoding)]}},
+            }]
+        },
+    }
+
+
+def render(cfg: Config, mesh: str) -> dict[str, str]:
+    return {
+        "meshconfig.yaml": yamlfmt.dump(mesh_config(cfg)),
+        "telemetry.yaml": yamlfmt.dump(telemetry(cfg)),
+        "envoyfilter-listener-access-log.yaml": yamlfmt.dump(listener_access_log(cfg)),
+    }
