@@ -35,8 +35,8 @@ def _duration(reason_if_zero: str = "must be longer than 0s") -> Callable[[Any],
     def check(value: str) -> str | None:
         try:
             seconds = duration_seconds(value)
-        except ValueError as exc:
-            return str(exc)
+        except ValueError:
+            return "is not a Prometheus duration such as 30s, 5m, 1h or 7d"
         return reason_if_zero if seconds <= 0 else None
 
     return check
