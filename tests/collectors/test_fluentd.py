@@ -1,0 +1,144 @@
+"""Rendered Fluentd configs, checked structurally (no Fluentd runs here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshobs import accesslog, config
+from meshobs.meshes import DIALECTS
+from meshobs.render import collectors
+from meshobs.render.collectors import fluentd
+from meshobs.render.collectors.endpoints import PROXY_CONTAINER
+from tests.collectors import fluent_conf
+from tests.collectors.conftest import MESHES, render
+
+# The exporter's event kinds (exporter issue contract), sent to the forward source.
+EXPORTER_TAGS = [f"meshobs.security.{kind}" for kind in
+                 ("authz_burst_started", "authz_burst_ended", "tls_failure_new_reason", "cert_expiring")]
+CASES = [(mesh, enc) for mesh in MESHES for enc in ("json", "text")]
+
+
+def sample_file_tag(mesh: str) -> str:
+    container = PROXY_CONTAINER[mesh]
+    return f"var.log.containers.web-7d9f_shop_{container}-0123abcd.log"
+
+
+def directives(rendered, mesh, enc):
+    return fluent_conf.parse(rendered[(mesh, enc)]["fluentd/fluent.conf"])
+
+
+@pytest.mark.parametrize("mesh,enc", CASES)
+def test_directives_are_balanced_and_every_type_is_known(rendered, mesh, enc):
+    """Every directive closes, sets no parameter twice, and uses a known plugin @type."""
+    assert fluent_conf.unknown_types(directives(rendered, mesh, enc)) == []
+
+
+@pytest.mark.parametrize("mesh,enc", CASES)
+def test_every_match_is_reached_and_tags_route_where_agreed(rendered, mesh, enc):
+    """Proxy lines reach the rewrite, security and exporter tags reach one match, ordinary records another."""
+    conf = directives(rendered, mesh, enc)
+    file_tag = "kubernetes." + sample_file_tag(mesh)
+    tags = fluent_conf.emitted_tags(conf, sample_file_tag(mesh), EXPORTER_TAGS)
+    assert fluent_conf.unreachable_matches(conf, tags) == []
+    assert fluent_conf.first_match(conf, file_tag).params["@type"] == "rewrite_tag_filter"
+    security = fluent_conf.first_match(conf, "meshobs.security.access_denied")
+    assert security.arg == "meshobs.security.**"
+    for tag in EXPORTER_TAGS + ["meshobs.security.tls_failure"]:
+        assert fluent_conf.first_match(conf, tag) is security
+    access = fluent_conf.first_match(conf, f"meshobs.access.{mesh}")
+    assert access.arg == "meshobs.access.**" and access is not security
+    # A rewritten tag never comes back to the rewrite (no loop).
+    rewrite = fluent_conf.first_match(conf, file_tag)
+    assert all(fluent_conf.first_match(conf, rule.params["tag"]) is not rewrite for rule in rewrite.children)
+
+
+@pytest.mark.parametrize("mesh,enc", CASES)
+def test_outputs_go_to_elasticsearch_with_one_index_per_route(rendered, mesh, enc):
+    """Security records go to meshobs-security, the rest to meshobs-access-<mesh>, both on the configured host."""
+    conf = directives(rendered, mesh, enc)
+    prefixes = {}
+    for match in (d for d in conf if d.name == "match" and d.params["@type"] == "copy"):
+        (store,) = match.children
+        assert (store.params["@type"], store.params["host"], store.params["port"]) == ("elasticsearch", "elasticsearch.logging.svc", "9200")
+        prefixes[match.arg] = store.params["logstash_prefix"]
+    assert prefixes == {"meshobs.security.**": "meshobs-security", "meshobs.access.**": f"meshobs-access-{mesh}"}
+
+
+def test_forward_output_is_added_when_configured():
+    """`logging.forward_host` adds a forward store beside Elasticsearch on both routes."""
+    conf = fluent_conf.parse(render("consul", forward_host="aggregator.logging.svc", forward_port=24225)["fluentd/fluent.conf"])
+    for match in (d for d in conf if d.name == "match" and d.params["@type"] == "copy"):
+        forward = [s for s in match.children if s.params["@type"] == "forward"]
+        assert len(forward) == 1
+        assert forward[0].child("server").params == {"host": "aggregator.logging.svc", "port": "24225"}
+
+
+def test_rewrite_rules_are_the_records_security_rules(rendered):
+    """The Fluentd rules are SECURITY_RULES in order, then a catch-all on start_time."""
+    conf = directives(rendered, "istio", "json")
+    rewrite = fluent_conf.first_match(conf, "kubernetes." + sample_file_tag("istio"))
+    rules = [(r.params["key"], r.params["pattern"], r.params["tag"]) for r in rewrite.children]
+    assert rules == [
+        ("transport_failure_reason", "/.+/", "meshobs.security.tls_failure"),
+        ("response_code", "/^403$/", "meshobs.security.access_denied"),
+        ("response_code_details", "/rbac_access_denied/", "meshobs.security.access_denied"),
+        ("connection_termination_details", "/rbac_access_denied/", "meshobs.security.access_denied"),
+        ("start_time", "/.+/", "meshobs.access.istio"),
+    ]
+
+
+@pytest.mark.parametrize("mesh", ["istio", "consul"])
+def test_envoy_parser_is_the_records_own_definition(rendered, mesh):
+    """The text parser's expression and types are accesslog's; the JSON parser keys time on start_time."""
+    for enc in ("json", "text"):
+        parser = [d for d in directives(rendered, mesh, enc) if d.name == "filter" and d.params["@type"] == "parser"][0]
+        parse = parser.child("parse")
+        assert (parse.params["time_key"], parse.params["time_format"]) == ("start_time", fluentd.ENVOY_TIME_FORMAT)
+        if enc == "text":
+            assert parse.params["expression"] == f"/{accesslog.text_regexp()}/"
+            assert parse.params["types"] == "response_code:integer,duration_ms:integer,connection_id:integer,bytes_received:integer,bytes_sent:integer"
+            assert parse.params["null_value_pattern"] == "/^-$/"
+        else:
+            assert parse.params["@type"] == "json"
+
+
+def test_linkerd_keys_are_mapped_onto_the_record(rendered):
+    """The Linkerd config renames every key linkerd2-proxy writes to the record's field names."""
+    conf = directives(rendered, "linkerd", "json")
+    transformer = [d for d in conf if d.name == "filter" and d.params["@type"] == "record_transformer"][0]
+    record = transformer.child("record").params
+    assert record["path"] == '${(v = record["uri"]).to_s.empty? ? nil : v}'
+    assert record["duration_ms"] == '${(v = record["total_ns"]).to_s.empty? ? nil : v.to_i / 1000000}'
+    assert record["peer_principal"] == '${(v = record["client.id"]).to_s.empty? ? nil : v}'
+    assert set(record) == {f.name for f in accesslog.FIELDS if f.linkerd}
+    assert transformer.params["renew_record"] == "true"
+
+
+def test_tail_source_reads_the_proxy_container_of_each_mesh(rendered):
+    """Each mesh tails its own proxy container's CRI log files."""
+    paths = {mesh: directives(rendered, mesh, "json")[0].params["path"] for mesh in MESHES}
+    assert paths == {
+        "istio": "/var/log/containers/*_istio-proxy-*.log",
+        "linkerd": "/var/log/containers/*_linkerd-proxy-*.log",
+        "consul": "/var/log/containers/*_consul-dataplane-*.log",
+    }
+
+
+def test_checker_rejects_unbalanced_and_unknown_directives():
+    """The structural checker names the line of a mismatched close and of an unknown @type."""
+    with pytest.raises(fluent_conf.FluentConfError, match=r"^line 3: </match> closes <source>$"):
+        fluent_conf.parse("<source>\n  @type forward\n</match>\n")
+    with pytest.raises(fluent_conf.FluentConfError, match=r"^line 1: <source> is never closed$"):
+        fluent_conf.parse("<source>\n  @type forward\n")
+    assert fluent_conf.unknown_types(fluent_conf.parse("<match a.**>\n  @type s3\n</match>\n")) == [
+        "line 1: <match> has unknown @type s3"
+    ]
+    conf = fluent_conf.parse("<match **>\n  @type null\n</match>\n<match a.**>\n  @type null\n</match>\n")
+    assert fluent_conf.unreachable_matches(conf, ["a.b"]) == ["line 4: <match a.**>"]
+
+
+def test_rendering_is_byte_identical():
+    """Two renders of every mesh give the same bytes."""
+    cfg = config.Config()
+    for mesh in MESHES:
+        assert collectors.render(cfg, DIALECTS[mesh]) == collectors.render(cfg, DIALECTS[mesh])
