@@ -17,6 +17,7 @@ from tests.support.envoy import EnvoyPKI, mtls_rbac_config, spiffe, start_envoy
 from tests.support.procs import free_port, require_binary, wait_until
 
 ENCODINGS = ("json", "text")
+LEVELS = ("http_connection_manager", "listener")
 ALLOWED_HEADERS = {
     "User-Agent": 'meshobs-test/1.0 (quote " inside)',
     "X-Request-Id": "req-allowed-1",
@@ -39,7 +40,8 @@ def lines(path) -> list[str]:
 
 
 def test_rendered_config_passes_envoy_validate_with_deprecations_fatal(tmp_path):
-    """`envoy --mode validate` accepts the standalone config holding the rendered blocks of both encodings."""
+    """`envoy --mode validate` accepts a standalone config holding the rendered access-log blocks of both
+    encodings, Istio's listener EnvoyFilter value and Consul's tracing escape hatches."""
     envoy = require_binary("envoy")
     blocks = {enc: rendered_blocks(enc, tmp_path) for enc in ENCODINGS}
     config = mtls_rbac_config(
@@ -48,6 +50,16 @@ def test_rendered_config_passes_envoy_validate_with_deprecations_fatal(tmp_path)
         listener_access_log=[e for enc in ENCODINGS for e in blocks[enc]["listener"]],
     )
     assert config["layered_runtime"]["layers"][0]["static_layer"] == {"envoy.features.fail_on_any_deprecated_feature": True}
+    listener = config["static_resources"]["listeners"][0]
+    istio = yaml.safe_load(collectors.render(Config(), DIALECTS["istio"])["collectors/istio/envoyfilter-listener-access-log.yaml"])
+    listener["access_log"] += istio["spec"]["configPatches"][0]["patch"]["value"]["access_log"]
+    consul = json.loads(collectors.render(Config(), DIALECTS["consul"])["collectors/consul/proxy-defaults.json"])["Config"]
+    tracing = json.loads(consul["envoy_listener_tracing_json"])
+    assert tracing.pop("@type") == (
+        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing"
+    )
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["tracing"] = tracing
+    config["static_resources"]["clusters"] = [json.loads(consul["envoy_extra_static_clusters_json"])]
     path = tmp_path / "standalone.json"
     path.write_text(json.dumps(config))
     result = subprocess.run([envoy, "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60)
@@ -55,8 +67,10 @@ def test_rendered_config_passes_envoy_validate_with_deprecations_fatal(tmp_path)
     assert f"configuration '{path}' OK" in result.stdout
 
 
-def test_every_line_envoy_writes_parses_back_to_what_was_sent(processes, tmp_path):
-    """200, 403, no-cert, foreign-CA and plaintext traffic give lines whose parsed fields equal what was sent."""
+def drive_traffic(processes, tmp_path):
+    """A real Envoy with the rendered blocks (both encodings, both levels) and one request of each
+    kind: allowed 200, RBAC 403, no client certificate, foreign CA, plaintext. Returns the Envoy
+    and its lines per (level, encoding)."""
     blocks = {enc: rendered_blocks(enc, tmp_path) for enc in ENCODINGS}
     envoy = start_envoy(
         processes, tmp_path,
@@ -64,22 +78,24 @@ def test_every_line_envoy_writes_parses_back_to_what_was_sent(processes, tmp_pat
         listener_access_log=[e for enc in ENCODINGS for e in blocks[enc]["listener"]],
     )
     pki = envoy.pki
-    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     assert envoy.request(pki.allowed, "/orders/42?verbose=1", method="POST", headers=ALLOWED_HEADERS) == 200
     assert envoy.request(pki.denied, "/admin", headers={"X-Request-Id": "req-denied-1"}) == 403
     assert envoy.request(None, "/no-cert") is None
     assert envoy.request(pki.foreign, "/foreign") is None
     assert envoy.request(None, "/plain", tls=False) is None
-
     for enc in ENCODINGS:
         wait_until(lambda: len(lines(tmp_path / f"listener.{enc}.log")) == 5, timeout=15, what=f"5 listener lines ({enc})")
         wait_until(lambda: len(lines(tmp_path / f"http_connection_manager.{enc}.log")) == 2, timeout=15, what=f"2 http lines ({enc})")
-    parsed = {
-        (level, enc): sorted(accesslog.parse_lines(lines(tmp_path / f"{level}.{enc}.log")), key=lambda r: r.connection_id)
-        for level in ("http_connection_manager", "listener") for enc in ENCODINGS
-    }
+    return envoy, {(level, enc): lines(tmp_path / f"{level}.{enc}.log") for level in LEVELS for enc in ENCODINGS}
+
+
+def test_every_line_envoy_writes_parses_back_to_what_was_sent(processes, tmp_path):
+    """200, 403, no-cert, foreign-CA and plaintext traffic give lines whose parsed fields equal what was sent."""
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    envoy, captured = drive_traffic(processes, tmp_path)
+    parsed = {key: sorted(accesslog.parse_lines(found), key=lambda r: r.connection_id) for key, found in captured.items()}
     # JSON and text carry the same facts: they parse to equal records.
-    for level in ("http_connection_manager", "listener"):
+    for level in LEVELS:
         assert parsed[(level, "json")] == parsed[(level, "text")]
 
     allowed, denied = parsed[("http_connection_manager", "json")]
