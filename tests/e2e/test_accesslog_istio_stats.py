@@ -1,0 +1,49 @@
+"""The Istio proxyStatsMatcher inclusions, as an Envoy stats matcher, keep exactly what the exporter reads."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from meshobs.config import Config
+from meshobs.meshes import DIALECTS
+from meshobs.render import collectors
+from tests.support import envoy as harness
+from tests.support.procs import http_get
+
+
+def test_included_stats_survive_and_others_are_dropped(processes, tmp_path, monkeypatch):
+    """With only the rendered inclusion regexps, listener ssl, certificate expiry and RBAC stats exist; others do not."""
+    mesh_config = yaml.safe_load(collectors.render(Config(), DIALECTS["istio"])["collectors/istio/meshconfig.yaml"].decode())
+    regexps = mesh_config["meshConfig"]["defaultConfig"]["proxyStatsMatcher"]["inclusionRegexps"]
+    plain_config = harness.mtls_rbac_config
+
+    def with_stats_matcher(*args, **kwargs):
+        # Istio turns inclusionRegexps into safe_regex patterns of the bootstrap's stats matcher.
+        config = plain_config(*args, **kwargs)
+        config["stats_config"] = {"stats_matcher": {"inclusion_list": {"patterns": [{"safe_regex": {"regex": r}} for r in regexps]}}}
+        return config
+
+    monkeypatch.setattr(harness, "mtls_rbac_config", with_stats_matcher)
+    envoy = harness.start_envoy(processes, tmp_path)
+    pki = envoy.pki
+    assert envoy.request(pki.allowed) == 200
+    assert envoy.request(pki.denied) == 403
+    assert envoy.request(None) is None
+    assert envoy.request(pki.foreign) is None
+    assert envoy.request(None, tls=False) is None
+
+    _, body = http_get(f"{envoy.admin_url}/stats?format=json")
+    names = {s["name"] for s in json.loads(body)["stats"] if "name" in s}
+    prefix = f"listener.{harness.LISTENER_STAT_PREFIX}.ssl."
+    for kept in ("handshake", "connection_error", "no_certificate", "fail_verify_no_cert", "fail_verify_error", "fail_verify_san"):
+        assert prefix + kept in names
+    assert any(n.startswith(prefix + "certificate.") and n.endswith(".expiration_unix_time_seconds") for n in names)
+    assert "server.days_until_first_cert_expiring" in names
+    assert {f"http.{harness.HTTP_STAT_PREFIX}.rbac.allowed", f"http.{harness.HTTP_STAT_PREFIX}.rbac.denied"} <= names
+    assert envoy.counter(prefix + "fail_verify_error") == 1
+    assert envoy.counter(f"http.{harness.HTTP_STAT_PREFIX}.rbac.denied") == 1
+    # Everything else is dropped: the matcher is an allow-list, not a pass-through.
+    assert f"http.{harness.HTTP_STAT_PREFIX}.downstream_rq_total" not in names
+    assert prefix + "ciphers.TLS_AES_256_GCM_SHA384" not in names
