@@ -37,6 +37,7 @@ SHAPES = {
     }},
     "meshConfig": {"meshConfig": {
         "accessLogFile": ANY, "accessLogEncoding": ANY, "accessLogFormat": ANY, "enableTracing": ANY,
+        "defaultProviders": {"accessLogging": ANY, "tracing": ANY, "metrics": ANY},
         "defaultConfig": {"proxyStatsMatcher": {"inclusionPrefixes": ANY, "inclusionSuffixes": ANY, "inclusionRegexps": ANY}},
         "extensionProviders": [{
             "name": ANY,
@@ -103,6 +104,7 @@ def test_istio_resources_use_documented_fields(rendered, enc):
     assert unknown_keys(mesh_config, SHAPES["meshConfig"]) == []
     mc = mesh_config["meshConfig"]
     assert (mc["accessLogFile"], mc["accessLogEncoding"]) == ("/dev/stdout", enc.upper())
+    assert mc["defaultProviders"] == {"accessLogging": ["meshobs-access-log"], "tracing": ["meshobs-otel"]}
     providers = {p["name"]: p for p in mc["extensionProviders"]}
     log_format = providers["meshobs-access-log"]["envoyFileAccessLog"]["logFormat"]
     if enc == "json":

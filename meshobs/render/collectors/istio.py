@@ -39,7 +39,9 @@ def mesh_config(cfg: Config) -> dict[str, Any]:
             "accessLogFile": ACCESS_LOG_PATH,
             "accessLogEncoding": encoding.upper(),
             "accessLogFormat": fmt,
-            "enableTracing": True,
+            # Without a Telemetry resource the proxies still log and trace through our providers
+            # (and never fall back to Istio's legacy Zipkin tracer).
+            "defaultProviders": {"accessLogging": [LOG_PROVIDER], "tracing": [TRACE_PROVIDER]},
             "defaultConfig": {"proxyStatsMatcher": {"inclusionRegexps": list(STATS_INCLUSION_REGEXPS)}},
             "extensionProviders": [
                 {"name": LOG_PROVIDER, "envoyFileAccessLog": {"path": ACCESS_LOG_PATH, "logFormat": _log_format(encoding)}},
