@@ -67,7 +67,7 @@ def test_rendered_config_passes_envoy_validate_with_deprecations_fatal(tmp_path)
     assert f"configuration '{path}' OK" in result.stdout
 
 
-def drive_traffic(processes, tmp_path):
+def drive_traffic(processes, tmp_path, extra_listener_log: list[dict] = ()):
     """A real Envoy with the rendered blocks (both encodings, both levels) and one request of each
     kind: allowed 200, RBAC 403, no client certificate, foreign CA, plaintext. Returns the Envoy
     and its lines per (level, encoding)."""
@@ -75,7 +75,7 @@ def drive_traffic(processes, tmp_path):
     envoy = start_envoy(
         processes, tmp_path,
         http_access_log=[e for enc in ENCODINGS for e in blocks[enc]["http_connection_manager"]],
-        listener_access_log=[e for enc in ENCODINGS for e in blocks[enc]["listener"]],
+        listener_access_log=[e for enc in ENCODINGS for e in blocks[enc]["listener"]] + list(extra_listener_log),
     )
     pki = envoy.pki
     assert envoy.request(pki.allowed, "/orders/42?verbose=1", method="POST", headers=ALLOWED_HEADERS) == 200
@@ -139,3 +139,14 @@ def test_every_line_envoy_writes_parses_back_to_what_was_sent(processes, tmp_pat
     assert [accesslog.security_kind(c) for c in (ok_conn, denied_conn, no_cert, foreign, plaintext)] == [
         None, None, "tls_failure", "tls_failure", "tls_failure"
     ]
+
+
+def test_consul_style_listener_log_misses_handshake_failures(processes, tmp_path):
+    """A listener log filtered on the NR flag, as Consul builds its listener log, records none of the TLS failures."""
+    consul_style = rendered_blocks("json", tmp_path)["listener"][0]
+    consul_style["typed_config"]["path"] = str(tmp_path / "consul-listener.log")
+    consul_style["filter"] = {"response_flag_filter": {"flags": ["NR"]}}
+    _, captured = drive_traffic(processes, tmp_path, extra_listener_log=[consul_style])
+    failures = [r for r in accesslog.parse_lines(captured[("listener", "json")]) if r.transport_failure_reason]
+    assert len(failures) == 3
+    assert lines(tmp_path / "consul-listener.log") == []

@@ -1,5 +1,8 @@
 """Consul: one `proxy-defaults` config entry (Kubernetes CRD, HCL and JSON forms) turning on
-JSON access logs at HTTP and listener level, and OTLP tracing to the Collector."""
+JSON access logs at HTTP and listener level, and OTLP tracing to the Collector.
+
+Consul filters its listener-level log on the `NR` flag, so failed handshakes are not logged
+there (see docs/collectors.md); the exporter's counters cover them."""
 
 from __future__ import annotations
 
