@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshobs import accesslog, config
-from meshobs.meshes import DIALECTS
-from meshobs.render import collectors
+from meshobs import accesslog
 from meshobs.render.collectors import fluentd
 from meshobs.render.collectors.endpoints import PROXY_CONTAINER
 from tests.collectors import fluent_conf
@@ -135,10 +133,3 @@ def test_checker_rejects_unbalanced_and_unknown_directives():
     ]
     conf = fluent_conf.parse("<match **>\n  @type null\n</match>\n<match a.**>\n  @type null\n</match>\n")
     assert fluent_conf.unreachable_matches(conf, ["a.b"]) == ["line 4: <match a.**>"]
-
-
-def test_rendering_is_byte_identical():
-    """Two renders of every mesh give the same bytes."""
-    cfg = config.Config()
-    for mesh in MESHES:
-        assert collectors.render(cfg, DIALECTS[mesh]) == collectors.render(cfg, DIALECTS[mesh])
