@@ -150,9 +150,13 @@ def _value_pattern(f: Field) -> str:
     return ".*?" if f.free_text else '[^"]*'
 
 
+def _text_pieces() -> list[str]:
+    return [f'{f.name}="(?<{f.name}>{_value_pattern(f)})"' for f in FIELDS]
+
+
 def text_regexp() -> str:
     """The text format as a regular expression in Fluentd's (Ruby) syntax: `(?<name>...)`."""
-    return "^" + " ".join(f'{f.name}="(?<{f.name}>{_value_pattern(f)})"' for f in FIELDS) + "$"
+    return "^" + " ".join(_text_pieces()) + "$"
 
 
 def ruby_to_python(pattern: str) -> str:
@@ -161,10 +165,8 @@ def ruby_to_python(pattern: str) -> str:
 
 
 _TEXT = re.compile(ruby_to_python(text_regexp()))
-_TEXT_PREFIXES = [
-    re.compile(ruby_to_python("^" + " ".join(f'{f.name}="(?<{f.name}>{_value_pattern(f)})"' for f in FIELDS[: i + 1])))
-    for i in range(len(FIELDS))
-]
+# Growing prefixes of the pattern: the first one that fails names the field that does not match.
+_TEXT_PREFIXES = [re.compile(ruby_to_python("^" + " ".join(_text_pieces()[: i + 1]))) for i in range(len(FIELDS))]
 
 FLUENTD_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%L%z"
 
@@ -224,11 +226,15 @@ def _json_object(line: str, lineno: int) -> dict:
 
 
 def parse_json(line: str, lineno: int = 1):
-    """A Record from one line of the JSON format; keys it does not know are an error."""
+    """A Record from one line of the JSON format. Envoy writes every key (null when empty), so a
+    missing or unknown key means the proxy's format and this record have drifted apart."""
     data = _json_object(line, lineno)
     unknown = sorted(set(data) - set(FIELD_NAMES))
     if unknown:
         raise AccessLogParseError(lineno, unknown[0], "not a field of the meshobs access-log record")
+    missing = [name for name in FIELD_NAMES if name not in data]
+    if missing:
+        raise AccessLogParseError(lineno, missing[0], "missing from the line (the proxy's format is not the meshobs record)")
     return _record({name: data.get(name) for name in FIELD_NAMES}, lineno)
 
 

@@ -42,12 +42,11 @@ def test_text_line_gives_typed_values_and_dash_is_absent():
 
 def test_json_and_text_of_the_same_values_parse_equal():
     """A JSON line as Envoy writes it (numbers, nulls) and the text line of the same values give equal records."""
-    values = {f.name: None for f in accesslog.FIELDS}
-    values.update(start_time="2026-11-25T20:52:19.156Z", method="GET", path="/a?b=1", response_code=403,
+    values = dict(start_time="2026-11-25T20:52:19.156Z", method="GET", path="/a?b=1", response_code=403,
                   response_flags="-", response_code_details="rbac_access_denied_matched_policy[none]", duration_ms=0)
-    as_text = text_line(**{k: str(v) for k, v in values.items() if v is not None})
-    assert accesslog.parse_json(json.dumps(values)) == accesslog.parse_text(as_text)
-    assert accesslog.security_kind(accesslog.parse_json(json.dumps(values))) == "access_denied"
+    as_text = text_line(**{k: str(v) for k, v in values.items()})
+    assert accesslog.parse_json(json_line(**values)) == accesslog.parse_text(as_text)
+    assert accesslog.security_kind(accesslog.parse_json(json_line(**values))) == "access_denied"
 
 
 def test_peer_identity_is_withheld_when_the_handshake_failed():
@@ -84,16 +83,24 @@ def test_text_mismatch_names_line_and_first_field_that_does_not_match():
     assert (err.value.lineno, err.value.field) == (3, "protocol")
 
 
+def json_line(**values) -> str:
+    """A JSON line as Envoy writes it: every field, null unless given."""
+    return json.dumps({f.name: values.get(f.name) for f in accesslog.FIELDS})
+
+
 def test_json_errors_name_line_and_field():
-    """Bad JSON, a wrong type, a bad time and an unknown key each give an exact message."""
+    """Bad JSON, a wrong type, a bad time, an unknown and a missing key each give an exact message."""
     cases = {
         '{"method": "GET"': "access log line 1: not JSON: Expecting ',' delimiter at column 17",
-        '{"response_code": "abc"}': "access log line 1, field response_code: expected an integer, got 'abc'",
-        '{"method": 5}': "access log line 1, field method: expected a string, got 5",
-        '{"start_time": "yesterday"}': (
+        json_line(response_code="abc"): "access log line 1, field response_code: expected an integer, got 'abc'",
+        json_line(method=5): "access log line 1, field method: expected a string, got 5",
+        json_line(start_time="yesterday"): (
             "access log line 1, field start_time: expected an ISO 8601 UTC time such as 2026-01-02T03:04:05.678Z, got 'yesterday'"
         ),
         '{"status": 200}': "access log line 1, field status: not a field of the meshobs access-log record",
+        '{"method": "GET"}': (
+            "access log line 1, field start_time: missing from the line (the proxy's format is not the meshobs record)"
+        ),
         "[1]": "access log line 1: expected a JSON object, got list",
     }
     for line, message in cases.items():
