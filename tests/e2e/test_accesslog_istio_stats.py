@@ -13,20 +13,16 @@ from tests.support import envoy as harness
 from tests.support.procs import http_get
 
 
-def test_included_stats_survive_and_others_are_dropped(processes, tmp_path, monkeypatch):
+def test_included_stats_survive_and_others_are_dropped(processes, tmp_path):
     """With only the rendered inclusion regexps, listener ssl, certificate expiry and RBAC stats exist; others do not."""
     mesh_config = yaml.safe_load(collectors.render(Config(), DIALECTS["istio"])["collectors/istio/meshconfig.yaml"].decode())
     regexps = mesh_config["meshConfig"]["defaultConfig"]["proxyStatsMatcher"]["inclusionRegexps"]
-    plain_config = harness.mtls_rbac_config
 
-    def with_stats_matcher(*args, **kwargs):
+    def with_stats_matcher(config: dict) -> None:
         # Istio turns inclusionRegexps into safe_regex patterns of the bootstrap's stats matcher.
-        config = plain_config(*args, **kwargs)
         config["stats_config"] = {"stats_matcher": {"inclusion_list": {"patterns": [{"safe_regex": {"regex": r}} for r in regexps]}}}
-        return config
 
-    monkeypatch.setattr(harness, "mtls_rbac_config", with_stats_matcher)
-    envoy = harness.start_envoy(processes, tmp_path)
+    envoy = harness.start_envoy(processes, tmp_path, customize=with_stats_matcher)
     pki = envoy.pki
     assert envoy.request(pki.allowed) == 200
     assert envoy.request(pki.denied) == 403

@@ -8,7 +8,7 @@ import ssl
 import http.client
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tests.support.pki import CA, Issued
 from tests.support.procs import free_port, http_get, require_binary
@@ -171,12 +171,18 @@ class RunningEnvoy:
             conn.close()
 
 
-def start_envoy(processes, tmp_path: Path, pki: EnvoyPKI | None = None, **config_kwargs) -> RunningEnvoy:
-    """Start Envoy with `mtls_rbac_config` on free ports and wait until its admin says LIVE."""
+def start_envoy(
+    processes, tmp_path: Path, pki: EnvoyPKI | None = None, customize: Callable[[dict], None] | None = None,
+    **config_kwargs,
+) -> RunningEnvoy:
+    """Start Envoy with `mtls_rbac_config` on free ports and wait until its admin says LIVE.
+    `customize` may change the bootstrap dict in place first (stats matcher, tracing, clusters)."""
     envoy = require_binary("envoy")
     pki = pki or EnvoyPKI.create(tmp_path)
     admin_port, listener_port = free_port(), free_port()
     config = mtls_rbac_config(pki, admin_port, listener_port, **config_kwargs)
+    if customize is not None:
+        customize(config)
     config_path = tmp_path / "envoy.json"
     config_path.write_text(json.dumps(config, indent=2))
     process = processes(
