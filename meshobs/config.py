@@ -218,7 +218,7 @@ class Tracing:
     collector_image: str = _setting(
         "otel/opentelemetry-collector-contrib:0.115.1", "OpenTelemetry Collector image (contrib: it has tail_sampling)"
     )
-    jaeger_image: str = _setting("jaegertracing/jaeger:2.1.0", "Jaeger v2 image (receives OTLP on 4317/4318)")
+    jaeger_image: str = _setting("jaegertracing/jaeger:2.11.0", "Jaeger v2 image (receives OTLP on 4317/4318)")
     slow_trace_ms: int = _setting(1000, "tail sampling keeps every trace slower than this, in milliseconds", _positive)
     keep_percent: float = _setting(
         10.0, "tail sampling keeps this share of the traces that are neither errors nor slow, in percent", _percent_closed

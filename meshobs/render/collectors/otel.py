@@ -74,7 +74,8 @@ def jaeger_config() -> dict[str, Any]:
             "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}},
         },
         "extensions": {
-            "jaeger_query": {"storage": {"traces": "memstore"}},
+            # Jaeger v2 binds localhost unless told otherwise: the UI must be reachable through its Service.
+            "jaeger_query": {"storage": {"traces": "memstore"}, "http": {"endpoint": f"0.0.0.0:{JAEGER_UI_PORT}"}},
             "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": 100000}}}},
         },
         "receivers": {"otlp": _otlp_receiver()},
