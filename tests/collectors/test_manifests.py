@@ -150,6 +150,8 @@ def test_consul_proxy_defaults_agree_in_all_three_forms(rendered, enc):
     assert hcl.startswith('Kind = "proxy-defaults"\nName = "global"\nAccessLogs {\n  Enabled = true\n')
     for key, value in entry["Config"].items():
         assert f"  {key} = {json.dumps(value)}\n" in hcl
+    # HCL would read these as template sequences inside a string.
+    assert "${" not in hcl and "%{" not in hcl
 
 
 def test_linkerd_settings(rendered):
