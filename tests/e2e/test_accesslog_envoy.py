@@ -67,13 +67,13 @@ def test_rendered_config_passes_envoy_validate_with_deprecations_fatal(tmp_path)
     assert f"configuration '{path}' OK" in result.stdout
 
 
-def drive_traffic(processes, tmp_path, extra_listener_log: list[dict] = ()):
+def drive_traffic(processes, tmp_path, extra_listener_log: list[dict] = (), customize=None):
     """A real Envoy with the rendered blocks (both encodings, both levels) and one request of each
     kind: allowed 200, RBAC 403, no client certificate, foreign CA, plaintext. Returns the Envoy
     and its lines per (level, encoding)."""
     blocks = {enc: rendered_blocks(enc, tmp_path) for enc in ENCODINGS}
     envoy = start_envoy(
-        processes, tmp_path,
+        processes, tmp_path, customize=customize,
         http_access_log=[e for enc in ENCODINGS for e in blocks[enc]["http_connection_manager"]],
         listener_access_log=[e for enc in ENCODINGS for e in blocks[enc]["listener"]] + list(extra_listener_log),
     )

@@ -9,6 +9,7 @@ import yaml
 from meshobs.config import Config
 from meshobs.meshes import DIALECTS
 from meshobs.render import collectors
+from tests.e2e.test_accesslog_envoy import drive_traffic
 from tests.support import envoy as harness
 from tests.support.procs import http_get
 
@@ -22,13 +23,7 @@ def test_included_stats_survive_and_others_are_dropped(processes, tmp_path):
         # Istio turns inclusionRegexps into safe_regex patterns of the bootstrap's stats matcher.
         config["stats_config"] = {"stats_matcher": {"inclusion_list": {"patterns": [{"safe_regex": {"regex": r}} for r in regexps]}}}
 
-    envoy = harness.start_envoy(processes, tmp_path, customize=with_stats_matcher)
-    pki = envoy.pki
-    assert envoy.request(pki.allowed) == 200
-    assert envoy.request(pki.denied) == 403
-    assert envoy.request(None) is None
-    assert envoy.request(pki.foreign) is None
-    assert envoy.request(None, tls=False) is None
+    envoy, _ = drive_traffic(processes, tmp_path, customize=with_stats_matcher)
 
     _, body = http_get(f"{envoy.admin_url}/stats?format=json")
     names = {s["name"] for s in json.loads(body)["stats"] if "name" in s}
