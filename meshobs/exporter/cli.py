@@ -1,0 +1,137 @@
+"""`meshobs exporter`: flags and the process around the scrape loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from meshobs.errors import ExporterError
+
+log = logging.getLogger(__name__)
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive duration like 500ms, 15s, 1m")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return int(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from meshobs.exporter.targets import TARGET_HELP
+
+    parser.description = (
+        "Scrape sidecar proxies (Envoy: Istio, Consul; linkerd2-proxy) and serve normalized mTLS, "
+        "authorization and certificate series on /metrics, with /healthz and /readyz."
+    )
+    parser.add_argument("--listen", type=host_port, default=("0.0.0.0", 9942), metavar="HOST:PORT",
+                        help="address of /metrics, /healthz, /readyz (default 0.0.0.0:9942)")
+    parser.add_argument("--target", action="append", default=[], metavar="SPEC", help=TARGET_HELP)
+    parser.add_argument("--targets-file", type=Path, metavar="FILE",
+                        help="Prometheus file_sd targets (JSON or YAML) with labels mesh, namespace, workload and "
+                             "optional __metrics_path__, __scheme__; re-read when it changes")
+    parser.add_argument("--kubernetes", action="store_true",
+                        help="discover meshed pods in-cluster (service account token; read-only list/watch of pods)")
+    parser.add_argument("--kubernetes-namespace", action="append", default=[], metavar="NS",
+                        help="only pods of this namespace (repeatable; default: all namespaces)")
+    parser.add_argument("--shard", default="0/1", metavar="INDEX/COUNT",
+                        help="keep only targets whose hash falls in shard INDEX of COUNT (default 0/1)")
+    parser.add_argument("--scrape-interval", type=duration, default=15.0, metavar="DURATION", help="default 15s")
+    parser.add_argument("--scrape-timeout", type=duration, default=5.0, metavar="DURATION", help="per target, default 5s")
+    parser.add_argument("--concurrency", type=positive_int, default=64, help="scrapes in flight at most (default 64)")
+    parser.add_argument("--max-body-bytes", type=positive_int, default=16 * 1024 * 1024,
+                        help="larger bodies are cut off and counted as too_large (default 16777216)")
+    parser.add_argument("--fluentd", type=host_port, metavar="HOST:PORT",
+                        help="send security events (tag meshobs.security.<kind>) to this Fluentd forward input")
+    parser.add_argument("--burst-denials-per-second", type=float, default=1.0, metavar="RATE",
+                        help="denials/s over one scrape interval that start a burst whatever the baseline (default 1)")
+    parser.add_argument("--burst-factor", type=float, default=5.0, metavar="X",
+                        help="a burst is also a denial rate above X times the workload's 1h baseline (default 5)")
+    parser.add_argument("--cert-expiry-window", type=duration, default=7 * 86400.0, metavar="DURATION",
+                        help="a certificate expiring within this window sends a cert_expiring event (default 168h)")
+
+
+def _discovery(args: argparse.Namespace):
+    from meshobs.exporter import discovery
+    from meshobs.exporter.targets import parse_target_spec
+
+    shard = discovery.parse_shard(args.shard)
+    static = {parse_target_spec(spec) for spec in args.target}
+    targets_file = discovery.TargetsFile(args.targets_file) if args.targets_file else None
+    pods = None
+    if args.kubernetes:
+        from meshobs.exporter import kubernetes
+
+        pods = kubernetes.PodWatcher(kubernetes.in_cluster(), args.kubernetes_namespace)
+    elif args.kubernetes_namespace:
+        raise ExporterError("--kubernetes-namespace needs --kubernetes")
+    if not (static or targets_file or pods):
+        raise ExporterError("no targets: give --target, --targets-file or --kubernetes")
+
+    def discover():
+        found = set(static)
+        if targets_file:
+            found |= targets_file.refresh()
+        if pods:
+            found |= pods.targets()
+        return discovery.in_shard(found, shard)
+
+    return discover, pods
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from meshobs.exporter import collector, events, runner, server, state, tracing
+
+    discover, pods = _discovery(args)
+    registry = CollectorRegistry()
+    exporter_state = state.State(
+        state.BurstPolicy(absolute=args.burst_denials_per_second, factor=args.burst_factor),
+        cert_window=args.cert_expiry_window,
+    )
+    registry.register(collector.StateCollector(exporter_state))
+    sink = events.FluentdEvents(*args.fluentd, registry) if args.fluentd else events.LogEvents()
+    tracer = tracing.tracer()
+    limits = runner.Limits(args.scrape_interval, args.scrape_timeout, args.concurrency, args.max_body_bytes)
+    scraper = runner.Scraper(exporter_state, limits, discover, sink, tracer)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    web_runner = await server.serve(server.app(registry, lambda: scraper.cycles > 0), *args.listen)
+    log.info("meshobs exporter listening on %s:%d", *args.listen)
+    background = [asyncio.create_task(pods.run(stop))] if pods else []
+    try:
+        await scraper.run(stop)
+    finally:
+        for task in background:
+            task.cancel()
+        await web_runner.cleanup()
+        sink.close()
+        tracer.shutdown()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_main(args))

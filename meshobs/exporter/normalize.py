@@ -1,0 +1,181 @@
+"""Per-mesh dialects: which proxy series feed which meshobs series.
+
+A dialect is a table of `Rule`s; the families it names are also the prefixes the parser keeps,
+so the table is the single place that says what is read. Everything a rule matches is summed
+per target (listeners, RBAC prefixes, policies), which keeps the output at a fixed, small set
+of series per workload whatever the proxy exposes.
+
+Series per workload (documented bound): 1 handshakes + 5 failure reasons + allowed + denied +
+plaintext + burst gauge + bursts counter + 2 cert expiries + 5 scrape error reasons = 18,
+plus `target_up` and `scrape_duration` per scraped target.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from meshobs.exporter.parse import Sample
+
+REASONS = ("no_client_cert", "untrusted_cert", "san_mismatch", "not_tls", "other")
+
+HANDSHAKES = "meshobs_tls_handshakes_total"
+FAILURES = "meshobs_tls_handshake_failures_total"
+ALLOWED = "meshobs_authz_allowed_total"
+DENIED = "meshobs_authz_denied_total"
+PLAINTEXT = "meshobs_plaintext_requests_total"
+CERT_EXPIRY = "meshobs_cert_expiry_timestamp_seconds"
+
+# A counter key: (meshobs series, reason or "" when the series has no reason).
+Key = tuple[str, str]
+Match = Callable[[Mapping[str, str]], bool]
+
+
+def _any(labels: Mapping[str, str]) -> bool:
+    return True
+
+
+def label_is(name: str, value: str) -> Match:
+    return lambda labels: labels.get(name) == value
+
+
+def label_not(name: str, *values: str) -> Match:
+    return lambda labels: labels.get(name) not in values
+
+
+def all_of(*matches: Match) -> Match:
+    return lambda labels: all(match(labels) for match in matches)
+
+
+@dataclass(frozen=True)
+class Rule:
+    family: str
+    key: Key
+    match: Match = _any
+
+
+@dataclass(frozen=True)
+class Dialect:
+    mesh: str
+    default_path: str
+    counters: tuple[Rule, ...]
+    # families whose samples are certificate expiry timestamps; `cert_label` names the
+    # certificate so leaf and CA can be told apart
+    cert_families: tuple[str, ...] = ()
+    cert_labels: tuple[str, ...] = ()
+    # read /certs from the same host when the metrics path is Envoy's admin
+    admin_certs: bool = False
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        names = {rule.family for rule in self.counters} | set(self.cert_families)
+        return tuple(sorted(names))
+
+
+_LISTENER_SSL = "envoy_listener_ssl_"
+# Envoy's listener ssl counters (see envoy-security-signals.md): `handshake` counts successes only;
+# plaintext to a TLS port shows as `connection_error`.
+_ENVOY_TLS = (
+    Rule(_LISTENER_SSL + "handshake", (HANDSHAKES, "")),
+    Rule(_LISTENER_SSL + "fail_verify_no_cert", (FAILURES, "no_client_cert")),
+    Rule(_LISTENER_SSL + "fail_verify_error", (FAILURES, "untrusted_cert")),
+    Rule(_LISTENER_SSL + "fail_verify_san", (FAILURES, "san_mismatch")),
+    Rule(_LISTENER_SSL + "connection_error", (FAILURES, "not_tls")),
+    Rule(_LISTENER_SSL + "connection_error", (PLAINTEXT, "")),
+    Rule(_LISTENER_SSL + "fail_verify_cert_hash", (FAILURES, "other")),
+)
+# Standard Envoy tags (Consul): one family per decision; L7 http RBAC and L4 network RBAC
+# (Consul intentions use the `connect_authz` prefix). Shadow (dry-run) decisions are other names.
+_ENVOY_RBAC = (
+    Rule("envoy_http_rbac_allowed", (ALLOWED, "")),
+    Rule("envoy_http_rbac_denied", (DENIED, "")),
+    Rule("envoy_rbac_allowed", (ALLOWED, "")),
+    Rule("envoy_rbac_denied", (DENIED, "")),
+)
+# Istio's tag rules fold the decision into a label; dry-run series carry authz_dry_run_* instead.
+_ISTIO_RBAC = (
+    Rule("envoy_http_rbac", (ALLOWED, ""), label_is("authz_enforce_result", "allowed")),
+    Rule("envoy_http_rbac", (DENIED, ""), label_is("authz_enforce_result", "denied")),
+    Rule("envoy_rbac", (ALLOWED, ""), label_is("authz_enforce_result", "allowed")),
+    Rule("envoy_rbac", (DENIED, ""), label_is("authz_enforce_result", "denied")),
+    # PERMISSIVE mode: plaintext requests are served and labelled by the destination reporter
+    Rule("istio_requests_total", (PLAINTEXT, ""),
+         all_of(label_is("reporter", "destination"), label_is("connection_security_policy", "none"))),
+)
+_ENVOY_CERTS = ("envoy_listener_ssl_certificate_expiration_unix_time_seconds",)
+_ENVOY_CERT_LABELS = ("envoy_tls_certificate", "tls_certificate")
+
+ISTIO = Dialect("istio", "/stats/prometheus", _ENVOY_TLS + _ENVOY_RBAC + _ISTIO_RBAC, _ENVOY_CERTS, _ENVOY_CERT_LABELS)
+CONSUL = Dialect("consul", "/stats/prometheus", _ENVOY_TLS + _ENVOY_RBAC, _ENVOY_CERTS, _ENVOY_CERT_LABELS, admin_certs=True)
+
+_INBOUND = label_is("direction", "inbound")
+# linkerd2-proxy has no handshake-failure counter; meshed inbound connections are `tls="true"`,
+# anything else reaching the proxy from outside the pod is plaintext.
+LINKERD = Dialect(
+    "linkerd", "/metrics",
+    (
+        Rule("inbound_http_authz_allow_total", (ALLOWED, "")),
+        Rule("inbound_tcp_authz_allow_total", (ALLOWED, "")),
+        Rule("inbound_http_authz_deny_total", (DENIED, "")),
+        Rule("inbound_tcp_authz_deny_total", (DENIED, "")),
+        Rule("tcp_open_total", (HANDSHAKES, ""), all_of(_INBOUND, label_is("tls", "true"))),
+        Rule("request_total", (PLAINTEXT, ""),
+             all_of(_INBOUND, label_not("tls", "true"), label_not("no_tls_reason", "loopback"))),
+    ),
+    ("identity_cert_expiration_timestamp_seconds",),
+)
+
+DIALECTS = {d.mesh: d for d in (ISTIO, CONSUL, LINKERD)}
+
+_CA_NAME = re.compile(r"(^|[_.-])ca([_.-]|$)|rootca", re.IGNORECASE)
+
+
+def cert_kind(name: str) -> str:
+    """`ca` for a trust anchor (Envoy `unnamed_ca_cert_<hash>`, Istio `ROOTCA`), else `leaf`."""
+    return "ca" if _CA_NAME.search(name) else "leaf"
+
+
+@dataclass
+class Reading:
+    """One target's scrape, normalized: raw counter values (the proxy's own, may reset) and
+    certificate expiry timestamps by kind."""
+
+    counters: dict[Key, float]
+    certs: dict[str, float]
+
+
+def normalize(dialect: Dialect, samples: list[Sample]) -> Reading:
+    by_family: dict[str, list[Rule]] = {}
+    for rule in dialect.counters:
+        by_family.setdefault(rule.family, []).append(rule)
+    counters: dict[Key, float] = {rule.key: 0.0 for rule in dialect.counters}
+    certs: dict[str, float] = {}
+    for sample in samples:
+        for rule in by_family.get(sample.name, ()):
+            if rule.match(sample.labels):
+                counters[rule.key] += sample.value
+        if sample.name in dialect.cert_families and sample.value > 0:
+            name = next((sample.labels[l] for l in dialect.cert_labels if l in sample.labels), "")
+            kind = cert_kind(name)
+            certs[kind] = min(certs.get(kind, sample.value), sample.value)
+    for reason in REASONS:
+        counters.setdefault((FAILURES, reason), 0.0)
+    return Reading(counters, certs)
+
+
+def certs_from_admin(document: dict) -> dict[str, float]:
+    """Expiry by kind from Envoy's /certs JSON (`expiration_time` is RFC 3339, exact to the second)."""
+    from datetime import datetime
+
+    certs: dict[str, float] = {}
+    for entry in document.get("certificates", []):
+        # the leaf is the first element of the chain; the rest are intermediates
+        for kind, chain in (("leaf", (entry.get("cert_chain") or [])[:1]), ("ca", entry.get("ca_cert") or [])):
+            for cert in chain:
+                raw = cert.get("expiration_time")
+                if not raw:
+                    continue
+                ts = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+                certs[kind] = min(certs.get(kind, ts), ts)
+    return certs

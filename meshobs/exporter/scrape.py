@@ -1,0 +1,56 @@
+"""Fetch one admin path: GET only, read-only paths only, a timeout and a streamed size cap.
+
+Every failure becomes a `ScrapeError` whose `reason` is one of the
+`meshobs_scrape_errors_total` reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from meshobs.exporter.targets import READ_ONLY_PATHS
+
+
+class ScrapeError(Exception):
+    def __init__(self, reason: str, detail: str):
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}")
+
+
+def session(concurrency: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=60)
+    # no cookies, no proxies from the environment, no redirects (below): talk to the proxy only
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+                                 headers={"User-Agent": "meshobs-exporter", "Accept-Encoding": "identity"})
+
+
+async def fetch(client: aiohttp.ClientSession, url: str, timeout: float, max_bytes: int) -> bytes:
+    path = urlsplit(url).path
+    if path not in READ_ONLY_PATHS:
+        # a guard, not a branch taken: targets are validated when discovered
+        raise ScrapeError("http_status", f"refusing {path}: not a read-only admin path")
+    try:
+        async with asyncio.timeout(timeout):
+            async with client.get(url, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise ScrapeError("http_status", f"HTTP {response.status}")
+                if (response.content_length or 0) > max_bytes:
+                    raise ScrapeError("too_large", f"Content-Length {response.content_length} > {max_bytes}")
+                chunks, size = [], 0
+                async for chunk in response.content.iter_any():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ScrapeError("too_large", f"body above {max_bytes} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+    except TimeoutError:
+        raise ScrapeError("timeout", f"no complete answer within {timeout}s") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise ScrapeError("refused", str(exc)) from None
+    except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError, aiohttp.ServerDisconnectedError) as exc:
+        raise ScrapeError("bad_payload", f"{type(exc).__name__}: {exc}") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise ScrapeError("refused", f"{type(exc).__name__}: {exc}") from None

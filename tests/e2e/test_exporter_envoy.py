@@ -1,0 +1,62 @@
+"""The exporter against a real Envoy with mTLS and RBAC: counts per reason and exact expiry."""
+
+from __future__ import annotations
+
+import json
+
+from cryptography import x509
+
+from tests.exporter.running import start_exporter
+from tests.support.envoy import start_envoy
+from tests.support.procs import wait_until
+
+LABELS = {"mesh": "consul", "namespace": "default", "workload": "backend"}
+
+
+def write_targets(path, envoy):
+    path.write_text(json.dumps([{"targets": [f"127.0.0.1:{envoy.admin_port}"],
+                                 "labels": {**LABELS, "__metrics_path__": "/stats/prometheus"}}]))
+
+
+def test_counters_per_reason_equal_the_attempts_and_leaf_expiry_is_not_after(processes, tmp_path):
+    """Allowed, denied, no-cert, foreign-CA and plaintext attempts each land in their own series, once per attempt."""
+    envoy = start_envoy(processes, tmp_path)
+    targets = tmp_path / "targets.json"
+    write_targets(targets, envoy)
+    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
+    pki = envoy.pki
+    attempts = {"allowed": 3, "denied": 4, "no_cert": 2, "foreign": 5, "plaintext": 6}
+    for _ in range(attempts["allowed"]):
+        assert envoy.request(pki.allowed) == 200
+    for _ in range(attempts["denied"]):
+        assert envoy.request(pki.denied) == 403
+    for _ in range(attempts["no_cert"]):
+        assert envoy.request(None) is None
+    for _ in range(attempts["foreign"]):
+        assert envoy.request(pki.foreign) is None
+    for _ in range(attempts["plaintext"]):
+        assert envoy.request(None, tls=False) is None
+
+    expected = {
+        ("meshobs_authz_allowed_total", ()): 3,
+        ("meshobs_authz_denied_total", ()): 4,
+        ("meshobs_tls_handshakes_total", ()): 7,
+        ("meshobs_tls_handshake_failures_total", (("reason", "no_client_cert"),)): 2,
+        ("meshobs_tls_handshake_failures_total", (("reason", "untrusted_cert"),)): 5,
+        ("meshobs_tls_handshake_failures_total", (("reason", "not_tls"),)): 6,
+        ("meshobs_tls_handshake_failures_total", (("reason", "san_mismatch"),)): 0,
+        ("meshobs_tls_handshake_failures_total", (("reason", "other"),)): 0,
+        ("meshobs_plaintext_requests_total", ()): 6,
+    }
+
+    def observed():
+        return {key: exporter.value(key[0], **LABELS, **dict(key[1])) for key in expected}
+
+    wait_until(lambda: observed() == expected, timeout=10, what=f"exporter counters {expected}")
+
+    leaf = x509.load_pem_x509_certificate(pki.server.cert.read_bytes())
+    ca = x509.load_pem_x509_certificate(pki.ca.cert_path.read_bytes())
+    assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="leaf") == leaf.not_valid_after_utc.timestamp()
+    assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="ca") == ca.not_valid_after_utc.timestamp()
+    assert exporter.value("meshobs_target_up", **LABELS) == 1
+    assert exporter.value("meshobs_scrape_errors_total", **LABELS, reason="refused") == 0
