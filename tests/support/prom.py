@@ -1,0 +1,167 @@
+"""Real Prometheus and Alertmanager for tests, and a webhook receiver that records what
+Alertmanager delivers.
+
+    webhook = Webhook.start(request)                      # stopped at teardown
+    am = start_alertmanager(processes, tmp_path, webhook.url)
+    prom = start_prometheus(processes, tmp_path, {"exporter": ["127.0.0.1:9942"]},
+                            rule_files=[...], alertmanager=am.address)
+    prom.wait_for("count_over_time(up[1m]) >= 2")
+    webhook.wait_for_alert("MeshMTLSFailure")
+
+Everything binds 127.0.0.1 on free ports; processes go through the `processes` fixture, so they
+stop with the test. Intervals default to 1s (Prometheus still takes ~5s to scrape a new target).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from tests.support.procs import free_port, http_get, require_binary, wait_until
+
+
+class Webhook:
+    """An Alertmanager webhook receiver: every POSTed JSON document is kept, in order."""
+
+    def __init__(self):
+        self.posts: list[dict] = []
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with owner._lock:
+                    owner.posts.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(cls, request) -> "Webhook":
+        """A receiver stopped when the pytest `request`'s test ends."""
+        webhook = cls()
+        request.addfinalizer(webhook.stop)
+        return webhook
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/alerts"
+
+    def alerts(self, status: str = "firing") -> list[dict]:
+        with self._lock:
+            return [a for post in self.posts for a in post.get("alerts", []) if a.get("status") == status]
+
+    def wait_for_alert(self, alertname: str, timeout: float = 60.0, **labels: str) -> dict:
+        """The first firing alert named `alertname` whose labels include `labels`."""
+
+        def found():
+            return next((a for a in self.alerts() if a["labels"].get("alertname") == alertname
+                         and all(a["labels"].get(k) == v for k, v in labels.items())), None)
+
+        return wait_until(found, timeout=timeout, interval=0.1, what=f"webhook to receive {alertname} {labels}")
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class RunningAlertmanager:
+    port: int
+    process: object
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def start_alertmanager(processes, tmp_path: Path, webhook_url: str, group_wait: str = "0s",
+                       group_interval: str = "1s", repeat_interval: str = "1h") -> RunningAlertmanager:
+    """Alertmanager routing every alert, grouped per alert name, to `webhook_url` at once."""
+    binary = require_binary("prometheus-alertmanager")
+    folder = tmp_path / "alertmanager"
+    folder.mkdir(exist_ok=True)
+    config = {
+        "route": {"receiver": "webhook", "group_by": ["alertname"], "group_wait": group_wait,
+                  "group_interval": group_interval, "repeat_interval": repeat_interval},
+        "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
+    }
+    (folder / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    process = processes(
+        [binary, f"--config.file={folder / 'alertmanager.yml'}", f"--storage.path={folder / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+         f"--web.external-url=http://127.0.0.1:{port}"],
+        folder / "alertmanager.log",
+    )
+    process.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, what="alertmanager /-/ready")
+    return RunningAlertmanager(port, process)
+
+
+@dataclass
+class RunningPrometheus:
+    port: int
+    process: object
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def query(self, expr: str) -> list[dict]:
+        """Instant query; the `result` list of the API answer."""
+        status, body = http_get(f"{self.url}/api/v1/query?query={urllib.parse.quote(expr)}")
+        document = json.loads(body)
+        assert status == 200 and document["status"] == "success", f"{expr}: {body[:500]!r}"
+        return document["data"]["result"]
+
+    def wait_for(self, expr: str, timeout: float = 60.0) -> list[dict]:
+        """Poll until `expr` returns at least one series."""
+        return wait_until(lambda: self.query(expr), timeout=timeout, interval=0.2, what=f"Prometheus: {expr}")
+
+    def rule_health(self) -> list[tuple[str, str, str]]:
+        """(rule name, health, last error) of every loaded rule."""
+        _, body = http_get(f"{self.url}/api/v1/rules")
+        return [(rule["name"], rule["health"], rule.get("lastError", ""))
+                for group in json.loads(body)["data"]["groups"] for rule in group["rules"]]
+
+
+def start_prometheus(processes, tmp_path: Path, jobs: dict[str, Sequence[str]], rule_files: Sequence[Path] = (),
+                     alertmanager: str | None = None, scrape_interval: str = "1s",
+                     evaluation_interval: str = "1s", external_labels: dict | None = None) -> RunningPrometheus:
+    """Prometheus scraping `jobs` (job name → host:port list, path /metrics) with `rule_files`,
+    sending alerts to the Alertmanager at `alertmanager` (host:port)."""
+    binary = require_binary("prometheus")
+    folder = tmp_path / "prometheus"
+    folder.mkdir(exist_ok=True)
+    config: dict = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
+                   "external_labels": external_labels or {}},
+        "rule_files": [str(path) for path in rule_files],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}
+                           for job, targets in jobs.items()],
+    }
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    process = processes(
+        [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url=http://127.0.0.1:{port}"],
+        folder / "prometheus.log",
+    )
+    process.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, what="prometheus /-/ready")
+    return RunningPrometheus(port, process)
