@@ -1,0 +1,92 @@
+"""Misbehaving proxies on loopback: one listening port per behaviour, raw sockets so that the
+faults (hangs, truncation, bad bytes) are exactly what goes on the wire. Every request line
+received is recorded, so tests can check what the exporter asked for."""
+
+from __future__ import annotations
+
+import socketserver
+import threading
+from typing import Callable
+
+Respond = Callable[[socketserver.StreamRequestHandler, threading.Event], None]
+
+GOOD_BODY = (
+    b"# TYPE envoy_listener_ssl_handshake counter\n"
+    b'envoy_listener_ssl_handshake{envoy_listener_address="public_listener"} 7\n'
+    b"envoy_http_rbac_denied{} 3\n"
+    b"envoy_server_live{} 1\n"
+)
+
+
+def _reply(handler, status: str, body: bytes, headers: str = "") -> None:
+    head = f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n{headers}\r\n"
+    handler.wfile.write(head.encode() + body)
+
+
+def good(body: bytes = GOOD_BODY) -> Respond:
+    return lambda handler, stop: _reply(handler, "200 OK", body)
+
+
+def hang(handler, stop: threading.Event) -> None:
+    stop.wait()
+
+
+def error_status(handler, stop) -> None:
+    _reply(handler, "500 Internal Server Error", b"upstream connect error\n")
+
+
+def garbage(handler, stop) -> None:
+    _reply(handler, "200 OK", b"<html><body>Welcome to nginx</body></html>\n")
+
+
+def invalid_utf8(handler, stop) -> None:
+    _reply(handler, "200 OK", b"envoy_listener_ssl_handshake{} 1\nenvoy_x{a=\"\xff\xfe\"} 2\n")
+
+
+def truncated(handler, stop) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\n"
+    handler.wfile.write(head + GOOD_BODY)  # then the connection closes, 5000 bytes promised
+
+
+def huge(size: int) -> Respond:
+    def respond(handler, stop) -> None:
+        # no Content-Length: the size is only known by counting, which is what the cap must do
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+        line = b'envoy_cluster_upstream_rq{envoy_cluster_name="c"} 1\n'
+        for _ in range(size // len(line) + 1):
+            try:
+                handler.wfile.write(line)
+            except OSError:
+                return
+    return respond
+
+
+class FaultServers:
+    def __init__(self):
+        self.requests: list[tuple[int, str]] = []  # (port, request line)
+        self._stop = threading.Event()
+        self._servers: list[socketserver.ThreadingTCPServer] = []
+
+    def add(self, respond: Respond) -> int:
+        """Listen on a free port with `respond`; its port."""
+        owner = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                request_line = self.rfile.readline().decode("latin-1").strip()
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                owner.requests.append((self.server.server_address[1], request_line))
+                respond(self, owner._stop)
+
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._servers.append(server)
+        return server.server_address[1]
+
+    def stop(self) -> None:
+        self._stop.set()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()

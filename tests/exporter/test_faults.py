@@ -1,0 +1,90 @@
+"""Faulty targets never stall or crash the exporter; each fault is counted by reason."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.exporter import faults
+from tests.exporter.running import start_exporter
+from tests.support.procs import free_port, http_get, wait_until
+
+
+@pytest.fixture
+def servers():
+    fleet = faults.FaultServers()
+    yield fleet
+    fleet.stop()
+
+
+def targets_json(ports: dict[str, int]) -> str:
+    return json.dumps([{"targets": [f"127.0.0.1:{port}"],
+                        "labels": {"mesh": "consul", "namespace": "faults", "workload": name}}
+                       for name, port in sorted(ports.items())])
+
+
+def test_each_fault_is_counted_under_its_reason_while_metrics_keep_answering(processes, tmp_path, servers):
+    """Hang, refusal, error status, garbage, invalid UTF-8, truncation and an oversized body each count once per scrape under their reason."""
+    ports = {
+        "hangs": servers.add(faults.hang),
+        "refuses": free_port(),
+        "errors": servers.add(faults.error_status),
+        "garbage": servers.add(faults.garbage),
+        "utf8": servers.add(faults.invalid_utf8),
+        "truncated": servers.add(faults.truncated),
+        "huge": servers.add(faults.huge(4 * 1024 * 1024)),
+        "good": servers.add(faults.good()),
+    }
+    targets = tmp_path / "targets.json"
+    targets.write_text(targets_json(ports))
+    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "200ms",
+                              "--scrape-timeout", "1s", "--max-body-bytes", "1048576")
+    expected_reason = {"hangs": "timeout", "refuses": "refused", "errors": "http_status", "garbage": "bad_payload",
+                       "utf8": "bad_payload", "truncated": "bad_payload", "huge": "too_large"}
+
+    def counted():
+        return all((exporter.value("meshobs_scrape_errors_total", workload=name, reason=reason) or 0) >= 2
+                   for name, reason in expected_reason.items())
+
+    # while a hanging scrape is in flight, /metrics still answers at once
+    for _ in range(5):
+        started = time.monotonic()
+        assert http_get(f"{exporter.url}/metrics")[0] == 200
+        assert time.monotonic() - started < 0.5
+    wait_until(counted, timeout=15, what="every fault counted twice")
+    samples = exporter.samples()
+    for name, reason in expected_reason.items():
+        labels = {"mesh": "consul", "namespace": "faults", "workload": name}
+        assert exporter.value("meshobs_target_up", **labels) == 0
+        others = [v for (n, items), v in samples.items() if n == "meshobs_scrape_errors_total"
+                  and dict(items)["workload"] == name and dict(items)["reason"] != reason]
+        assert others == [0.0] * 4, f"{name}: {others}"
+    assert exporter.value("meshobs_target_up", workload="good") == 1
+    assert exporter.value("meshobs_tls_handshakes_total", workload="good") == 7
+    assert exporter.process.alive()
+
+
+def test_only_read_only_get_requests_reach_a_proxy(processes, tmp_path, servers):
+    """The exporter sends GET /stats/prometheus and GET /certs to an Envoy admin, and nothing else."""
+    port = servers.add(faults.good())
+    exporter = start_exporter(processes, tmp_path, "--target", f"consul/default/web=http://127.0.0.1:{port}",
+                              "--scrape-interval", "100ms")
+    wait_until(lambda: len(servers.requests) >= 6, what="a few scrapes")
+    assert exporter.value("meshobs_target_up", workload="web") == 1
+    lines = {line for _, line in servers.requests}
+    assert lines == {"GET /stats/prometheus HTTP/1.1", "GET /certs HTTP/1.1"}
+
+
+def test_a_target_that_disappears_keeps_its_counts_and_loses_its_up_series(processes, tmp_path, servers):
+    """Removing a target from the targets file drops its target_up series; the workload's counters stay."""
+    ports = {"stays": servers.add(faults.good()), "leaves": servers.add(faults.good())}
+    targets = tmp_path / "targets.json"
+    targets.write_text(targets_json(ports))
+    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
+    wait_until(lambda: exporter.value("meshobs_target_up", workload="leaves") == 1, what="both targets up")
+    targets.write_text(targets_json({"stays": ports["stays"]}))
+    wait_until(lambda: exporter.value("meshobs_target_up", workload="leaves") is None, what="the target to go")
+    assert exporter.value("meshobs_tls_handshakes_total", workload="leaves") == 7
+    assert exporter.value("meshobs_target_up", workload="stays") == 1
