@@ -119,7 +119,7 @@ async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    web_runner = await server.serve(server.app(registry, lambda: scraper.cycles > 0), *args.listen)
+    web_runner = await server.serve(server.app(registry, lambda: scraper.cycles > 0 and (pods is None or pods.synced)), *args.listen)
     log.info("meshobs exporter listening on %s:%d", *args.listen)
     background = [asyncio.create_task(pods.run(stop))] if pods else []
     try:

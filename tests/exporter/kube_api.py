@@ -1,0 +1,94 @@
+"""A tiny HTTPS server speaking the kube-apiserver's pod list/watch protocol (no kube-apiserver
+runs here): GET /api/v1/pods lists, `?watch=1` streams newline-delimited events pushed by the
+test. It records every request (method, path, Authorization header)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from tests.support.pki import CA
+
+
+def pod(name: str, namespace: str, ip: str, annotations: dict | None = None, owner: tuple[str, str] | None = None,
+        labels: dict | None = None, phase: str = "Running", containers: tuple[str, ...] = ("app",)) -> dict:
+    metadata: dict = {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}",
+                      "annotations": annotations or {}, "labels": labels or {}}
+    if owner:
+        metadata["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
+    return {"metadata": metadata, "spec": {"containers": [{"name": c} for c in containers]},
+            "status": {"phase": phase, "podIP": ip}}
+
+
+class KubeApi:
+    def __init__(self, folder: Path, pods: list[dict], token: str = "test-token"):
+        self.pods = pods
+        self.requests: list[tuple[str, str, str]] = []
+        self.events: queue.Queue = queue.Queue()
+        self.watching = threading.Event()
+        ca = CA(folder, "kube-ca")
+        served = ca.issue("kube-apiserver", dns=("localhost",))
+        self.serviceaccount = folder / "serviceaccount"
+        self.serviceaccount.mkdir()
+        (self.serviceaccount / "token").write_text(token + "\n")
+        (self.serviceaccount / "ca.crt").write_bytes(ca.cert_path.read_bytes())
+        (self.serviceaccount / "namespace").write_text("meshobs\n")
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.requests.append(("GET", self.path, self.headers.get("Authorization", "")))
+                if "watch=1" in self.path:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    owner.watching.set()
+                    while (event := owner.events.get()) is not None:
+                        self.wfile.write(json.dumps(event).encode() + b"\n")
+                        self.wfile.flush()
+                    return
+                body = json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "100"},
+                                   "items": owner.pods}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):  # never expected: recorded so a test can fail on it
+                owner.requests.append(("POST", self.path, ""))
+                self.send_response(405)
+                self.end_headers()
+
+            do_PUT = do_PATCH = do_DELETE = do_POST
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(served.cert), str(served.key))
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def env(self) -> dict[str, str]:
+        """What a pod's environment would hold, pointing at this server."""
+        return {"KUBERNETES_SERVICE_HOST": "localhost", "KUBERNETES_SERVICE_PORT": str(self.port),
+                "MESHOBS_SERVICEACCOUNT_DIR": str(self.serviceaccount)}
+
+    def push(self, kind: str, obj: dict) -> None:
+        self.events.put({"type": kind, "object": obj})
+
+    def stop(self) -> None:
+        self.events.put(None)
+        self._server.shutdown()
+        self._server.server_close()

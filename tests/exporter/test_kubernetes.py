@@ -1,0 +1,61 @@
+"""Kubernetes pod discovery against a server speaking the apiserver's list/watch protocol."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from meshobs.exporter.kubernetes import pod_target
+from tests.exporter.kube_api import KubeApi, pod
+from tests.exporter.running import start_exporter
+from tests.support.procs import wait_until
+
+ISTIO = {"sidecar.istio.io/status": '{"containers":["istio-proxy"]}'}
+LINKERD = {"linkerd.io/proxy-version": "stable-2.14.10"}
+CONSUL = {"consul.hashicorp.com/connect-inject-status": "injected"}
+
+
+def test_each_mesh_is_recognised_with_its_port_path_and_workload():
+    """Istio → 15090 /stats/prometheus, Linkerd → 4191 /metrics, Consul → 20200 /metrics; unmeshed or pending pods are skipped."""
+    istio = pod_target(pod("reviews-7f9c-abcde", "shop", "10.0.0.1", ISTIO, ("ReplicaSet", "reviews-7f9c"),
+                           {"pod-template-hash": "7f9c"}))
+    assert (istio.url, istio.mesh, istio.namespace, istio.workload) == (
+        "http://10.0.0.1:15090/stats/prometheus", "istio", "shop", "reviews")
+    linkerd = pod_target(pod("web-0", "shop", "10.0.0.2", LINKERD, ("StatefulSet", "web")))
+    assert (linkerd.url, linkerd.mesh, linkerd.workload) == ("http://10.0.0.2:4191/metrics", "linkerd", "web")
+    consul = pod_target(pod("api", "shop", "10.0.0.3", CONSUL, labels={"app": "api"}))
+    assert (consul.url, consul.mesh, consul.workload) == ("http://10.0.0.3:20200/metrics", "consul", "api")
+    assert pod_target(pod("plain", "shop", "10.0.0.4")) is None
+    assert pod_target(pod("pending", "shop", "", ISTIO, phase="Pending")) is None
+
+
+@pytest.fixture
+def kube(tmp_path):
+    api = KubeApi(tmp_path, [
+        pod("reviews-1", "shop", "127.0.0.2", ISTIO, ("ReplicaSet", "reviews-7f9c"), {"pod-template-hash": "7f9c"}),
+        pod("web-0", "shop", "127.0.0.3", LINKERD, ("StatefulSet", "web")),
+        pod("plain", "shop", "127.0.0.4"),
+    ])
+    yield api
+    api.stop()
+
+
+def test_list_then_watch_adds_and_removes_targets_with_get_requests_only(processes, tmp_path, kube):
+    """Listed meshed pods become targets; watched ADDED and DELETED events add and remove them; only authenticated GETs are sent."""
+    exporter = start_exporter(processes, tmp_path, "--kubernetes", "--scrape-interval", "100ms", "--scrape-timeout", "500ms",
+                              env={**os.environ, **kube.env()})
+
+    def instances():
+        return {dict(items)["instance"] for (name, items) in exporter.samples() if name == "meshobs_target_up"}
+
+    wait_until(lambda: instances() == {"127.0.0.2:15090", "127.0.0.3:4191"}, timeout=10, what="listed pods")
+    wait_until(kube.watching.is_set, what="a watch")
+    kube.push("ADDED", pod("api-0", "shop", "127.0.0.5", CONSUL, labels={"app": "api"}))
+    kube.push("DELETED", pod("web-0", "shop", "127.0.0.3", LINKERD, ("StatefulSet", "web")))
+    wait_until(lambda: instances() == {"127.0.0.2:15090", "127.0.0.5:20200"}, timeout=10, what="watched changes")
+    assert exporter.value("meshobs_target_up", workload="reviews", mesh="istio", namespace="shop") == 0
+    assert {method for method, _, _ in kube.requests} == {"GET"}
+    assert {auth for _, _, auth in kube.requests} == {"Bearer test-token"}
+    assert kube.requests[0][1] == "/api/v1/pods"
+    assert kube.requests[1][1].startswith("/api/v1/pods?watch=1&resourceVersion=100&allowWatchBookmarks=true")
