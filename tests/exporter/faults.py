@@ -23,8 +23,9 @@ def _reply(handler, status: str, body: bytes, headers: str = "") -> None:
     handler.wfile.write(head.encode() + body)
 
 
-def good(body: bytes = GOOD_BODY) -> Respond:
-    return lambda handler, stop: _reply(handler, "200 OK", body)
+def good(body: bytes | Callable[[], bytes] = GOOD_BODY) -> Respond:
+    """A healthy proxy; `body` may be a callable giving each scrape's body (moving counters)."""
+    return lambda handler, stop: _reply(handler, "200 OK", body() if callable(body) else body)
 
 
 def hang(handler, stop: threading.Event) -> None:

@@ -1,0 +1,103 @@
+"""Security events reach a real forward-protocol receiver, and a dead Fluentd never slows scraping."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from meshobs.exporter.events import FluentdEvents
+from meshobs.exporter.state import Event
+from tests.exporter import faults
+from tests.exporter.forward import ForwardReceiver
+from tests.exporter.running import start_exporter
+from tests.support.procs import free_port, wait_until
+
+WORKLOAD = {"mesh": "consul", "namespace": "shop", "workload": "cart"}
+
+
+class MovingProxy:
+    """An Envoy exposition whose counters the test moves."""
+
+    def __init__(self, expires_at: int):
+        self.denied = 0
+        self.untrusted = 0
+        self.bursting = False
+        self.expires_at = expires_at
+
+    def body(self) -> bytes:
+        if self.bursting:
+            self.denied += 50
+        return (f"envoy_http_rbac_denied{{}} {self.denied}\n"
+                f"envoy_listener_ssl_fail_verify_error{{}} {self.untrusted}\n"
+                f'envoy_listener_ssl_certificate_expiration_unix_time_seconds{{envoy_tls_certificate="unnamed_cert_1"}} {self.expires_at}\n'
+                ).encode()
+
+
+@pytest.fixture
+def receiver():
+    forward = ForwardReceiver()
+    yield forward
+    forward.stop()
+
+
+@pytest.fixture
+def servers():
+    fleet = faults.FaultServers()
+    yield fleet
+    fleet.stop()
+
+
+def test_burst_new_reason_and_expiring_cert_are_sent_as_tagged_records(processes, tmp_path, receiver, servers):
+    """A denial burst (start and end), a first untrusted_cert failure and a leaf inside the window become meshobs.security.* records."""
+    expires_at = int(time.time()) + 86400
+    proxy = MovingProxy(expires_at)
+    port = servers.add(faults.good(proxy.body))
+    exporter = start_exporter(processes, tmp_path, "--target", f"consul/shop/cart=http://127.0.0.1:{port}",
+                              "--scrape-interval", "100ms", "--fluentd", receiver.address)
+    wait_until(lambda: receiver.tagged("meshobs.security.cert_expiring"), what="cert_expiring")
+    [cert] = receiver.tagged("meshobs.security.cert_expiring")
+    assert {k: cert[k] for k in ("mesh", "namespace", "workload", "cert", "expires_at")} == {**WORKLOAD, "cert": "leaf", "expires_at": expires_at}
+
+    proxy.untrusted = 3
+    [reason] = wait_until(lambda: receiver.tagged("meshobs.security.tls_failure_new_reason"), what="new reason")
+    assert reason == {**WORKLOAD, "reason": "untrusted_cert", "failures": 3}
+
+    proxy.bursting = True
+    [started] = wait_until(lambda: receiver.tagged("meshobs.security.authz_burst_started"), what="burst started")
+    assert {k: started[k] for k in WORKLOAD} == WORKLOAD and started["denied_per_second"] >= 1
+    assert exporter.value("meshobs_authz_denied_burst", **WORKLOAD) == 1
+    proxy.bursting = False
+    [ended] = wait_until(lambda: receiver.tagged("meshobs.security.authz_burst_ended"), what="burst ended")
+    assert ended == {**WORKLOAD, "denied_per_second": 0.0}
+    assert exporter.value("meshobs_authz_denied_burst", **WORKLOAD) == 0
+    assert exporter.value("meshobs_authz_denied_bursts_total", **WORKLOAD) == 1
+    assert exporter.value("meshobs_events_dropped_total") is None
+
+
+def test_a_dead_fluentd_drops_and_counts_events_and_scraping_goes_on(processes, tmp_path, servers):
+    """With nothing listening at --fluentd, events are counted as dropped and every scrape still succeeds."""
+    proxy = MovingProxy(int(time.time()) + 3600)
+    port = servers.add(faults.good(proxy.body))
+    exporter = start_exporter(processes, tmp_path, "--target", f"consul/shop/cart=http://127.0.0.1:{port}",
+                              "--scrape-interval", "100ms", "--fluentd", f"127.0.0.1:{free_port()}")
+    wait_until(lambda: exporter.value("meshobs_events_dropped_total", kind="cert_expiring", reason="send_failed") == 1,
+               what="the dropped event counted")
+    assert exporter.value("meshobs_target_up", **WORKLOAD) == 1
+    assert exporter.value("meshobs_scrape_duration_seconds", **WORKLOAD) < 0.5
+
+
+def test_a_blackholed_fluentd_never_blocks_the_caller(tmp_path):
+    """Against an address that never answers, submitting 5,000 events takes milliseconds and the overflow is counted."""
+    registry = CollectorRegistry()
+    # TEST-NET-1 (RFC 5737): never routed, so the sender thread blocks in connect for its timeout
+    events = FluentdEvents("192.0.2.1", 24224, registry, queue_size=100, timeout=2.0)
+    started = time.monotonic()
+    for _ in range(5000):
+        events.submit(Event("authz_burst_started", dict(WORKLOAD)))
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.5
+    dropped = registry.get_sample_value("meshobs_events_dropped_total", {"kind": "authz_burst_started", "reason": "queue_full"})
+    assert dropped >= 5000 - 101
+    events.close(timeout=0.1)
