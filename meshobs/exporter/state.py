@@ -52,7 +52,7 @@ class WorkloadState:
     reasons_seen: set[str] | None = None
     burst: bool = False
     bursts: int = 0
-    baseline: float = 0.0
+    baseline: float | None = None  # learnt from the first measured rate on
     last_denied: float | None = None
     last_time: float = 0.0
     certs_flagged: set[str] = field(default_factory=set)
@@ -132,9 +132,13 @@ class State:
             return []
         rate = (denied - last) / (now - last_time)
         policy = self.burst_policy
-        relative = rate >= policy.minimum and rate > policy.factor * workload.baseline
+        if workload.baseline is None:
+            # start from the first rate: steady traffic must not look like a burst over a zero baseline
+            workload.baseline = rate
+        # from a zero baseline only the absolute threshold counts: one stray denial is no burst
+        relative = workload.baseline > 0 and rate >= policy.minimum and rate > policy.factor * workload.baseline
         absolute = policy.absolute / 2 if workload.burst else policy.absolute
-        active = rate >= absolute or (relative and workload.baseline > 0)
+        active = rate >= absolute or relative
         if not active:
             alpha = min(1.0, (now - last_time) / policy.baseline_seconds)
             workload.baseline += alpha * (rate - workload.baseline)

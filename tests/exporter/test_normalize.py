@@ -1,0 +1,78 @@
+"""Each mesh's proxy series map onto the same meshobs series."""
+
+from __future__ import annotations
+
+from meshobs.exporter.normalize import (
+    ALLOWED, CONSUL, DENIED, FAILURES, HANDSHAKES, ISTIO, LINKERD, PLAINTEXT, cert_kind, certs_from_admin, normalize,
+)
+from meshobs.exporter.parse import parse
+
+
+def read(dialect, text: str):
+    return normalize(dialect, parse(text.encode(), dialect.prefixes))
+
+
+def test_istio_tag_rules_rbac_label_and_permissive_plaintext():
+    """Istio's single RBAC family is split by authz_enforce_result, dry-run series are ignored, plaintext comes from the destination reporter."""
+    reading = read(ISTIO, """\
+envoy_http_rbac{authz_enforce_result="allowed",http_conn_manager_prefix="inbound_0.0.0.0_8080"} 10
+envoy_http_rbac{authz_enforce_result="denied",http_conn_manager_prefix="inbound_0.0.0.0_8080"} 4
+envoy_http_rbac{authz_dry_run_action="allow",authz_dry_run_result="denied",http_conn_manager_prefix="inbound_0.0.0.0_8080"} 99
+envoy_listener_ssl_handshake{listener_address="0.0.0.0_15006"} 14
+envoy_listener_ssl_fail_verify_san{listener_address="0.0.0.0_15006"} 2
+istio_requests_total{reporter="destination",connection_security_policy="none",response_code="200"} 5
+istio_requests_total{reporter="source",connection_security_policy="unknown",response_code="200"} 50
+istio_requests_total{reporter="destination",connection_security_policy="mutual_tls",response_code="200"} 9
+envoy_listener_ssl_certificate_expiration_unix_time_seconds{listener_address="0.0.0.0_15006",tls_certificate="default"} 1800000000
+envoy_listener_ssl_certificate_expiration_unix_time_seconds{listener_address="0.0.0.0_15006",tls_certificate="ROOTCA"} 1900000000
+""")
+    assert reading.counters[(ALLOWED, "")] == 10
+    assert reading.counters[(DENIED, "")] == 4
+    assert reading.counters[(HANDSHAKES, "")] == 14
+    assert reading.counters[(FAILURES, "san_mismatch")] == 2
+    assert reading.counters[(PLAINTEXT, "")] == 5
+    assert reading.certs == {"leaf": 1800000000, "ca": 1900000000}
+
+
+def test_consul_intentions_l4_and_l7_add_up():
+    """Consul's connect_authz network RBAC and HTTP RBAC decisions are summed per decision; shadow rules are not decisions."""
+    reading = read(CONSUL, """\
+envoy_rbac_denied{envoy_rbac_prefix="connect_authz"} 3
+envoy_rbac_allowed{envoy_rbac_prefix="connect_authz"} 8
+envoy_http_rbac_denied{envoy_http_conn_manager_prefix="public_listener"} 2
+envoy_http_rbac_shadow_denied{envoy_http_conn_manager_prefix="public_listener"} 70
+envoy_listener_ssl_fail_verify_no_cert{envoy_listener_address="public_listener"} 1
+""")
+    assert (reading.counters[(DENIED, "")], reading.counters[(ALLOWED, "")]) == (5, 8)
+    assert reading.counters[(FAILURES, "no_client_cert")] == 1
+    assert [reading.counters[(FAILURES, r)] for r in ("untrusted_cert", "san_mismatch", "not_tls", "other")] == [0] * 4
+
+
+def test_linkerd_authz_tls_connections_and_plaintext():
+    """Linkerd's authz counters, inbound TLS connections and inbound non-TLS requests (loopback excluded) are read."""
+    reading = read(LINKERD, """\
+inbound_http_authz_allow_total{srv_name="web"} 20
+inbound_http_authz_deny_total{srv_name="web"} 6
+inbound_tcp_authz_deny_total{srv_name="db"} 1
+tcp_open_total{direction="inbound",tls="true"} 11
+tcp_open_total{direction="outbound",tls="true"} 40
+request_total{direction="inbound",tls="no_identity",no_tls_reason="not_provided_by_remote"} 7
+request_total{direction="inbound",tls="no_identity",no_tls_reason="loopback"} 30
+request_total{direction="inbound",tls="true"} 100
+identity_cert_expiration_timestamp_seconds 1800000123
+""")
+    assert (reading.counters[(ALLOWED, "")], reading.counters[(DENIED, "")]) == (20, 7)
+    assert reading.counters[(HANDSHAKES, "")] == 11
+    assert reading.counters[(PLAINTEXT, "")] == 7
+    assert reading.certs == {"leaf": 1800000123}
+
+
+def test_certificate_kinds_and_admin_certs():
+    """CA names are told from leaf names, and /certs gives the chain's first certificate and the CA to the second."""
+    assert [cert_kind(n) for n in ("unnamed_ca_cert_123", "ROOTCA", "unnamed_cert_123", "default", "")] == [
+        "ca", "ca", "leaf", "leaf", "leaf"]
+    document = {"certificates": [{
+        "ca_cert": [{"expiration_time": "2027-01-02T03:04:05Z"}],
+        "cert_chain": [{"expiration_time": "2026-12-01T00:00:01Z"}, {"expiration_time": "2026-06-01T00:00:00Z"}],
+    }]}
+    assert certs_from_admin(document) == {"leaf": 1796083201.0, "ca": 1798859045.0}
