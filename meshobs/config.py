@@ -86,6 +86,11 @@ def _url(value: str) -> str | None:
     return None if re.match(r"^https?://[^\s]+$", value) else "must be an http(s) URL"
 
 
+def _host_port(value: str) -> str | None:
+    match = re.fullmatch(r"[A-Za-z0-9.-]+:(\d+)", value)
+    return None if match and 1 <= int(match.group(1)) <= 65535 else "must be host:port, e.g. alertmanager.monitoring.svc:9093"
+
+
 def _k8s_name(value: str) -> str | None:
     ok = re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value) and len(value) <= 63
     return None if ok else "must be a Kubernetes name (lower case letters, digits and '-')"
@@ -209,6 +214,15 @@ class Deploy:
     exporter_port: int = _setting(9942, "port the exporter serves /metrics on", lambda v: None if 1 <= v <= 65535 else "must be a TCP port")
     shards: int = _setting(3, "replicas of the sharded exporter StatefulSet", _positive)
     scrape_interval: str = _setting("15s", "Prometheus scrape interval", _duration())
+    prometheus_url: str = _setting(
+        "http://prometheus.monitoring.svc:9090", "URL of Prometheus for the Grafana datasource", _url
+    )
+    alertmanager_address: str = _setting(
+        "alertmanager.monitoring.svc:9093", "host:port of Alertmanager that Prometheus sends alerts to", _host_port
+    )
+    consul_address: str = _setting(
+        "consul-server.consul.svc:8500", "host:port of the Consul HTTP API for consul_sd_configs", _host_port
+    )
 
 
 @dataclass(frozen=True)
