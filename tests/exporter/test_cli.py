@@ -1,0 +1,54 @@
+"""`meshobs exporter` as a process: start-up errors, health endpoints, clean stop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.exporter import faults
+from tests.exporter.running import start_exporter
+from tests.support.procs import http_get
+
+
+def run_exporter(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "meshobs", "exporter", "--listen", "127.0.0.1:0", *args],
+                          capture_output=True, text=True, timeout=30, env=env)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "no targets: give --target, --targets-file or --kubernetes"),
+    (("--target", "http://h:1", "--shard", "2/2"), "--shard '2/2': expected INDEX/COUNT with 0 <= INDEX < COUNT"),
+    (("--target", "consul=http://h:1/runtime_modify"),
+     "target 'http://h:1/runtime_modify': path /runtime_modify is not one of the read-only paths /certs, /metrics, /stats/prometheus"),
+    (("--kubernetes-namespace", "shop", "--target", "http://h:1"), "--kubernetes-namespace needs --kubernetes"),
+])
+def test_start_up_errors_exit_2_with_the_reason(args, message):
+    """Bad flags stop the exporter before it listens, with exit code 2 and the reason on stderr."""
+    result = run_exporter(*args)
+    assert (result.returncode, result.stderr.strip()) == (2, f"meshobs exporter: error: {message}")
+
+
+def test_kubernetes_outside_a_cluster_is_an_error():
+    """--kubernetes without the in-cluster environment names what is missing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    result = run_exporter("--kubernetes", env=env)
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "meshobs exporter: error: --kubernetes: KUBERNETES_SERVICE_HOST/PORT are not set (not running in a pod?)")
+
+
+def test_health_endpoints_metrics_and_a_clean_stop(processes, tmp_path):
+    """/healthz and /readyz answer 200, /metrics is a Prometheus exposition, SIGTERM ends the process with 0."""
+    servers = faults.FaultServers()
+    try:
+        port = servers.add(faults.good())
+        exporter = start_exporter(processes, tmp_path, "--target", f"consul/shop/a=http://127.0.0.1:{port}")
+        assert http_get(f"{exporter.url}/healthz") == (200, b"ok\n")
+        assert http_get(f"{exporter.url}/readyz") == (200, b"ready\n")
+        assert exporter.value("meshobs_target_up", workload="a") == 1
+        exporter.process.popen.terminate()
+        assert exporter.process.popen.wait(10) == 0
+    finally:
+        servers.stop()
