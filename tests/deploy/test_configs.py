@@ -1,0 +1,146 @@
+"""prometheus.yml with its rule files through promtool; alertmanager.yml through amtool and a real
+Alertmanager (routes and inhibitions as it evaluates them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+
+import yaml
+
+from meshobs.render.deploy import prometheus
+from tests.deploy.conftest import render
+from tests.support.procs import free_port, http_get, require_binary, wait_until
+
+# Debian's Prometheus 2.42 (the one installed here) is built without these discoveries.
+MISSING_IN_DEBIAN_BUILD = ("kubernetes_sd_configs", "consul_sd_configs")
+
+
+def _without_service_discovery(config: dict) -> dict:
+    """The same config with each discovery block swapped for file_sd, keeping every relabel rule."""
+    jobs = []
+    for job in config["scrape_configs"]:
+        job = {k: v for k, v in job.items() if k not in MISSING_IN_DEBIAN_BUILD}
+        jobs.append({**job, "file_sd_configs": [{"files": ["targets/*.json"]}]})
+    return {**config, "scrape_configs": jobs}
+
+
+def test_promtool_accepts_the_prometheus_config_with_its_rule_files(deploy, tmp_path):
+    """promtool check config accepts prometheus.yml and all six rule files beside it; with Debian's build only the missing discoveries are reported."""
+    promtool = require_binary("promtool")
+    folder = tmp_path / "prometheus"
+    shutil.copytree(deploy / "prometheus", folder)
+    raw = subprocess.run([promtool, "check", "config", str(folder / "prometheus.yml")], capture_output=True, text=True)
+    if raw.returncode != 0:
+        errors = [line.strip() for line in raw.stderr.splitlines() if "not found in type" in line]
+        assert errors and all(
+            any(f"field {name} not found in type config.ScrapeConfig" in line for name in MISSING_IN_DEBIAN_BUILD) for line in errors
+        ), raw.stderr
+        config = yaml.safe_load((folder / "prometheus.yml").read_text())
+        (folder / "prometheus.yml").write_text(yaml.safe_dump(_without_service_discovery(config)))
+        (folder / "targets").mkdir()
+        (folder / "targets/none.json").write_text("[]")
+    result = subprocess.run([promtool, "check", "config", str(folder / "prometheus.yml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 6 rule files found" in result.stdout and "WARNING" not in result.stdout
+    assert result.stdout.count(" rules found\n") == 6  # each rule file checked
+
+
+def test_prometheus_config_scrapes_each_mesh_once_and_the_exporter(deploy):
+    """Jobs: the exporter (honouring its labels), Istio proxies on 15090, istiod, Linkerd proxies and control plane, Consul via consul_sd_configs."""
+    config = yaml.safe_load((deploy / "prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert list(jobs) == ["meshobs-exporter", "istio-proxies", "istiod", "linkerd-proxies", "linkerd-control-plane", "consul-proxies"]
+    assert jobs["meshobs-exporter"]["honor_labels"] is True
+    assert jobs["istio-proxies"]["metrics_path"] == "/stats/prometheus"
+    assert jobs["consul-proxies"]["consul_sd_configs"] == [{"server": "consul-server.consul.svc:8500"}]
+    assert {"source_labels": ["__meta_consul_service_address"], "regex": "(.+)", "target_label": "__address__",
+            "replacement": "$1:20200"} in jobs["consul-proxies"]["relabel_configs"]
+    assert config["rule_files"] == [f"rules/{name}" for name in sorted(prometheus.rule_files(render()))]
+    assert config["alerting"] == {"alertmanagers": [{"static_configs": [{"targets": ["alertmanager.monitoring.svc:9093"]}]}]}
+
+
+def test_only_the_selected_meshes_get_scrape_jobs_and_rules():
+    """`--mesh linkerd` renders the exporter and Linkerd jobs, and Linkerd's rule files only."""
+    files = render(meshes=["linkerd"])
+    config = yaml.safe_load(files["deploy/prometheus/prometheus.yml"])
+    assert [job["job_name"] for job in config["scrape_configs"]] == ["meshobs-exporter", "linkerd-proxies", "linkerd-control-plane"]
+    assert config["rule_files"] == ["rules/linkerd-alerting-rules.yaml", "rules/linkerd-recording-rules.yaml"]
+
+
+def test_amtool_accepts_the_alertmanager_config(deploy):
+    """amtool check-config accepts alertmanager.yml: three inhibitions and a receiver per mesh."""
+    amtool = require_binary("amtool")
+    result = subprocess.run([amtool, "check-config", str(deploy / "alertmanager/alertmanager.yml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " - 3 inhibit rules\n - 5 receivers\n" in result.stdout
+
+
+def _routes(deploy, **labels: str) -> str:
+    amtool = require_binary("amtool")
+    argv = [amtool, "config", "routes", "test", f"--config.file={deploy / 'alertmanager/alertmanager.yml'}"]
+    result = subprocess.run(argv + [f"{k}={v}" for k, v in labels.items()], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_alerts_route_by_severity_then_mesh(deploy):
+    """Critical and page alerts go to the pager and to their mesh's channel; warnings only to the mesh's channel; no mesh label falls back."""
+    assert _routes(deploy, alertname="MeshMTLSFailure", severity="critical", mesh="istio") == "meshobs-pager,meshobs-chat-istio"
+    assert _routes(deploy, alertname="MeshErrorBudgetBurn", severity="page", mesh="consul") == "meshobs-pager,meshobs-chat-consul"
+    assert _routes(deploy, alertname="MeshHighLatencyP99", severity="warning", mesh="linkerd") == "meshobs-chat-linkerd"
+    assert _routes(deploy, alertname="Other", severity="ticket") == "meshobs-default"
+
+
+def _post_alerts(port: int, alerts: list[dict]) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v2/alerts", data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
+def _states(port: int) -> dict[tuple[str, str, str], str]:
+    status, body = http_get(f"http://127.0.0.1:{port}/api/v2/alerts")
+    assert status == 200
+    return {(a["labels"]["alertname"], a["labels"]["mesh"], a["labels"]["severity"]): a["status"]["state"] for a in json.loads(body)}
+
+
+def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
+    """A real Alertmanager with the rendered config suppresses per-service security alerts while the exporter's targets are down, and warnings under a critical of the same alert."""
+    binary = require_binary("prometheus-alertmanager")
+    port = free_port()
+    am = processes(
+        [binary, f"--config.file={deploy / 'alertmanager/alertmanager.yml'}", f"--storage.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        tmp_path / "alertmanager.log",
+    )
+    am.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, what="alertmanager /-/ready")
+    cert = {"mesh": "linkerd", "destination_namespace": "shop", "destination_workload": "reviews", "cert": "leaf"}
+    _post_alerts(port, [
+        {"labels": {"alertname": "MeshExporterTargetDown", "severity": "warning", "mesh": "istio", "namespace": "shop", "workload": "reviews"}},
+        {"labels": {"alertname": "MeshMTLSFailure", "severity": "critical", "mesh": "istio", "destination_namespace": "shop",
+                    "destination_workload": "reviews", "reason": "untrusted_cert"}},
+        {"labels": {"alertname": "MeshMTLSFailure", "severity": "critical", "mesh": "linkerd", "destination_namespace": "shop",
+                    "destination_workload": "web", "reason": "untrusted_cert"}},
+        {"labels": {"alertname": "MeshHighErrorRate", "severity": "critical", "mesh": "istio", "destination_namespace": "shop",
+                    "destination_service": "reviews"}},
+        {"labels": {"alertname": "MeshCertificateExpiringSoon", "severity": "critical", **cert}},
+        {"labels": {"alertname": "MeshCertificateExpiringSoon", "severity": "warning", **cert}},
+    ])
+
+    def settled():
+        states = _states(port)
+        return states if len(states) == 6 and "unprocessed" not in states.values() else None
+
+    assert wait_until(settled, timeout=20, what="alertmanager to evaluate the inhibitions") == {
+        ("MeshExporterTargetDown", "istio", "warning"): "active",
+        ("MeshMTLSFailure", "istio", "critical"): "suppressed",  # the exporter cannot read istio proxies
+        ("MeshMTLSFailure", "linkerd", "critical"): "active",  # another mesh: not inhibited
+        ("MeshHighErrorRate", "istio", "critical"): "active",  # not read from the exporter
+        ("MeshCertificateExpiringSoon", "linkerd", "critical"): "active",
+        ("MeshCertificateExpiringSoon", "linkerd", "warning"): "suppressed",  # the critical one covers it
+    }
