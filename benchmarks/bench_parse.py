@@ -1,0 +1,57 @@
+"""Parse a ~50k-line Envoy exposition with the exporter's parser and with prometheus-client's
+text parser in the same run; print both and the ratio.
+
+    python benchmarks/bench_parse.py [--lines 50000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from exposition import clusters_for_lines, envoy_exposition  # noqa: E402
+
+from meshobs.exporter.normalize import ISTIO, normalize  # noqa: E402
+from meshobs.exporter.parse import parse  # noqa: E402
+
+
+def best_of(repeat: int, func) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> int:
+    options = argparse.ArgumentParser(description=__doc__)
+    options.add_argument("--lines", type=int, default=50_000)
+    options.add_argument("--repeat", type=int, default=5)
+    args = options.parse_args()
+    body = envoy_exposition(clusters_for_lines(args.lines))
+    lines = body.count(b"\n")
+
+    def exporter():
+        return normalize(ISTIO, parse(body, ISTIO.prefixes))
+
+    def library():
+        return sum(len(family.samples) for family in text_string_to_metric_families(body.decode()))
+
+    kept = len(parse(body, ISTIO.prefixes))
+    ours = best_of(args.repeat, exporter)
+    theirs = best_of(max(1, args.repeat // 2), library)
+    print(f"exposition: {lines} lines, {len(body) / 1e6:.1f} MB; the exporter keeps {kept} samples")
+    print(f"meshobs parser (filter + parse + normalize): {ours * 1000:8.1f} ms  ({lines / ours / 1e6:.2f} M lines/s)")
+    print(f"prometheus-client text parser:             {theirs * 1000:8.1f} ms  ({lines / theirs / 1e6:.2f} M lines/s)")
+    print(f"ratio: {theirs / ours:.0f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""A realistic Envoy sidecar exposition (Istio-sized: many outbound clusters) for the benchmarks.
+
+Per cluster: 24 upstream counters/gauges and a 20-bucket latency histogram, as Envoy writes them
+on /stats/prometheus (`# TYPE` lines, no `# HELP`, empty braces for label-less series). A few
+inbound listeners carry the ssl and RBAC families the exporter reads.
+"""
+
+from __future__ import annotations
+
+CLUSTER_FAMILIES = [
+    "upstream_cx_total", "upstream_cx_active", "upstream_cx_connect_fail", "upstream_cx_connect_timeout",
+    "upstream_cx_destroy", "upstream_cx_destroy_local", "upstream_cx_destroy_remote", "upstream_cx_rx_bytes_total",
+    "upstream_cx_tx_bytes_total", "upstream_rq_total", "upstream_rq_active", "upstream_rq_pending_total",
+    "upstream_rq_pending_active", "upstream_rq_timeout", "upstream_rq_retry", "upstream_rq_cancelled",
+    "membership_healthy", "membership_total", "membership_change", "lb_healthy_panic", "update_success",
+    "update_attempt", "retry_or_shadow_abandoned", "bind_errors",
+]
+BUCKETS = ["0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000",
+           "60000", "300000", "600000", "1800000", "3600000", "+Inf"]
+
+
+def envoy_exposition(clusters: int, seed: int = 0) -> bytes:
+    lines = []
+    for family in CLUSTER_FAMILIES:
+        lines.append(f"# TYPE envoy_cluster_{family} counter")
+        for c in range(clusters):
+            lines.append(f'envoy_cluster_{family}{{cluster_name="outbound|8080||svc-{c}.ns-{c % 17}.svc.cluster.local"}} {(c * 7 + seed) % 100000}')
+    lines.append("# TYPE envoy_cluster_upstream_rq_time histogram")
+    for c in range(clusters):
+        name = f"outbound|8080||svc-{c}.ns-{c % 17}.svc.cluster.local"
+        for i, le in enumerate(BUCKETS):
+            lines.append(f'envoy_cluster_upstream_rq_time_bucket{{cluster_name="{name}",le="{le}"}} {i * 3 + seed}')
+        lines.append(f'envoy_cluster_upstream_rq_time_sum{{cluster_name="{name}"}} 1234.5')
+        lines.append(f'envoy_cluster_upstream_rq_time_count{{cluster_name="{name}"}} {57 + seed}')
+    for listener in ("0.0.0.0_15006", "virtualInbound", "10.0.0.1_8080"):
+        for stat, value in (("handshake", 100 + seed), ("fail_verify_no_cert", 2), ("fail_verify_error", 1),
+                            ("fail_verify_san", 0), ("connection_error", 3)):
+            lines.append(f"# TYPE envoy_listener_ssl_{stat} counter")
+            lines.append(f'envoy_listener_ssl_{stat}{{listener_address="{listener}"}} {value}')
+        lines.append("# TYPE envoy_listener_ssl_certificate_expiration_unix_time_seconds gauge")
+        lines.append(f'envoy_listener_ssl_certificate_expiration_unix_time_seconds{{listener_address="{listener}",tls_certificate="default"}} 1800000000')
+    lines.append("# TYPE envoy_http_rbac counter")
+    lines.append(f'envoy_http_rbac{{authz_enforce_result="allowed",http_conn_manager_prefix="inbound_0.0.0.0_8080"}} {500 + seed}')
+    lines.append(f'envoy_http_rbac{{authz_enforce_result="denied",http_conn_manager_prefix="inbound_0.0.0.0_8080"}} {7 + seed}')
+    lines.append("# TYPE envoy_server_live gauge")
+    lines.append("envoy_server_live{} 1")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def clusters_for_lines(lines: int) -> int:
+    per_cluster = len(CLUSTER_FAMILIES) + len(BUCKETS) + 2
+    return max(1, lines // per_cluster)
