@@ -6,6 +6,7 @@
     ├── CheckError               generated artefacts fail a static check (exit 1)
     ├── ToolNotFoundError        an external binary (promtool, envoy...) is missing
     ├── AccessLogParseError      an access-log line does not match the record: names line and field
+    ├── VerifyError              `meshobs verify` cannot run (no rendered files, Prometheus unreachable)
     └── ExporterError            the exporter cannot start (bad flag, bad targets file)
         └── TargetsFileError     a file_sd targets file is malformed: names file and entry
 """
@@ -56,6 +57,12 @@ class AccessLogParseError(MeshobsError):
         self.reason = reason
         where = f"line {lineno}, field {field}" if field else f"line {lineno}"
         super().__init__(f"access log {where}: {reason}")
+
+
+class VerifyError(MeshobsError):
+    """`meshobs verify` cannot run at all (as opposed to a query that fails, which it reports)."""
+
+    exit_code = 2
 
 
 class ExporterError(MeshobsError):

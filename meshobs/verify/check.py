@@ -1,0 +1,124 @@
+"""Run each query against Prometheus and judge it: an error, a query without series, or a
+selector inside it that matches nothing (which `or vector(0)` would otherwise hide)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import promql_parser
+
+from meshobs.verify import exceptions
+from meshobs.verify.promapi import Prometheus, QueryError
+from meshobs.verify.sources import Query
+from meshobs.verify.variables import Timing, VariableError, resolve, substitute
+
+log = logging.getLogger("meshobs.verify")
+
+
+@dataclass
+class Outcome:
+    query: Query
+    expr: str
+    problems: list[str] = field(default_factory=list)
+    excused: list[str] = field(default_factory=list)
+    series: int = 0
+    # [(labels, [(t, v), ...]), ...] from the range query, for the report
+    lines: list[tuple[dict, list[tuple[float, float]]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def selectors(expr: str) -> list[str]:
+    """Every instant/range vector selector in `expr`, as text, in order, without repeats."""
+    found: list[str] = []
+
+    def visit(node) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and str(node) not in found:
+            found.append(str(node))
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit, lambda node: True)
+    return found
+
+
+class Checker:
+    def __init__(self, prometheus: Prometheus, timing: Timing, at: float | None = None, with_ranges: bool = False):
+        self.prometheus = prometheus
+        self.timing = timing
+        self.at = at if at is not None else time.time()
+        self.with_ranges = with_ranges
+        self._variables: dict[str, dict[str, str] | VariableError] = {}
+
+    def _values(self, query: Query) -> dict[str, str]:
+        if query.source not in self._variables:
+            try:
+                self._variables[query.source] = resolve(query.variables, self.prometheus, self.timing, self.at)
+            except VariableError as exc:
+                self._variables[query.source] = exc
+        values = self._variables[query.source]
+        if isinstance(values, VariableError):
+            raise values
+        return values
+
+    def check(self, query: Query) -> Outcome:
+        outcome = Outcome(query, query.expr)
+        try:
+            if query.kind == "panel":
+                outcome.expr = substitute(query.expr, self._values(query))
+            result = self.prometheus.instant(outcome.expr, self.at)
+        except VariableError as exc:
+            outcome.problems.append(str(exc))
+            return outcome
+        except QueryError as exc:
+            outcome.problems.append(f"query failed: {exc}")
+            return outcome
+        outcome.series = len(result)
+        # an alert expression is empty whenever nothing fires: its selectors are judged instead
+        if not result and query.kind != "alert":
+            self._judge(outcome, None, "returns no series")
+        self._check_selectors(outcome)
+        if self.with_ranges and query.kind == "panel":
+            self._fetch_range(outcome)
+        return outcome
+
+    def _judge(self, outcome: Outcome, selector: str | None, problem: str) -> None:
+        reason = exceptions.excuse(outcome.query, selector)
+        if reason:
+            outcome.excused.append(f"{problem} (expected: {reason})")
+        else:
+            outcome.problems.append(problem)
+
+    def _check_selectors(self, outcome: Outcome) -> None:
+        try:
+            found = selectors(outcome.expr)
+        except ValueError as exc:
+            # Prometheus accepted the query; the parser is stricter in places, so this is no failure
+            log.debug("%s: selectors not checked: %s", outcome.query.where, exc)
+            return
+        for selector in found:
+            try:
+                matched = self.prometheus.instant(f"count({selector})", self.at)
+            except QueryError as exc:
+                outcome.problems.append(f"selector {selector} failed: {exc}")
+                continue
+            if not matched:
+                self._judge(outcome, selector, f"selector {selector} matches no series")
+
+    def _fetch_range(self, outcome: Outcome) -> None:
+        start = self.at - self.timing.range
+        try:
+            result = self.prometheus.range(outcome.expr, start, self.at, self.timing.step)
+        except QueryError as exc:
+            outcome.problems.append(f"range query failed: {exc}")
+            return
+        outcome.lines = [
+            (series["metric"], [(float(t), float(v)) for t, v in series["values"]]) for series in result
+        ]
+
+
+def run(queries: list[Query], checker: Checker) -> list[Outcome]:
+    return [checker.check(query) for query in queries]
