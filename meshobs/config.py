@@ -86,6 +86,10 @@ def _url(value: str) -> str | None:
     return None if re.match(r"^https?://[^\s]+$", value) else "must be an http(s) URL"
 
 
+def _label_value(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9._-]*", value) else "must be letters, digits, '.', '_' or '-'"
+
+
 def _host_port(value: str) -> str | None:
     match = re.fullmatch(r"[A-Za-z0-9.-]+:(\d+)", value)
     return None if match and 1 <= int(match.group(1)) <= 65535 else "must be host:port, e.g. alertmanager.monitoring.svc:9093"
@@ -222,6 +226,9 @@ class Deploy:
     )
     consul_address: str = _setting(
         "consul-server.consul.svc:8500", "host:port of the Consul HTTP API for consul_sd_configs", _host_port
+    )
+    cluster: str = _setting(
+        "", "value of the cluster label (see cluster_label) that every scrape job attaches; empty: none", _label_value
     )
 
 

@@ -10,6 +10,7 @@ import urllib.request
 
 import yaml
 
+from meshobs import config
 from meshobs.render.deploy import prometheus
 from tests.deploy.conftest import render
 from tests.support.procs import free_port, http_get, require_binary, wait_until
@@ -144,3 +145,12 @@ def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
         ("MeshCertificateExpiringSoon", "linkerd", "critical"): "active",
         ("MeshCertificateExpiringSoon", "linkerd", "warning"): "suppressed",  # the critical one covers it
     }
+
+
+def test_cluster_setting_labels_every_scrape_job():
+    """deploy.cluster adds the configured cluster label to every job's targets; by default no job sets it."""
+    files = render(config.from_dict({"cluster_label": "k8s_cluster", "deploy": {"cluster": "eu-1"}}))
+    jobs = yaml.safe_load(files["deploy/prometheus/prometheus.yml"])["scrape_configs"]
+    assert all(job["relabel_configs"][-1] == {"target_label": "k8s_cluster", "replacement": "eu-1"} for job in jobs)
+    default = yaml.safe_load(render()["deploy/prometheus/prometheus.yml"])["scrape_configs"]
+    assert not [rule for job in default for rule in job["relabel_configs"] if rule.get("target_label") == "cluster"]

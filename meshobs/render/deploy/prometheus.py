@@ -121,6 +121,11 @@ def scrape_jobs(cfg: Config, dialects: list[Dialect]) -> list[dict]:
     jobs = [_exporter_job(cfg)]
     for dialect in dialects:
         jobs += per_mesh[dialect.name]()
+    if cfg.deploy.cluster:
+        # A target label, not an external label: the recording rules group by it, and rules
+        # never see external labels.
+        for job in jobs:
+            job["relabel_configs"].append({"target_label": cfg.cluster_label, "replacement": cfg.deploy.cluster})
     return jobs
 
 
