@@ -1,12 +1,15 @@
 """Prometheus text exposition, read only as far as the exporter needs it.
 
-A proxy exposes thousands of families and the exporter wants a dozen: the lines are
-filtered by name prefix first (a C-level `str.startswith` over a tuple) and only the
-kept lines are split into name, labels and value.
+A proxy exposes thousands of families and the exporter wants about twenty: lines are filtered
+by name prefix as the body streams in (a C-level `bytes.startswith` over a tuple), so only the
+kept lines are held and split into name, labels and value. The whole body is still checked to
+be UTF-8 (incrementally) and its first and last sample lines to look like an exposition, so
+HTML, JSON or random bytes are rejected rather than read as "no data".
 """
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 from typing import NamedTuple
@@ -55,33 +58,63 @@ def parse_line(line: str) -> Sample:
     return Sample(name, _labels(label_text, line) if label_text else {}, value)
 
 
-def decode(body: bytes) -> str:
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"invalid UTF-8 at byte {exc.start}") from None
+def _is_sample(line: bytes) -> bool:
+    return bool(line.strip()) and not line.startswith(b"#")
 
 
-def _check_shape(lines: list[str]) -> None:
-    """Reject what is not an exposition at all (HTML, JSON, random bytes) by looking at the
-    first and last sample lines: cheap, and catches everything but crafted payloads."""
-    for candidates in (lines, reversed(lines)):
-        for line in candidates:
-            if line and line[0] != "#":
-                if not _LINE.match(line):
-                    raise PayloadError(f"malformed line: {line[:200]!r}")
-                break
+class LineFilter:
+    """Feed body chunks as they arrive; `samples()` at the end parses the kept lines."""
+
+    def __init__(self, prefixes: tuple[str, ...]):
+        self._prefixes = tuple(p.encode() for p in prefixes)
+        self._kept: list[bytes] = []
+        self._tail = b""
+        self._first: bytes | None = None
+        self._last: bytes | None = None
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._offset = 0
+
+    def _validate(self, chunk: bytes, final: bool = False) -> None:
+        try:
+            self._utf8.decode(chunk, final)
+        except UnicodeDecodeError as exc:
+            raise PayloadError(f"invalid UTF-8 near byte {self._offset + exc.start}") from None
+        self._offset += len(chunk)
+
+    def _take(self, lines: list[bytes]) -> None:
+        if self._first is None:
+            self._first = next((line for line in lines if _is_sample(line)), None)
+        last = next((line for line in reversed(lines) if _is_sample(line)), None)
+        if last is not None:
+            self._last = last
+        prefixes = self._prefixes
+        self._kept += [line for line in lines if line.startswith(prefixes)]
+
+    def feed(self, chunk: bytes) -> None:
+        self._validate(chunk)
+        lines = (self._tail + chunk).split(b"\n") if self._tail else chunk.split(b"\n")
+        self._tail = lines.pop()
+        self._take(lines)
+
+    def samples(self) -> list[Sample]:
+        """Samples of the kept families; NaN samples are dropped (Envoy writes NaN for unset gauges)."""
+        self._validate(b"", final=True)
+        if self._tail:
+            self._take([self._tail])
+            self._tail = b""
+        for edge in (self._first, self._last):
+            if edge is not None and not _LINE.match(edge.decode()):
+                raise PayloadError(f"malformed line: {edge.decode()[:200]!r}")
+        samples = []
+        for raw in self._kept:
+            sample = parse_line(raw.decode())
+            if not math.isnan(sample.value):
+                samples.append(sample)
+        return samples
 
 
 def parse(body: bytes, prefixes: tuple[str, ...]) -> list[Sample]:
-    """Samples of the families whose names start with one of `prefixes`; NaN samples are
-    dropped (Envoy writes NaN for unset gauges)."""
-    lines = decode(body).split("\n")
-    _check_shape(lines)
-    samples = []
-    for line in lines:
-        if line.startswith(prefixes):
-            sample = parse_line(line)
-            if not math.isnan(sample.value):
-                samples.append(sample)
-    return samples
+    """The samples of a whole body (see `LineFilter`)."""
+    lines = LineFilter(prefixes)
+    lines.feed(body)
+    return lines.samples()

@@ -55,9 +55,10 @@ class Scraper:
             with self.tracer.span("scrape", {"url": target.url, "mesh": target.mesh, "namespace": target.namespace,
                                              "workload": target.workload}) as span:
                 try:
-                    body = await scrape.fetch(client, target.url, self.limits.timeout, self.limits.max_bytes)
+                    lines = parse.LineFilter(dialect.prefixes)
                     try:
-                        reading = normalize(dialect, parse.parse(body, dialect.prefixes))
+                        await scrape.fetch(client, target.url, self.limits.timeout, self.limits.max_bytes, lines.feed)
+                        reading = normalize(dialect, lines.samples())
                     except parse.PayloadError as exc:
                         raise scrape.ScrapeError("bad_payload", str(exc)) from None
                     if not reading.certs:

@@ -7,6 +7,7 @@ Every failure becomes a `ScrapeError` whose `reason` is one of the
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,7 +28,10 @@ def session(concurrency: int) -> aiohttp.ClientSession:
                                  headers={"User-Agent": "meshobs-exporter", "Accept-Encoding": "identity"})
 
 
-async def fetch(client: aiohttp.ClientSession, url: str, timeout: float, max_bytes: int) -> bytes:
+async def fetch(client: aiohttp.ClientSession, url: str, timeout: float, max_bytes: int,
+                sink: Callable[[bytes], None] | None = None) -> bytes:
+    """The body; or, with `sink`, each chunk handed to it as it arrives (and b"" returned), so
+    that a large body is never held whole."""
     path = urlsplit(url).path
     if path not in READ_ONLY_PATHS:
         # a guard, not a branch taken: targets are validated when discovered
@@ -44,7 +48,10 @@ async def fetch(client: aiohttp.ClientSession, url: str, timeout: float, max_byt
                     size += len(chunk)
                     if size > max_bytes:
                         raise ScrapeError("too_large", f"body above {max_bytes} bytes")
-                    chunks.append(chunk)
+                    if sink is None:
+                        chunks.append(chunk)
+                    else:
+                        sink(chunk)
                 return b"".join(chunks)
     except TimeoutError:
         raise ScrapeError("timeout", f"no complete answer within {timeout}s") from None

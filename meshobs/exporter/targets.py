@@ -30,8 +30,10 @@ class Target:
         return urlsplit(self.url).netloc
 
     def shard(self, count: int) -> int:
-        """Stable across processes and hosts (not Python's salted hash)."""
-        digest = hashlib.sha1(self.url.encode()).digest()
+        """The shard of the target's workload: all pods of a workload go to one replica, so its
+        counters, burst detection and events see the whole workload, and a pod restarting with a
+        new IP does not move counts between replicas. Stable across processes (not `hash()`)."""
+        digest = hashlib.sha1("/".join(self.workload_key).encode()).digest()
         return int.from_bytes(digest[:8], "big") % count
 
 

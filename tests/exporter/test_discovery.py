@@ -78,11 +78,13 @@ def test_a_broken_rewrite_keeps_the_last_good_targets(tmp_path):
 
 
 def test_shards_split_the_fleet_without_overlap():
-    """Every target lands in exactly one of N shards, and shards are of similar size."""
+    """Every target lands in exactly one of N shards, shards are of similar size, and a workload is never split."""
     fleet = {Target(f"http://10.0.{i // 250}.{i % 250}:15090/stats/prometheus", "istio", "ns", f"w{i}") for i in range(1000)}
     shards = [in_shard(fleet, (index, 4)) for index in range(4)]
     assert set().union(*shards) == fleet and sum(map(len, shards)) == 1000
     assert all(200 < len(shard) < 300 for shard in shards)
+    pods = {Target(f"http://10.1.0.{i}:15090/stats/prometheus", "istio", "ns", "big") for i in range(50)}
+    assert sorted(len(in_shard(pods, (index, 4))) for index in range(4)) == [0, 0, 0, 50]
     assert parse_shard("3/4") == (3, 4)
     for bad in ("4/4", "x/2", "1", "-1/2"):
         with pytest.raises(ExporterError) as error:

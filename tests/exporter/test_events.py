@@ -99,5 +99,6 @@ def test_a_blackholed_fluentd_never_blocks_the_caller(tmp_path):
     elapsed = time.monotonic() - started
     assert elapsed < 0.5
     dropped = registry.get_sample_value("meshobs_events_dropped_total", {"kind": "authz_burst_started", "reason": "queue_full"})
-    assert dropped >= 5000 - 101
+    # at most the queue (100) and the few the sender thread took out are not dropped at once
+    assert dropped > 4800
     events.close(timeout=0.1)

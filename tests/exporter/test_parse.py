@@ -28,7 +28,7 @@ def test_only_families_with_the_given_prefixes_are_returned_with_labels_and_valu
 
 @pytest.mark.parametrize("body, message", [
     (b"<html>nope</html>\n", "malformed line: '<html>nope</html>'"),
-    (b'envoy_listener_ssl_handshake{a="\xff"} 1\n', "invalid UTF-8 at byte 32"),
+    (b'envoy_listener_ssl_handshake{a="\xff"} 1\n', "invalid UTF-8 near byte 32"),
     (b"envoy_listener_ssl_handshake{a=1} 1\nenvoy_x{} 2\n", "malformed labels in line: 'envoy_listener_ssl_handshake{a=1} 1'"),
     (b"envoy_x{} 1\nenvoy_listener_ssl_handshake{} one\nenvoy_y{} 2\n", "malformed value in line: 'envoy_listener_ssl_handshake{} one'"),
 ])
