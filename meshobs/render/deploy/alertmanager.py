@@ -20,8 +20,9 @@ PAGING_SEVERITIES = ("critical", "page")
 # rates jump across the gap, so they are held back until the targets are back.
 EXPORTER_FED_ALERTS = ("MeshMTLSFailure", "MeshUnauthorizedAccessBurst", "MeshPlaintextTraffic", "MeshCertificateExpiringSoon")
 TARGET_DOWN_ALERT = "MeshExporterTargetDown"
-# Labels naming the object an alert is about; an alert's labels are a subset of these.
-OBJECT_LABELS = ("cluster", "mesh", "destination_namespace", "destination_service", "destination_workload", "cert")
+# Labels naming the object an alert is about (after the cluster label); an alert's labels are a
+# subset of these.
+OBJECT_LABELS = ("mesh", "destination_namespace", "destination_service", "destination_workload", "cert")
 
 
 def _matcher_alternatives(values: tuple[str, ...]) -> str:
@@ -61,11 +62,11 @@ def _receivers(dialects: list[Dialect]) -> list[dict]:
     return [fallback, pager, *chat]
 
 
-def _route(dialects: list[Dialect]) -> dict:
+def _route(cluster: str, dialects: list[Dialect]) -> dict:
     paging = f'severity=~"{_matcher_alternatives(PAGING_SEVERITIES)}"'
     return {
         "receiver": "meshobs-default",
-        "group_by": ["alertname", "cluster", "mesh", "destination_namespace"],
+        "group_by": ["alertname", cluster, "mesh", "destination_namespace"],
         "group_wait": "30s",
         "group_interval": "5m",
         "repeat_interval": "4h",
@@ -73,7 +74,7 @@ def _route(dialects: list[Dialect]) -> dict:
             {
                 "matchers": [paging],
                 "receiver": "meshobs-pager",
-                "group_by": ["alertname", "cluster", "mesh", "destination_namespace", "destination_service", "destination_workload"],
+                "group_by": ["alertname", cluster, *OBJECT_LABELS[:-1]],
                 "group_wait": "10s",
                 "repeat_interval": "1h",
                 # Paged alerts also reach the mesh's channel below.
@@ -87,7 +88,7 @@ def _route(dialects: list[Dialect]) -> dict:
     }
 
 
-def _inhibit_rules() -> list[dict]:
+def _inhibit_rules(cluster: str) -> list[dict]:
     missing = sorted(set(EXPORTER_FED_ALERTS + (TARGET_DOWN_ALERT, "MeshErrorBudgetBurn")) - set(ALERT_NAMES))
     if missing:
         raise BuildError(f"alertmanager inhibitions name alerts the rules no longer render: {', '.join(missing)}")
@@ -97,36 +98,36 @@ def _inhibit_rules() -> list[dict]:
             "target_matchers": [f'alertname=~"{_matcher_alternatives(EXPORTER_FED_ALERTS)}"'],
             # The target-down alert names the proxy as namespace/workload while the others use
             # destination_*: inhibit per mesh and cluster.
-            "equal": ["cluster", "mesh"],
+            "equal": [cluster, "mesh"],
         },
         {
             # A critical alert makes the warning of the same alert on the same object redundant
             # (certificate expiry: 1d critical over 7d warning).
             "source_matchers": ['severity="critical"'],
             "target_matchers": ['severity="warning"'],
-            "equal": ["alertname", *OBJECT_LABELS],
+            "equal": ["alertname", cluster, *OBJECT_LABELS],
         },
         {
             # A fast budget burn pages; the slow burn ticket for the same service adds nothing.
             "source_matchers": ['alertname="MeshErrorBudgetBurn"', 'severity="page"'],
             "target_matchers": ['alertname="MeshErrorBudgetBurn"', 'severity="ticket"'],
-            "equal": ["cluster", "mesh", "destination_namespace", "destination_service"],
+            "equal": [cluster, "mesh", "destination_namespace", "destination_service"],
         },
     ]
 
 
-def alertmanager_config(dialects: list[Dialect]) -> dict:
+def alertmanager_config(cfg: Config, dialects: list[Dialect]) -> dict:
     return {
         "global": {"resolve_timeout": "5m"},
-        "route": _route(dialects),
-        "inhibit_rules": _inhibit_rules(),
+        "route": _route(cfg.cluster_label, dialects),
+        "inhibit_rules": _inhibit_rules(cfg.cluster_label),
         "receivers": _receivers(dialects),
     }
 
 
 def render(cfg: Config, dialects: list[Dialect]) -> dict[str, bytes]:
     return {
-        "deploy/alertmanager/alertmanager.yml": yaml_file(alertmanager_config(dialects)),
+        "deploy/alertmanager/alertmanager.yml": yaml_file(alertmanager_config(cfg, dialects)),
         "deploy/alertmanager/kustomization.yaml": kustomization(
             namespace=cfg.deploy.monitoring_namespace,
             generators=[{"name": "meshobs-alertmanager-config", "files": ["alertmanager.yml"]}],
