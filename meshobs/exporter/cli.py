@@ -9,7 +9,7 @@ import re
 import signal
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from meshobs.errors import ExporterError
 
@@ -111,6 +111,7 @@ async def _main(args: argparse.Namespace) -> int:
         cert_window=args.cert_expiry_window,
     )
     registry.register(collector.StateCollector(exporter_state))
+    ProcessCollector(registry=registry)  # the exporter's own CPU and memory, next to what it scrapes
     sink = events.FluentdEvents(*args.fluentd, registry) if args.fluentd else events.LogEvents()
     tracer = tracing.tracer()
     limits = runner.Limits(args.scrape_interval, args.scrape_timeout, args.concurrency, args.max_body_bytes)

@@ -83,6 +83,9 @@ _ENVOY_TLS = (
     Rule(_LISTENER_SSL + "fail_verify_san", (FAILURES, "san_mismatch")),
     Rule(_LISTENER_SSL + "connection_error", (FAILURES, "not_tls")),
     Rule(_LISTENER_SSL + "connection_error", (PLAINTEXT, "")),
+    # a handshake that succeeded without a client certificate: TLS, but not mutual (a listener
+    # with require_client_certificate but no validation context silently accepts these)
+    Rule(_LISTENER_SSL + "no_certificate", (PLAINTEXT, "")),
     Rule(_LISTENER_SSL + "fail_verify_cert_hash", (FAILURES, "other")),
 )
 # Standard Envoy tags (Consul): one family per decision; L7 http RBAC and L4 network RBAC

@@ -60,3 +60,22 @@ def test_counters_per_reason_equal_the_attempts_and_leaf_expiry_is_not_after(pro
     assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="ca") == ca.not_valid_after_utc.timestamp()
     assert exporter.value("meshobs_target_up", **LABELS) == 1
     assert exporter.value("meshobs_scrape_errors_total", **LABELS, reason="refused") == 0
+
+
+def drop_validation_context(config: dict) -> None:
+    tls = config["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]["typed_config"]
+    del tls["common_tls_context"]["validation_context"]
+
+
+def test_a_listener_that_silently_accepts_clients_without_certificates_counts_as_plaintext(processes, tmp_path):
+    """Without a validation context Envoy completes handshakes with no client certificate; each such request is counted as plaintext."""
+    envoy = start_envoy(processes, tmp_path, customize=drop_validation_context)
+    targets = tmp_path / "targets.json"
+    write_targets(targets, envoy)
+    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
+    for _ in range(3):
+        assert envoy.request(None) == 403  # the handshake succeeds; RBAC sees no principal
+    wait_until(lambda: exporter.value("meshobs_plaintext_requests_total", **LABELS) == 3, timeout=10,
+               what="three plaintext requests")
+    assert exporter.value("meshobs_tls_handshakes_total", **LABELS) == 3
+    assert exporter.value("meshobs_tls_handshake_failures_total", **LABELS, reason="no_client_cert") == 0

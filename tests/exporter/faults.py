@@ -40,6 +40,10 @@ def garbage(handler, stop) -> None:
     _reply(handler, "200 OK", b"<html><body>Welcome to nginx</body></html>\n")
 
 
+def not_http(handler, stop) -> None:
+    handler.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+
 def invalid_utf8(handler, stop) -> None:
     _reply(handler, "200 OK", b"envoy_listener_ssl_handshake{} 1\nenvoy_x{a=\"\xff\xfe\"} 2\n")
 

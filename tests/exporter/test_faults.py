@@ -26,12 +26,13 @@ def targets_json(ports: dict[str, int]) -> str:
 
 
 def test_each_fault_is_counted_under_its_reason_while_metrics_keep_answering(processes, tmp_path, servers):
-    """Hang, refusal, error status, garbage, invalid UTF-8, truncation and an oversized body each count once per scrape under their reason."""
+    """Hang, refusal, error status, garbage, a non-HTTP answer, invalid UTF-8, truncation and an oversized body each count once per scrape under their reason."""
     ports = {
         "hangs": servers.add(faults.hang),
         "refuses": free_port(),
         "errors": servers.add(faults.error_status),
         "garbage": servers.add(faults.garbage),
+        "not_http": servers.add(faults.not_http),
         "utf8": servers.add(faults.invalid_utf8),
         "truncated": servers.add(faults.truncated),
         "huge": servers.add(faults.huge(4 * 1024 * 1024)),
@@ -42,7 +43,7 @@ def test_each_fault_is_counted_under_its_reason_while_metrics_keep_answering(pro
     exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "200ms",
                               "--scrape-timeout", "1s", "--max-body-bytes", "1048576")
     expected_reason = {"hangs": "timeout", "refuses": "refused", "errors": "http_status", "garbage": "bad_payload",
-                       "utf8": "bad_payload", "truncated": "bad_payload", "huge": "too_large"}
+                       "not_http": "bad_payload", "utf8": "bad_payload", "truncated": "bad_payload", "huge": "too_large"}
 
     def counted():
         return all((exporter.value("meshobs_scrape_errors_total", workload=name, reason=reason) or 0) >= 2
