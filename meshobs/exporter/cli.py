@@ -39,6 +39,26 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+SERIES_HELP = """\
+series (labels mesh, namespace, workload on all):
+  meshobs_tls_handshakes_total                   successful handshakes
+  meshobs_tls_handshake_failures_total{reason}   no_client_cert, untrusted_cert, san_mismatch, not_tls, other
+  meshobs_authz_allowed_total, meshobs_authz_denied_total
+  meshobs_plaintext_requests_total               traffic that reached the workload without mutual TLS
+  meshobs_authz_denied_burst, meshobs_authz_denied_bursts_total
+  meshobs_cert_expiry_timestamp_seconds{cert}    leaf, ca
+  meshobs_scrape_errors_total{reason}            timeout, refused, too_large, bad_payload, http_status
+  meshobs_target_up{instance}, meshobs_scrape_duration_seconds{instance}   per scraped proxy
+At most 18 series per workload plus 2 per proxy, whatever the proxy exposes. Counters are kept
+per workload and stay monotonic across proxy restarts and pod churn. Only GET /stats/prometheus,
+/metrics and /certs are ever sent to a proxy.
+
+security events (with --fluentd): tag meshobs.security.<kind>, kinds authz_burst_started,
+authz_burst_ended, tls_failure_new_reason, cert_expiring; dropped ones are counted in
+meshobs_events_dropped_total. Tracing: set OTEL_EXPORTER_OTLP_ENDPOINT (standard OTel variables).
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from meshobs.exporter.targets import TARGET_HELP
 
@@ -46,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Scrape sidecar proxies (Envoy: Istio, Consul; linkerd2-proxy) and serve normalized mTLS, "
         "authorization and certificate series on /metrics, with /healthz and /readyz."
     )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = SERIES_HELP
     parser.add_argument("--listen", type=host_port, default=("0.0.0.0", 9942), metavar="HOST:PORT",
                         help="address of /metrics, /healthz, /readyz (default 0.0.0.0:9942)")
     parser.add_argument("--target", action="append", default=[], metavar="SPEC", help=TARGET_HELP)

@@ -79,3 +79,22 @@ def test_a_listener_that_silently_accepts_clients_without_certificates_counts_as
                what="three plaintext requests")
     assert exporter.value("meshobs_tls_handshakes_total", **LABELS) == 3
     assert exporter.value("meshobs_tls_handshake_failures_total", **LABELS, reason="no_client_cert") == 0
+
+
+def test_counts_carry_on_when_the_workloads_proxy_is_replaced(processes, tmp_path):
+    """A workload's proxy replaced by a new Envoy (fresh counters, new address) continues the workload's counters."""
+    (tmp_path / "first").mkdir()
+    first = start_envoy(processes, tmp_path / "first")
+    targets = tmp_path / "targets.json"
+    write_targets(targets, first)
+    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
+    for _ in range(2):
+        assert first.request(first.pki.denied) == 403
+    wait_until(lambda: exporter.value("meshobs_authz_denied_total", **LABELS) == 2, timeout=10, what="2 denials")
+    first.process.stop()
+    (tmp_path / "second").mkdir()
+    second = start_envoy(processes, tmp_path / "second")
+    write_targets(targets, second)
+    for _ in range(3):
+        assert second.request(second.pki.denied) == 403
+    wait_until(lambda: exporter.value("meshobs_authz_denied_total", **LABELS) == 5, timeout=10, what="2 + 3 denials")
