@@ -53,6 +53,8 @@ class Rule:
     family: str
     key: Key
     match: Match = _any
+    # used only when no other rule of the same key matched a sample in this scrape
+    fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ _ISTIO_RBAC = (
     Rule("envoy_http_rbac", (DENIED, ""), label_is("authz_enforce_result", "denied")),
     Rule("envoy_rbac", (ALLOWED, ""), label_is("authz_enforce_result", "allowed")),
     Rule("envoy_rbac", (DENIED, ""), label_is("authz_enforce_result", "denied")),
+    # Where RBAC stats are filtered out, the destination's own 403s are the denials. (An
+    # application's 403s look the same: hence a fallback only, never added to RBAC counts.)
+    Rule("istio_requests_total", (DENIED, ""),
+         all_of(label_is("reporter", "destination"), label_is("response_code", "403")), fallback=True),
     # PERMISSIVE mode: plaintext requests are served and labelled by the destination reporter
     Rule("istio_requests_total", (PLAINTEXT, ""),
          all_of(label_is("reporter", "destination"), label_is("connection_security_policy", "none"))),
@@ -153,15 +159,24 @@ def normalize(dialect: Dialect, samples: list[Sample]) -> Reading:
     for rule in dialect.counters:
         by_family.setdefault(rule.family, []).append(rule)
     counters: dict[Key, float] = {rule.key: 0.0 for rule in dialect.counters}
+    fallbacks: dict[Key, float] = {}
+    primary_seen: set[Key] = set()
     certs: dict[str, float] = {}
     for sample in samples:
         for rule in by_family.get(sample.name, ()):
             if rule.match(sample.labels):
-                counters[rule.key] += sample.value
+                if rule.fallback:
+                    fallbacks[rule.key] = fallbacks.get(rule.key, 0.0) + sample.value
+                else:
+                    counters[rule.key] += sample.value
+                    primary_seen.add(rule.key)
         if sample.name in dialect.cert_families and sample.value > 0:
             name = next((sample.labels[l] for l in dialect.cert_labels if l in sample.labels), "")
             kind = cert_kind(name)
             certs[kind] = min(certs.get(kind, sample.value), sample.value)
+    for key, value in fallbacks.items():
+        if key not in primary_seen:
+            counters[key] = value
     for reason in REASONS:
         counters.setdefault((FAILURES, reason), 0.0)
     return Reading(counters, certs)

@@ -59,3 +59,11 @@ def test_list_then_watch_adds_and_removes_targets_with_get_requests_only(process
     assert {auth for _, _, auth in kube.requests} == {"Bearer test-token"}
     assert kube.requests[0][1] == "/api/v1/pods"
     assert kube.requests[1][1].startswith("/api/v1/pods?watch=1&resourceVersion=100&allowWatchBookmarks=true")
+
+
+def test_namespaces_are_listed_and_watched_one_by_one(processes, tmp_path, kube):
+    """With --kubernetes-namespace the exporter lists and watches only those namespaces' pods."""
+    start_exporter(processes, tmp_path, "--kubernetes", "--kubernetes-namespace", "shop", "--kubernetes-namespace", "web",
+                   "--scrape-interval", "100ms", "--scrape-timeout", "500ms", env={**os.environ, **kube.env()})
+    wait_until(lambda: sum("watch=1" in path for _, path, _ in kube.requests) == 2, what="two watches")
+    assert {path.split("?")[0] for _, path, _ in kube.requests} == {"/api/v1/namespaces/shop/pods", "/api/v1/namespaces/web/pods"}

@@ -34,6 +34,17 @@ envoy_listener_ssl_certificate_expiration_unix_time_seconds{listener_address="0.
     assert reading.certs == {"leaf": 1800000000, "ca": 1900000000}
 
 
+def test_istio_403s_count_as_denials_only_without_rbac_stats():
+    """Destination-reported 403s stand in for denials when the RBAC family is absent, and are ignored when it is present."""
+    requests = """\
+istio_requests_total{reporter="destination",response_code="403",connection_security_policy="mutual_tls"} 6
+istio_requests_total{reporter="source",response_code="403",connection_security_policy="unknown"} 6
+"""
+    assert read(ISTIO, requests).counters[(DENIED, "")] == 6
+    with_rbac = requests + 'envoy_http_rbac{authz_enforce_result="denied",http_conn_manager_prefix="x"} 2\n'
+    assert read(ISTIO, with_rbac).counters[(DENIED, "")] == 2
+
+
 def test_consul_intentions_l4_and_l7_add_up():
     """Consul's connect_authz network RBAC and HTTP RBAC decisions are summed per decision; shadow rules are not decisions."""
     reading = read(CONSUL, """\
