@@ -1,5 +1,5 @@
 """Documented fields of the prometheus-operator kinds meshobs renders (monitoring.coreos.com/v1
-API reference: PrometheusRule, ServiceMonitor), as a small tree to check manifests against:
+API reference: PrometheusRule, ServiceMonitor, PodMonitor), as a small tree to check manifests against:
 kubernetes-validate has no CRD schemas. A leaf is a type; a dict lists the allowed keys, with
 required ones marked by a trailing '!'; a one-element list is an array of that element."""
 
@@ -23,11 +23,15 @@ PROMETHEUS_RULE = {
     },
 }
 
+_RELABELING = {
+    "sourceLabels": [str], "separator": str, "targetLabel": str, "regex": str, "modulus": int, "replacement": str,
+    "action": str,
+}
 _ENDPOINT = {
     "port": str, "targetPort": (str, int), "path": str, "scheme": str, "params": dict, "interval": str,
     "scrapeTimeout": str, "tlsConfig": dict, "bearerTokenFile": str, "bearerTokenSecret": dict, "authorization": dict,
     "honorLabels": bool, "honorTimestamps": bool, "trackTimestampsStaleness": bool, "basicAuth": dict, "oauth2": dict,
-    "metricRelabelings": list, "relabelings": list, "proxyUrl": str, "followRedirects": bool, "enableHttp2": bool,
+    "metricRelabelings": [_RELABELING], "relabelings": [_RELABELING], "proxyUrl": str, "followRedirects": bool, "enableHttp2": bool,
     "filterRunning": bool,
 }
 SERVICE_MONITOR = {
@@ -41,7 +45,20 @@ SERVICE_MONITOR = {
     },
 }
 
-SCHEMAS = {"PrometheusRule": PROMETHEUS_RULE, "ServiceMonitor": SERVICE_MONITOR}
+_POD_ENDPOINT = {key: value for key, value in _ENDPOINT.items() if key not in ("bearerTokenFile", "targetPort")}
+_POD_ENDPOINT.update({"portNumber": int, "targetPort": (str, int)})
+POD_MONITOR = {
+    "apiVersion!": str, "kind!": str, "metadata!": _META,
+    "spec!": {
+        "jobLabel": str, "podTargetLabels": [str], "podMetricsEndpoints": [_POD_ENDPOINT], "selector!": _SELECTOR,
+        "selectorMechanism": str, "namespaceSelector": {"any": bool, "matchNames": [str]}, "sampleLimit": int,
+        "targetLimit": int, "labelLimit": int, "labelNameLengthLimit": int, "labelValueLengthLimit": int,
+        "attachMetadata": dict, "scrapeProtocols": [str], "bodySizeLimit": str, "keepDroppedTargets": int,
+        "scrapeClass": str,
+    },
+}
+
+SCHEMAS = {"PrometheusRule": PROMETHEUS_RULE, "ServiceMonitor": SERVICE_MONITOR, "PodMonitor": POD_MONITOR}
 
 
 def problems(value: Any, schema: Any, where: str = "") -> list[str]:

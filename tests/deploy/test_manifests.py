@@ -39,9 +39,9 @@ def test_strict_validation_rejects_a_misspelled_field():
 
 
 def test_prometheus_operator_objects_use_only_documented_fields(deploy):
-    """PrometheusRule and ServiceMonitor objects have only the fields of the monitoring.coreos.com/v1 reference."""
+    """PrometheusRule, ServiceMonitor and PodMonitor objects have only the fields of the monitoring.coreos.com/v1 reference."""
     crds = [(path, doc) for path, doc in manifests(deploy) if doc["apiVersion"] == "monitoring.coreos.com/v1"]
-    assert sorted({doc["kind"] for _, doc in crds}) == ["PrometheusRule", "ServiceMonitor"]
+    assert sorted({doc["kind"] for _, doc in crds}) == ["PodMonitor", "PrometheusRule", "ServiceMonitor"]
     for path, doc in crds:
         assert problems(doc, SCHEMAS[doc["kind"]]) == [], path
 
@@ -173,7 +173,7 @@ def _key_values(value):
 KUSTOMIZATIONS = {
     "exporter/deployment": ["ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "NetworkPolicy", "Service", "ServiceAccount"],
     "exporter/sharded": ["ClusterRole", "ClusterRoleBinding", "Namespace", "NetworkPolicy", "Service", "Service", "ServiceAccount", "StatefulSet"],
-    "operator": ["PrometheusRule"] * 6 + ["ServiceMonitor"],
+    "operator": ["PodMonitor"] * 3 + ["PrometheusRule"] * 6 + ["ServiceMonitor"],
     "prometheus": ["ConfigMap", "ConfigMap"],
     "alertmanager": ["ConfigMap"],
     "grafana": ["ConfigMap"] * 15,
@@ -210,3 +210,17 @@ def test_dashboard_config_maps_hold_the_dashboards_byte_for_byte(artefacts, depl
         assert content.encode() == dashboards[f"dashboards/{mesh}/{name}"]
         assert config_map["metadata"]["annotations"] == {"grafana_folder": titles[mesh]}
         json.loads(content)
+
+
+def test_pod_monitors_relabel_exactly_as_the_plain_scrape_jobs(deploy):
+    """For operator users, each pod-discovery job of prometheus.yml exists as a PodMonitor with the same path and relabelling."""
+    jobs = {job["job_name"]: job for job in yaml.safe_load((deploy / "prometheus/prometheus.yml").read_text())["scrape_configs"]}
+    monitors = [doc for _, doc in manifests(deploy) if doc["kind"] == "PodMonitor"]
+    assert sorted(doc["metadata"]["name"] for doc in monitors) == [
+        "meshobs-istio-proxies", "meshobs-linkerd-control-plane", "meshobs-linkerd-proxies"]
+    renamed = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
+    for monitor in monitors:
+        job = jobs[monitor["metadata"]["name"].removeprefix("meshobs-")]
+        (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+        assert endpoint["path"] == job.get("metrics_path", "/metrics")
+        assert [{renamed.get(k, k): v for k, v in rule.items()} for rule in endpoint["relabelings"]] == job["relabel_configs"]

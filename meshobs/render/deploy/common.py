@@ -35,7 +35,7 @@ def metadata(name: str, namespace: str | None = None, component: str = "exporter
     meta: dict[str, Any] = {"name": name}
     if namespace:
         meta["namespace"] = namespace
-    meta["labels"] = labels(EXPORTER, component)
+    meta["labels"] = labels(EXPORTER if component == "exporter" else "meshobs", component)
     meta.update(extra)
     return meta
 

@@ -150,10 +150,38 @@ def prometheus_config(cfg: Config, dialects: list[Dialect], rule_names: list[str
     }
 
 
-def _operator(cfg: Config, artefacts: dict[str, bytes]) -> dict[str, bytes]:
+_OPERATOR_RELABEL_KEYS = {"source_labels": "sourceLabels", "target_label": "targetLabel", "regex": "regex",
+                          "replacement": "replacement", "action": "action", "separator": "separator"}
+
+
+def _pod_monitor(cfg: Config, job: dict) -> dict:
+    """The operator's form of a pod-discovery scrape job, with the very same relabelling."""
+    (sd,) = job["kubernetes_sd_configs"]
+    names = sd.get("namespaces", {}).get("names")
+    endpoint = {"path": job.get("metrics_path", "/metrics"), "interval": cfg.deploy.scrape_interval}
+    endpoint["relabelings"] = [
+        {_OPERATOR_RELABEL_KEYS[key]: value for key, value in rule.items()} for rule in job["relabel_configs"]
+    ]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": metadata(f"meshobs-{job['job_name']}", cfg.deploy.monitoring_namespace, "scrape"),
+        "spec": {
+            "namespaceSelector": {"matchNames": names} if names else {"any": True},
+            # Every pod; the relabelling keeps only the proxy's metrics port.
+            "selector": {},
+            "podMetricsEndpoints": [endpoint],
+        },
+    }
+
+
+def _operator(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes]) -> dict[str, bytes]:
     import yaml
 
     files: dict[str, bytes] = {}
+    for job in scrape_jobs(cfg, dialects)[1:]:
+        if [sd.get("role") for sd in job.get("kubernetes_sd_configs", [])] == ["pod"]:
+            files[f"podmonitor-{job['job_name']}.yaml"] = yaml_file(_pod_monitor(cfg, job))
     for name, content in rule_files(artefacts).items():
         stem = name.removesuffix(".yaml")
         rule = {
@@ -193,5 +221,5 @@ def render(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes]) ->
             {"name": "meshobs-prometheus-rules", "files": [f"rules/{name}" for name in rules]},
         ],
     )
-    files.update(_operator(cfg, artefacts))
+    files.update(_operator(cfg, dialects, artefacts))
     return files
