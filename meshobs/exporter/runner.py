@@ -88,6 +88,7 @@ class Scraper:
         targets = self.discover()
         now = time.time()
         self.state.retain(targets, now)
+        self._no_certs &= {certs_url(t) for t in targets}  # bounded by the live targets
         with self.tracer.span("scrape_cycle", {"targets": len(targets)}):
             await asyncio.gather(*(self.scrape_one(client, t) for t in targets))
         for event in self.state.end_cycle(time.time()):

@@ -1,6 +1,6 @@
 """A tiny HTTPS server speaking the kube-apiserver's pod list/watch protocol (no kube-apiserver
 runs here): GET /api/v1/pods lists, `?watch=1` streams newline-delimited events pushed by the
-test. It records every request (method, path, Authorization header)."""
+test to every open watch. It records every request (method, path, Authorization header)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ class KubeApi:
     def __init__(self, folder: Path, pods: list[dict], token: str = "test-token"):
         self.pods = pods
         self.requests: list[tuple[str, str, str]] = []
-        self.events: queue.Queue = queue.Queue()
+        self._watches: list[queue.Queue] = []  # one event queue per open watch
+        self._lock = threading.Lock()
         self.watching = threading.Event()
         ca = CA(folder, "kube-ca")
         served = ca.issue("kube-apiserver", dns=("localhost",))
@@ -46,8 +47,11 @@ class KubeApi:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()
+                    events: queue.Queue = queue.Queue()
+                    with owner._lock:
+                        owner._watches.append(events)
                     owner.watching.set()
-                    while (event := owner.events.get()) is not None:
+                    while (event := events.get()) is not None:
                         self.wfile.write(json.dumps(event).encode() + b"\n")
                         self.wfile.flush()
                     return
@@ -85,10 +89,16 @@ class KubeApi:
         return {"KUBERNETES_SERVICE_HOST": "localhost", "KUBERNETES_SERVICE_PORT": str(self.port),
                 "MESHOBS_SERVICEACCOUNT_DIR": str(self.serviceaccount)}
 
+    def _broadcast(self, item) -> None:
+        with self._lock:
+            for events in self._watches:
+                events.put(item)
+
     def push(self, kind: str, obj: dict) -> None:
-        self.events.put({"type": kind, "object": obj})
+        """Send a watch event to every open watch."""
+        self._broadcast({"type": kind, "object": obj})
 
     def stop(self) -> None:
-        self.events.put(None)
+        self._broadcast(None)
         self._server.shutdown()
         self._server.server_close()
