@@ -23,7 +23,8 @@ class Outcome:
     expr: str
     problems: list[str] = field(default_factory=list)
     excused: list[str] = field(default_factory=list)
-    series: int = 0
+    # the instant query's result, as the API returns it
+    result: list[dict] = field(default_factory=list)
     # [(labels, [(t, v), ...]), ...] from the range query, for the report
     lines: list[tuple[dict, list[tuple[float, float]]]] = field(default_factory=list)
 
@@ -76,7 +77,7 @@ class Checker:
         except QueryError as exc:
             outcome.problems.append(f"query failed: {exc}")
             return outcome
-        outcome.series = len(result)
+        outcome.result = result
         # an alert expression is empty whenever nothing fires: its selectors are judged instead
         if not result and query.kind != "alert":
             self._judge(outcome, None, "returns no series")

@@ -139,10 +139,17 @@ class RunningPrometheus:
                 for group in json.loads(body)["data"]["groups"] for rule in group["rules"]]
 
 
+def _scrape_config(job: str, targets: Sequence) -> dict:
+    if targets and isinstance(targets[0], dict):
+        return {"job_name": job, "static_configs": list(targets)}
+    return {"job_name": job, "static_configs": [{"targets": list(targets)}]}
+
+
 def start_prometheus(processes, tmp_path: Path, jobs: dict[str, Sequence[str]], rule_files: Sequence[Path] = (),
                      alertmanager: str | None = None, scrape_interval: str = "1s",
                      evaluation_interval: str = "1s", external_labels: dict | None = None) -> RunningPrometheus:
-    """Prometheus scraping `jobs` (job name → host:port list, path /metrics) with `rule_files`,
+    """Prometheus scraping `jobs` (job name → host:port list, path /metrics; or a list of
+    static_configs dicts, whose `labels` may set `__metrics_path__`) with `rule_files`,
     sending alerts to the Alertmanager at `alertmanager` (host:port)."""
     binary = require_binary("prometheus")
     folder = tmp_path / "prometheus"
@@ -151,8 +158,7 @@ def start_prometheus(processes, tmp_path: Path, jobs: dict[str, Sequence[str]], 
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
                    "external_labels": external_labels or {}},
         "rule_files": [str(path) for path in rule_files],
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}
-                           for job, targets in jobs.items()],
+        "scrape_configs": [_scrape_config(job, targets) for job, targets in jobs.items()],
     }
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
