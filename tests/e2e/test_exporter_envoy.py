@@ -8,7 +8,7 @@ from cryptography import x509
 
 from tests.exporter.running import start_exporter
 from tests.support.envoy import start_envoy
-from tests.support.procs import wait_until
+from tests.support.procs import http_get, wait_until
 
 LABELS = {"mesh": "consul", "namespace": "default", "workload": "backend"}
 
@@ -98,3 +98,22 @@ def test_counts_carry_on_when_the_workloads_proxy_is_replaced(processes, tmp_pat
     for _ in range(3):
         assert second.request(second.pki.denied) == 403
     wait_until(lambda: exporter.value("meshobs_authz_denied_total", **LABELS) == 5, timeout=10, what="2 + 3 denials")
+
+
+def drop_certificate_stats(config: dict) -> None:
+    config["stats_config"] = {"stats_matcher": {"exclusion_list": {"patterns": [{"contains": "expiration_unix_time_seconds"}]}}}
+
+
+def test_certificate_expiry_from_the_admin_certs_endpoint_when_stats_lack_it(processes, tmp_path):
+    """With the expiry gauges filtered out of the stats, leaf and CA expiry come from Envoy's /certs, exact to the second."""
+    envoy = start_envoy(processes, tmp_path, customize=drop_certificate_stats)
+    targets = tmp_path / "targets.json"
+    write_targets(targets, envoy)
+    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
+    leaf = x509.load_pem_x509_certificate(envoy.pki.server.cert.read_bytes())
+    ca = x509.load_pem_x509_certificate(envoy.pki.ca.cert_path.read_bytes())
+    wait_until(lambda: exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="leaf") is not None,
+               timeout=10, what="leaf expiry")
+    assert "expiration_unix_time_seconds" not in http_get(f"{envoy.admin_url}/stats/prometheus")[1].decode()
+    assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="leaf") == leaf.not_valid_after_utc.timestamp()
+    assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="ca") == ca.not_valid_after_utc.timestamp()
