@@ -7,7 +7,7 @@ import json
 from cryptography import x509
 
 from tests.exporter.running import start_exporter
-from tests.support.envoy import start_envoy
+from tests.support.envoy import spiffe, start_envoy
 from tests.support.procs import http_get, wait_until
 
 LABELS = {"mesh": "consul", "namespace": "default", "workload": "backend"}
@@ -117,3 +117,24 @@ def test_certificate_expiry_from_the_admin_certs_endpoint_when_stats_lack_it(pro
     assert "expiration_unix_time_seconds" not in http_get(f"{envoy.admin_url}/stats/prometheus")[1].decode()
     assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="leaf") == leaf.not_valid_after_utc.timestamp()
     assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="ca") == ca.not_valid_after_utc.timestamp()
+
+
+def require_frontend_san(config: dict) -> None:
+    tls = config["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]["typed_config"]
+    tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"] = [
+        {"san_type": "URI", "matcher": {"exact": spiffe("default", "frontend")}}]
+
+
+def test_a_trusted_certificate_with_the_wrong_san_is_a_san_mismatch(processes, tmp_path):
+    """With a SAN matcher on the listener, a trusted client whose SAN does not match fails as san_mismatch, once per attempt."""
+    envoy = start_envoy(processes, tmp_path, customize=require_frontend_san)
+    targets = tmp_path / "targets.json"
+    write_targets(targets, envoy)
+    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
+    assert envoy.request(envoy.pki.allowed) == 200
+    for _ in range(4):
+        assert envoy.request(envoy.pki.denied) is None
+    wait_until(lambda: exporter.value("meshobs_tls_handshake_failures_total", **LABELS, reason="san_mismatch") == 4,
+               timeout=10, what="four SAN mismatches")
+    assert exporter.value("meshobs_tls_handshakes_total", **LABELS) == 1
+    assert exporter.value("meshobs_tls_handshake_failures_total", **LABELS, reason="untrusted_cert") == 0
