@@ -133,6 +133,8 @@ def test_containerfile_runs_meshobs_as_a_numeric_non_root_user(deploy):
     """The image installs this repository and runs `meshobs` as the uid the pod asks for."""
     text = (deploy / "exporter/Containerfile").read_text()
     assert "pip install --no-cache-dir /src" in text
+    # What it copies is enough to install the package: pyproject's readme and the package folder.
+    assert "COPY pyproject.toml README.md /src/\nCOPY meshobs /src/meshobs\n" in text
     assert f"USER {exporter.RUN_AS_USER}:{exporter.RUN_AS_USER}\n" in text
     assert 'ENTRYPOINT ["meshobs"]\n' in text
 
@@ -224,3 +226,26 @@ def test_pod_monitors_relabel_exactly_as_the_plain_scrape_jobs(deploy):
         (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
         assert endpoint["path"] == job.get("metrics_path", "/metrics")
         assert [{renamed.get(k, k): v for k, v in rule.items()} for rule in endpoint["relabelings"]] == job["relabel_configs"]
+
+
+def test_files_the_containerfile_copies_are_enough_to_build_the_package(deploy, tmp_path):
+    """An sdist builds, offline, from exactly the files the Containerfile copies, and holds the exporter."""
+    import shutil
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    src = tmp_path / "src"
+    copies = [line.split()[1:] for line in (deploy / "exporter/Containerfile").read_text().splitlines()
+              if line.startswith("COPY ") and "--from" not in line]
+    assert copies == [["pyproject.toml", "README.md", "/src/"], ["meshobs", "/src/meshobs"]]
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "meshobs", src / "meshobs", ignore=shutil.ignore_patterns("__pycache__"))
+    build = "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
+    result = subprocess.run([sys.executable, "-c", build, str(tmp_path / "dist")], cwd=src, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    sdist = tmp_path / "dist" / result.stdout.split()[-1]
+    assert any(name.endswith("/meshobs/exporter/cli.py") for name in tarfile.open(sdist).getnames())

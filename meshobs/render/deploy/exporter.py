@@ -188,7 +188,9 @@ CONTAINERFILE = """\
 # Rendered by meshobs. The meshobs exporter image, built from a checkout of the repository:
 #   podman build -f deploy/exporter/Containerfile -t meshobs:dev .
 FROM docker.io/library/python:3.11-slim AS build
-COPY . /src
+# Only what `pip install` needs is copied: no .git, virtualenv or rendered output.
+COPY pyproject.toml README.md /src/
+COPY meshobs /src/meshobs
 RUN python -m venv /opt/meshobs \\
  && /opt/meshobs/bin/pip install --no-cache-dir /src
 
