@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 
 from meshobs import build, config
-from tests.e2e.test_exporter_envoy import LABELS, write_targets
-from tests.exporter.running import start_exporter
-from tests.support.envoy import start_envoy
+from tests.e2e.test_exporter_envoy import LABELS, envoy_and_exporter
 from tests.support.prom import Webhook, start_alertmanager, start_prometheus
 
 # Windows and `for` durations in seconds so that the alerts fire within a test.
@@ -32,10 +30,7 @@ def rendered_rules(folder) -> list:
 
 def test_denials_and_tls_failures_reach_the_webhook_as_alerts(processes, tmp_path, request):
     """403s fire MeshUnauthorizedAccessBurst and foreign-CA handshakes fire MeshMTLSFailure through Alertmanager."""
-    envoy = start_envoy(processes, tmp_path)
-    targets = tmp_path / "targets.json"
-    write_targets(targets, envoy)
-    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "500ms")
+    envoy, exporter = envoy_and_exporter(processes, tmp_path, interval="500ms")
     webhook = Webhook.start(request)
     alertmanager = start_alertmanager(processes, tmp_path, webhook.url)
     prometheus = start_prometheus(processes, tmp_path, {"meshobs-exporter": [f"127.0.0.1:{exporter.port}"]},

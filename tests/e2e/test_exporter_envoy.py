@@ -18,12 +18,17 @@ def write_targets(path, envoy):
                                  "labels": {**LABELS, "__metrics_path__": "/stats/prometheus"}}]))
 
 
-def test_counters_per_reason_equal_the_attempts_and_leaf_expiry_is_not_after(processes, tmp_path):
-    """Allowed, denied, no-cert, foreign-CA and plaintext attempts each land in their own series, once per attempt."""
-    envoy = start_envoy(processes, tmp_path)
+def envoy_and_exporter(processes, tmp_path, customize=None, interval: str = "100ms"):
+    """A real Envoy, and an exporter reading its admin through a file_sd targets file."""
+    envoy = start_envoy(processes, tmp_path, customize=customize)
     targets = tmp_path / "targets.json"
     write_targets(targets, envoy)
-    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
+    return envoy, start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", interval)
+
+
+def test_counters_per_reason_equal_the_attempts_and_leaf_expiry_is_not_after(processes, tmp_path):
+    """Allowed, denied, no-cert, foreign-CA and plaintext attempts each land in their own series, once per attempt."""
+    envoy, exporter = envoy_and_exporter(processes, tmp_path)
     pki = envoy.pki
     attempts = {"allowed": 3, "denied": 4, "no_cert": 2, "foreign": 5, "plaintext": 6}
     for _ in range(attempts["allowed"]):
@@ -69,10 +74,7 @@ def drop_validation_context(config: dict) -> None:
 
 def test_a_listener_that_silently_accepts_clients_without_certificates_counts_as_plaintext(processes, tmp_path):
     """Without a validation context Envoy completes handshakes with no client certificate; each such request is counted as plaintext."""
-    envoy = start_envoy(processes, tmp_path, customize=drop_validation_context)
-    targets = tmp_path / "targets.json"
-    write_targets(targets, envoy)
-    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
+    envoy, exporter = envoy_and_exporter(processes, tmp_path, customize=drop_validation_context)
     for _ in range(3):
         assert envoy.request(None) == 403  # the handshake succeeds; RBAC sees no principal
     wait_until(lambda: exporter.value("meshobs_plaintext_requests_total", **LABELS) == 3, timeout=10,
@@ -106,10 +108,7 @@ def drop_certificate_stats(config: dict) -> None:
 
 def test_certificate_expiry_from_the_admin_certs_endpoint_when_stats_lack_it(processes, tmp_path):
     """With the expiry gauges filtered out of the stats, leaf and CA expiry come from Envoy's /certs, exact to the second."""
-    envoy = start_envoy(processes, tmp_path, customize=drop_certificate_stats)
-    targets = tmp_path / "targets.json"
-    write_targets(targets, envoy)
-    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
+    envoy, exporter = envoy_and_exporter(processes, tmp_path, customize=drop_certificate_stats)
     leaf = x509.load_pem_x509_certificate(envoy.pki.server.cert.read_bytes())
     ca = x509.load_pem_x509_certificate(envoy.pki.ca.cert_path.read_bytes())
     wait_until(lambda: exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="leaf") is not None,
@@ -127,10 +126,7 @@ def require_frontend_san(config: dict) -> None:
 
 def test_a_trusted_certificate_with_the_wrong_san_is_a_san_mismatch(processes, tmp_path):
     """With a SAN matcher on the listener, a trusted client whose SAN does not match fails as san_mismatch, once per attempt."""
-    envoy = start_envoy(processes, tmp_path, customize=require_frontend_san)
-    targets = tmp_path / "targets.json"
-    write_targets(targets, envoy)
-    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
+    envoy, exporter = envoy_and_exporter(processes, tmp_path, customize=require_frontend_san)
     assert envoy.request(envoy.pki.allowed) == 200
     for _ in range(4):
         assert envoy.request(envoy.pki.denied) is None
