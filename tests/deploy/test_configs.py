@@ -154,3 +154,16 @@ def test_cluster_setting_labels_every_scrape_job():
     assert all(job["relabel_configs"][-1] == {"target_label": "k8s_cluster", "replacement": "eu-1"} for job in jobs)
     default = yaml.safe_load(render()["deploy/prometheus/prometheus.yml"])["scrape_configs"]
     assert not [rule for job in default for rule in job["relabel_configs"] if rule.get("target_label") == "cluster"]
+
+
+def test_every_alert_name_in_routes_and_inhibitions_is_rendered(artefacts, deploy):
+    """Each alert name the Alertmanager config matches on is an alert of the rendered rule files."""
+    import re
+
+    rendered = {rule["alert"] for path, content in artefacts.items() if path.startswith("alerts/")
+                for group in yaml.safe_load(content)["groups"] for rule in group["rules"] if "alert" in rule}
+    text = (deploy / "alertmanager/alertmanager.yml").read_text()
+    named = {name for match in re.findall(r'alertname=~?"([^"]+)"', text) for name in match.split("|")}
+    assert named == {"MeshExporterTargetDown", "MeshMTLSFailure", "MeshUnauthorizedAccessBurst", "MeshPlaintextTraffic",
+                     "MeshCertificateExpiringSoon", "MeshErrorBudgetBurn"}
+    assert named <= rendered
