@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 from meshobs import build, config, writer
 from tests.exporter.running import start_exporter
@@ -37,22 +38,32 @@ def static_config(address: str, **labels: str) -> dict:
     return {"targets": [address], "labels": {"cluster": CLUSTER, **labels}}
 
 
-def start(processes, tmp_path: Path, mesh: str, proxy_jobs: dict[str, list[dict]], exporter_entries: list[dict]):
-    """(rendered folder, Prometheus) with the exporter scraping `exporter_entries`."""
+def start(processes, tmp_path: Path, mesh: str, proxy_jobs: dict[str, list[dict]], exporter_entries: list[dict],
+          traffic: Callable[[], None] | None = None):
+    """(rendered folder, Prometheus) with the exporter scraping `exporter_entries`; `traffic` runs
+    once every target has been scraped twice, so that increases fall inside Prometheus's data."""
     out = render(tmp_path / "out", mesh)
     targets = exporter_targets(tmp_path / "exporter-targets.json", exporter_entries)
     exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "500ms")
     jobs = dict(proxy_jobs, **{"meshobs-exporter": [static_config(f"127.0.0.1:{exporter.port}")]})
     rules = sorted((out / "alerts" / mesh).glob("*.yaml"))
     prometheus = start_prometheus(processes, tmp_path, jobs, rule_files=rules)
-    wait_for_data(prometheus, mesh)
+    wait_for_data(prometheus, mesh, traffic)
     return out, prometheus
 
 
-def wait_for_data(prometheus: RunningPrometheus, mesh: str) -> None:
-    """Every job scraped twice (rate() needs two samples), then every rule group evaluated after that."""
+def wait_for_data(prometheus: RunningPrometheus, mesh: str, traffic: Callable[[], None] | None = None) -> None:
+    """Every job scraped twice (rate() needs two samples), the traffic driven and scraped, then
+    every rule group evaluated after that."""
     prometheus.wait_for("min(count_over_time(up[1m])) >= 2 and min(up) == 1")
     prometheus.wait_for(f'count_over_time(meshobs_target_up{{mesh="{mesh}"}}[1m]) >= 2')
+    if traffic is not None:
+        # twice, each round scraped: Envoy creates per-code counters (403) on first use, and
+        # increase() cannot count a series' first sample
+        for _ in range(2):
+            driven = time.time()
+            traffic()
+            prometheus.wait_for(f"min(timestamp(up)) > {driven + 1:.3f}")
     ready = time.time()
 
     def evaluated_after_ready():
@@ -60,9 +71,8 @@ def wait_for_data(prometheus: RunningPrometheus, mesh: str) -> None:
         groups = json.loads(body)["data"]["groups"]
         return groups and all(_timestamp(g["lastEvaluation"]) > ready for g in groups)
 
+    # a rule that fails to evaluate is left to verify, which runs its expression and names it
     wait_until(evaluated_after_ready, timeout=30, interval=0.2, what="every rule group evaluated on the data")
-    unhealthy = [r for r in prometheus.rule_health() if r[1] != "ok"]
-    assert unhealthy == [], unhealthy
 
 
 def _timestamp(rfc3339: str) -> float:

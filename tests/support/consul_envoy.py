@@ -1,0 +1,148 @@
+"""Consul service mesh data from real Envoys: a `backend` sidecar (public_listener with mTLS and an
+intentions RBAC filter) and two caller sidecars (`frontend`, allowed; `intruder`, denied) whose
+upstream clusters carry Consul's SNI names, all with the stats tags of Consul's Envoy bootstrap,
+so /stats/prometheus carries `local_cluster` and `consul_*` labels like a real Consul sidecar."""
+
+from __future__ import annotations
+
+import http.client
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.envoy import EnvoyPKI, RunningEnvoy, start_envoy
+from tests.support.pki import Issued
+from tests.support.procs import free_port
+
+DATACENTER = "dc1"
+TRUST_DOMAIN = "11111111-2222-3333-4444-555555555555.consul"
+NAMESPACE = "default"
+_SERVICE_IN_SNI = r"^cluster\.(?:passthrough~)?((?:[^.]+~)?(?:[^.]+\.)?"
+# Consul's bootstrap template tag extractors for upstream clusters (subset it names
+# consul.destination.*), applied to SNI cluster names `svc.ns.dc.internal.<trust domain>`.
+CONSUL_TAG_REGEXES = {
+    "consul.destination.service": _SERVICE_IN_SNI + r"([^.]+)\.[^.]+\.(?:[^.]+\.)?[^.]+\.[^.]+\.[^.]+\.consul\.)",
+    "consul.destination.namespace": _SERVICE_IN_SNI + r"[^.]+\.([^.]+)\.(?:[^.]+\.)?[^.]+\.[^.]+\.[^.]+\.consul\.)",
+    "consul.destination.partition": _SERVICE_IN_SNI + r"[^.]+\.[^.]+\.(?:([^.]+)\.)?[^.]+\.internal[^.]*\.[^.]+\.consul\.)",
+    "consul.destination.datacenter": _SERVICE_IN_SNI + r"[^.]+\.[^.]+\.(?:[^.]+\.)?([^.]+)\.internal[^.]*\.[^.]+\.consul\.)",
+    "consul.destination.target": r"^cluster\.(?:passthrough~)?(((?:[^.]+~)?(?:[^.]+\.)?[^.]+\.[^.]+\.(?:[^.]+\.)?[^.]+)\.[^.]+\.[^.]+\.consul\.)",
+}
+
+
+def sni(service: str) -> str:
+    return f"{service}.{NAMESPACE}.{DATACENTER}.internal.{TRUST_DOMAIN}"
+
+
+def consul_bootstrap(config: dict, service: str) -> None:
+    """What Consul's bootstrap adds: stats tags, and ADS to the local agent (never answering here,
+    so `control_plane.connected_state` is 0 and cds/lds counters exist)."""
+    tags = [{"tag_name": name, "regex": regex} for name, regex in CONSUL_TAG_REGEXES.items()]
+    tags += [{"tag_name": "local_cluster", "fixed_value": service},
+             {"tag_name": "consul.source.service", "fixed_value": service},
+             {"tag_name": "consul.source.namespace", "fixed_value": NAMESPACE},
+             {"tag_name": "consul.source.datacenter", "fixed_value": DATACENTER}]
+    config["stats_config"] = {"stats_tags": tags, "use_all_default_tags": True}
+    config["node"] = {"cluster": service, "id": f"{service}-sidecar-proxy"}
+    agent_port = free_port()
+    clusters = config["static_resources"].setdefault("clusters", [])
+    clusters.append({
+        "name": "local_agent", "type": "STATIC", "connect_timeout": "1s",
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}}},
+        "load_assignment": {"cluster_name": "local_agent", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": agent_port}}}}]}]},
+    })
+    # Consul sets 0s (wait for the agent forever); no agent answers here, so give up at once
+    ads = {"ads": {}, "initial_fetch_timeout": "0.1s", "resource_api_version": "V3"}
+    config["dynamic_resources"] = {
+        "lds_config": ads, "cds_config": dict(ads),
+        "ads_config": {"api_type": "DELTA_GRPC", "transport_api_version": "V3",
+                       "grpc_services": [{"envoy_grpc": {"cluster_name": "local_agent"}}]},
+    }
+
+
+def _public_listener(config: dict) -> None:
+    listener = config["static_resources"]["listeners"][0]
+    listener["name"] = "public_listener"
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["stat_prefix"] = "public_listener"
+
+
+def _caller(config: dict, backend: RunningEnvoy, client: Issued, port: int) -> None:
+    """Replace the listener with an upstream listener (plain HTTP from the app) to `backend`
+    over mTLS with `client`'s certificate, as a Consul upstream."""
+    cluster_name = sni("backend")
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "upstream.backend.default.default.dc1",
+        "route_config": {"virtual_hosts": [{"name": "backend", "domains": ["*"],
+                                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+    }
+    config["static_resources"]["listeners"] = [{
+        "name": "backend:127.0.0.1", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+    }]
+    config["static_resources"]["clusters"] = [{
+        "name": cluster_name, "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": cluster_name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+            "socket_address": {"address": "127.0.0.1", "port_value": backend.listener_port}}}}]}]},
+        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": cluster_name,
+            "common_tls_context": {
+                "tls_certificates": [{"certificate_chain": {"filename": str(client.cert)},
+                                      "private_key": {"filename": str(client.key)}}],
+                "validation_context": {"trusted_ca": {"filename": str(backend.pki.ca.cert_path)}}}}},
+    }]
+
+
+@dataclass
+class Caller:
+    envoy: RunningEnvoy
+    port: int
+
+    def request(self) -> int:
+        """One plain HTTP request from the app to its upstream listener; the status."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+
+@dataclass
+class ConsulMesh:
+    backend: RunningEnvoy
+    frontend: Caller
+    intruder: Caller
+
+    def sidecars(self) -> dict[str, RunningEnvoy]:
+        return {"backend": self.backend, "frontend": self.frontend.envoy, "intruder": self.intruder.envoy}
+
+
+def start_consul_mesh(processes, tmp_path: Path) -> ConsulMesh:
+    pki = EnvoyPKI.create(tmp_path)
+
+    def backend_config(config: dict) -> None:
+        _public_listener(config)
+        consul_bootstrap(config, "backend")
+
+    folder = tmp_path / "backend"
+    folder.mkdir()
+    backend = start_envoy(processes, folder, pki, customize=backend_config)
+    callers = []
+    for name, cert in (("frontend", pki.allowed), ("intruder", pki.denied)):
+        port = free_port()
+
+        def caller_config(config: dict, cert=cert, port=port, name=name) -> None:
+            _caller(config, backend, cert, port)
+            consul_bootstrap(config, name)
+
+        folder = tmp_path / name
+        folder.mkdir()
+        callers.append(Caller(start_envoy(processes, folder, pki, customize=caller_config), port))
+    return ConsulMesh(backend, *callers)
