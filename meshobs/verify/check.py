@@ -38,8 +38,10 @@ def selectors(expr: str) -> list[str]:
     found: list[str] = []
 
     def visit(node) -> bool:
-        if isinstance(node, promql_parser.VectorSelector) and str(node) not in found:
-            found.append(str(node))
+        if isinstance(node, promql_parser.VectorSelector):
+            text = str(node).removesuffix("{}")  # the parser prints `name{}` for a bare name
+            if text not in found:
+                found.append(text)
         return True
 
     promql_parser.walk(promql_parser.parse(expr), visit, lambda node: True)

@@ -52,11 +52,12 @@ def start(processes, tmp_path: Path, mesh: str, proxy_jobs: dict[str, list[dict]
     return out, prometheus
 
 
-def wait_for_data(prometheus: RunningPrometheus, mesh: str, traffic: Callable[[], None] | None = None) -> None:
+def wait_for_data(prometheus: RunningPrometheus, mesh: str | None, traffic: Callable[[], None] | None = None) -> None:
     """Every job scraped twice (rate() needs two samples), the traffic driven and scraped, then
     every rule group evaluated after that."""
     prometheus.wait_for("min(count_over_time(up[1m])) >= 2 and min(up) == 1")
-    prometheus.wait_for(f'count_over_time(meshobs_target_up{{mesh="{mesh}"}}[1m]) >= 2')
+    if mesh is not None:
+        prometheus.wait_for(f'count_over_time(meshobs_target_up{{mesh="{mesh}"}}[1m]) >= 2')
     if traffic is not None:
         # twice, each round scraped: Envoy creates per-code counters (403) on first use, and
         # increase() cannot count a series' first sample
