@@ -25,6 +25,9 @@ BUILTIN_METRICS = frozenset({"ALERTS", "ALERTS_FOR_STATE", "up", "scrape_duratio
 
 _GRAFANA_INTERVALS = re.compile(r"\$(?:__rate_interval|__interval|__range)\b|\$\{(?:__rate_interval|__interval|__range)\}")
 _GRAFANA_VARIABLE = re.compile(r"\$\{\w+(?::\w+)?\}|\$\w+")
+_MATCHER_VALUE = re.compile(r'(?:=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+_VARIABLE_NAME = re.compile(r"\$\{?(\w+)")
+GRAFANA_BUILTIN_VARIABLES = frozenset({"__rate_interval", "__interval", "__interval_ms", "__range", "__range_s", "__range_ms"})
 _FIXED_RATE_WINDOW = re.compile(r"\b(?:rate|irate|increase)\((?:[^()\[]|\([^()]*\))*\[(\d+[smhdwy])\]")
 
 
@@ -160,6 +163,10 @@ def check_dashboard(path: Path, known: frozenset[str]) -> list[str]:
             placed.append((title, pos))
         for target in panel.get("targets") or []:
             expr = target.get("expr", "")
+            for value in _MATCHER_VALUE.findall(expr):
+                for name in _VARIABLE_NAME.findall(value):
+                    if name not in variables and name not in GRAFANA_BUILTIN_VARIABLES:
+                        problems.append(f"{where}: uses undefined variable ${name}: {expr}")
             if _FIXED_RATE_WINDOW.search(expr):
                 problems.append(f"{where}: rate over a fixed window; use $__rate_interval: {expr}")
             problems += check_expr(substitute_grafana_variables(expr), known, where)

@@ -118,3 +118,13 @@ def test_broken_json_is_reported_not_raised(tree):
     path = tree / "dashboards/istio/overview.json"
     path.write_text("{")
     assert any(p.startswith(f"{path}: cannot be read as JSON") for p in checks.check_tree(tree))
+
+
+def test_undefined_variable_is_reported(tree):
+    """A matcher using a variable the dashboard does not define is reported (it would match nothing)."""
+    path = _edit_dashboard(tree, lambda d: _first_target_panel(d)["targets"][0].update(
+        expr='sum(x{quantile=~"$0.99", namespace=~"$namespace", a=~"${service}"})'))
+    problems = checks.check_tree(tree)
+    assert f'{path}: panel \'mTLS coverage\': uses undefined variable $0: sum(x{{quantile=~"$0.99", namespace=~"$namespace", a=~"${{service}}"}})' in problems
+    assert not any("undefined variable $namespace" in p for p in problems)
+    assert any("undefined variable $service" in p for p in problems)

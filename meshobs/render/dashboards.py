@@ -42,8 +42,10 @@ class _Context:
         query = Query(by=by, window=window, filters=self.filters(**variables), cluster_label=self.cluster)
         return signal.expr(self.dialect, query, quantile=quantile, extra=self.extra, total=total)
 
-    def ref(self, recorded: rec.Recorded, **variables: str) -> str:
-        matchers = {self.cluster: "~$cluster"}
+    def ref(self, recorded: rec.Recorded, fixed: dict[str, str] | None = None, **variables: str) -> str:
+        """A recorded series filtered by dashboard variables (label=variable name) and fixed values."""
+        matchers = dict(fixed or {})
+        matchers[self.cluster] = "~$cluster"
         matchers.update({label: f"~${var}" for label, var in variables.items()})
         return recorded.ref(self.mesh, **matchers)
 
@@ -101,7 +103,7 @@ def _overview(c: _Context) -> tuple[str, bytes]:
         Panel("5xx ratio by service", "timeseries", (Q(c.ref(rec.error_ratio(w)), "{{destination_service}}.{{destination_namespace}}"),),
               unit="percentunit"),
         Panel("p99 latency by service", "timeseries",
-              (Q(c.ref(rec.latency(c.cfg.alerts.latency.window), quantile="0.99"), "{{destination_service}}.{{destination_namespace}}"),),
+              (Q(c.ref(rec.latency(c.cfg.alerts.latency.window), {"quantile": "0.99"}), "{{destination_service}}.{{destination_namespace}}"),),
               unit="s"),
         Panel("Highest 5xx ratios", "bargauge", (Q(f"topk(10, {c.ref(rec.error_ratio(w))})", "{{destination_service}}.{{destination_namespace}}", instant=True),),
               unit="percentunit", max_value=1, thresholds=BAD_HIGH),
@@ -119,7 +121,7 @@ def _service(c: _Context) -> tuple[str, bytes]:
         Panel("Requests", "stat", (Q(_sum(c.ref(rec.requests(w), **sel))),), unit="reqps", width=6, height=4),
         Panel("5xx ratio", "stat", (Q(_ratio_of_sums(c.ref(rec.request_errors(w), **sel), c.ref(rec.requests(w), **sel))),),
               unit="percentunit", width=6, height=4, thresholds=BAD_HIGH),
-        Panel("p99 latency", "stat", (Q(f"max({c.ref(rec.latency(c.cfg.alerts.latency.window), quantile='0.99', **sel)})"),),
+        Panel("p99 latency", "stat", (Q(f"max({c.ref(rec.latency(c.cfg.alerts.latency.window), {'quantile': '0.99'}, **sel)})"),),
               unit="s", width=6, height=4),
         Panel("Error budget burn (1h)", "stat", (Q(f"max({c.ref(rec.error_ratio('1h'), **sel)}) / {budget:g}"),),
               unit="x", width=6, height=4, thresholds=((None, "green"), (1, "orange"), (14.4, "red")),
