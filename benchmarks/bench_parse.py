@@ -38,12 +38,12 @@ def main() -> int:
     lines = body.count(b"\n")
 
     def exporter():
-        return normalize(ISTIO, parse(body, ISTIO.prefixes))
+        return normalize(ISTIO, parse(body, ISTIO.prefixes, ISTIO.names))
 
     def library():
         return sum(len(family.samples) for family in text_string_to_metric_families(body.decode()))
 
-    kept = len(parse(body, ISTIO.prefixes))
+    kept = len(parse(body, ISTIO.prefixes, ISTIO.names))
     ours = best_of(args.repeat, exporter)
     theirs = best_of(max(1, args.repeat // 2), library)
     print(f"exposition: {lines} lines, {len(body) / 1e6:.1f} MB; the exporter keeps {kept} samples")

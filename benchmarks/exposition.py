@@ -1,8 +1,10 @@
 """A realistic Envoy sidecar exposition (Istio-sized: many outbound clusters) for the benchmarks.
 
 Per cluster: 24 upstream counters/gauges and a 20-bucket latency histogram, as Envoy writes them
-on /stats/prometheus (`# TYPE` lines, no `# HELP`, empty braces for label-less series). A few
-inbound listeners carry the ssl and RBAC families the exporter reads.
+on /stats/prometheus (`# TYPE` lines, no `# HELP`, empty braces for label-less series); 30 HTTP
+connection managers with 30 stats each (their `envoy_http_` prefix is one the Istio dialect keeps,
+so ~900 lines are parsed, not just the ~20 it uses). A few inbound listeners carry the ssl and
+RBAC families the exporter reads.
 """
 
 from __future__ import annotations
@@ -14,6 +16,17 @@ CLUSTER_FAMILIES = [
     "upstream_rq_pending_active", "upstream_rq_timeout", "upstream_rq_retry", "upstream_rq_cancelled",
     "membership_healthy", "membership_total", "membership_change", "lb_healthy_panic", "update_success",
     "update_attempt", "retry_or_shadow_abandoned", "bind_errors",
+]
+HCMS = 30
+HCM_FAMILIES = [
+    "downstream_cx_total", "downstream_cx_active", "downstream_cx_destroy", "downstream_cx_http1_total",
+    "downstream_cx_http2_total", "downstream_cx_rx_bytes_total", "downstream_cx_tx_bytes_total", "downstream_rq_total",
+    "downstream_rq_active", "downstream_rq_completed", "downstream_rq_http1_total", "downstream_rq_http2_total",
+    "downstream_rq_timeout", "downstream_rq_rx_reset", "downstream_rq_tx_reset", "downstream_rq_non_relative_path",
+    "downstream_rq_idle_timeout", "downstream_rq_overload_close", "downstream_rq_ws_on_non_ws_route", "no_route",
+    "no_cluster", "rq_total", "rq_direct_response", "rq_redirect", "rq_reset_after_downstream_response_started",
+    "passthrough_internal_redirect_bad_location", "downstream_flow_control_paused_reading_total",
+    "downstream_flow_control_resumed_reading_total", "downstream_cx_upgrades_total", "downstream_cx_upgrades_active",
 ]
 BUCKETS = ["0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000",
            "60000", "300000", "600000", "1800000", "3600000", "+Inf"]
@@ -39,6 +52,12 @@ def envoy_exposition(clusters: int, seed: int = 0) -> bytes:
             lines.append(f'envoy_listener_ssl_{stat}{{listener_address="{listener}"}} {value}')
         lines.append("# TYPE envoy_listener_ssl_certificate_expiration_unix_time_seconds gauge")
         lines.append(f'envoy_listener_ssl_certificate_expiration_unix_time_seconds{{listener_address="{listener}",tls_certificate="default"}} 1800000000')
+    # per HTTP connection manager (Istio: one per inbound port and outbound port)
+    for family in HCM_FAMILIES:
+        lines.append(f"# TYPE envoy_http_{family} counter")
+        for port in range(HCMS):
+            direction = "inbound" if port < 5 else "outbound"
+            lines.append(f'envoy_http_{family}{{http_conn_manager_prefix="{direction}_0.0.0.0_{8000 + port}"}} {port + seed}')
     lines.append("# TYPE envoy_http_rbac counter")
     lines.append(f'envoy_http_rbac{{authz_enforce_result="allowed",http_conn_manager_prefix="inbound_0.0.0.0_8080"}} {500 + seed}')
     lines.append(f'envoy_http_rbac{{authz_enforce_result="denied",http_conn_manager_prefix="inbound_0.0.0.0_8080"}} {7 + seed}')
@@ -49,4 +68,4 @@ def envoy_exposition(clusters: int, seed: int = 0) -> bytes:
 
 def clusters_for_lines(lines: int) -> int:
     per_cluster = len(CLUSTER_FAMILIES) + len(BUCKETS) + 2
-    return max(1, lines // per_cluster)
+    return max(1, (lines - HCMS * len(HCM_FAMILIES)) // per_cluster)

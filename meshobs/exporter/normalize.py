@@ -13,6 +13,7 @@ plus `target_up` and `scrape_duration` per scraped target.
 from __future__ import annotations
 
 import re
+import functools
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -50,11 +51,41 @@ def all_of(*matches: Match) -> Match:
 
 @dataclass(frozen=True)
 class Rule:
+    """Samples whose name is `family` (or, with `pattern`, starts with `family` and matches the
+    pattern) and whose labels pass `match` are added to `key`."""
+
     family: str
     key: Key
     match: Match = _any
     # used only when no other rule of the same key matched a sample in this scrape
     fallback: bool = False
+    pattern: str = ""
+
+    def applies(self, name: str) -> bool:
+        return re.fullmatch(self.pattern, name) is not None if self.pattern else name == self.family
+
+
+@dataclass(frozen=True)
+class CertFamily:
+    """Samples that are certificate expiry timestamps. The certificate's name (to tell leaf from
+    CA) is a label, or, where the proxy's tag rules leave it in the metric name, `pattern`'s group."""
+
+    family: str
+    labels: tuple[str, ...] = ()
+    pattern: str = ""
+
+    def cert_name(self, sample: Sample) -> str | None:
+        """The certificate name if `sample` is one of these timestamps, else None."""
+        if self.pattern:
+            match = re.fullmatch(self.pattern, sample.name)
+            if match is None:
+                return None
+            embedded = match.group(1) or ""
+        elif sample.name != self.family:
+            return None
+        else:
+            embedded = ""
+        return next((sample.labels[l] for l in self.labels if l in sample.labels), embedded)
 
 
 @dataclass(frozen=True)
@@ -62,17 +93,39 @@ class Dialect:
     mesh: str
     default_path: str
     counters: tuple[Rule, ...]
-    # families whose samples are certificate expiry timestamps; `cert_label` names the
-    # certificate so leaf and CA can be told apart
-    cert_families: tuple[str, ...] = ()
-    cert_labels: tuple[str, ...] = ()
+    certs: tuple[CertFamily, ...] = ()
     # read /certs from the same host when the metrics path is Envoy's admin
     admin_certs: bool = False
 
     @property
     def prefixes(self) -> tuple[str, ...]:
-        names = {rule.family for rule in self.counters} | set(self.cert_families)
-        return tuple(sorted(names))
+        return tuple(sorted({rule.family for rule in self.counters} | {cert.family for cert in self.certs}))
+
+    @functools.cached_property
+    def names(self) -> re.Pattern[bytes] | None:
+        """Where a family is known by a pattern, a filter on whole names for the parser, so that
+        lines sharing only the prefix (`envoy_http_<prefix>_downstream_rq_total`) are not parsed."""
+        if not any(rule.pattern for rule in self.counters) and not any(cert.pattern for cert in self.certs):
+            return None
+        names = {rule.pattern or re.escape(rule.family) for rule in self.counters}
+        names |= {cert.pattern or re.escape(cert.family) for cert in self.certs}
+        return re.compile(("(?:" + "|".join(sorted(names)) + ")[{ \t]").encode())
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, tuple[tuple[Rule, ...], tuple[CertFamily, ...]]]:
+        return {}
+
+    def rules_for(self, name: str) -> tuple[tuple[Rule, ...], tuple[CertFamily, ...]]:
+        """Counter rules and certificate families for a sample name (memoised: names repeat)."""
+        found = self._by_name.get(name)
+        if found is None:
+            if len(self._by_name) > 50_000:  # a proxy inventing names must not grow memory for ever
+                self._by_name.clear()
+            found = self._by_name[name] = (
+                tuple(r for r in self.counters if name.startswith(r.family) and r.applies(name)),
+                tuple(c for c in self.certs if name.startswith(c.family)),
+            )
+        return found
 
 
 _LISTENER_SSL = "envoy_listener_ssl_"
@@ -98,12 +151,17 @@ _ENVOY_RBAC = (
     Rule("envoy_rbac_allowed", (ALLOWED, "")),
     Rule("envoy_rbac_denied", (DENIED, "")),
 )
-# Istio's tag rules fold the decision into a label; dry-run series carry authz_dry_run_* instead.
-_ISTIO_RBAC = (
-    Rule("envoy_http_rbac", (ALLOWED, ""), label_is("authz_enforce_result", "allowed")),
-    Rule("envoy_http_rbac", (DENIED, ""), label_is("authz_enforce_result", "denied")),
-    Rule("envoy_rbac", (ALLOWED, ""), label_is("authz_enforce_result", "allowed")),
-    Rule("envoy_rbac", (DENIED, ""), label_is("authz_enforce_result", "denied")),
+_ENVOY_CERTS = CertFamily("envoy_listener_ssl_certificate_expiration_unix_time_seconds", ("envoy_tls_certificate",))
+
+# Istio's tag rules fold the decision into the `authz_enforce_result` label (dry-run series carry
+# authz_dry_run_* instead). Whether the filter's stat prefix becomes a label or stays in the name
+# depends on the Istio version's regexes: `envoy_http_rbac{http_conn_manager_prefix=...}` or
+# `envoy_http_inbound_0_0_0_0_8080_rbac{...}`; both are read.
+_ISTIO_RBAC_NAME = r"envoy_(?:http|tcp)_(?:.+_)?rbac|envoy_rbac"
+_ISTIO = (
+    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME)
+      for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
+      for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
     # Where RBAC stats are filtered out, the destination's own 403s are the denials. (An
     # application's 403s look the same: hence a fallback only, never added to RBAC counts.)
     Rule("istio_requests_total", (DENIED, ""),
@@ -112,11 +170,13 @@ _ISTIO_RBAC = (
     Rule("istio_requests_total", (PLAINTEXT, ""),
          all_of(label_is("reporter", "destination"), label_is("connection_security_policy", "none"))),
 )
-_ENVOY_CERTS = ("envoy_listener_ssl_certificate_expiration_unix_time_seconds",)
-_ENVOY_CERT_LABELS = ("envoy_tls_certificate", "tls_certificate")
+# Istio has no tag for the certificate name: it stays in the metric name (`..._certificate_default_
+# expiration_unix_time_seconds`, `ROOTCA`); a tls_certificate label is read where one exists.
+_ISTIO_CERTS = CertFamily("envoy_listener_ssl_certificate_", ("tls_certificate", "envoy_tls_certificate"),
+                          pattern=r"envoy_listener_ssl_certificate_(?:(.+)_)?expiration_unix_time_seconds")
 
-ISTIO = Dialect("istio", "/stats/prometheus", _ENVOY_TLS + _ENVOY_RBAC + _ISTIO_RBAC, _ENVOY_CERTS, _ENVOY_CERT_LABELS)
-CONSUL = Dialect("consul", "/stats/prometheus", _ENVOY_TLS + _ENVOY_RBAC, _ENVOY_CERTS, _ENVOY_CERT_LABELS, admin_certs=True)
+ISTIO = Dialect("istio", "/stats/prometheus", _ENVOY_TLS + _ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,))
+CONSUL = Dialect("consul", "/stats/prometheus", _ENVOY_TLS + _ENVOY_RBAC, (_ENVOY_CERTS,), admin_certs=True)
 
 _INBOUND = label_is("direction", "inbound")
 # linkerd2-proxy has no handshake-failure counter; meshed inbound connections are `tls="true"`,
@@ -132,7 +192,7 @@ LINKERD = Dialect(
         Rule("request_total", (PLAINTEXT, ""),
              all_of(_INBOUND, label_not("tls", "true"), label_not("no_tls_reason", "loopback"))),
     ),
-    ("identity_cert_expiration_timestamp_seconds",),
+    (CertFamily("identity_cert_expiration_timestamp_seconds"),),
 )
 
 DIALECTS = {d.mesh: d for d in (ISTIO, CONSUL, LINKERD)}
@@ -155,25 +215,24 @@ class Reading:
 
 
 def normalize(dialect: Dialect, samples: list[Sample]) -> Reading:
-    by_family: dict[str, list[Rule]] = {}
-    for rule in dialect.counters:
-        by_family.setdefault(rule.family, []).append(rule)
     counters: dict[Key, float] = {rule.key: 0.0 for rule in dialect.counters}
     fallbacks: dict[Key, float] = {}
     primary_seen: set[Key] = set()
     certs: dict[str, float] = {}
     for sample in samples:
-        for rule in by_family.get(sample.name, ()):
+        rules, cert_families = dialect.rules_for(sample.name)
+        for rule in rules:
             if rule.match(sample.labels):
                 if rule.fallback:
                     fallbacks[rule.key] = fallbacks.get(rule.key, 0.0) + sample.value
                 else:
                     counters[rule.key] += sample.value
                     primary_seen.add(rule.key)
-        if sample.name in dialect.cert_families and sample.value > 0:
-            name = next((sample.labels[l] for l in dialect.cert_labels if l in sample.labels), "")
-            kind = cert_kind(name)
-            certs[kind] = min(certs.get(kind, sample.value), sample.value)
+        for family in cert_families:
+            name = family.cert_name(sample)
+            if name is not None and sample.value > 0:
+                kind = cert_kind(name)
+                certs[kind] = min(certs.get(kind, sample.value), sample.value)
     for key, value in fallbacks.items():
         if key not in primary_seen:
             counters[key] = value

@@ -65,8 +65,11 @@ def _is_sample(line: bytes) -> bool:
 class LineFilter:
     """Feed body chunks as they arrive; `samples()` at the end parses the kept lines."""
 
-    def __init__(self, prefixes: tuple[str, ...]):
+    def __init__(self, prefixes: tuple[str, ...], names: re.Pattern[bytes] | None = None):
+        """Keep lines starting with one of `prefixes` and, if given, whose start `names` matches
+        (for families known by a pattern rather than a name)."""
         self._prefixes = tuple(p.encode() for p in prefixes)
+        self._names = names
         self._kept: list[bytes] = []
         self._tail = b""
         self._first: bytes | None = None
@@ -88,7 +91,10 @@ class LineFilter:
         if last is not None:
             self._last = last
         prefixes = self._prefixes
-        self._kept += [line for line in lines if line.startswith(prefixes)]
+        kept = [line for line in lines if line.startswith(prefixes)]
+        if self._names is not None:
+            kept = [line for line in kept if self._names.match(line)]
+        self._kept += kept
 
     def feed(self, chunk: bytes) -> None:
         self._validate(chunk)
@@ -113,8 +119,8 @@ class LineFilter:
         return samples
 
 
-def parse(body: bytes, prefixes: tuple[str, ...]) -> list[Sample]:
+def parse(body: bytes, prefixes: tuple[str, ...], names: re.Pattern[bytes] | None = None) -> list[Sample]:
     """The samples of a whole body (see `LineFilter`)."""
-    lines = LineFilter(prefixes)
+    lines = LineFilter(prefixes, names)
     lines.feed(body)
     return lines.samples()

@@ -55,7 +55,7 @@ class Scraper:
             with self.tracer.span("scrape", {"url": target.url, "mesh": target.mesh, "namespace": target.namespace,
                                              "workload": target.workload}) as span:
                 try:
-                    lines = parse.LineFilter(dialect.prefixes)
+                    lines = parse.LineFilter(dialect.prefixes, dialect.names)
                     try:
                         await scrape.fetch(client, target.url, self.limits.timeout, self.limits.max_bytes, lines.feed)
                         reading = normalize(dialect, lines.samples())

@@ -13,16 +13,16 @@ from tests.support.procs import http_get, wait_until
 LABELS = {"mesh": "consul", "namespace": "default", "workload": "backend"}
 
 
-def write_targets(path, envoy):
+def write_targets(path, envoy, mesh: str = "consul"):
     path.write_text(json.dumps([{"targets": [f"127.0.0.1:{envoy.admin_port}"],
-                                 "labels": {**LABELS, "__metrics_path__": "/stats/prometheus"}}]))
+                                 "labels": {**LABELS, "mesh": mesh, "__metrics_path__": "/stats/prometheus"}}]))
 
 
-def envoy_and_exporter(processes, tmp_path, customize=None, interval: str = "100ms"):
+def envoy_and_exporter(processes, tmp_path, customize=None, interval: str = "100ms", mesh: str = "consul"):
     """A real Envoy, and an exporter reading its admin through a file_sd targets file."""
     envoy = start_envoy(processes, tmp_path, customize=customize)
     targets = tmp_path / "targets.json"
-    write_targets(targets, envoy)
+    write_targets(targets, envoy, mesh)
     return envoy, start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", interval)
 
 

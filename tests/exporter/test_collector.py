@@ -25,7 +25,7 @@ def test_a_50k_line_proxy_becomes_at_most_18_workload_series_and_2_per_proxy():
     assert body.count(b"\n") > 45_000
     for ip in ("10.0.0.1", "10.0.0.2"):
         target = make_target(f"http://{ip}:15090/stats/prometheus", "istio", "shop", "cart")
-        state.observe(target, normalize(ISTIO, parse(body, ISTIO.prefixes)), 0.02)
+        state.observe(target, normalize(ISTIO, parse(body, ISTIO.prefixes, ISTIO.names)), 0.02)
     state.end_cycle(now=1.0)
     registry = CollectorRegistry()
     registry.register(StateCollector(state))

@@ -9,11 +9,11 @@ from meshobs.exporter.parse import parse
 
 
 def read(dialect, text: str):
-    return normalize(dialect, parse(text.encode(), dialect.prefixes))
+    return normalize(dialect, parse(text.encode(), dialect.prefixes, dialect.names))
 
 
 def test_istio_tag_rules_rbac_label_and_permissive_plaintext():
-    """Istio's single RBAC family is split by authz_enforce_result, dry-run series are ignored, plaintext comes from the destination reporter."""
+    """Istio's RBAC family is split by authz_enforce_result whether or not the prefix stayed in the name, dry-run series are ignored, plaintext comes from the destination reporter, certificate names come from the metric name."""
     reading = read(ISTIO, """\
 envoy_http_rbac{authz_enforce_result="allowed",http_conn_manager_prefix="inbound_0.0.0.0_8080"} 10
 envoy_http_rbac{authz_enforce_result="denied",http_conn_manager_prefix="inbound_0.0.0.0_8080"} 4
@@ -23,11 +23,13 @@ envoy_listener_ssl_fail_verify_san{listener_address="0.0.0.0_15006"} 2
 istio_requests_total{reporter="destination",connection_security_policy="none",response_code="200"} 5
 istio_requests_total{reporter="source",connection_security_policy="unknown",response_code="200"} 50
 istio_requests_total{reporter="destination",connection_security_policy="mutual_tls",response_code="200"} 9
-envoy_listener_ssl_certificate_expiration_unix_time_seconds{listener_address="0.0.0.0_15006",tls_certificate="default"} 1800000000
-envoy_listener_ssl_certificate_expiration_unix_time_seconds{listener_address="0.0.0.0_15006",tls_certificate="ROOTCA"} 1900000000
+envoy_listener_ssl_certificate_default_expiration_unix_time_seconds{listener_address="0.0.0.0_15006"} 1800000000
+envoy_listener_ssl_certificate_ROOTCA_expiration_unix_time_seconds{listener_address="0.0.0.0_15006"} 1900000000
+envoy_http_inbound_0_0_0_0_9090_rbac{authz_enforce_result="denied"} 1
+envoy_http_inbound_0_0_0_0_9090_downstream_rq_total{} 70
 """)
     assert reading.counters[(ALLOWED, "")] == 10
-    assert reading.counters[(DENIED, "")] == 4
+    assert reading.counters[(DENIED, "")] == 5  # labelled prefix (4) and prefix left in the name (1)
     assert reading.counters[(HANDSHAKES, "")] == 14
     assert reading.counters[(FAILURES, "san_mismatch")] == 2
     assert reading.counters[(PLAINTEXT, "")] == 5

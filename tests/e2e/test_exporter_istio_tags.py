@@ -1,0 +1,57 @@
+"""The Istio dialect against a real Envoy whose stats are tagged with Istio's own rules."""
+
+from __future__ import annotations
+
+from cryptography import x509
+
+from tests.e2e.test_exporter_envoy import LABELS, envoy_and_exporter
+from tests.support.procs import http_get, wait_until
+
+# From Istio's sidecar bootstrap (envoy_bootstrap.json, `stats_config`): Envoy's default tags off,
+# Istio's regexes instead. An HTTP connection manager prefix with letters (`inbound_...`) does not
+# match the http_conn_manager_prefix regex, so it stays in the name, as on released Istio sidecars.
+_ADDRESS = r"(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)"
+ISTIO_STATS_TAGS = [
+    {"tag_name": "http_conn_manager_prefix", "regex": r"^http\." + _ADDRESS},
+    {"tag_name": "listener_address", "regex": r"^listener\." + _ADDRESS},
+    {"tag_name": "authz_enforce_result", "regex": r"rbac(\.(allowed|denied))"},
+    {"tag_name": "authz_dry_run_action", "regex": r"(\.istio_dry_run_(allow|deny)_)"},
+    {"tag_name": "authz_dry_run_result", "regex": r"(\.shadow_(allowed|denied))"},
+]
+ISTIO = {**LABELS, "mesh": "istio"}
+
+
+def istio_sidecar(config: dict) -> None:
+    """Name the listener by address and the inbound HTTP manager by port, as Istio does."""
+    listener = config["static_resources"]["listeners"][0]
+    del listener["stat_prefix"]
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["stat_prefix"] = "inbound_0.0.0.0_8080"
+    config["stats_config"] = {"use_all_default_tags": False, "stats_tags": ISTIO_STATS_TAGS}
+
+
+def test_istio_tagged_stats_give_the_same_counts(processes, tmp_path):
+    """With Istio's tag rules (decision as a label, prefix and certificate names in metric names) each attempt is counted once under its reason."""
+    envoy, exporter = envoy_and_exporter(processes, tmp_path, customize=istio_sidecar, mesh="istio")
+    exposition = http_get(f"{envoy.admin_url}/stats/prometheus")[1].decode()
+    assert 'envoy_http_inbound_0_0_0_0_8080_rbac{authz_enforce_result="denied"}' in exposition
+    assert "envoy_listener_ssl_certificate_unnamed_cert_" in exposition
+    pki = envoy.pki
+    for client, status, times in ((pki.allowed, 200, 2), (pki.denied, 403, 3), (None, None, 1), (pki.foreign, None, 2)):
+        for _ in range(times):
+            assert envoy.request(client) == status
+    assert envoy.request(None, tls=False) is None
+    expected = {("meshobs_authz_allowed_total", ""): 2, ("meshobs_authz_denied_total", ""): 3,
+                ("meshobs_tls_handshakes_total", ""): 5, ("meshobs_plaintext_requests_total", ""): 1,
+                ("meshobs_tls_handshake_failures_total", "no_client_cert"): 1,
+                ("meshobs_tls_handshake_failures_total", "untrusted_cert"): 2,
+                ("meshobs_tls_handshake_failures_total", "not_tls"): 1}
+
+    def observed():
+        return {(name, reason): exporter.value(name, **ISTIO, **({"reason": reason} if reason else {}))
+                for name, reason in expected}
+
+    wait_until(lambda: observed() == expected, timeout=10, what=f"exporter counters {expected}")
+    leaf = x509.load_pem_x509_certificate(pki.server.cert.read_bytes())
+    ca = x509.load_pem_x509_certificate(pki.ca.cert_path.read_bytes())
+    assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **ISTIO, cert="leaf") == leaf.not_valid_after_utc.timestamp()
+    assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **ISTIO, cert="ca") == ca.not_valid_after_utc.timestamp()
