@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from meshobs.verify.check import Outcome
-from meshobs.verify.png import chart, color
+from meshobs.verify.png import bounds, chart, color
 
 _MAX_LEGEND = 8
 
@@ -37,7 +37,9 @@ def _panel_html(outcome: Outcome, image: str | None) -> str:
     parts = [f'<div class="panel {status}"><h3>{html.escape(outcome.query.item)} '
              f'<small>[{html.escape(outcome.query.ref)}]</small></h3>']
     if image:
-        parts.append(f'<img src="{image}" alt="{html.escape(outcome.query.item)}">')
+        t0, t1, low, high = bounds([points for _, points in outcome.lines])
+        parts.append(f'<img src="{image}" alt="{html.escape(outcome.query.item)}">'
+                     f'<p class="axis">y from {low:.4g} to {high:.4g} over {t1 - t0:.0f}s</p>')
     legend = []
     for index, (labels, points) in enumerate(outcome.lines[:_MAX_LEGEND]):
         last = points[-1][1] if points else float("nan")
@@ -56,7 +58,7 @@ _STYLE = """body{font-family:sans-serif;margin:1em;color:#222}
 .grid{display:flex;flex-wrap:wrap;gap:10px}.panel{border:1px solid #ccc;border-radius:4px;padding:6px;width:372px}
 .panel h3{font-size:14px;margin:0 0 4px}.panel ul{font-size:11px;padding-left:14px;margin:4px 0}
 .swatch{display:inline-block;width:10px;height:10px;margin-right:4px}.fail{border-color:#d62728;background:#fff3f3}
-.note{border-color:#bcbd22}.status{font-size:12px;margin:2px 0}pre{white-space:pre-wrap;font-size:11px}"""
+.note{border-color:#bcbd22}.status,.axis{font-size:12px;margin:2px 0}.axis{color:#777}pre{white-space:pre-wrap;font-size:11px}"""
 
 
 def write(outcomes: list[Outcome], folder: Path, prometheus_url: str) -> Path:

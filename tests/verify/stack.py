@@ -5,6 +5,7 @@ have been evaluated on data with at least two samples."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,13 @@ from tests.support.prom import RunningPrometheus, start_prometheus
 from tests.support.procs import http_get, wait_until
 
 CLUSTER = "c1"
+
+
+def report_dir(tmp_path: Path, name: str) -> Path:
+    """Where a test writes its verify report: under $MESHOBS_VERIFY_REPORTS/<name> when CI sets it
+    (to publish as an artefact), else in the test's temporary folder."""
+    base = os.environ.get("MESHOBS_VERIFY_REPORTS")
+    return Path(base) / name if base else tmp_path / "report"
 
 
 def render(out: Path, mesh: str) -> Path:

@@ -35,8 +35,9 @@ def start_consul(processes, tmp_path):
 def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes, tmp_path, capsys):
     """Every Consul panel and rule returns series from real Envoys; the denied pair and the TLS failure reason are non-zero."""
     mesh, out, prometheus = start_consul(processes, tmp_path)
+    report = stack.report_dir(tmp_path, "consul")
     code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "consul",
-                     "--report", str(tmp_path / "report"), *VERIFY_ARGS])
+                     "--report", str(report), *VERIFY_ARGS])
     printed = capsys.readouterr()
     print(printed.out, printed.err)
     failures = [line for line in printed.out.splitlines() if line.startswith("FAIL")]

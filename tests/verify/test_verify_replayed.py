@@ -39,14 +39,15 @@ def panel(outcomes, dashboard_file: str, title: str):
 def test_every_panel_and_rule_returns_data(mesh, processes, tmp_path, request, capsys):
     """Every rendered panel query and rule expression of the mesh returns series on replayed proxy data."""
     out, prometheus = start_replayed(processes, tmp_path, request, mesh)
+    report = stack.report_dir(tmp_path, mesh)
     code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", mesh,
-                     "--report", str(tmp_path / "report"), *VERIFY_ARGS])
+                     "--report", str(report), *VERIFY_ARGS])
     printed = capsys.readouterr()
     failures = [line for line in printed.out.splitlines() if line.startswith("FAIL")]
     print(printed.out, printed.err)
     assert failures == []
     assert code == 0
-    assert (tmp_path / "report" / "index.html").exists()
+    assert (report / "index.html").exists()
 
 
 @pytest.mark.parametrize("mesh, source, destination", [
