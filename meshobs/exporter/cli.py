@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import signal
 from pathlib import Path
@@ -134,6 +135,17 @@ async def _main(args: argparse.Namespace) -> int:
     )
     registry.register(collector.StateCollector(exporter_state))
     ProcessCollector(registry=registry)  # the exporter's own CPU and memory, next to what it scrapes
+    scraper: runner.Scraper | None = None
+
+    def ready() -> bool:
+        return scraper is not None and scraper.cycles > 0 and (pods is None or pods.synced)
+
+    try:
+        web_runner = await server.serve(server.app(registry, ready), *args.listen)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ExporterError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {reason}") from None
+    log.info("meshobs exporter listening on %s:%d", *args.listen)
     sink = events.FluentdEvents(*args.fluentd, registry) if args.fluentd else events.LogEvents()
     tracer = tracing.tracer()
     limits = runner.Limits(args.scrape_interval, args.scrape_timeout, args.concurrency, args.max_body_bytes)
@@ -142,8 +154,6 @@ async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    web_runner = await server.serve(server.app(registry, lambda: scraper.cycles > 0 and (pods is None or pods.synced)), *args.listen)
-    log.info("meshobs exporter listening on %s:%d", *args.listen)
     background = [asyncio.create_task(pods.run(stop))] if pods else []
     try:
         await scraper.run(stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -37,6 +38,18 @@ def test_kubernetes_outside_a_cluster_is_an_error():
     result = run_exporter("--kubernetes", env=env)
     assert (result.returncode, result.stderr.strip()) == (
         2, "meshobs exporter: error: --kubernetes: KUBERNETES_SERVICE_HOST/PORT are not set (not running in a pod?)")
+
+
+def test_a_busy_listen_port_is_a_start_up_error():
+    """A --listen address already in use ends the exporter with exit code 2 and the address."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}",
+                                 "--target", "http://127.0.0.1:1"], capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stderr.strip()) == (
+        2, f"meshobs exporter: error: cannot listen on 127.0.0.1:{port}: Address already in use")
 
 
 def test_health_endpoints_metrics_and_a_clean_stop(processes, tmp_path):
