@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socketserver
 import threading
+import time
 from typing import Callable
 
 Respond = Callable[[socketserver.StreamRequestHandler, threading.Event], None]
@@ -69,6 +70,7 @@ def huge(size: int) -> Respond:
 class FaultServers:
     def __init__(self):
         self.requests: list[tuple[int, str]] = []  # (port, request line)
+        self.arrivals: list[float] = []  # time.monotonic() of each request
         self._stop = threading.Event()
         self._servers: list[socketserver.ThreadingTCPServer] = []
 
@@ -82,6 +84,7 @@ class FaultServers:
                 while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                     pass
                 owner.requests.append((self.server.server_address[1], request_line))
+                owner.arrivals.append(time.monotonic())
                 respond(self, owner._stop)
 
         server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)

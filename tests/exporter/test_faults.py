@@ -89,3 +89,19 @@ def test_a_target_that_disappears_keeps_its_counts_and_loses_its_up_series(proce
     wait_until(lambda: exporter.value("meshobs_target_up", workload="leaves") is None, what="the target to go")
     assert exporter.value("meshobs_tls_handshakes_total", workload="leaves") == 7
     assert exporter.value("meshobs_target_up", workload="stays") == 1
+
+
+def test_concurrency_bounds_the_scrapes_in_flight(processes, tmp_path, servers):
+    """With --concurrency 3 and ten hanging proxies, the next scrapes start only as earlier ones time out."""
+    ports = {f"hang{i}": servers.add(faults.hang) for i in range(10)}
+    targets = tmp_path / "targets.json"
+    targets.write_text(targets_json(ports))
+    exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--concurrency", "3",
+                              "--scrape-timeout", "1s", "--scrape-interval", "10s")
+
+    wait_until(lambda: len(servers.arrivals) >= 10, what="every proxy asked once")
+    first = sorted(servers.arrivals)[:10]
+    # three at once; the next three only when the first ones time out (1s), and so on
+    assert first[2] - first[0] < 0.5
+    assert first[3] - first[0] >= 0.9 and first[6] - first[3] >= 0.9 and first[9] - first[6] >= 0.9
+    assert exporter.process.alive()
