@@ -3,7 +3,6 @@ selector inside it that matches nothing (which `or vector(0)` would otherwise hi
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
@@ -13,8 +12,6 @@ from meshobs.verify import exceptions
 from meshobs.verify.promapi import Prometheus, QueryError
 from meshobs.verify.sources import Query
 from meshobs.verify.variables import Timing, VariableError, resolve, substitute
-
-log = logging.getLogger("meshobs.verify")
 
 
 @dataclass
@@ -55,6 +52,8 @@ class Checker:
         self.at = at if at is not None else time.time()
         self.with_ranges = with_ranges
         self._variables: dict[str, dict[str, str] | VariableError] = {}
+        # the same selector appears in many panels and rules: ask once
+        self._selectors: dict[str, bool | QueryError] = {}
 
     def _values(self, query: Query) -> dict[str, str]:
         if query.source not in self._variables:
@@ -99,17 +98,23 @@ class Checker:
         try:
             found = selectors(outcome.expr)
         except ValueError as exc:
-            # Prometheus accepted the query; the parser is stricter in places, so this is no failure
-            log.debug("%s: selectors not checked: %s", outcome.query.where, exc)
+            # Prometheus accepted the query; the parser is stricter in places: say so, do not fail
+            outcome.excused.append(f"selectors not checked: promql-parser: {exc}")
             return
         for selector in found:
-            try:
-                matched = self.prometheus.instant(f"count({selector})", self.at)
-            except QueryError as exc:
-                outcome.problems.append(f"selector {selector} failed: {exc}")
-                continue
-            if not matched:
+            matched = self._selector_matches(selector)
+            if isinstance(matched, QueryError):
+                outcome.problems.append(f"selector {selector} failed: {matched}")
+            elif not matched:
                 self._judge(outcome, selector, f"selector {selector} matches no series")
+
+    def _selector_matches(self, selector: str) -> bool | QueryError:
+        if selector not in self._selectors:
+            try:
+                self._selectors[selector] = bool(self.prometheus.instant(f"count({selector})", self.at))
+            except QueryError as exc:
+                self._selectors[selector] = exc
+        return self._selectors[selector]
 
     def _fetch_range(self, outcome: Outcome) -> None:
         start = self.at - self.timing.range

@@ -17,6 +17,8 @@ LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 # share of requests at or below each bucket: most fast, a tail above 250 ms
 LATENCY_SHARE = (0.2, 0.45, 0.7, 0.85, 0.93, 0.97, 0.985, 0.995, 0.999, 1.0)
 CONVERGENCE_BUCKETS_S = (0.1, 0.5, 1, 3, 5, 10, 20, 30)
+BYTES_BUCKETS = (1, 10, 100, 1000, 10000, 100000, 1000000)  # Istio's byte-size buckets (exponential, x10)
+BYTES_SHARE = (0.0, 0.05, 0.3, 0.8, 0.97, 1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -59,20 +61,21 @@ class Target:
     proxy: bool = True  # the meshobs exporter scrapes proxies, not control planes
 
     def render(self, elapsed: float) -> str:
-        # Prometheus text format; families grouped, as a real exposition would
-        by_name: dict[str, list[Series]] = {}
+        """Prometheus text format, one `# TYPE` per family, a histogram's `_bucket`, `_sum` and
+        `_count` samples together in its family, as a real exposition writes them."""
+        names = {series.name for series in self.series}
+        families: dict[str, list[Series]] = {}
         for series in self.series:
-            by_name.setdefault(series.name, []).append(series)
+            base, _, suffix = series.name.rpartition("_")
+            family = base if suffix in ("bucket", "sum", "count") and f"{base}_bucket" in names else series.name
+            families.setdefault(family, []).append(series)
         lines = []
-        for name, members in by_name.items():
-            kind = "gauge" if members[0].value is not None else "counter"
-            family = name.rsplit("_", 1)[0] if name.endswith(("_bucket", "_sum", "_count")) else name
-            if not name.endswith(("_sum", "_count")):
-                lines.append(f"# TYPE {family if name.endswith('_bucket') else name} "
-                             f"{'histogram' if name.endswith('_bucket') else kind}")
-            for series in members:
+        for family, members in families.items():
+            kind = "histogram" if members[0].name != family else ("gauge" if members[0].value is not None else "counter")
+            lines.append(f"# TYPE {family} {kind}")
+            for series in sorted(members, key=lambda m: m.name.endswith(("_sum", "_count"))):
                 labels = ",".join(f'{k}="{v}"' for k, v in series.labels)
-                lines.append(f"{name}{{{labels}}} {series.sample(elapsed):g}")
+                lines.append(f"{series.name}{{{labels}}} {series.sample(elapsed):g}")
         return "\n".join(lines) + "\n"
 
 
@@ -103,6 +106,8 @@ ISTIO_EDGES = (
     Edge("other", "intruder", "payments", "ledger", "403", 1.0),  # denied by AuthorizationPolicy
     Edge("legacy", "batch", "shop", "productpage", "200", 0.5, mtls=False, meshed_source=False),  # PERMISSIVE
 )
+# TCP traffic (no response code; counters only: Istio has no `istio_tcp_*_bucket` series)
+ISTIO_TCP_EDGES = (Edge("shop", "reviews", "shop", "mongodb", "", 1.0),)
 ISTIO_TLS_FAILURES = {("payments", "ledger"): ("envoy_listener_ssl_fail_verify_error", 0.5)}
 ISTIO_VERSION = "1.24.2"
 INBOUND_LISTENER = "0.0.0.0_15006"
@@ -141,9 +146,19 @@ def _istio_edge_series(edge: Edge, reporter: str) -> list[Series]:
     labels = _istio_request_labels(edge, reporter)
     out = [counter("istio_requests_total", labels, edge.rate)]
     out += histogram("istio_request_duration_milliseconds", labels, edge.rate)
-    out += [counter("istio_request_bytes_sum", labels, edge.rate * 300), counter("istio_request_bytes_count", labels, edge.rate),
-            counter("istio_response_bytes_sum", labels, edge.rate * 1200), counter("istio_response_bytes_count", labels, edge.rate)]
+    out += histogram("istio_request_bytes", labels, edge.rate, BYTES_BUCKETS, BYTES_SHARE, mean=300)
+    out += histogram("istio_response_bytes", labels, edge.rate, BYTES_BUCKETS, BYTES_SHARE, mean=1200)
     return out
+
+
+def _istio_tcp_series(edge: Edge, reporter: str) -> list[Series]:
+    labels = _istio_request_labels(edge, reporter)
+    del labels["response_code"], labels["grpc_response_status"]
+    labels["request_protocol"] = "tcp"
+    return [counter("istio_tcp_connections_opened_total", labels, edge.rate),
+            counter("istio_tcp_connections_closed_total", labels, edge.rate * 0.9),
+            counter("istio_tcp_sent_bytes_total", labels, edge.rate * 4000),
+            counter("istio_tcp_received_bytes_total", labels, edge.rate * 800)]
 
 
 def _istio_envoy_series(namespace: str, workload: str, now: float, inbound_ok: float, inbound_denied: float) -> list[Series]:
@@ -181,6 +196,9 @@ def istio(now: float) -> list[Target]:
         pod(edge.namespace, edge.service).series += _istio_edge_series(edge, "destination")
         if edge.meshed_source:
             pod(edge.source_namespace, edge.source).series += _istio_edge_series(edge, "source")
+    for edge in ISTIO_TCP_EDGES:
+        pod(edge.namespace, edge.service).series += _istio_tcp_series(edge, "destination")
+        pod(edge.source_namespace, edge.source).series += _istio_tcp_series(edge, "source")
     for (namespace, workload), target in pods.items():
         inbound = [e for e in ISTIO_EDGES if (e.namespace, e.service) == (namespace, workload) and e.mtls]
         ok = sum(e.rate for e in inbound if e.code != "403")
