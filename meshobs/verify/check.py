@@ -68,6 +68,9 @@ class Checker:
 
     def check(self, query: Query) -> Outcome:
         outcome = Outcome(query, query.expr)
+        if query.datasource != "prometheus":
+            outcome.excused.append(f"not run: a {query.datasource} query, not PromQL")
+            return outcome
         try:
             if query.kind == "panel":
                 outcome.expr = substitute(query.expr, self._values(query))

@@ -40,6 +40,7 @@ class Query:
     # a stable id for the report's file names and the exceptions table
     uid: str = ""
     legend: str = ""
+    datasource: str = "prometheus"  # the data source type; others (Loki...) are not run
 
     @property
     def where(self) -> str:
@@ -69,6 +70,14 @@ def _panels(panels: list) -> list[dict]:
     return out
 
 
+def _datasource_type(*holders: dict) -> str:
+    for holder in holders:
+        source = holder.get("datasource")
+        if isinstance(source, dict) and source.get("type"):
+            return source["type"]
+    return "prometheus"
+
+
 def dashboard_queries(path: Path, mesh: str, root: Path) -> list[Query]:
     try:
         document = json.loads(path.read_text())
@@ -86,7 +95,7 @@ def dashboard_queries(path: Path, mesh: str, root: Path) -> list[Query]:
             queries.append(Query(
                 mesh, "panel", str(path.relative_to(root)), title, panel.get("title", ""), expr,
                 ref=target.get("refId", ""), variables=variables, uid=f"{uid}-{panel.get('id', 0)}",
-                legend=target.get("legendFormat", ""),
+                legend=target.get("legendFormat", ""), datasource=_datasource_type(target, panel),
             ))
     return queries
 
