@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from meshobs.config import duration_seconds
@@ -27,6 +28,18 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _instant(text: str) -> float:
+    """Unix seconds or RFC 3339 (`2026-11-25T21:00:00Z`)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither unix seconds nor an RFC 3339 time") from exc
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus", required=True, metavar="URL", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
     parser.add_argument("--dir", type=Path, default=Path("."), help="folder written by `meshobs build --out` (default: .)")
@@ -37,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Prometheus scrape interval, for $__rate_interval (default 15s)")
     parser.add_argument("--range", type=_seconds, default=3600.0, metavar="DURATION",
                         help="dashboard time range: $__range and the charts' span (default 1h)")
+    parser.add_argument("--at", type=_instant, metavar="TIME",
+                        help="evaluate at this time (unix seconds or RFC 3339), e.g. the end of backfilled data (default: now)")
 
 
 def summary(outcomes: list[Outcome]) -> str:
@@ -59,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     prometheus = Prometheus(args.prometheus)
     prometheus.ready()
     timing = Timing(scrape=args.scrape_interval, step=max(args.range / _POINTS, args.scrape_interval), range=args.range)
-    outcomes = run_checks(queries, Checker(prometheus, timing, with_ranges=args.report is not None))
+    outcomes = run_checks(queries, Checker(prometheus, timing, at=args.at, with_ranges=args.report is not None))
     for outcome in outcomes:
         for line in format_outcome(outcome):
             print(line)

@@ -50,7 +50,7 @@ def test_panels_inside_collapsed_rows_are_loaded_and_hidden_targets_are_not():
     queries = sources.load(FIXTURES)
     panels = [(q.item, q.ref) for q in queries if q.kind == "panel"]
     assert panels == [("Good", "A"), ("Broken", "A"), ("Renamed", "A"), ("Masked", "A"), ("Denied requests log", "A"),
-                      ("Firing alerts", "A")]
+                      ("Firing alerts", "A"), ("Requests by zone", "A")]
     rules = [(q.kind, q.item) for q in queries if q.kind != "panel"]
     assert rules == [("record", "namespace:demo_requests:rate1m"), ("alert", "DemoNoTraffic"), ("alert", "DemoDenials")]
     assert queries[0].where == "dashboards/demo/demo.json: Demo / panel 'Good' [A]"
@@ -108,3 +108,10 @@ def test_bad_durations_are_rejected_by_argparse(value, capsys):
     with pytest.raises(SystemExit):
         cli.main(["verify", "--prometheus", "http://x", "--range", value])
     assert f"argument --range: '{value}' is not a Prometheus duration such as 30s, 5m, 1h or 7d" in capsys.readouterr().err
+
+
+def test_a_bad_evaluation_time_is_rejected_by_argparse(capsys):
+    """--at takes unix seconds or an RFC 3339 time."""
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "--prometheus", "http://x", "--at", "yesterday"])
+    assert "argument --at: 'yesterday' is neither unix seconds nor an RFC 3339 time" in capsys.readouterr().err

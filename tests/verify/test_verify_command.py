@@ -4,10 +4,13 @@ reports for a good, a broken, a renamed-metric and a masked query, and for an al
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 from meshobs import cli
 from tests.support.meshdata import Target, counter
+from tests.support.procs import require_binary, wait_until
 from tests.support.prom import start_prometheus
 from tests.verify import stack
 from tests.verify.replay import Replay
@@ -21,7 +24,7 @@ def demo_target() -> Target:
 
 
 def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, request, capsys):
-    """Errors, empty results and empty selectors hidden by `or vector(0)` fail by dashboard, panel and query; exceptions and non-PromQL targets are listed."""
+    """Errors, empty results, variables without values and empty selectors hidden by `or vector(0)` fail by dashboard, panel and query; exceptions and non-PromQL targets are listed."""
     out = tmp_path / "out"
     shutil.copytree(FIXTURES, out)
     replay = Replay.start(request, [demo_target()])
@@ -45,11 +48,43 @@ def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, req
         "note dashboards/demo/demo.json: Demo / panel 'Denied requests log' [A]: not run: a loki query, not PromQL",
         "note dashboards/demo/demo.json: Demo / panel 'Firing alerts' [A]: selector ALERTS{alertstate=\"firing\"} "
         "matches no series (expected: ALERTS exist only while an alert fires; the panel shows 0 through `or vector(0)` otherwise)",
+        "FAIL dashboards/demo/zones.json: Zones / panel 'Requests by zone' [A]: "
+        "variable $zone: label_values(demo_requests_total, zone) returns no values",
         "FAIL alerts/demo/rules.yaml: demo / alert 'DemoDenials': selector demo_denied_total matches no series",
     ]
     assert "    query: sum by (namespace) (rate(demo_requests_total" not in printed.out  # the good panel is quiet
     assert "    query: sum(rate(demo_request_seconds_total[4s]))" in printed.out
-    assert printed.err.strip() == "9 queries: 5 ok, 4 failed, 2 with declared exceptions"
+    assert printed.err.strip() == "10 queries: 5 ok, 5 failed, 2 with declared exceptions"
     index = (tmp_path / "report" / "index.html").read_text()
     assert "Good" in index and 'src="charts/demo-demo-2-A.png"' in index
     assert (tmp_path / "report" / "charts" / "demo-demo-2-A.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def openmetrics(start: float, samples: int, step: float) -> str:
+    lines = ["# TYPE demo_requests counter"]
+    for ns in ("a", "b"):
+        lines += [f'demo_requests_total{{namespace="{ns}",service="api"}} {i * 2 * step:g} {start + i * step:.0f}'
+                  for i in range(samples)]
+    return "\n".join(lines) + "\n# EOF\n"
+
+
+def test_backfilled_data_is_verified_at_its_own_time(processes, tmp_path, capsys):
+    """Data backfilled with promtool two hours back answers with --at inside it, and is empty at now."""
+    start = int(time.time()) - 7200
+    source = tmp_path / "demo.om"
+    source.write_text(openmetrics(start, samples=40, step=15))
+    data = tmp_path / "prometheus" / "data"
+    data.mkdir(parents=True)
+    subprocess.run([require_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
+                   check=True, capture_output=True)
+    prometheus = start_prometheus(processes, tmp_path, {})
+    wait_until(lambda: prometheus.query(f"demo_requests_total @ {start + 300}"), what="backfilled block loaded")
+
+    def good_panel_lines(*extra: str) -> list[str]:
+        cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(FIXTURES), "--scrape-interval", "15s",
+                  "--range", "10m", *extra])
+        return [line for line in capsys.readouterr().out.splitlines() if "panel 'Good'" in line]
+
+    assert good_panel_lines("--at", str(start + 500)) == []
+    assert good_panel_lines() == ["FAIL dashboards/demo/demo.json: Demo / panel 'Good' [A]: "
+                                  "variable $namespace: label_values(demo_requests_total, namespace) returns no values"]
