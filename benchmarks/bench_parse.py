@@ -16,8 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from exposition import clusters_for_lines, envoy_exposition  # noqa: E402
 
-from meshobs.exporter.normalize import ISTIO, normalize  # noqa: E402
+from meshobs.exporter.normalize import DIALECTS, normalize  # noqa: E402
 from meshobs.exporter.parse import parse  # noqa: E402
+
+ISTIO = DIALECTS["istio"]
 
 
 def best_of(repeat: int, func) -> float:

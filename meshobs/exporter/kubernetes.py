@@ -20,6 +20,7 @@ import aiohttp
 
 from meshobs.errors import ExporterError
 from meshobs.exporter.targets import Target, make_target
+from meshobs.meshes import DIALECTS as MESH_DIALECTS
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +74,12 @@ def pod_target(pod: dict) -> Target | None:
     annotations = meta.get("annotations") or {}
     containers = {c.get("name") for c in (pod.get("spec") or {}).get("containers") or []}
     host = f"[{ip}]" if ":" in ip else ip
-    if "sidecar.istio.io/status" in annotations:
-        # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats
-        url = f"http://{host}:15090/stats/prometheus"
-        mesh = "istio"
-    elif "linkerd.io/proxy-version" in annotations or "linkerd-proxy" in containers:
-        url, mesh = f"http://{host}:4191/metrics", "linkerd"
-    elif annotations.get("consul.hashicorp.com/connect-inject-status") == "injected":
-        port = annotations.get("consul.hashicorp.com/prometheus-scrape-port", "20200")
-        path = annotations.get("consul.hashicorp.com/prometheus-scrape-path", "/metrics")
-        url, mesh = f"http://{host}:{port}{path}", "consul"
+    for mesh, dialect in MESH_DIALECTS.items():
+        endpoint = dialect.discovery.endpoint(annotations, containers)
+        if endpoint is not None:
+            port, path = endpoint
+            url = f"http://{host}:{port}{path}"
+            break
     else:
         return None
     try:

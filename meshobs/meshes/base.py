@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
 from meshobs.promql import Source
 
 # The exporter's series carry mesh, namespace and workload; namespace/workload are the
@@ -58,10 +59,13 @@ class Dialect:
     - `edges`: requests with both source and destination labels (may be `requests` itself).
     - `request_duration`: latency histogram buckets (scaled to seconds).
     - native security sources, used where the exporter has no series.
+    - `proxy` and `discovery`: what the meshobs exporter reads from the sidecars, and where.
     """
 
     name: str
     title: str
+    proxy: ProxyMetrics  # what the exporter reads from this mesh's sidecars
+    discovery: PodDiscovery  # how the exporter finds them in Kubernetes
     requests: Source
     edges: Source
     request_duration: Source

@@ -8,6 +8,8 @@ attached by the scrape job. Intentions are Envoy RBAC filters: L4 under stat pre
 `connect_authz`, L7 as the HTTP RBAC filter."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
+from meshobs.meshes.envoy import ENVOY_CERTS, ENVOY_RBAC, ENVOY_TLS
+from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
 from meshobs.promql import Source
 
 _PUBLIC = ('envoy_http_conn_manager_prefix="public_listener"',)
@@ -24,6 +26,13 @@ _TLS_FAILURE_COUNTERS = {
 CONSUL = Dialect(
     name="consul",
     title="Consul",
+    proxy=ProxyMetrics("consul", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC, (ENVOY_CERTS,), admin_certs=True),
+    # consul-dataplane merges Envoy's and the app's metrics on 20200 unless the pod says otherwise.
+    discovery=PodDiscovery(
+        20200, "/metrics", annotations=("consul.hashicorp.com/connect-inject-status",), annotation_value="injected",
+        port_annotation="consul.hashicorp.com/prometheus-scrape-port",
+        path_annotation="consul.hashicorp.com/prometheus-scrape-path",
+    ),
     requests=Source(
         "envoy_http_downstream_rq_xx", _PUBLIC, _LOCAL_SERVICE, facets={"5xx": ('envoy_response_code_class="5"',)}
     ),

@@ -7,6 +7,8 @@ filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatch
 `meshobs build` renders for Istio)."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
+from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS
+from meshobs.meshes.proxy import ALLOWED, DENIED, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is
 from meshobs.promql import Source
 
 _DESTINATION = ('reporter="destination"',)
@@ -19,9 +21,34 @@ _LABELS = {
     "code": "response_code",
 }
 
+# Istio's tag rules fold the decision into the `authz_enforce_result` label (dry-run series carry
+# authz_dry_run_* instead). Whether the filter's stat prefix becomes a label or stays in the name
+# depends on the Istio version's regexes: `envoy_http_rbac{http_conn_manager_prefix=...}` or
+# `envoy_http_inbound_0_0_0_0_8080_rbac{...}`; both are read.
+_ISTIO_RBAC_NAME = r"envoy_(?:http|tcp)_(?:.+_)?rbac|envoy_rbac"
+_ISTIO = (
+    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME)
+      for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
+      for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
+    # Where RBAC stats are filtered out, the destination's own 403s are the denials. (An
+    # application's 403s look the same: hence a fallback only, never added to RBAC counts.)
+    Rule("istio_requests_total", (DENIED, ""),
+         all_of(label_is("reporter", "destination"), label_is("response_code", "403")), fallback=True),
+    # PERMISSIVE mode: plaintext requests are served and labelled by the destination reporter
+    Rule("istio_requests_total", (PLAINTEXT, ""),
+         all_of(label_is("reporter", "destination"), label_is("connection_security_policy", "none"))),
+)
+# Istio has no tag for the certificate name: it stays in the metric name (`..._certificate_default_
+# expiration_unix_time_seconds`, `ROOTCA`); a tls_certificate label is read where one exists.
+_ISTIO_CERTS = CertFamily("envoy_listener_ssl_certificate_", ("tls_certificate", "envoy_tls_certificate"),
+                          pattern=r"envoy_listener_ssl_certificate_(?:(.+)_)?expiration_unix_time_seconds")
+
 ISTIO = Dialect(
     name="istio",
     title="Istio",
+    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,)),
+    # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats.
+    discovery=PodDiscovery(15090, "/stats/prometheus", annotations=("sidecar.istio.io/status",)),
     requests=Source(
         "istio_requests_total",
         _DESTINATION,

@@ -7,6 +7,9 @@ mTLS is `tls="true"`; anything else reached the workload in plaintext. Linkerd h
 handshake-failure counter, so TLS failures come from the meshobs exporter only."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
+from meshobs.meshes.proxy import (
+    ALLOWED, DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is, label_not,
+)
 from meshobs.promql import Derived, Source
 
 _INBOUND = ('direction="inbound"',)
@@ -19,9 +22,24 @@ _INBOUND_LABELS = {
 }
 _WORKLOAD_LABELS = {"destination_namespace": "namespace", "destination_workload": "deployment"}
 
+_INBOUND_SAMPLE = label_is("direction", "inbound")
+# linkerd2-proxy has no handshake-failure counter; meshed inbound connections are `tls="true"`,
+# anything else reaching the proxy from outside the pod is plaintext.
+_PROXY_RULES = (
+    Rule("inbound_http_authz_allow_total", (ALLOWED, "")),
+    Rule("inbound_tcp_authz_allow_total", (ALLOWED, "")),
+    Rule("inbound_http_authz_deny_total", (DENIED, "")),
+    Rule("inbound_tcp_authz_deny_total", (DENIED, "")),
+    Rule("tcp_open_total", (HANDSHAKES, ""), all_of(_INBOUND_SAMPLE, label_is("tls", "true"))),
+    Rule("request_total", (PLAINTEXT, ""),
+         all_of(_INBOUND_SAMPLE, label_not("tls", "true"), label_not("no_tls_reason", "loopback"))),
+)
+
 LINKERD = Dialect(
     name="linkerd",
     title="Linkerd",
+    proxy=ProxyMetrics("linkerd", "/metrics", _PROXY_RULES, (CertFamily("identity_cert_expiration_timestamp_seconds"),)),
+    discovery=PodDiscovery(4191, "/metrics", annotations=("linkerd.io/proxy-version",), container="linkerd-proxy"),
     requests=Source(
         "response_total",
         _INBOUND,

@@ -9,13 +9,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshobs.exporter.collector import StateCollector
-from meshobs.exporter.normalize import ISTIO, normalize
+from meshobs.exporter.normalize import DIALECTS, normalize
 from meshobs.exporter.parse import parse
 from meshobs.exporter.state import State
 from meshobs.exporter.targets import make_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from exposition import envoy_exposition  # noqa: E402
+
+ISTIO = DIALECTS["istio"]
 
 
 def test_a_50k_line_proxy_becomes_at_most_18_workload_series_and_2_per_proxy():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from meshobs.exporter.normalize import (
-    ALLOWED, CONSUL, DENIED, FAILURES, HANDSHAKES, ISTIO, LINKERD, PLAINTEXT, cert_kind, certs_from_admin, normalize,
+    ALLOWED, DENIED, DIALECTS, FAILURES, HANDSHAKES, PLAINTEXT, cert_kind, certs_from_admin, normalize,
 )
+
+ISTIO, CONSUL, LINKERD = DIALECTS["istio"], DIALECTS["consul"], DIALECTS["linkerd"]
 from meshobs.exporter.parse import parse
 
 

@@ -1,0 +1,29 @@
+"""Envoy facts shared by the meshes that run Envoy sidecars (Istio, Consul): how its listener
+TLS and RBAC stats map to meshobs series (see envoy-security-signals.md)."""
+
+from meshobs.meshes.proxy import ALLOWED, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, CertFamily, Rule
+
+LISTENER_SSL = "envoy_listener_ssl_"
+# Envoy's listener ssl counters (see envoy-security-signals.md): `handshake` counts successes only;
+# plaintext to a TLS port shows as `connection_error`.
+ENVOY_TLS = (
+    Rule(LISTENER_SSL + "handshake", (HANDSHAKES, "")),
+    Rule(LISTENER_SSL + "fail_verify_no_cert", (FAILURES, "no_client_cert")),
+    Rule(LISTENER_SSL + "fail_verify_error", (FAILURES, "untrusted_cert")),
+    Rule(LISTENER_SSL + "fail_verify_san", (FAILURES, "san_mismatch")),
+    Rule(LISTENER_SSL + "connection_error", (FAILURES, "not_tls")),
+    Rule(LISTENER_SSL + "connection_error", (PLAINTEXT, "")),
+    # a handshake that succeeded without a client certificate: TLS, but not mutual (a listener
+    # with require_client_certificate but no validation context silently accepts these)
+    Rule(LISTENER_SSL + "no_certificate", (PLAINTEXT, "")),
+    Rule(LISTENER_SSL + "fail_verify_cert_hash", (FAILURES, "other")),
+)
+# Standard Envoy tags (Consul): one family per decision; L7 http RBAC and L4 network RBAC
+# (Consul intentions use the `connect_authz` prefix). Shadow (dry-run) decisions are other names.
+ENVOY_RBAC = (
+    Rule("envoy_http_rbac_allowed", (ALLOWED, "")),
+    Rule("envoy_http_rbac_denied", (DENIED, "")),
+    Rule("envoy_rbac_allowed", (ALLOWED, "")),
+    Rule("envoy_rbac_denied", (DENIED, "")),
+)
+ENVOY_CERTS = CertFamily("envoy_listener_ssl_certificate_expiration_unix_time_seconds", ("envoy_tls_certificate",))

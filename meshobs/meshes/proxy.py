@@ -1,0 +1,165 @@
+"""What a sidecar proxy's own exposition means in meshobs terms, for the exporter.
+
+A mesh's `ProxyMetrics` is a table of `Rule`s; the families it names are also the prefixes the
+exporter's parser keeps, so the table is the single place that says what is read. Everything a
+rule matches is summed per target (listeners, RBAC prefixes, policies), which keeps the output
+at a fixed, small set of series per workload whatever the proxy exposes.
+
+Series per workload (documented bound): 1 handshakes + 5 failure reasons + allowed + denied +
+plaintext + burst gauge + bursts counter + 2 cert expiries + 5 scrape error reasons = 18,
+plus `target_up` and `scrape_duration` per scraped target.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol
+
+
+class Sample(Protocol):
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+REASONS = ("no_client_cert", "untrusted_cert", "san_mismatch", "not_tls", "other")
+
+HANDSHAKES = "meshobs_tls_handshakes_total"
+FAILURES = "meshobs_tls_handshake_failures_total"
+ALLOWED = "meshobs_authz_allowed_total"
+DENIED = "meshobs_authz_denied_total"
+PLAINTEXT = "meshobs_plaintext_requests_total"
+CERT_EXPIRY = "meshobs_cert_expiry_timestamp_seconds"
+
+# A counter key: (meshobs series, reason or "" when the series has no reason).
+Key = tuple[str, str]
+Match = Callable[[Mapping[str, str]], bool]
+
+
+def _any(labels: Mapping[str, str]) -> bool:
+    return True
+
+
+def label_is(name: str, value: str) -> Match:
+    return lambda labels: labels.get(name) == value
+
+
+def label_not(name: str, *values: str) -> Match:
+    return lambda labels: labels.get(name) not in values
+
+
+def all_of(*matches: Match) -> Match:
+    return lambda labels: all(match(labels) for match in matches)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Samples whose name is `family` (or, with `pattern`, starts with `family` and matches the
+    pattern) and whose labels pass `match` are added to `key`."""
+
+    family: str
+    key: Key
+    match: Match = _any
+    # used only when no other rule of the same key matched a sample in this scrape
+    fallback: bool = False
+    pattern: str = ""
+
+    def applies(self, name: str) -> bool:
+        return re.fullmatch(self.pattern, name) is not None if self.pattern else name == self.family
+
+
+@dataclass(frozen=True)
+class CertFamily:
+    """Samples that are certificate expiry timestamps. The certificate's name (to tell leaf from
+    CA) is a label, or, where the proxy's tag rules leave it in the metric name, `pattern`'s group."""
+
+    family: str
+    labels: tuple[str, ...] = ()
+    pattern: str = ""
+
+    def cert_name(self, sample: "Sample") -> str | None:
+        """The certificate name if `sample` is one of these timestamps, else None."""
+        if self.pattern:
+            match = re.fullmatch(self.pattern, sample.name)
+            if match is None:
+                return None
+            embedded = match.group(1) or ""
+        elif sample.name != self.family:
+            return None
+        else:
+            embedded = ""
+        return next((sample.labels[l] for l in self.labels if l in sample.labels), embedded)
+
+
+@dataclass(frozen=True)
+class ProxyMetrics:
+    """How the meshobs exporter reads one mesh's proxy: where, and which series feed which
+    meshobs series."""
+
+    mesh: str
+    default_path: str
+    counters: tuple[Rule, ...]
+    certs: tuple[CertFamily, ...] = ()
+    # read /certs from the same host when the metrics path is Envoy's admin
+    admin_certs: bool = False
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return tuple(sorted({rule.family for rule in self.counters} | {cert.family for cert in self.certs}))
+
+    @functools.cached_property
+    def names(self) -> re.Pattern[bytes] | None:
+        """Where a family is known by a pattern, a filter on whole names for the parser, so that
+        lines sharing only the prefix (`envoy_http_<prefix>_downstream_rq_total`) are not parsed."""
+        if not any(rule.pattern for rule in self.counters) and not any(cert.pattern for cert in self.certs):
+            return None
+        names = {rule.pattern or re.escape(rule.family) for rule in self.counters}
+        names |= {cert.pattern or re.escape(cert.family) for cert in self.certs}
+        return re.compile(("(?:" + "|".join(sorted(names)) + ")[{ \t]").encode())
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, tuple[tuple[Rule, ...], tuple[CertFamily, ...]]]:
+        return {}
+
+    def rules_for(self, name: str) -> tuple[tuple[Rule, ...], tuple[CertFamily, ...]]:
+        """Counter rules and certificate families for a sample name (memoised: names repeat)."""
+        found = self._by_name.get(name)
+        if found is None:
+            if len(self._by_name) > 50_000:  # a proxy inventing names must not grow memory for ever
+                self._by_name.clear()
+            found = self._by_name[name] = (
+                tuple(r for r in self.counters if name.startswith(r.family) and r.applies(name)),
+                tuple(c for c in self.certs if name.startswith(c.family)),
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class PodDiscovery:
+    """How to tell a Kubernetes pod carries this mesh's proxy, and where its metrics are.
+
+    A pod is meshed when one of `annotations` is present (with `annotation_value`, if given) or
+    one of its containers is named `container`; `port_annotation` / `path_annotation` let the pod
+    override the defaults."""
+
+    port: int
+    path: str
+    annotations: tuple[str, ...] = ()
+    annotation_value: str | None = None
+    container: str | None = None
+    port_annotation: str | None = None
+    path_annotation: str | None = None
+
+    def endpoint(self, annotations: Mapping[str, str], containers: set[str]) -> tuple[str, str] | None:
+        """(port, path) of the proxy's metrics in this pod, or None if the pod is not meshed so."""
+        marked = any(
+            name in annotations and (self.annotation_value is None or annotations[name] == self.annotation_value)
+            for name in self.annotations
+        )
+        if not marked and not (self.container and self.container in containers):
+            return None
+        port = annotations.get(self.port_annotation, str(self.port)) if self.port_annotation else str(self.port)
+        path = annotations.get(self.path_annotation, self.path) if self.path_annotation else self.path
+        return port, path
