@@ -52,11 +52,13 @@ def histogram(name: str, labels: Labels, rate: float, buckets=LATENCY_BUCKETS_MS
 
 @dataclass
 class Target:
-    """One endpoint: its metrics `path`, `labels` attached by the scrape job."""
+    """One endpoint: its metrics `path`; `labels` exactly as the rendered scrape job's relabelling
+    attaches them (deploy/prometheus/prometheus.yml); `workload` names it for the exporter."""
 
     path: str
     labels: Labels
     mesh: str
+    workload: str
     series: list[Series] = field(default_factory=list)
     proxy: bool = True  # the meshobs exporter scrapes proxies, not control planes
 
@@ -188,8 +190,8 @@ def istio(now: float) -> list[Target]:
     def pod(namespace: str, workload: str) -> Target:
         key = (namespace, workload)
         if key not in pods:
-            labels = {"namespace": namespace, "pod": f"{workload}-7d4b9c-x2x7q", "workload": workload}
-            pods[key] = Target("/stats/prometheus", labels, "istio")
+            labels = {"namespace": namespace, "pod": f"{workload}-7d4b9c-x2x7q"}
+            pods[key] = Target("/stats/prometheus", labels, "istio", workload)
         return pods[key]
 
     for edge in ISTIO_EDGES:
@@ -224,8 +226,8 @@ def _istiod(now: float, proxies: int) -> Target:
                         (0.6, 0.9, 0.97, 0.99, 1.0, 1.0, 1.0, 1.0), mean=0.2)
     series += histogram("pilot_xds_push_time", {"type": "cds"}, 0.5, CONVERGENCE_BUCKETS_S,
                         (0.8, 0.95, 0.99, 1.0, 1.0, 1.0, 1.0, 1.0), mean=0.05)
-    labels = {"namespace": "istio-system", "pod": "istiod-5f4c8d-abcde", "workload": "istiod"}
-    return Target("/metrics", labels, "istio", series, proxy=False)
+    labels = {"namespace": "istio-system", "pod": "istiod-5f4c8d-abcde"}
+    return Target("/metrics", labels, "istio", "istiod", series, proxy=False)
 
 
 # --- Linkerd -----------------------------------------------------------------------------------
@@ -288,10 +290,10 @@ def linkerd(now: float) -> list[Target]:
     def pod(namespace: str, workload: str) -> Target:
         key = (namespace, workload)
         if key not in pods:
-            labels = {"namespace": namespace, "pod": f"{workload}-6d8b7f-q9z2w", "deployment": workload, "workload": workload}
+            labels = {"namespace": namespace, "pod": f"{workload}-6d8b7f-q9z2w", "deployment": workload}
             series = [gauge("identity_cert_expiration_timestamp_seconds", {}, now + CERT_NOT_AFTER_IN),
                       counter("identity_cert_refresh_count", {}, 0.0)]
-            pods[key] = Target("/metrics", labels, "linkerd", series)
+            pods[key] = Target("/metrics", labels, "linkerd", workload, series)
         return pods[key]
 
     for edge in LINKERD_EDGES:
@@ -313,8 +315,8 @@ def _linkerd_control_plane(now: float) -> list[Target]:
             counter("grpc_server_handled_total", {**grpc, "grpc_code": "OK"}, 1.0),
             counter("grpc_server_handled_total", {**grpc, "grpc_code": failing}, 0.05),
         ]
-        labels = {"namespace": "linkerd", "pod": f"linkerd-{component}-5c8d7-abcde", "deployment": f"linkerd-{component}"}
-        targets.append(Target("/metrics", labels, "linkerd", series, proxy=False))
+        labels = {"namespace": "linkerd", "pod": f"linkerd-{component}-5c8d7-abcde", "component": component}
+        targets.append(Target("/metrics", labels, "linkerd", f"linkerd-{component}", series, proxy=False))
     return targets
 
 

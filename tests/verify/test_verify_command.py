@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def demo_target() -> Target:
     series = [counter("demo_requests_total", {"namespace": ns, "service": "api"}, 2.0) for ns in ("a", "b")]
-    return Target("/metrics", {"namespace": "demo"}, "demo", series)
+    return Target("/metrics", {"namespace": "demo"}, "demo", "demo", series)
 
 
 def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, request, capsys):

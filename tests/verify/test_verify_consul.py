@@ -16,9 +16,11 @@ from tests.verify.test_verify_replayed import VERIFY_ARGS, panel
 def start_consul(processes, tmp_path):
     mesh = start_consul_mesh(processes, tmp_path)
     sidecars = mesh.sidecars()
+    # the labels the rendered consul-proxies job attaches (namespace, pod, datacenter)
     jobs = {"consul-sidecars": [stack.static_config(f"127.0.0.1:{envoy.admin_port}", namespace="default",
+                                                    pod=f"{name}-5b7c9-k2m4p", datacenter="dc1",
                                                     __metrics_path__="/stats/prometheus")
-                                for envoy in sidecars.values()]}
+                                for name, envoy in sidecars.items()]}
     entries = [{"address": f"127.0.0.1:{envoy.admin_port}", "mesh": "consul", "namespace": "default",
                 "workload": name, "path": "/stats/prometheus"} for name, envoy in sidecars.items()]
 

@@ -25,7 +25,7 @@ def start_replayed(processes, tmp_path, request, mesh: str):
     served = replay.addresses()
     jobs = {f"{mesh}-proxies": [stack.static_config(address, __metrics_path__=t.path, **t.labels) for t, address in served]}
     entries = [{"address": address, "mesh": mesh, "namespace": t.labels["namespace"],
-                "workload": t.labels["workload"], "path": t.path} for t, address in served if t.proxy]
+                "workload": t.workload, "path": t.path} for t, address in served if t.proxy]
     return stack.start(processes, tmp_path, mesh, jobs, entries)
 
 
