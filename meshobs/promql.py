@@ -149,6 +149,20 @@ class Query:
 Extra = Mapping[str, str]  # origin ("native" / "exporter") -> extra matchers from the config
 
 
+def _range_function(func: str, source: Source, query: Query, facet: str | None, extra: str) -> str:
+    """`func(selector[window])` for one source. A source of several metrics gets one call per
+    metric, told apart by a `metric_name` label: rate() drops `__name__`, and series of two
+    metrics with the same labels would otherwise collide ("vector cannot contain metrics with
+    the same labelset")."""
+    names = source.metric_names()
+    calls = []
+    for name in names:
+        one = replace(source, metric=name)
+        call = f"{func}({selector(one, query.filters, facet, extra, query.cluster_label)}[{query.window}])"
+        calls.append(call if len(names) == 1 else f'label_replace({call}, "metric_name", "{name}", "", "")')
+    return calls[0] if len(calls) == 1 else "(" + " or ".join(calls) + ")"
+
+
 def rate(sources: Iterable[Source], query: Query, facet: str | None = None, extra: Extra | None = None, func: str = "rate") -> str:
     """Per-second rate of the sources, summed by the normalized labels; alternatives joined by `or`
     (the first source that has series for a label set wins)."""
@@ -156,7 +170,7 @@ def rate(sources: Iterable[Source], query: Query, facet: str | None = None, extr
     for source in sources:
         if facet and not source.has(facet):
             continue
-        inner = f"{func}({selector(source, query.filters, facet, _extra(extra, source), query.cluster_label)}[{query.window}])"
+        inner = _range_function(func, source, query, facet, _extra(extra, source))
         parts.append(f"{_by_clause(query.by)}({_normalize(_scaled(inner, source.scale), source, query.by)})")
     if not parts:
         raise ValueError("no source can answer this query")

@@ -112,7 +112,11 @@ class MeshTraffic:
             return [series("grpc_server_handled_total", {
                 "grpc_service": "io.linkerd.proxy.destination.Destination", "grpc_method": "Get",
                 "grpc_code": "Internal", "grpc_type": "server_stream"}, values)]
-        return [series("envoy_listener_manager_lds_update_rejected", {"namespace": "shop", "local_cluster": "checkout"}, values)]
+        # Two families with the same labels: summing them must not collide once rate() drops the names.
+        half = counter(*((per_second / 2, minutes) for per_second, minutes in phases))
+        labels = {"namespace": "shop", "local_cluster": "checkout"}
+        return [series("envoy_listener_manager_lds_update_rejected", labels, half),
+                series("envoy_cluster_manager_cds_update_rejected", labels, half)]
 
     # --- The meshobs exporter's normalized series (the same names on every mesh) ----------
     def exporter(self, metric: str, namespace: str, workload: str, values: str, **labels: str) -> dict:
