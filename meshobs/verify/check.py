@@ -82,13 +82,24 @@ class Checker:
             outcome.problems.append(f"query failed: {exc}")
             return outcome
         outcome.result = result
+        empty = self._empty_selectors(outcome)
         # an alert expression is empty whenever nothing fires: its selectors are judged instead
         if not result and query.kind != "alert":
-            self._judge(outcome, None, "returns no series")
-        self._check_selectors(outcome)
+            self._judge_empty_result(outcome, empty)
+        for selector in empty:
+            self._judge(outcome, selector, f"selector {selector} matches no series")
         if self.with_ranges and query.kind == "panel":
             self._fetch_range(outcome)
         return outcome
+
+    def _judge_empty_result(self, outcome: Outcome, empty_selectors: list[str]) -> None:
+        """A query is allowed to be empty when it is declared so, or when it is empty only
+        because of selectors declared empty by design (no 403 in the window...)."""
+        reasons = [exceptions.excuse(outcome.query, s) for s in empty_selectors]
+        if empty_selectors and all(reasons):
+            outcome.excused.append(f"returns no series (expected: {reasons[0]})")
+        else:
+            self._judge(outcome, None, "returns no series")
 
     def _judge(self, outcome: Outcome, selector: str | None, problem: str) -> None:
         reason = exceptions.excuse(outcome.query, selector)
@@ -97,19 +108,22 @@ class Checker:
         else:
             outcome.problems.append(problem)
 
-    def _check_selectors(self, outcome: Outcome) -> None:
+    def _empty_selectors(self, outcome: Outcome) -> list[str]:
+        """The query's selectors that match nothing (a selector Prometheus rejects is a problem)."""
         try:
             found = selectors(outcome.expr)
         except ValueError as exc:
             # Prometheus accepted the query; the parser is stricter in places: say so, do not fail
             outcome.excused.append(f"selectors not checked: promql-parser: {exc}")
-            return
+            return []
+        empty = []
         for selector in found:
             matched = self._selector_matches(selector)
             if isinstance(matched, QueryError):
                 outcome.problems.append(f"selector {selector} failed: {matched}")
             elif not matched:
-                self._judge(outcome, selector, f"selector {selector} matches no series")
+                empty.append(selector)
+        return empty
 
     def _selector_matches(self, selector: str) -> bool | QueryError:
         if selector not in self._selectors:

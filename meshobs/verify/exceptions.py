@@ -27,11 +27,32 @@ class Expected:
         return selector is not None and self.selector in selector
 
 
+_NO_DENIAL = "empty while nothing is denied: the series appear with the first denial"
+_NO_ERROR = "empty while no request fails: the series appear with the first error response"
+_NO_PLAINTEXT = "empty while all traffic is mutual TLS: the series appear with the first plaintext request"
+_NO_CONTROL_PLANE_ERROR = "empty while the control plane has no errors: the counter appears with the first one"
+
+# Series that exist only once something failed. A selector on them may match nothing in a healthy
+# mesh; a query empty only because of such selectors is noted, not failed. When the data has
+# failures (as the tests' data does), these are checked like any other.
 EXPECTED: tuple[Expected, ...] = (
     Expected(
         'ALERTS exist only while an alert fires; the panel shows 0 through `or vector(0)` otherwise',
         selector='ALERTS{alertstate="firing"',
     ),
+    Expected(_NO_DENIAL, selector='response_code="403"', mesh="istio"),
+    Expected(_NO_ERROR, selector='response_code=~"5.."', mesh="istio"),
+    Expected(_NO_PLAINTEXT, selector='connection_security_policy="none"', mesh="istio"),
+    Expected(_NO_CONTROL_PLANE_ERROR, selector="pilot_total_xds_rejects", mesh="istio"),
+    Expected(_NO_CONTROL_PLANE_ERROR, selector="citadel_server_csr_sign_err_count", mesh="istio"),
+    Expected(_NO_DENIAL, selector='status_code="403"', mesh="linkerd"),
+    Expected(_NO_DENIAL, selector="inbound_http_authz_deny_total", mesh="linkerd"),
+    Expected(_NO_ERROR, selector='status_code=~"5.."', mesh="linkerd"),
+    Expected(_NO_PLAINTEXT, selector='tls!="true"', mesh="linkerd"),
+    Expected(_NO_CONTROL_PLANE_ERROR, selector='grpc_code!="OK"', mesh="linkerd"),
+    Expected(_NO_CONTROL_PLANE_ERROR, selector='grpc_code=~"', mesh="linkerd"),
+    # Envoy creates per-code upstream counters on first use (downstream class counters always exist)
+    Expected(_NO_DENIAL, selector='envoy_response_code="403"', mesh="consul"),
 )
 
 

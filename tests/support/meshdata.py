@@ -261,6 +261,9 @@ def _linkerd_inbound(edge: Edge) -> list[Series]:
     route = {"route_group": "", "route_kind": "default", "route_name": "default"}
     if edge.code == "403":
         out.append(counter("inbound_http_authz_deny_total", {"target_addr": "10.42.0.17:8080", **server, **route}, edge.rate))
+        # the same caller also probes the pod's TCP port: L4 denials carry no route labels
+        tcp_server = {"srv_group": "policy.linkerd.io", "srv_kind": "server", "srv_name": f"{edge.service}-admin"}
+        out.append(counter("inbound_tcp_authz_deny_total", {"target_addr": "10.42.0.17:9990", **tcp_server}, edge.rate / 4))
     else:
         authz = {"authz_group": "policy.linkerd.io", "authz_kind": "authorizationpolicy", "authz_name": f"{edge.service}-allow"}
         out.append(counter("inbound_http_authz_allow_total",

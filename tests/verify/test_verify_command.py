@@ -24,7 +24,7 @@ def demo_target() -> Target:
 
 
 def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, request, capsys):
-    """Errors, empty results, variables without values and empty selectors hidden by `or vector(0)` fail by dashboard, panel and query; exceptions and non-PromQL targets are listed."""
+    """Errors, empty results, variables without values and empty selectors hidden by `or vector(0)` fail by dashboard, panel and query; emptiness by design and non-PromQL targets are listed."""
     out = tmp_path / "out"
     shutil.copytree(FIXTURES, out)
     replay = Replay.start(request, [demo_target()])
@@ -51,10 +51,18 @@ def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, req
         "FAIL dashboards/demo/zones.json: Zones / panel 'Requests by zone' [A]: "
         "variable $zone: label_values(demo_requests_total, zone) returns no values",
         "FAIL alerts/demo/rules.yaml: demo / alert 'DemoDenials': selector demo_denied_total matches no series",
+        "note dashboards/istio/healthy.json: Healthy mesh / panel 'Denials' [A]: returns no series "
+        "(expected: empty while nothing is denied: the series appear with the first denial)",
+        "note dashboards/istio/healthy.json: Healthy mesh / panel 'Denials' [A]: selector "
+        "istio_requests_total{reporter=\"destination\",response_code=\"403\"} matches no series "
+        "(expected: empty while nothing is denied: the series appear with the first denial)",
+        "FAIL dashboards/istio/healthy.json: Healthy mesh / panel 'Requests' [A]: returns no series",
+        "FAIL dashboards/istio/healthy.json: Healthy mesh / panel 'Requests' [A]: selector "
+        "istio_requests_total{reporter=\"destination\"} matches no series",
     ]
     assert "    query: sum by (namespace) (rate(demo_requests_total" not in printed.out  # the good panel is quiet
     assert "    query: sum(rate(demo_request_seconds_total[4s]))" in printed.out
-    assert printed.err.strip() == "10 queries: 5 ok, 5 failed, 2 with declared exceptions"
+    assert printed.err.strip() == "12 queries: 6 ok, 6 failed, 3 with declared exceptions"
     index = (tmp_path / "report" / "index.html").read_text()
     assert "Good" in index and 'src="charts/demo-demo-2-A.png"' in index
     assert (tmp_path / "report" / "charts" / "demo-demo-2-A.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
