@@ -4,6 +4,7 @@ expose them (replayed), normalized by the real exporter, with the rendered rules
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -19,8 +20,10 @@ from tests.verify.replay import Replay
 VERIFY_ARGS = ("--scrape-interval", "1s", "--range", "2m")
 
 
-def start_replayed(processes, tmp_path, request, mesh: str):
+def start_replayed(processes, tmp_path, request, mesh: str, rename: dict[str, str] | None = None):
     targets = meshdata.MESHES[mesh](time.time())
+    for target in targets:
+        target.series = [replace(s, name=(rename or {}).get(s.name, s.name)) for s in target.series]
     replay = Replay.start(request, targets)
     served = replay.addresses()
     jobs = {f"{mesh}-proxies": [stack.static_config(address, __metrics_path__=t.path, **t.labels) for t, address in served]}
@@ -74,3 +77,20 @@ def test_security_dashboard_shows_the_injected_failures(mesh, source, destinatio
         tls = panel(outcomes, "security.json", "TLS handshake failures by destination and reason").result
         failing = {(s["metric"]["destination_workload"], s["metric"]["reason"]) for s in tls if float(s["value"][1]) > 0}
         assert failing == {("ledger", "untrusted_cert")}
+
+
+def test_a_renamed_metric_fails_every_panel_and_rule_reading_it(processes, tmp_path, request, capsys):
+    """Istio data whose latency histogram is in seconds instead of milliseconds fails the latency panels and rules by name."""
+    unit = "istio_request_duration_milliseconds"
+    rename = {f"{unit}{suffix}": f"istio_request_duration_seconds{suffix}" for suffix in ("_bucket", "_sum", "_count")}
+    out, prometheus = start_replayed(processes, tmp_path, request, "istio", rename)
+    code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "istio", *VERIFY_ARGS])
+    failures = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+
+    assert code == 1
+    assert "FAIL dashboards/istio/service.json: Istio / Service / panel 'Latency' [A]: returns no series" in failures
+    assert any(line.startswith("FAIL alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
+                               "'destination_service:mesh_request_duration_seconds:histogram_quantile_rate5m': returns no series")
+               for line in failures)
+    assert any("panel 'p99 latency by service'" in line for line in failures)
+    assert all("latency" in line.lower() or "duration" in line for line in failures), failures
