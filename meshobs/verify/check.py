@@ -1,5 +1,6 @@
-"""Run each query against Prometheus and judge it: an error, a query without series, or a
-selector inside it that matches nothing (which `or vector(0)` would otherwise hide)."""
+"""Run each query against Prometheus and judge it: an error, a query without series, a selector
+inside it that matches nothing (which `or vector(0)` would otherwise hide), or a range window too
+short for the scrape interval."""
 
 from __future__ import annotations
 
@@ -32,17 +33,25 @@ class Outcome:
 
 def selectors(expr: str) -> list[str]:
     """Every instant/range vector selector in `expr`, as text, in order, without repeats."""
+    return _parts(expr)[0]
+
+
+def _parts(expr: str) -> tuple[list[str], list[float]]:
+    """(selectors, range-vector windows in seconds) of `expr`."""
     found: list[str] = []
+    windows: list[float] = []
 
     def visit(node) -> bool:
         if isinstance(node, promql_parser.VectorSelector):
             text = str(node).removesuffix("{}")  # the parser prints `name{}` for a bare name
             if text not in found:
                 found.append(text)
+        elif isinstance(node, promql_parser.MatrixSelector):
+            windows.append(node.range.total_seconds())
         return True
 
     promql_parser.walk(promql_parser.parse(expr), visit, lambda node: True)
-    return found
+    return found, windows
 
 
 class Checker:
@@ -109,13 +118,19 @@ class Checker:
             outcome.problems.append(problem)
 
     def _empty_selectors(self, outcome: Outcome) -> list[str]:
-        """The query's selectors that match nothing (a selector Prometheus rejects is a problem)."""
+        """The query's selectors that match nothing; windows too short and selectors Prometheus
+        rejects are recorded as problems."""
         try:
-            found = selectors(outcome.expr)
+            found, windows = _parts(outcome.expr)
         except ValueError as exc:
             # Prometheus accepted the query; the parser is stricter in places: say so, do not fail
             outcome.excused.append(f"selectors not checked: promql-parser: {exc}")
             return []
+        for window in sorted(set(windows)):
+            # rate() and friends need two samples inside the window, or they return nothing
+            if window < 2 * self.timing.scrape:
+                outcome.problems.append(f"range [{window:g}s] is shorter than two scrape intervals "
+                                        f"({self.timing.scrape:g}s each): empty whenever it holds one sample")
         empty = []
         for selector in found:
             matched = self._selector_matches(selector)

@@ -50,7 +50,7 @@ def test_panels_inside_collapsed_rows_are_loaded_and_hidden_targets_are_not():
     queries = sources.load(FIXTURES)
     panels = [(q.item, q.ref) for q in queries if q.kind == "panel"]
     assert panels == [("Good", "A"), ("Broken", "A"), ("Renamed", "A"), ("Masked", "A"), ("Denied requests log", "A"),
-                      ("Firing alerts", "A"), ("Requests by zone", "A"), ("Denials", "A"), ("Requests", "A")]
+                      ("Short window", "A"), ("Firing alerts", "A"), ("Requests by zone", "A"), ("Denials", "A"), ("Requests", "A")]
     rules = [(q.kind, q.item) for q in queries if q.kind != "panel"]
     assert rules == [("record", "namespace:demo_requests:rate1m"), ("alert", "DemoNoTraffic"), ("alert", "DemoDenials")]
     assert queries[0].where == "dashboards/demo/demo.json: Demo / panel 'Good' [A]"

@@ -24,7 +24,7 @@ def demo_target() -> Target:
 
 
 def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, request, capsys):
-    """Errors, empty results, variables without values and empty selectors hidden by `or vector(0)` fail by dashboard, panel and query; emptiness by design and non-PromQL targets are listed."""
+    """Errors, empty results, variables without values, empty selectors hidden by `or vector(0)` and too short windows fail by dashboard, panel and query; emptiness by design and non-PromQL targets are listed."""
     out = tmp_path / "out"
     shutil.copytree(FIXTURES, out)
     replay = Replay.start(request, [demo_target()])
@@ -46,6 +46,8 @@ def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, req
         "FAIL dashboards/demo/demo.json: Demo / panel 'Renamed' [A]: selector demo_request_seconds_total matches no series",
         "FAIL dashboards/demo/demo.json: Demo / panel 'Masked' [A]: selector demo_denied_total matches no series",
         "note dashboards/demo/demo.json: Demo / panel 'Denied requests log' [A]: not run: a loki query, not PromQL",
+        "FAIL dashboards/demo/demo.json: Demo / panel 'Short window' [A]: range [1s] is shorter than two scrape "
+        "intervals (1s each): empty whenever it holds one sample",
         "note dashboards/demo/demo.json: Demo / panel 'Firing alerts' [A]: selector ALERTS{alertstate=\"firing\"} "
         "matches no series (expected: ALERTS exist only while an alert fires; the panel shows 0 through `or vector(0)` otherwise)",
         "FAIL dashboards/demo/zones.json: Zones / panel 'Requests by zone' [A]: "
@@ -62,7 +64,7 @@ def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, req
     ]
     assert "    query: sum by (namespace) (rate(demo_requests_total" not in printed.out  # the good panel is quiet
     assert "    query: sum(rate(demo_request_seconds_total[4s]))" in printed.out
-    assert printed.err.strip() == "12 queries: 6 ok, 6 failed, 3 with declared exceptions"
+    assert printed.err.strip() == "13 queries: 6 ok, 7 failed, 3 with declared exceptions"
     index = (tmp_path / "report" / "index.html").read_text()
     assert "Good" in index and 'src="charts/demo-demo-2-A.png"' in index
     assert (tmp_path / "report" / "charts" / "demo-demo-2-A.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
