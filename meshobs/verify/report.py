@@ -15,13 +15,15 @@ from meshobs.verify.png import bounds, chart, color
 _MAX_LEGEND = 8
 
 
-def _file_name(outcome: Outcome) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{outcome.query.mesh}-{outcome.query.uid}-{outcome.query.ref}") + ".png"
+def _file_name(panel: list[Outcome]) -> str:
+    query = panel[0].query
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{query.mesh}-{query.uid}") + ".png"
 
 
-def _legend(labels: dict) -> str:
+def _legend(labels: dict, ref: str, refs: int) -> str:
     shown = {k: v for k, v in labels.items() if k not in ("__name__", "cluster")}
-    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or labels.get("__name__", "value")
+    text = ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or labels.get("__name__", "value")
+    return f"{ref}: {text}" if refs > 1 else text
 
 
 def _status(outcome: Outcome) -> tuple[str, str]:
@@ -32,25 +34,34 @@ def _status(outcome: Outcome) -> tuple[str, str]:
     return "ok", f"{len(outcome.result)} series"
 
 
-def _panel_html(outcome: Outcome, image: str | None) -> str:
-    status, text = _status(outcome)
-    parts = [f'<div class="panel {status}"><h3>{html.escape(outcome.query.item)} '
-             f'<small>[{html.escape(outcome.query.ref)}]</small></h3>']
+def _worst(panel: list[Outcome]) -> str:
+    statuses = {_status(o)[0] for o in panel}
+    return next(s for s in ("fail", "note", "ok") if s in statuses)
+
+
+def _panel_html(panel: list[Outcome], image: str | None) -> str:
+    """One panel: its chart (every target's series together, as Grafana draws them), legend with
+    last values, and per target its status and query."""
+    lines = [(o.query.ref, labels, points) for o in panel for labels, points in o.lines]
+    parts = [f'<div class="panel {_worst(panel)}"><h3>{html.escape(panel[0].query.item)}</h3>']
     if image:
-        t0, t1, low, high = bounds([points for _, points in outcome.lines])
-        parts.append(f'<img src="{image}" alt="{html.escape(outcome.query.item)}">'
+        t0, t1, low, high = bounds([points for _, _, points in lines])
+        parts.append(f'<img src="{image}" alt="{html.escape(panel[0].query.item)}">'
                      f'<p class="axis">y from {low:.4g} to {high:.4g} over {t1 - t0:.0f}s</p>')
     legend = []
-    for index, (labels, points) in enumerate(outcome.lines[:_MAX_LEGEND]):
+    for index, (ref, labels, points) in enumerate(lines[:_MAX_LEGEND]):
         last = points[-1][1] if points else float("nan")
         r, g, b = color(index)
         legend.append(f'<li><span class="swatch" style="background:rgb({r},{g},{b})"></span>'
-                      f'{html.escape(_legend(labels))}: <b>{last:.4g}</b></li>')
-    if len(outcome.lines) > _MAX_LEGEND:
-        legend.append(f"<li>… {len(outcome.lines) - _MAX_LEGEND} more series</li>")
+                      f'{html.escape(_legend(labels, ref, len(panel)))}: <b>{last:.4g}</b></li>')
+    if len(lines) > _MAX_LEGEND:
+        legend.append(f"<li>… {len(lines) - _MAX_LEGEND} more series</li>")
     parts.append(f"<ul>{''.join(legend)}</ul>")
-    parts.append(f'<p class="status">{status}: {html.escape(text)}</p>')
-    parts.append(f"<details><summary>query</summary><pre>{html.escape(outcome.expr)}</pre></details></div>")
+    for outcome in panel:
+        status, text = _status(outcome)
+        parts.append(f'<p class="status">[{html.escape(outcome.query.ref)}] {status}: {html.escape(text)}</p>'
+                     f"<details><summary>query</summary><pre>{html.escape(outcome.expr)}</pre></details>")
+    parts.append("</div>")
     return "".join(parts)
 
 
@@ -62,18 +73,22 @@ _STYLE = """body{font-family:sans-serif;margin:1em;color:#222}
 
 
 def write(outcomes: list[Outcome], folder: Path, prometheus_url: str) -> Path:
-    """index.html, one PNG per panel target, summary.json; returns the index path."""
+    """index.html, one PNG per panel, summary.json; returns the index path."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "charts").mkdir(exist_ok=True)
-    sections: dict[tuple[str, str], list[str]] = {}
+    # panels in dashboard order, each with its targets' outcomes
+    panels: dict[tuple[str, str], list[Outcome]] = {}
     for outcome in outcomes:
-        query = outcome.query
+        if outcome.query.kind == "panel":
+            panels.setdefault((outcome.query.source, outcome.query.uid), []).append(outcome)
+    sections: dict[tuple[str, str], list[str]] = {}
+    for panel in panels.values():
+        query = panel[0].query
         image = None
-        if query.kind == "panel" and outcome.lines:
-            image = f"charts/{_file_name(outcome)}"
-            (folder / image).write_bytes(chart([points for _, points in outcome.lines]))
-        if query.kind == "panel":
-            sections.setdefault((query.mesh, f"{query.title} ({query.source})"), []).append(_panel_html(outcome, image))
+        if any(o.lines for o in panel):
+            image = f"charts/{_file_name(panel)}"
+            (folder / image).write_bytes(chart([points for o in panel for _, points in o.lines]))
+        sections.setdefault((query.mesh, f"{query.title} ({query.source})"), []).append(_panel_html(panel, image))
     rules = [o for o in outcomes if o.query.kind != "panel"]
     failed = sum(1 for o in outcomes if o.problems)
     body = [f"<h1>meshobs verify</h1><p>{len(outcomes)} queries against {html.escape(prometheus_url)}: "

@@ -66,8 +66,8 @@ def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, req
     assert "    query: sum(rate(demo_request_seconds_total[4s]))" in printed.out
     assert printed.err.strip() == "13 queries: 6 ok, 7 failed, 3 with declared exceptions"
     index = (tmp_path / "report" / "index.html").read_text()
-    assert "Good" in index and 'src="charts/demo-demo-2-A.png"' in index
-    assert (tmp_path / "report" / "charts" / "demo-demo-2-A.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "Good" in index and 'src="charts/demo-demo-2.png"' in index
+    assert (tmp_path / "report" / "charts" / "demo-demo-2.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def openmetrics(start: float, samples: int, step: float) -> str:
