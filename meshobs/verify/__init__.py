@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from meshobs.config import duration_seconds
-from meshobs.verify.check import Checker, Outcome, run as run_checks
+from meshobs.verify.check import Checker, Outcome, run as run_checks, summary
 from meshobs.verify.promapi import Prometheus
 from meshobs.verify.sources import load
 from meshobs.verify.variables import Timing
@@ -52,12 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dashboard time range: $__range and the charts' span (default 1h)")
     parser.add_argument("--at", type=_instant, metavar="TIME",
                         help="evaluate at this time (unix seconds or RFC 3339), e.g. the end of backfilled data (default: now)")
-
-
-def summary(outcomes: list[Outcome]) -> str:
-    failed = sum(1 for o in outcomes if not o.ok)
-    excused = sum(1 for o in outcomes if o.excused)
-    return f"{len(outcomes)} queries: {len(outcomes) - failed} ok, {failed} failed, {excused} with declared exceptions"
 
 
 def format_outcome(outcome: Outcome) -> list[str]:

@@ -162,3 +162,9 @@ class Checker:
 
 def run(queries: list[Query], checker: Checker) -> list[Outcome]:
     return [checker.check(query) for query in queries]
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    failed = sum(1 for o in outcomes if not o.ok)
+    excused = sum(1 for o in outcomes if o.excused)
+    return f"{len(outcomes)} queries: {len(outcomes) - failed} ok, {failed} failed, {excused} with declared exceptions"

@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from meshobs.verify.check import Outcome
+from meshobs.verify.check import Outcome, summary
 from meshobs.verify.png import bounds, chart, color
 
 _MAX_LEGEND = 8
@@ -90,9 +90,7 @@ def write(outcomes: list[Outcome], folder: Path, prometheus_url: str) -> Path:
             (folder / image).write_bytes(chart([points for o in panel for _, points in o.lines]))
         sections.setdefault((query.mesh, f"{query.title} ({query.source})"), []).append(_panel_html(panel, image))
     rules = [o for o in outcomes if o.query.kind != "panel"]
-    failed = sum(1 for o in outcomes if o.problems)
-    body = [f"<h1>meshobs verify</h1><p>{len(outcomes)} queries against {html.escape(prometheus_url)}: "
-            f"{len(outcomes) - failed} ok, {failed} failed.</p>"]
+    body = [f"<h1>meshobs verify</h1><p>Against {html.escape(prometheus_url)}: {html.escape(summary(outcomes))}.</p>"]
     for (mesh, title), panels in sections.items():
         body.append(f"<h2>{html.escape(mesh)}: {html.escape(title)}</h2><div class='grid'>{''.join(panels)}</div>")
     body.append("<h2>Rules</h2><table>")
@@ -104,7 +102,7 @@ def write(outcomes: list[Outcome], folder: Path, prometheus_url: str) -> Path:
     index = folder / "index.html"
     index.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>meshobs verify</title>"
                      f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
-    summary = [{"where": o.query.where, "mesh": o.query.mesh, "kind": o.query.kind, "status": _status(o)[0],
+    entries = [{"where": o.query.where, "mesh": o.query.mesh, "kind": o.query.kind, "status": _status(o)[0],
                 "problems": o.problems, "excused": o.excused, "series": len(o.result), "query": o.expr} for o in outcomes]
-    (folder / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    (folder / "summary.json").write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
     return index
