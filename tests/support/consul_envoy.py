@@ -1,15 +1,19 @@
-"""Consul service mesh data from real Envoys: a `backend` sidecar (public_listener with mTLS and an
-intentions RBAC filter) and two caller sidecars (`frontend`, allowed; `intruder`, denied) whose
-upstream clusters carry Consul's SNI names, all with the stats tags of Consul's Envoy bootstrap,
-so /stats/prometheus carries `local_cluster` and `consul_*` labels like a real Consul sidecar."""
+"""Consul service mesh data from real Envoys: a `backend` sidecar (HTTP public_listener with mTLS and
+L7 intentions, the HTTP RBAC filter), a `db` sidecar (TCP public_listener with L4 intentions, the
+network RBAC filter under Consul's `connect_authz` prefix) and two caller sidecars (`frontend`,
+allowed; `intruder`, denied) whose upstream clusters carry Consul's SNI names, all with the stats
+tags of Consul's Envoy bootstrap, so /stats/prometheus carries `local_cluster` and `consul_*`
+labels like a real Consul sidecar."""
 
 from __future__ import annotations
 
 import http.client
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.envoy import EnvoyPKI, RunningEnvoy, start_envoy
+from tests.support.envoy import EnvoyPKI, RunningEnvoy, spiffe, start_envoy
 from tests.support.pki import Issued
 from tests.support.procs import free_port
 
@@ -97,6 +101,49 @@ def _caller(config: dict, backend: RunningEnvoy, client: Issued, port: int) -> N
     }]
 
 
+def _tcp_public_listener(config: dict, allowed_principal: str) -> None:
+    """The mTLS listener as a Consul TCP service: L4 intentions, then tcp_proxy to the local app
+    (here Envoy's own admin port stands in for it: any TCP server that accepts will do)."""
+    listener = config["static_resources"]["listeners"][0]
+    listener["name"] = "public_listener"
+    chain = listener["filter_chains"][0]
+    chain["filters"] = [
+        {"name": "envoy.filters.network.rbac", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
+            "stat_prefix": "connect_authz",
+            "rules": {"action": "ALLOW", "policies": {"consul-intentions-layer4": {
+                "permissions": [{"any": True}],
+                "principals": [{"authenticated": {"principal_name": {"exact": allowed_principal}}}]}}}}},
+        {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": "public_listener", "cluster": "local_app"}},
+    ]
+    admin = config["admin"]["address"]["socket_address"]
+    config["static_resources"]["clusters"] = [{
+        "name": "local_app", "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "local_app", "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": admin["address"], "port_value": admin["port_value"]}}}}]}]},
+    }]
+
+
+def tcp_connect(envoy: RunningEnvoy, client: Issued) -> bytes:
+    """An mTLS connection with `client`'s certificate that sends a request line (L4 RBAC decides
+    on the first byte) and returns what came back before the close."""
+    context = ssl.create_default_context(cafile=str(envoy.pki.ca.cert_path))
+    context.check_hostname = False
+    context.load_cert_chain(str(client.cert), str(client.key))
+    with socket.create_connection(("127.0.0.1", envoy.listener_port), timeout=5) as raw:
+        with context.wrap_socket(raw) as conn:
+            conn.sendall(b"GET /ready HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n")
+            received = b""
+            try:
+                while chunk := conn.recv(4096):
+                    received += chunk
+            except (ssl.SSLError, ConnectionError):
+                pass
+            return received
+
+
 @dataclass
 class Caller:
     envoy: RunningEnvoy
@@ -117,11 +164,12 @@ class Caller:
 @dataclass
 class ConsulMesh:
     backend: RunningEnvoy
+    db: RunningEnvoy
     frontend: Caller
     intruder: Caller
 
     def sidecars(self) -> dict[str, RunningEnvoy]:
-        return {"backend": self.backend, "frontend": self.frontend.envoy, "intruder": self.intruder.envoy}
+        return {"backend": self.backend, "db": self.db, "frontend": self.frontend.envoy, "intruder": self.intruder.envoy}
 
 
 def start_consul_mesh(processes, tmp_path: Path) -> ConsulMesh:
@@ -131,9 +179,16 @@ def start_consul_mesh(processes, tmp_path: Path) -> ConsulMesh:
         _public_listener(config)
         consul_bootstrap(config, "backend")
 
+    def db_config(config: dict) -> None:
+        _tcp_public_listener(config, spiffe("default", "frontend"))
+        consul_bootstrap(config, "db")
+
     folder = tmp_path / "backend"
     folder.mkdir()
     backend = start_envoy(processes, folder, pki, customize=backend_config)
+    folder = tmp_path / "db"
+    folder.mkdir()
+    db = start_envoy(processes, folder, pki, customize=db_config)
     callers = []
     for name, cert in (("frontend", pki.allowed), ("intruder", pki.denied)):
         port = free_port()
@@ -145,4 +200,4 @@ def start_consul_mesh(processes, tmp_path: Path) -> ConsulMesh:
         folder = tmp_path / name
         folder.mkdir()
         callers.append(Caller(start_envoy(processes, folder, pki, customize=caller_config), port))
-    return ConsulMesh(backend, *callers)
+    return ConsulMesh(backend, db, *callers)

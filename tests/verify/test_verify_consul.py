@@ -8,7 +8,7 @@ from meshobs.verify import sources
 from meshobs.verify.check import Checker
 from meshobs.verify.promapi import Prometheus
 from meshobs.verify.variables import Timing
-from tests.support.consul_envoy import start_consul_mesh
+from tests.support.consul_envoy import start_consul_mesh, tcp_connect
 from tests.verify import stack
 from tests.verify.test_verify_replayed import VERIFY_ARGS, panel
 
@@ -28,14 +28,18 @@ def start_consul(processes, tmp_path):
         for _ in range(10):
             assert mesh.frontend.request() == 200
             assert mesh.intruder.request() == 403
-            assert mesh.backend.request(mesh.backend.pki.foreign) is None
+            assert mesh.backend.request(mesh.backend.pki.foreign) is None  # untrusted CA
+            assert mesh.backend.request(None) is None  # no client certificate
+            assert mesh.backend.request(None, tls=False) is None  # plaintext to the mTLS port
+            assert tcp_connect(mesh.db, mesh.backend.pki.allowed).startswith(b"HTTP/1.1 200")  # L4 intention allows
+            assert tcp_connect(mesh.db, mesh.backend.pki.denied) == b""  # L4 intention denies: closed
 
     out, prometheus = stack.start(processes, tmp_path, "consul", jobs, entries, traffic)
     return mesh, out, prometheus
 
 
 def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes, tmp_path, capsys):
-    """Every Consul panel and rule returns series from real Envoys; the denied pair and the TLS failure reason are non-zero."""
+    """Every Consul panel and rule returns series from real Envoys; the denied pair and each TLS failure reason are non-zero."""
     mesh, out, prometheus = start_consul(processes, tmp_path)
     report = stack.report_dir(tmp_path, "consul")
     code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "consul",
@@ -53,7 +57,10 @@ def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes
     assert pairs.get(("intruder", "backend"), 0) > 0, denied
     assert ("frontend", "backend") not in pairs
     failures_by_reason = panel(outcomes, "security.json", "TLS handshake failures by destination and reason").result
-    assert any(s["metric"].get("reason") == "untrusted_cert" and s["metric"].get("destination_workload") == "backend"
-               for s in failures_by_reason), failures_by_reason
+    failing = {(s["metric"]["destination_workload"], s["metric"]["reason"]) for s in failures_by_reason
+               if float(s["value"][1]) > 0}
+    assert failing == {("backend", "untrusted_cert"), ("backend", "no_client_cert"), ("backend", "not_tls")}
+    l4 = panel(outcomes, "security.json", "Authorization denials by destination").result
+    assert {s["metric"]["destination_workload"] for s in l4 if float(s["value"][1]) > 0} >= {"backend", "db"}
     assert failures == []
     assert code == 0
