@@ -53,6 +53,11 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_CONTROL_PLANE_ERROR, selector='grpc_code=~"', mesh="linkerd"),
     # Envoy creates per-code upstream counters on first use (downstream class counters always exist)
     Expected(_NO_DENIAL, selector='envoy_response_code="403"', mesh="consul"),
+    # Consul puts the network RBAC filter (L4 intentions) on TCP services' sidecars and the HTTP
+    # RBAC filter (L7) on HTTP services' sidecars: a mesh of one kind has only one family
+    Expected("exists only on sidecars of TCP services (L4 intentions, `connect_authz`)",
+             selector="envoy_rbac_", mesh="consul"),
+    Expected("exists only on sidecars of HTTP services (L7 intentions)", selector="envoy_http_rbac_", mesh="consul"),
 )
 
 
