@@ -76,6 +76,8 @@ def write(outcomes: list[Outcome], folder: Path, prometheus_url: str) -> Path:
     """index.html, one PNG per panel, summary.json; returns the index path."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "charts").mkdir(exist_ok=True)
+    for stale in (folder / "charts").glob("*.png"):  # charts of panels an earlier run had
+        stale.unlink()
     # panels in dashboard order, each with its targets' outcomes
     panels: dict[tuple[str, str], list[Outcome]] = {}
     for outcome in outcomes:

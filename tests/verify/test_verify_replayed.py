@@ -50,7 +50,9 @@ def test_every_panel_and_rule_returns_data(mesh, processes, tmp_path, request, c
     print(printed.out, printed.err)
     assert failures == []
     assert code == 0
-    assert (report / "index.html").exists()
+    panels = {(q.source, q.uid) for q in sources.load(out, [mesh]) if q.kind == "panel"}
+    assert (report / "index.html").read_text().count("<img ") == len(panels)  # one chart per panel, every panel drawn
+    assert len(list((report / "charts").glob("*.png"))) == len(panels)
 
 
 @pytest.mark.parametrize("mesh, source, destination", [
