@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Callable
 
 import pytest
 
@@ -20,10 +21,11 @@ from tests.verify.replay import Replay
 VERIFY_ARGS = ("--scrape-interval", "1s", "--range", "2m")
 
 
-def start_replayed(processes, tmp_path, request, mesh: str, rename: dict[str, str] | None = None):
+def start_replayed(processes, tmp_path, request, mesh: str, rename: dict[str, str] | None = None,
+                   keep: Callable[[meshdata.Series], bool] = lambda series: True):
     targets = meshdata.MESHES[mesh](time.time())
     for target in targets:
-        target.series = [replace(s, name=(rename or {}).get(s.name, s.name)) for s in target.series]
+        target.series = [replace(s, name=(rename or {}).get(s.name, s.name)) for s in target.series if keep(s)]
     replay = Replay.start(request, targets)
     served = replay.addresses()
     jobs = {f"{mesh}-proxies": [stack.static_config(address, __metrics_path__=t.path, **t.labels) for t, address in served]}
@@ -96,3 +98,19 @@ def test_a_renamed_metric_fails_every_panel_and_rule_reading_it(processes, tmp_p
                for line in failures)
     assert any("panel 'p99 latency by service'" in line for line in failures)
     assert all("latency" in line.lower() or "duration" in line for line in failures), failures
+
+
+def test_series_from_one_reporter_only_fail_the_panels_needing_the_other(processes, tmp_path, request, capsys):
+    """Istio data without destination-reported series (a relabelling dropped them) fails the panels that need them."""
+    out, prometheus = start_replayed(processes, tmp_path, request, "istio",
+                                     keep=lambda s: ("reporter", "destination") not in s.labels)
+    code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "istio", *VERIFY_ARGS])
+    failures = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+
+    assert code == 1
+    # the dashboards' $cluster variable reads a recording rule built on destination-reported series
+    assert ("FAIL dashboards/istio/service.json: Istio / Service / panel 'Requests by response code' [A]: variable "
+            '$cluster: label_values(destination_service:mesh_requests:rate5m{mesh="istio"}, cluster) returns no values'
+            in failures)
+    assert any(line.startswith("FAIL alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
+                               "'destination_service:mesh_requests:rate5m': returns no series") for line in failures)
