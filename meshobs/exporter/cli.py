@@ -156,6 +156,8 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     background = [asyncio.create_task(pods.run(stop))] if pods else []
     try:
+        if pods:
+            await _first_sync(pods, stop, args.scrape_interval)
         await scraper.run(stop)
     finally:
         for task in background:
@@ -164,6 +166,15 @@ async def _main(args: argparse.Namespace) -> int:
         sink.close()
         tracer.shutdown()
     return 0
+
+
+async def _first_sync(pods, stop: asyncio.Event, limit: float) -> None:
+    """Wait (at most one scrape interval) for the first pod list, so the first cycle scrapes the
+    pods and /readyz never answers for a cycle that saw none of them."""
+    waits = [asyncio.create_task(pods.first_sync.wait()), asyncio.create_task(stop.wait())]
+    await asyncio.wait(waits, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
 
 
 def run(args: argparse.Namespace) -> int:

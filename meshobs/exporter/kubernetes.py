@@ -97,6 +97,8 @@ class PodWatcher:
         self.watch_seconds = watch_seconds
         self._pods: dict[str, dict[str, Target]] = {scope: {} for scope in self.scopes}  # scope → uid → target
         self.synced = False
+        self.first_sync = asyncio.Event()  # set once every scope has been listed
+        self._listed: set[str] = set()
 
     def targets(self) -> set[Target]:
         return {t for pods in self._pods.values() for t in pods.values()}
@@ -143,7 +145,10 @@ class PodWatcher:
         while not stop.is_set():
             try:
                 version = await self._list(client, scope)
-                self.synced = True
+                self._listed.add(scope)
+                if self._listed == set(self.scopes):
+                    self.synced = True
+                    self.first_sync.set()
                 await self._watch(client, scope, version)
             except (aiohttp.ClientError, OSError, ValueError, KeyError, ExporterError, TimeoutError) as exc:
                 log.warning("kubernetes %s: %s; retrying in %.0fs", self._path(scope), exc, self.retry_seconds)

@@ -31,6 +31,8 @@ class KubeApi:
         self._watches: list[queue.Queue] = []  # one event queue per open watch
         self._lock = threading.Lock()
         self.watching = threading.Event()
+        self.list_gate = threading.Event()  # cleared by a test to hold list responses back
+        self.list_gate.set()
         ca = CA(folder, "kube-ca")
         served = ca.issue("kube-apiserver", dns=("localhost",))
         self.serviceaccount = folder / "serviceaccount"
@@ -55,6 +57,7 @@ class KubeApi:
                         self.wfile.write(json.dumps(event).encode() + b"\n")
                         self.wfile.flush()
                     return
+                owner.list_gate.wait(timeout=60)
                 body = json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "100"},
                                    "items": owner.pods}).encode()
                 self.send_response(200)

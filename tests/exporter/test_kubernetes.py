@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 from meshobs.exporter.kubernetes import pod_target
 from tests.exporter.kube_api import KubeApi, pod
-from tests.exporter.running import start_exporter
-from tests.support.procs import wait_until
+from tests.exporter.running import RunningExporter, start_exporter
+from tests.support.procs import free_port, http_get, wait_until
 
 ISTIO = {"sidecar.istio.io/status": '{"containers":["istio-proxy"]}'}
 LINKERD = {"linkerd.io/proxy-version": "stable-2.14.10"}
@@ -67,3 +68,22 @@ def test_namespaces_are_listed_and_watched_one_by_one(processes, tmp_path, kube)
                    "--scrape-interval", "100ms", "--scrape-timeout", "500ms", env={**os.environ, **kube.env()})
     wait_until(lambda: sum("watch=1" in path for _, path, _ in kube.requests) == 2, what="two watches")
     assert {path.split("?")[0] for _, path, _ in kube.requests} == {"/api/v1/namespaces/shop/pods", "/api/v1/namespaces/web/pods"}
+
+
+def test_ready_only_once_the_listed_pods_have_been_scraped(processes, tmp_path, kube):
+    """/readyz answers 503 while the pod list is pending and 200 only once the listed pods have been scraped."""
+    kube.list_gate.clear()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = processes(
+        [sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}", "--kubernetes",
+         "--scrape-interval", "30s", "--scrape-timeout", "500ms"],
+        tmp_path / "exporter.log", env={**os.environ, **kube.env()},
+    )
+    process.wait_ready(lambda: http_get(f"{url}/healthz")[0] == 200, what="exporter /healthz")
+    assert http_get(f"{url}/readyz")[0] == 503
+    kube.list_gate.set()
+    process.wait_ready(lambda: http_get(f"{url}/readyz")[0] == 200, what="exporter /readyz")
+    instances = {dict(items)["instance"] for (name, items) in RunningExporter(process, port).samples()
+                 if name == "meshobs_target_up"}
+    assert instances == {"127.0.0.2:15090", "127.0.0.3:4191"}
