@@ -11,19 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, Sequence
 
-# Labels a signal can be grouped or filtered by, whatever the mesh calls them.
-NORMALIZED_LABELS = (
-    "destination_namespace",
-    "destination_service",
-    "destination_workload",
-    "source_namespace",
-    "source_workload",
-    "reason",
-    "cert",
-    "code",
-)
-
-
 @dataclass(frozen=True)
 class Derived:
     """A normalized label cut out of a native one: `regex`'s first group is the value;
@@ -68,9 +55,8 @@ class Source:
 
 @dataclass(frozen=True)
 class Filters:
-    """Normalized label filters (label -> regex or value) plus raw extra matchers."""
+    """Normalized label filters: label -> regex (dashboard variables)."""
 
-    equal: Mapping[str, str] = field(default_factory=dict)
     regex: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -80,21 +66,19 @@ def _native_matchers(source: Source, filters: Filters | None, facet: str | None,
         if facet not in source.facets:
             raise KeyError(f"{source.metric} has no facet {facet!r}")
         matchers.extend(source.facets[facet])
-    if filters:
-        for op, items in (("=", filters.equal), ("=~", filters.regex)):
-            for label, value in items.items():
-                if label == cluster_label:
-                    matchers.append(f'{label}{op}"{value}"')
-                    continue
-                if label in source.constant_labels:
-                    continue  # constant labels are filtered after normalization
-                native = source.labels.get(label)
-                if native is None:
-                    continue  # this source cannot tell; it keeps all its series
-                if isinstance(native, Derived):
-                    matchers.append(native.matcher(op, value))
-                else:
-                    matchers.append(f'{native}{op}"{value}"')
+    for label, value in (filters.regex if filters else {}).items():
+        if label == cluster_label:
+            matchers.append(f'{label}=~"{value}"')
+            continue
+        if label in source.constant_labels:
+            continue  # constant labels are filtered after normalization
+        native = source.labels.get(label)
+        if native is None:
+            continue  # this source cannot tell; it keeps all its series
+        if isinstance(native, Derived):
+            matchers.append(native.matcher("=~", value))
+        else:
+            matchers.append(f'{native}=~"{value}"')
     if extra:
         matchers.append(extra)
     return matchers
@@ -128,8 +112,15 @@ def _extra(extra: Extra | None, source: Source) -> str:
     return (extra or {}).get(source.origin, "")
 
 
-def _by_clause(by: Sequence[str]) -> str:
-    return f"sum by ({', '.join(by)}) " if by else "sum "
+def _aggregate(operation: str, by: Sequence[str]) -> str:
+    return f"{operation} by ({', '.join(by)}) " if by else f"{operation} "
+
+
+def _alternatives(parts: list[str]) -> str:
+    """Sources that answer the same question, the first with series for a label set winning."""
+    if not parts:
+        raise ValueError("no source can answer this query")
+    return parts[0] if len(parts) == 1 else " or ".join(f"({p})" for p in parts)
 
 
 def _scaled(expr: str, scale: float) -> str:
@@ -171,10 +162,8 @@ def rate(sources: Iterable[Source], query: Query, facet: str | None = None, extr
         if facet and not source.has(facet):
             continue
         inner = _range_function(func, source, query, facet, _extra(extra, source))
-        parts.append(f"{_by_clause(query.by)}({_normalize(_scaled(inner, source.scale), source, query.by)})")
-    if not parts:
-        raise ValueError("no source can answer this query")
-    return " or ".join(parts) if len(parts) == 1 else " or ".join(f"({p})" for p in parts)
+        parts.append(f"{_aggregate('sum', query.by)}({_normalize(_scaled(inner, source.scale), source, query.by)})")
+    return _alternatives(parts)
 
 
 def gauge(sources: Iterable[Source], query: Query, aggregation: str = "min", extra: Extra | None = None) -> str:
@@ -182,21 +171,12 @@ def gauge(sources: Iterable[Source], query: Query, aggregation: str = "min", ext
     parts = []
     for source in sources:
         inner = _scaled(selector(source, query.filters, None, _extra(extra, source), query.cluster_label), source.scale)
-        by = f"{aggregation} by ({', '.join(query.by)}) " if query.by else f"{aggregation} "
-        parts.append(f"{by}({_normalize(inner, source, query.by)})")
-    if not parts:
-        raise ValueError("no source can answer this query")
-    return parts[0] if len(parts) == 1 else " or ".join(f"({p})" for p in parts)
+        parts.append(f"{_aggregate(aggregation, query.by)}({_normalize(inner, source, query.by)})")
+    return _alternatives(parts)
 
 
 def histogram_quantile(quantile: float, source: Source, query: Query, extra: Extra | None = None) -> str:
     """Quantile from a histogram's buckets, in the signal's unit (the source's `scale`)."""
-    by = tuple(query.by) + ("le",)
-    inner = f"rate({selector(source, query.filters, None, _extra(extra, source), query.cluster_label)}[{query.window}])"
-    expr = f"histogram_quantile({quantile:g}, {_by_clause(by)}({_normalize(inner, source, query.by)}))"
+    inner = _range_function("rate", source, query, None, _extra(extra, source))
+    expr = f"histogram_quantile({quantile:g}, {_aggregate('sum', tuple(query.by) + ('le',))}({_normalize(inner, source, query.by)}))"
     return _scaled(expr, source.scale)
-
-
-def matchers_text(labels: Mapping[str, str], regex: bool = False) -> str:
-    op = "=~" if regex else "="
-    return ", ".join(f'{k}{op}"{v}"' for k, v in labels.items())

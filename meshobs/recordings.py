@@ -43,51 +43,30 @@ class Rule:
     labels: dict = field(default_factory=dict)
 
 
-def requests(window: str) -> Recorded:
-    return Recorded("destination_service", "mesh_requests", f"rate{window}")
+@dataclass(frozen=True)
+class Family:
+    """A recorded signal at any window: `requests("5m")` is `destination_service:mesh_requests:rate5m`."""
+
+    level: str
+    metric: str
+    operation: str  # prefix of the window: "rate", "ratio_rate", "increase", ...
+
+    def __call__(self, window: str) -> Recorded:
+        return Recorded(self.level, self.metric, f"{self.operation}{window}")
 
 
-def request_errors(window: str) -> Recorded:
-    return Recorded("destination_service", "mesh_request_errors", f"rate{window}")
-
-
-def error_ratio(window: str) -> Recorded:
-    return Recorded("destination_service", "mesh_request_errors", f"ratio_rate{window}")
-
-
-def latency(window: str) -> Recorded:
-    return Recorded("destination_service", "mesh_request_duration_seconds", f"histogram_quantile_rate{window}")
-
-
-def workload_requests(window: str) -> Recorded:
-    return Recorded("destination_workload", "mesh_requests", f"rate{window}")
-
-
-def mtls_requests(window: str) -> Recorded:
-    return Recorded("destination_workload", "mesh_requests_mtls", f"rate{window}")
-
-
-def mtls_ratio(window: str) -> Recorded:
-    return Recorded("destination_workload", "mesh_requests_mtls", f"ratio_rate{window}")
-
-
-def plaintext(window: str) -> Recorded:
-    return Recorded("destination_workload", "mesh_requests_plaintext", f"rate{window}")
-
-
-def authz_denied(window: str) -> Recorded:
-    return Recorded("destination_workload", "mesh_authz_denied", f"rate{window}")
-
-
-def tls_failures(window: str) -> Recorded:
-    return Recorded("destination_workload_reason", "mesh_tls_handshake_failures", f"rate{window}")
-
-
+requests = Family("destination_service", "mesh_requests", "rate")
+request_errors = Family("destination_service", "mesh_request_errors", "rate")
+error_ratio = Family("destination_service", "mesh_request_errors", "ratio_rate")
+latency = Family("destination_service", "mesh_request_duration_seconds", "histogram_quantile_rate")
+workload_requests = Family("destination_workload", "mesh_requests", "rate")
+mtls_requests = Family("destination_workload", "mesh_requests_mtls", "rate")
+mtls_ratio = Family("destination_workload", "mesh_requests_mtls", "ratio_rate")
+plaintext = Family("destination_workload", "mesh_requests_plaintext", "rate")
+authz_denied = Family("destination_workload", "mesh_authz_denied", "rate")
+tls_failures = Family("destination_workload_reason", "mesh_tls_handshake_failures", "rate")
+config_rejections = Family("destination_workload", "mesh_config_rejections", "increase")
 CERT_EXPIRY = Recorded("destination_workload_cert", "mesh_cert_expiry_timestamp_seconds", "min")
-
-
-def config_rejections(window: str) -> Recorded:
-    return Recorded("destination_workload", "mesh_config_rejections", f"increase{window}")
 
 
 def traffic_windows(cfg: Config) -> list[str]:

@@ -49,17 +49,14 @@ class Signal:
         raise ValueError(f"unknown signal kind {self.kind}")
 
 
-def _one(attr: str) -> Callable[[Dialect], tuple[Source, ...]]:
+def _one(path: str) -> Callable[[Dialect], tuple[Source, ...]]:
+    """Sources of a signal a dialect answers with one Source at `path` ("requests",
+    "control_plane.up"), none where the dialect has None there."""
+
     def sources(dialect: Dialect) -> tuple[Source, ...]:
-        source = getattr(dialect, attr)
-        return (source,) if source is not None else ()
-
-    return sources
-
-
-def _control(attr: str) -> Callable[[Dialect], tuple[Source, ...]]:
-    def sources(dialect: Dialect) -> tuple[Source, ...]:
-        source = getattr(dialect.control_plane, attr)
+        source: object = dialect
+        for attr in path.split("."):
+            source = getattr(source, attr)
         return (source,) if source is not None else ()
 
     return sources
@@ -97,13 +94,13 @@ TARGET_UP = Signal("target_up", "Proxies scraped", "short", "gauge_sum", lambda 
                    description="sidecar proxies the meshobs exporter reads successfully")
 BURST_ACTIVE = Signal("burst_active", "Denial burst active", "short", "gauge_max", lambda d: (d.burst_source(),),
                       description="1 while the exporter sees a burst of authorization denials")
-CONTROL_PLANE_UP = Signal("control_plane_up", "Control plane instances", "short", "gauge_sum", _control("up"))
-CONNECTED_PROXIES = Signal("connected_proxies", "Connected proxies", "short", "gauge_sum", _control("connected_proxies"))
-CONFIG_PUSHES = Signal("config_pushes", "Configuration pushes", "ops", "rate", _control("config_pushes"))
-PUSH_DURATION = Signal("push_duration", "Push / convergence time", "s", "quantile", _control("push_duration"))
-CA_EXPIRY = Signal("ca_expiry", "Root CA expiry", "dateTimeAsIso", "gauge_min", _control("ca_expiry"))
+CONTROL_PLANE_UP = Signal("control_plane_up", "Control plane instances", "short", "gauge_sum", _one("control_plane.up"))
+CONNECTED_PROXIES = Signal("connected_proxies", "Connected proxies", "short", "gauge_sum", _one("control_plane.connected_proxies"))
+CONFIG_PUSHES = Signal("config_pushes", "Configuration pushes", "ops", "rate", _one("control_plane.config_pushes"))
+PUSH_DURATION = Signal("push_duration", "Push / convergence time", "s", "quantile", _one("control_plane.push_duration"))
+CA_EXPIRY = Signal("ca_expiry", "Root CA expiry", "dateTimeAsIso", "gauge_min", _one("control_plane.ca_expiry"))
 CERT_ISSUANCE_ERRORS = Signal("cert_issuance_errors", "Certificate signing errors", "ops", "rate",
-                              _control("cert_issuance_errors"))
+                              _one("control_plane.cert_issuance_errors"))
 SCRAPE_ERRORS = Signal("scrape_errors", "Exporter scrape errors", "ops", "rate",
                        lambda d: (d.exporter("meshobs_scrape_errors_total", reason="reason"),),
                        description="failed scrapes of sidecar proxies by the meshobs exporter, by reason")

@@ -78,7 +78,6 @@ class Dialect:
     control_plane: ControlPlane = field(default_factory=ControlPlane)
     # Other metric names this mesh is known to expose (for `meshobs check`), beyond the sources.
     extra_catalogue: tuple[str, ...] = ()
-    docs: str = ""
 
     # Exporter first: its series look the same on every mesh; native ones fill the gaps.
     def exporter(self, metric: str, **labels: str) -> Source:

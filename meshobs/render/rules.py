@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshobs import promql, signals
 from meshobs import recordings as rec
 from meshobs import yamlfmt
 from meshobs.config import Config, duration_seconds
@@ -138,7 +139,7 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
             (("long_window", long), ("short_window", short)),
         ))
 
-    if rec.config_rejections(a.config_rejected.window).name in {r.record for r in rec.security_rules(cfg, dialect)}:
+    if signals.CONFIG_REJECTIONS.available(dialect):
         rej = a.config_rejected
         result.append(Alert(
             "MeshProxyConfigRejected",
@@ -152,7 +153,7 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
 
     result.append(Alert(
         "MeshExporterTargetDown",
-        f'{dialect.target_up_source().metric}{{mesh="{mesh}"}} == 0',
+        f"{promql.selector(dialect.target_up_source(), extra=cfg.selectors.exporter, cluster_label=cfg.cluster_label)} == 0",
         "5m", "warning",
         f"{dialect.title}: the meshobs exporter cannot read proxy {{{{ $labels.workload }}}}",
         "The meshobs exporter has failed to scrape the proxy of {{ $labels.workload }} in {{ $labels.namespace }} "

@@ -138,7 +138,7 @@ def fluent_conf(cfg: Config, mesh: str) -> str:
     ]
     header = [
         f"# Fluentd for {mesh} proxy access logs and meshobs exporter events; rendered by meshobs.",
-        f"# Records follow the meshobs access-log record (meshobs/accesslog.py); security records are",
+        "# Records follow the meshobs access-log record (meshobs/accesslog.py); security records are",
         f"# tagged {accesslog.SECURITY_TAG_PREFIX}.<kind>, the rest {ACCESS_TAG_PREFIX}.{mesh}.",
     ]
     body = ["\n".join(_lines(d)) for d in directives]
