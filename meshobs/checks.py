@@ -14,6 +14,7 @@ from typing import Iterable
 import promql_parser
 import yaml
 
+from meshobs import prom3
 from meshobs.meshes import DIALECTS
 
 ALLOWED_PANEL_TYPES = frozenset({"timeseries", "stat", "table", "bargauge", "heatmap", "text", "row"})
@@ -60,7 +61,12 @@ def check_expr(expr: str, known: frozenset[str], where: str) -> list[str]:
     except ValueError as exc:
         return [f"{where}: PromQL does not parse ({exc}): {expr}"]
     unknown = sorted(names - known)
-    return [f"{where}: unknown metric {name}" for name in unknown]
+    return [f"{where}: unknown metric {name}" for name in unknown] + prometheus3_pitfalls(expr, where)
+
+
+def prometheus3_pitfalls(expr: str, where: str) -> list[str]:
+    """What in a parseable expression means something else on Prometheus 3 (meshobs/prom3.py)."""
+    return [f"{where}: Prometheus 3: {problem}" for problem in prom3.pitfalls(expr)]
 
 
 def _load_yaml(path: Path) -> tuple[object, list[str]]:
