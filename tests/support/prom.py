@@ -137,9 +137,7 @@ def start_prometheus(processes, tmp_path: Path, jobs: dict[str, Sequence[str]], 
     """Prometheus scraping `jobs` (job name → host:port list, path /metrics; or a list of
     static_configs dicts, whose `labels` may set `__metrics_path__`) with `rule_files`,
     sending alerts to the Alertmanager at `alertmanager` (host:port)."""
-    binary = require_binary("prometheus")
     folder = tmp_path / "prometheus"
-    folder.mkdir(exist_ok=True)
     config: dict = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
                    "external_labels": external_labels or {}},
@@ -148,6 +146,13 @@ def start_prometheus(processes, tmp_path: Path, jobs: dict[str, Sequence[str]], 
     }
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return run_prometheus(processes, folder, config)
+
+
+def run_prometheus(processes, folder: Path, config: dict) -> RunningPrometheus:
+    """Prometheus running `config` (a prometheus.yml as a dict) with its data in `folder`."""
+    binary = require_binary("prometheus")
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     process = processes(

@@ -121,12 +121,22 @@ def scrape_jobs(cfg: Config, dialects: list[Dialect]) -> list[dict]:
     jobs = [_exporter_job(cfg)]
     for dialect in dialects:
         jobs += per_mesh[dialect.name]()
-    if cfg.deploy.cluster:
-        # A target label, not an external label: the recording rules group by it, and rules
-        # never see external labels.
-        for job in jobs:
-            job["relabel_configs"].append({"target_label": cfg.cluster_label, "replacement": cfg.deploy.cluster})
+    for job in jobs:
+        job["relabel_configs"] += cluster_relabeling(cfg)
     return jobs
+
+
+def cluster_relabeling(cfg: Config) -> list[dict]:
+    """The relabel rule putting the cluster label on every target (none without deploy.cluster).
+    A target label, not only an external label: the recording rules group by it, and rules
+    never see external labels."""
+    return [{"target_label": cfg.cluster_label, "replacement": cfg.deploy.cluster}] if cfg.deploy.cluster else []
+
+
+def external_labels(cfg: Config) -> dict[str, str]:
+    """The cluster as an external label too, so that whatever leaves this Prometheus (remote
+    write, federation, alerts) says where it comes from, rules' own output included."""
+    return {cfg.cluster_label: cfg.deploy.cluster} if cfg.deploy.cluster else {}
 
 
 def rule_files(artefacts: dict[str, bytes]) -> dict[str, bytes]:
@@ -142,8 +152,11 @@ def rule_files(artefacts: dict[str, bytes]) -> dict[str, bytes]:
 def prometheus_config(cfg: Config, dialects: list[Dialect], rule_names: list[str]) -> dict:
     interval = cfg.deploy.scrape_interval
     timeout = interval if duration_seconds(interval) < _DEFAULT_SCRAPE_TIMEOUT else f"{_DEFAULT_SCRAPE_TIMEOUT}s"
+    settings = {"scrape_interval": interval, "scrape_timeout": timeout, "evaluation_interval": interval}
+    if external_labels(cfg):
+        settings["external_labels"] = external_labels(cfg)
     return {
-        "global": {"scrape_interval": interval, "scrape_timeout": timeout, "evaluation_interval": interval},
+        "global": settings,
         "rule_files": [f"rules/{name}" for name in rule_names],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [cfg.deploy.alertmanager_address]}]}]},
         "scrape_configs": scrape_jobs(cfg, dialects),
@@ -154,14 +167,21 @@ _OPERATOR_RELABEL_KEYS = {"source_labels": "sourceLabels", "target_label": "targ
                           "replacement": "replacement", "action": "action", "separator": "separator"}
 
 
+def _operator_endpoint(endpoint: dict, relabel_configs: list[dict]) -> dict:
+    """A Pod/ServiceMonitor endpoint with `relabel_configs` in the operator's spelling."""
+    if relabel_configs:
+        endpoint["relabelings"] = [
+            {_OPERATOR_RELABEL_KEYS[key]: value for key, value in rule.items()} for rule in relabel_configs
+        ]
+    return endpoint
+
+
 def _pod_monitor(cfg: Config, job: dict) -> dict:
     """The operator's form of a pod-discovery scrape job, with the very same relabelling."""
     (sd,) = job["kubernetes_sd_configs"]
     names = sd.get("namespaces", {}).get("names")
     endpoint = {"path": job.get("metrics_path", "/metrics"), "interval": cfg.deploy.scrape_interval}
-    endpoint["relabelings"] = [
-        {_OPERATOR_RELABEL_KEYS[key]: value for key, value in rule.items()} for rule in job["relabel_configs"]
-    ]
+    endpoint = _operator_endpoint(endpoint, job["relabel_configs"])
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
@@ -191,6 +211,8 @@ def _operator(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes])
             "spec": {"groups": yaml.safe_load(content)["groups"]},
         }
         files[f"prometheusrule-{name}"] = yaml_file(rule)
+    exporter_endpoint = {"port": METRICS_PORT_NAME, "path": "/metrics", "interval": cfg.deploy.scrape_interval,
+                         "honorLabels": True}
     monitor = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
@@ -198,9 +220,7 @@ def _operator(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes])
         "spec": {
             "namespaceSelector": {"matchNames": [cfg.deploy.namespace]},
             "selector": {"matchLabels": selector()},
-            "endpoints": [
-                {"port": METRICS_PORT_NAME, "path": "/metrics", "interval": cfg.deploy.scrape_interval, "honorLabels": True}
-            ],
+            "endpoints": [_operator_endpoint(exporter_endpoint, cluster_relabeling(cfg))],
         },
     }
     files["servicemonitor-exporter.yaml"] = yaml_file(monitor)
