@@ -194,7 +194,8 @@ def check_tree(root: Path) -> list[str]:
     for mesh in meshes:
         if mesh not in DIALECTS:
             problems.append(f"{root / 'alerts' / mesh}: unknown mesh {mesh!r} (known: {', '.join(DIALECTS)})")
-        rule_files = sorted((root / "alerts" / mesh).glob("*.yaml"))
+        # the global roll-ups (alerts/<mesh>/global/) are checked with the per-cluster files they read
+        rule_files = sorted((root / "alerts" / mesh).glob("*.yaml")) + sorted((root / "alerts" / mesh).glob("global/*.yaml"))
         known = known_metrics(mesh, rule_files)
         for path in rule_files:
             problems += check_rule_file(path, known)

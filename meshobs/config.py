@@ -230,6 +230,12 @@ class Deploy:
     cluster: str = _setting(
         "", "value of the cluster label (see cluster_label) that every scrape job attaches; empty: none", _label_value
     )
+    remote_write_url: str = _setting(
+        "http://metrics-store.monitoring.svc/api/v1/write",
+        "where deploy/prometheus-agent remote-writes: the long-term store's write endpoint (Mimir /api/v1/push, "
+        "Thanos Receive /api/v1/receive, VictoriaMetrics /api/v1/write)",
+        _url,
+    )
 
 
 @dataclass(frozen=True)

@@ -149,14 +149,18 @@ def start_prometheus(processes, tmp_path: Path, jobs: dict[str, Sequence[str]], 
     return run_prometheus(processes, folder, config)
 
 
-def run_prometheus(processes, folder: Path, config: dict) -> RunningPrometheus:
-    """Prometheus running `config` (a prometheus.yml as a dict) with its data in `folder`."""
+def run_prometheus(processes, folder: Path, config: dict, agent: bool = False) -> RunningPrometheus:
+    """Prometheus running `config` (a prometheus.yml as a dict) with its data in `folder`; in
+    agent mode (scrape and remote-write only) when `agent`."""
     binary = require_binary("prometheus")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
+    # Prometheus 2.x spells agent mode as a feature flag (3.x: --agent)
+    storage = ["--enable-feature=agent", f"--storage.agent.path={folder / 'data'}"] if agent else [
+        f"--storage.tsdb.path={folder / 'data'}"]
     process = processes(
-        [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+        [binary, f"--config.file={folder / 'prometheus.yml'}", *storage,
          f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url=http://127.0.0.1:{port}"],
         folder / "prometheus.log",
     )

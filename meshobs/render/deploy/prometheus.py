@@ -149,14 +149,19 @@ def rule_files(artefacts: dict[str, bytes]) -> dict[str, bytes]:
     return dict(sorted(rules.items()))
 
 
-def prometheus_config(cfg: Config, dialects: list[Dialect], rule_names: list[str]) -> dict:
+def global_settings(cfg: Config) -> dict:
+    """prometheus.yml's `global` scrape settings and external labels (no rule evaluation)."""
     interval = cfg.deploy.scrape_interval
     timeout = interval if duration_seconds(interval) < _DEFAULT_SCRAPE_TIMEOUT else f"{_DEFAULT_SCRAPE_TIMEOUT}s"
-    settings = {"scrape_interval": interval, "scrape_timeout": timeout, "evaluation_interval": interval}
+    settings = {"scrape_interval": interval, "scrape_timeout": timeout}
     if external_labels(cfg):
         settings["external_labels"] = external_labels(cfg)
+    return settings
+
+
+def prometheus_config(cfg: Config, dialects: list[Dialect], rule_names: list[str]) -> dict:
     return {
-        "global": settings,
+        "global": {**global_settings(cfg), "evaluation_interval": cfg.deploy.scrape_interval},
         "rule_files": [f"rules/{name}" for name in rule_names],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [cfg.deploy.alertmanager_address]}]}]},
         "scrape_configs": scrape_jobs(cfg, dialects),
