@@ -33,10 +33,11 @@ def test_version_and_help():
 
 
 @pytest.mark.parametrize("mesh", ["istio", "linkerd", "consul"])
-def test_each_mesh_gets_five_dashboards_and_rule_files(rendered, mesh):
-    """Every mesh has the overview, service, workload, security and control-plane dashboards and two rule files."""
+def test_each_mesh_gets_six_dashboards_and_rule_files(rendered, mesh):
+    """Every mesh has the overview, service, workload, security, control-plane and clusters dashboards and two rule files."""
     dashboards = sorted(p.name for p in (rendered / "dashboards" / mesh).glob("*.json"))
-    assert dashboards == ["control-plane.json", "overview.json", "security.json", "service.json", "workload.json"]
+    assert dashboards == ["clusters.json", "control-plane.json", "overview.json", "security.json", "service.json",
+                          "workload.json"]
     assert sorted(p.name for p in (rendered / "alerts" / mesh).glob("*.yaml")) == ["alerting-rules.yaml", "recording-rules.yaml"]
 
 

@@ -5,13 +5,16 @@ per-cluster recordings for both clusters and the global roll-ups across them."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
 
-from meshobs import build, config, writer
+from meshobs import build, cli, config, writer
 from tests.deploy.discovered import istio_targets, start_istio_exporter, with_file_sd
 from tests.deploy.test_configs import _without_service_discovery
 from tests.support import meshdata
@@ -43,26 +46,38 @@ def test_ruler_gets_every_rule_file_with_the_global_ones(deploy):
                            for kind in ("alerting", "global", "recording"))
 
 
-def _start_cluster(name: str, vm, processes, tmp_path, request) -> None:
+def _called_from(targets: list[meshdata.Target], caller_cluster: str) -> list[meshdata.Target]:
+    """The targets with every Istio request series reporting its caller in `caller_cluster`."""
+    for target in targets:
+        target.series = [replace(s, labels=tuple((k, caller_cluster if k == "source_cluster" and v != "unknown" else v)
+                                                 for k, v in s.labels)) for s in target.series]
+    return targets
+
+
+def _start_cluster(name: str, vm, processes, tmp_path, request, caller_cluster: str) -> Path:
+    """One cluster's replayed Istio sidecars (their callers in `caller_cluster`), exporter and
+    agent remote-writing into `vm`; the rendered output's folder."""
     folder = tmp_path / name
     folder.mkdir()
     cfg = config.from_dict({"deploy": {"cluster": name, "scrape_interval": "1s",
                                        "remote_write_url": f"{vm.url}/api/v1/write"}})
     writer.write(build.render(cfg, build.select_meshes(["istio"])), folder / "out")
-    served = Replay.start(request, meshdata.MESHES["istio"](time.time())).addresses()
+    targets = _called_from(meshdata.MESHES["istio"](time.time()), caller_cluster)
+    served = Replay.start(request, targets).addresses()
     exporter = start_istio_exporter(processes, folder, served)
     rendered = yaml.safe_load((folder / "out/deploy/prometheus-agent/prometheus.yml").read_text())
     agent = with_file_sd(rendered, folder / "agent", istio_targets(served, f"127.0.0.1:{exporter.port}"))
     run_prometheus(processes, folder / "agent", agent, agent=True)
+    return folder / "out"
 
 
-def test_two_agents_one_store_one_ruler(processes, tmp_path, request):
-    """Two clusters' agents feed one VictoriaMetrics; vmalert on deploy/ruler records both clusters and sums them globally."""
+def test_two_agents_one_store_one_ruler(processes, tmp_path, request, capsys):
+    """Two clusters' agents feed one VictoriaMetrics; vmalert on deploy/ruler records both clusters and sums them globally; every dashboard passes verify, the clusters dashboard shows both clusters and the eu-1 → us-1 calls."""
     vm = start_victoria_metrics(processes, tmp_path)
-    for name in CLUSTERS:
-        _start_cluster(name, vm, processes, tmp_path, request)
-    rules = sorted((tmp_path / CLUSTERS[0] / "out/deploy/ruler/rules").glob("istio-*.yaml"))
-    start_vmalert(processes, tmp_path, vm, rules)
+    # eu-1's services are called from within eu-1, us-1's from eu-1: traffic between clusters
+    out = [_start_cluster(name, vm, processes, tmp_path, request, caller_cluster=CLUSTERS[0]) for name in CLUSTERS][0]
+    rules = sorted((out / "deploy/ruler/rules").glob("istio-*.yaml"))
+    vmalert = start_vmalert(processes, tmp_path, vm, rules)
 
     vm.wait_for('count(count by (cluster) (up{job="meshobs-exporter"})) == 2')
     vm.wait_for("count(count by (cluster) (destination_service:mesh_requests:rate5m)) == 2")
@@ -81,3 +96,15 @@ def test_two_agents_one_store_one_ruler(processes, tmp_path, request):
                     if (p["metric"]["destination_namespace"], p["metric"]["destination_service"]) == key]
         assert len(clusters) == 2
         assert float(s["value"][1]) == pytest.approx(sum(clusters), rel=0.05)
+
+    vmalert.wait_settled(vm)
+    code = cli.main(["verify", "--prometheus", vm.url, "--dir", str(out), "--mesh", "istio", "--scrape-interval", "1s",
+                     "--range", "2m"])
+    printed = capsys.readouterr().out
+    assert [line for line in printed.splitlines() if line.startswith("FAIL")] == [] and code == 0, printed
+    board = json.loads((out / "dashboards/istio/clusters.json").read_text())
+    panels = {p["title"]: p["targets"][0]["expr"] for p in board["panels"] if p.get("targets")}
+    requests = vm.query(panels["Requests"].replace("$cluster", ".*"))
+    assert {s["metric"]["cluster"] for s in requests} == set(CLUSTERS)
+    pairs = vm.query(panels["Requests by caller cluster"].replace("$cluster", ".*").replace("$__rate_interval", "1m"))
+    assert {(s["metric"]["source_cluster"], s["metric"]["cluster"]) for s in pairs} >= {("eu-1", "eu-1"), ("eu-1", "us-1")}

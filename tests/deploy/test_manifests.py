@@ -178,7 +178,9 @@ KUSTOMIZATIONS = {
     "operator": ["PodMonitor"] * 3 + ["PrometheusRule"] * 6 + ["ServiceMonitor"],
     "prometheus": ["ConfigMap", "ConfigMap"],
     "alertmanager": ["ConfigMap"],
-    "grafana": ["ConfigMap"] * 15,
+    "grafana": ["ConfigMap"] * 18,
+    "prometheus-agent": ["ConfigMap"],
+    "ruler": ["ConfigMap"],
 }
 
 
@@ -191,7 +193,7 @@ def test_each_part_builds_with_kustomize(deploy, part):
     objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     assert sorted(doc["kind"] for doc in objects) == KUSTOMIZATIONS[part]
     for doc in objects:
-        if doc["kind"] == "ConfigMap" and part in ("prometheus", "alertmanager"):
+        if doc["kind"] == "ConfigMap" and part in ("prometheus", "alertmanager", "prometheus-agent", "ruler"):
             assert doc["metadata"]["namespace"] == "monitoring"
             for key, content in doc["data"].items():
                 folder = deploy / part

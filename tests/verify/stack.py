@@ -10,13 +10,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from meshobs import build, config, writer
 from tests.exporter.running import start_exporter
 from tests.support.prom import RunningPrometheus, scrape_config, start_prometheus
 from tests.support.procs import http_get, wait_until
-from tests.support.victoria import (RunningVictoriaMetrics, rule_layers, start_victoria_metrics, start_vmagent,
+from tests.support.victoria import (RunningVictoriaMetrics, rfc3339_seconds, start_victoria_metrics, start_vmagent,
                                    start_vmalert)
 
 CLUSTER = "c1"
@@ -78,13 +76,7 @@ def start_victoria(processes, tmp_path: Path, mesh: str, proxy_jobs: dict[str, l
     start_vmagent(processes, tmp_path, [scrape_config(job, targets) for job, targets in jobs.items()], vm)
     vmalert = start_vmalert(processes, tmp_path, vm, rules)
     wait_for_data(vm, mesh, traffic, rules_url=vmalert.url)
-    # Prometheus stores a recording as it evaluates it, and a group's next rule reads it at once;
-    # vmalert remote-writes it, so a rule reading a recording sees it one round later: one
-    # round (evaluated, written, searchable) per layer of chained rules
-    for _ in rule_layers([yaml.safe_load(path.read_text()) for path in rules]):
-        vmalert.wait_written(vm)
-        wait_rules_evaluated(vmalert.url, after=time.time())
-    vmalert.wait_written(vm)
+    vmalert.wait_settled(vm)
     return out, vm
 
 
@@ -111,17 +103,7 @@ def wait_rules_evaluated(rules_url: str, after: float) -> None:
     def evaluated():
         _, body = http_get(f"{rules_url}/api/v1/rules")
         groups = json.loads(body)["data"]["groups"]
-        return groups and all(_timestamp(r["lastEvaluation"]) > after for g in groups for r in g["rules"])
+        return groups and all(rfc3339_seconds(r["lastEvaluation"]) > after for g in groups for r in g["rules"])
 
     # a rule that fails to evaluate is left to verify, which runs its expression and names it
     wait_until(evaluated, timeout=30, interval=0.2, what="every rule evaluated on the data")
-
-
-def _timestamp(rfc3339: str) -> float:
-    from datetime import datetime
-
-    # Prometheus writes nanoseconds; fromisoformat takes at most microseconds
-    head, _, rest = rfc3339.partition(".")
-    fraction = "".join(c for c in rest if c.isdigit())[:6]
-    zone = rest[len("".join(c for c in rest if c.isdigit())):] if rest else rfc3339[19:]
-    return datetime.fromisoformat(f"{head}.{fraction or '0'}{zone.replace('Z', '+00:00')}").timestamp()
