@@ -20,6 +20,17 @@ class FirstOf:
 
 
 @dataclass(frozen=True)
+class Cut:
+    """A normalized label cut out of a native one: each regex's first group is a value, the last
+    regex that matches winning (a workload out of a pod's name); `filter` is the native regex
+    selecting a given value (`{value}` is replaced)."""
+
+    native: str
+    regexes: tuple[str, ...]
+    filter: str
+
+
+@dataclass(frozen=True)
 class AnyOf:
     """A facet met by any of several sets of matchers. The sets select disjoint series (an
     HTTP 5xx, or an HTTP 200 carrying a failed gRPC status), so their rates add up."""
@@ -36,11 +47,11 @@ class Source:
 
     `labels` maps normalized label -> native label (a name, or `Derived`); a normalized label
     with a fixed value (a TLS failure reason) is given in `constant_labels`. `facets` are named
-    native matchers a signal may ask for: "5xx", "403", "mtls", "plaintext"."""
+    native matchers a signal may ask for: "error", "403", "plaintext"."""
 
     metric: str | tuple[str, ...]  # several names are summed together
     matchers: tuple[str, ...] = ()
-    labels: Mapping[str, str | FirstOf] = field(default_factory=dict)
+    labels: Mapping[str, str | FirstOf | Cut] = field(default_factory=dict)
     constant_labels: Mapping[str, str] = field(default_factory=dict)
     facets: Mapping[str, Facet] = field(default_factory=dict)
     scale: float = 1.0  # multiply the native unit by this to get the signal's unit
@@ -91,6 +102,8 @@ def _native_matchers(source: Source, filters: Filters | None, facet: str | None,
             continue  # this source cannot tell; it keeps all its series
         if isinstance(native, FirstOf):
             each([(f'{name}=~"{value}"',) for name in native.natives])
+        elif isinstance(native, Cut):
+            each([(f'{native.native}=~"{native.filter.format(value=value)}"',)])
         else:
             each([(f'{native}=~"{value}"',)])
     if extra:
@@ -134,6 +147,9 @@ def _normalize(expr: str, source: Source, by: Sequence[str]) -> str:
             # the first native that is set wins: apply the others first, it last
             for name in reversed(native.natives):
                 expr = f'label_replace({expr}, "{label}", "$1", "{name}", "(.+)")'
+        elif isinstance(native, Cut):
+            for regex in native.regexes:
+                expr = f'label_replace({expr}, "{label}", "$1", "{native.native}", "{regex}")'
         else:
             expr = f'label_replace({expr}, "{label}", "$1", "{native}", "(.*)")'
     return expr

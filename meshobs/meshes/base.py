@@ -57,7 +57,7 @@ class Dialect:
 
     - `requests`: HTTP requests as seen by the destination workload's proxy, with facets
       "error" (5xx, and failed gRPC calls where the mesh labels them), "403", and
-      "mtls"/"plaintext" where the mesh labels them.
+      "plaintext" where the mesh labels requests served without mutual TLS.
     - `service_requests`: requests to a destination service as each end of the call counts
       them, with facet "error": the destination's proxy, then the callers' (the only ones to
       see a call no destination pod answered). Both ends count the same calls: per service the
@@ -118,7 +118,8 @@ class Dialect:
 
     def exporter_presence_source(self) -> Source:
         """Series the exporter has for every workload it reads, whatever happened there."""
-        return self.exporter(("meshobs_target_up", "meshobs_authz_allowed_total"))
+        return self.exporter(("meshobs_target_up", "meshobs_authz_allowed_total", "meshobs_authz_denied_total",
+                              "meshobs_authz_denied_burst", "meshobs_tls_handshakes_total"))
 
     def target_up_source(self) -> Source:
         return self.exporter("meshobs_target_up")

@@ -12,7 +12,7 @@ filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatch
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS
 from meshobs.meshes.proxy import ALLOWED, DENIED, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is
-from meshobs.promql import AnyOf, Source
+from meshobs.promql import AnyOf, Cut, Source
 
 _DESTINATION = ('reporter="destination"',)
 _SOURCE = ('reporter="source"',)
@@ -31,6 +31,14 @@ _LABELS = {
     "source_workload": "source_workload",
     "code": "response_code",
 }
+
+# Envoy's own stats carry only the pod (the scrape job's labels): its workload is the pod name
+# without the ReplicaSet and pod hashes (a StatefulSet's or DaemonSet's: without the last part).
+_POD_WORKLOAD = {
+    "destination_namespace": "namespace",
+    "destination_workload": Cut("pod", ("(.+)-[^-]+", "(.+)-[a-z0-9]{5,10}-[a-z0-9]{5}"), "(?:{value})-.*"),
+}
+_RBAC = ("envoy_http_rbac", "envoy_rbac")
 
 # Istio's tag rules fold the decision into the `authz_enforce_result` label (dry-run series carry
 # authz_dry_run_* instead). Whether the filter's stat prefix becomes a label or stays in the name
@@ -67,7 +75,6 @@ ISTIO = Dialect(
         facets={
             "error": _ERRORS,
             "403": ('response_code="403"',),
-            "mtls": ('connection_security_policy="mutual_tls"',),
             "plaintext": ('connection_security_policy="none"',),
         },
     ),
@@ -82,11 +89,14 @@ ISTIO = Dialect(
         facets={"error": _ERRORS, "403": ('response_code="403"',)},
     ),
     request_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _SERVICE_LABELS, scale=0.001),
-    # Without the exporter, 403s answered at the destination are the closest native signal:
-    # Istio's RBAC denials carry no response flag that sets them apart from an app's 403.
+    # Without the exporter: Envoy's RBAC filter stats (kept by Istio's default stats filter); where
+    # a workload has none, 403s answered at the destination (an application's 403 looks the same:
+    # Istio's RBAC denials carry no response flag that sets them apart).
     authz_denied=(
+        Source(_RBAC, ('authz_enforce_result="denied"',), _POD_WORKLOAD),
         Source("istio_requests_total", _DESTINATION + ('response_code="403"',), _LABELS),
     ),
+    authz_allowed=(Source(_RBAC, ('authz_enforce_result="allowed"',), _POD_WORKLOAD),),
     # Born on the first rejection: read as a lazy counter (signals.CONFIG_REJECTIONS).
     config_rejected=(Source("pilot_total_xds_rejects"),),
     control_plane=ControlPlane(
@@ -114,7 +124,6 @@ ISTIO = Dialect(
         "citadel_server_cert_chain_expiry_timestamp",
         "citadel_server_csr_count",
         "citadel_server_authentication_failure_count",
-        "envoy_http_rbac",
         "envoy_listener_ssl_fail_verify_error",
     ),
 )

@@ -54,7 +54,6 @@ LINKERD = Dialect(
         facets={
             "error": _FAILURE,
             "403": ('status_code="403"',),
-            "mtls": ('tls="true"',),
             "plaintext": ('tls!="true"', 'no_tls_reason!="loopback"') + _NOT_PROBE,
         },
     ),

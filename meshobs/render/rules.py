@@ -1,7 +1,10 @@
 """Prometheus rule files per mesh: `alerts/<mesh>/recording-rules.yaml` and `alerting-rules.yaml`.
 
-Alert expressions read only recorded series (meshobs/recordings.py), so a ratio is always a
-ratio of aggregated rates and every mesh's alerts look the same but for the `mesh` matcher.
+Alert expressions read recorded series (meshobs/recordings.py), so a ratio is always a ratio of
+aggregated rates and every mesh's alerts look the same but for the `mesh` matcher. Three read
+raw series on purpose: the exporter's real-time burst state (a recording rule in between would
+add an evaluation interval to the onset), its per-proxy `meshobs_target_up`, and Prometheus's
+own `up` of the exporter.
 """
 
 from __future__ import annotations

@@ -138,8 +138,21 @@ def unauthorized_burst(mesh: str, title: str) -> list[dict]:
         _case("healthy: the exporter reads the workload (no denial series yet); application 403s are not denials",
               exporter_sees_none[1:] + native_denials(mesh, NS, SVC, (0, 120), (2, 10)), "130m", name, []),
         _case("healthy: burst over", burst_state("1x5 0x5") + denied((0.02, 10)), "10m", name, []),
+        *(_istio_rbac_cases(t, name, fires) if mesh == "istio" else []),
         _case("healthy: steady trickle of denials", denied((0.02, 130)), "130m", name, []),
         _case("low traffic: from zero to a trickle", denied((0, 120), (0.02, 10)), "130m", name, []),
+    ]
+
+
+def _istio_rbac_cases(t: MeshTraffic, name: str, fires: dict) -> list[dict]:
+    """Without the exporter, Istio's own RBAC filter stats (on the pod, named by the scrape job) judge denials."""
+    pod = {"namespace": NS, "pod": f"{SVC}-7d4b9c-x2x7q", "http_conn_manager_prefix": "inbound_0.0.0.0_8080"}
+    rbac = lambda *phases: [series("envoy_http_rbac", dict(pod, authz_enforce_result="denied"), counter(*phases)),
+                            series("envoy_http_rbac", dict(pod, authz_enforce_result="allowed"), counter((5, 130)))]
+    return [
+        _case("bad: Istio RBAC stats only", rbac((0, 120), (2, 10)), "130m", name, [fires]),
+        _case("healthy: the application answers 403, the RBAC filter denied nothing",
+              rbac((0, 130)) + t.requests(NS, SVC, "403", (0, 120), (2, 10)), "130m", name, []),
     ]
 
 

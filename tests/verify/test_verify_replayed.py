@@ -101,16 +101,20 @@ def test_a_renamed_metric_fails_every_panel_and_rule_reading_it(processes, tmp_p
 
 
 def test_series_from_one_reporter_only_fail_the_panels_needing_the_other(processes, tmp_path, request, capsys):
-    """Istio data without destination-reported series (a relabelling dropped them) fails the panels that need them."""
+    """Istio data without destination-reported series (a relabelling dropped them) fails the workload panels and
+    the destination selectors by name, while service numbers still come from the callers' side."""
     out, prometheus = start_replayed(processes, tmp_path, request, "istio",
                                      keep=lambda s: ("reporter", "destination") not in s.labels)
     code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "istio", *VERIFY_ARGS])
     failures = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
 
     assert code == 1
-    # the dashboards' $cluster variable reads a recording rule built on destination-reported series
-    assert ("FAIL dashboards/istio/service.json: Istio / Service / panel 'Requests by response code' [A]: variable "
-            '$cluster: label_values(destination_service:mesh_requests:rate5m{mesh="istio"}, cluster) returns no values'
+    # workload numbers (mTLS, plaintext, the security dashboards' $namespace) need the destination's view
+    assert ("FAIL dashboards/istio/security.json: Istio / Security / panel 'mTLS coverage' [A]: variable $namespace: "
+            'label_values(destination_workload:mesh_requests:rate5m{mesh="istio", cluster=~".*"}, destination_namespace) '
+            "returns no values" in failures)
+    assert ("FAIL alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
+            "'destination_service:mesh_requests:rate5m': selector istio_requests_total{reporter=\"destination\"} matches no series"
             in failures)
-    assert any(line.startswith("FAIL alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
-                               "'destination_service:mesh_requests:rate5m': returns no series") for line in failures)
+    # the callers still count every call: the service's request rate has series
+    assert not any("recording rule 'destination_service:mesh_requests:rate5m': returns no series" in line for line in failures)

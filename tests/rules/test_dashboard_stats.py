@@ -1,0 +1,84 @@
+"""The dashboards' stat queries, evaluated by the real promtool over the rendered recording rules on
+each mesh's own series: ratios are ratios of sums, 1 (100%) on a mesh that never failed, finite
+with idle workloads next to busy ones, within [0, 1], and a number (never empty) on an idle mesh."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from meshobs import build, checks, config, yamlfmt
+from meshobs.meshes import DIALECTS
+from tests.rules.traffic import MeshTraffic, constant
+from tests.support.procs import require_binary
+
+NS = "shop"
+STATS = (
+    ("overview", "Success ratio"),
+    ("overview", "mTLS coverage"),
+    ("overview", "Requests"),
+    ("overview", "Authorization denials"),
+    ("overview", "TLS handshake failures"),
+    ("service", "Failure ratio"),
+    ("security", "mTLS coverage"),
+    ("security", "Plaintext requests"),
+    ("security", "TLS failures"),
+    ("security", "Authorization denials"),
+)
+
+
+def _idle(t: MeshTraffic, service: str) -> list[dict]:
+    """A workload whose counters exist but do not move."""
+    return [{**s, "values": constant(500, 15)} for s in t.requests(NS, service, "200", (0, 15))]
+
+
+def _scenarios(mesh: str) -> dict[str, tuple[list[dict], dict[str, float]]]:
+    t = MeshTraffic(mesh)
+    busy = t.requests(NS, "checkout", "200", (10, 15))
+    failing = t.requests(NS, "checkout", "200", (5, 15)) + t.requests(NS, "checkout", "503", (5, 15))
+    quiet = {"Authorization denials": 0, "TLS handshake failures": 0, "Plaintext requests": 0, "TLS failures": 0}
+    return {
+        "busy and idle, never failed": (busy + _idle(t, "ledger"), dict(
+            quiet, **{"Success ratio": 1, "mTLS coverage": 1, "Requests": 10, "Failure ratio": 0})),
+        "busy and idle, half failing": (failing + _idle(t, "ledger"), dict(
+            quiet, **{"Success ratio": 0.5, "mTLS coverage": 1, "Requests": 10, "Failure ratio": 0.5})),
+        "idle mesh": (_idle(t, "checkout") + _idle(t, "ledger"), dict(
+            quiet, **{"Success ratio": 1, "mTLS coverage": 1, "Requests": 0, "Failure ratio": 0})),
+    }
+
+
+def _stat_queries(artefacts: dict[str, bytes], mesh: str) -> dict[tuple[str, str], str]:
+    queries = {}
+    for board, title in STATS:
+        data = json.loads(artefacts[f"dashboards/{mesh}/{board}.json"])
+        panels = [p for row in data["panels"] for p in [row, *(row.get("panels") or [])]]
+        (panel,) = [p for p in panels if p.get("title") == title and p.get("type") == "stat"]
+        queries[(board, title)] = checks.substitute_grafana_variables(panel["targets"][0]["expr"])
+    return queries
+
+
+@pytest.mark.parametrize("mesh", sorted(DIALECTS))
+def test_stat_panels_are_numbers_within_bounds_on_idle_and_busy_meshes(mesh, tmp_path):
+    """Every ratio stat is 1 on a mesh that never failed and on an idle one, 0.5 when half the calls fail, never NaN or empty."""
+    promtool = require_binary("promtool")
+    artefacts = build.render(config.Config(), [DIALECTS[mesh]])
+    rule_file = tmp_path / "recording-rules.yaml"
+    rule_file.write_bytes(artefacts[f"alerts/{mesh}/recording-rules.yaml"])
+    queries = _stat_queries(artefacts, mesh)
+    tests = []
+    for name, (series, expected) in _scenarios(mesh).items():
+        tests.append({
+            "name": name,
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": [
+                {"expr": expr, "eval_time": "10m", "exp_samples": [{"labels": "{}", "value": expected[title]}]}
+                for (board, title), expr in queries.items()
+            ],
+        })
+    test_file = tmp_path / "stats.yaml"
+    test_file.write_text(yamlfmt.dump({"rule_files": [str(rule_file)], "evaluation_interval": "1m", "tests": tests}))
+    result = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
