@@ -108,6 +108,9 @@ CONFIG_REJECTIONS = Signal("config_rejections", "Configuration rejected", "short
                            description="configuration updates rejected by proxies or the control plane")
 TARGET_UP = Signal("target_up", "Proxies scraped", "short", "gauge_sum", lambda d: (d.target_up_source(),),
                    description="sidecar proxies the meshobs exporter reads successfully")
+BURSTS_STARTED = Signal("bursts_started", "Denial bursts started", "short", "increase",
+                        lambda d: (d.exporter("meshobs_authz_denied_bursts_total"),),
+                        description="bursts of authorization denials the meshobs exporter saw begin")
 BURST_ACTIVE = Signal("burst_active", "Denial burst active", "short", "gauge_max", lambda d: (d.burst_source(),),
                       description="1 while the exporter sees a burst of authorization denials")
 CONTROL_PLANE_UP = Signal("control_plane_up", "Control plane instances", "short", "gauge_count", _one("control_plane.up"))

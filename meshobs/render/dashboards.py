@@ -17,6 +17,8 @@ from meshobs.render.grafana import Panel, Row, Variable
 from meshobs.render.grafana import Query as Q
 
 RATE = "$__rate_interval"
+FAILED = ("Failed: answered with 5xx, a gRPC call with a status other than OK (HTTP 200), or a call no pod answered "
+          "(seen by the callers only).")
 GOOD_HIGH = ((None, "red"), (0.95, "orange"), (0.99, "green"))
 BAD_HIGH = ((None, "green"), (0.01, "orange"), (1, "red"))
 
@@ -94,7 +96,7 @@ def _overview(c: _Context) -> tuple[str, bytes]:
               description="Requests per second received by all meshed services."),
         Panel("Success ratio", "stat", (Q(_success_ratio(errors, requests)),), unit="percentunit",
               width=4, height=4, thresholds=GOOD_HIGH,
-              description="Share of requests that did not fail (5xx, failed gRPC calls, calls no pod answered)."),
+              description=f"Share of requests that did not fail. {FAILED}"),
         Panel("mTLS coverage", "stat",
               (Q(promql.ratio_of_sums(c.ref(rec.mtls_requests(a.plaintext.window)), workloads, 1)),),
               unit="percentunit", width=4, height=4, thresholds=GOOD_HIGH,
@@ -109,12 +111,12 @@ def _overview(c: _Context) -> tuple[str, bytes]:
     services = (
         Panel("Requests by service", "timeseries", (Q(requests, "{{destination_service}}.{{destination_namespace}}"),),
               unit="reqps"),
-        Panel("Failure ratio by service", "timeseries", (Q(c.ref(rec.error_ratio(w)), "{{destination_service}}.{{destination_namespace}}"),),
-              unit="percentunit"),
+        Panel("5xx ratio by service", "timeseries", (Q(c.ref(rec.error_ratio(w)), "{{destination_service}}.{{destination_namespace}}"),),
+              unit="percentunit", description=FAILED),
         Panel("p99 latency by service", "timeseries",
               (Q(c.ref(rec.latency(c.cfg.alerts.latency.window), {"quantile": "0.99"}), "{{destination_service}}.{{destination_namespace}}"),),
               unit="s"),
-        Panel("Highest failure ratios", "bargauge", (Q(f"topk(10, {c.ref(rec.error_ratio(w))})", "{{destination_service}}.{{destination_namespace}}", instant=True),),
+        Panel("Highest 5xx ratios", "bargauge", (Q(f"topk(10, {c.ref(rec.error_ratio(w))})", "{{destination_service}}.{{destination_namespace}}", instant=True),),
               unit="percentunit", max_value=1, thresholds=BAD_HIGH),
     )
     return c.dashboard("overview", "Overview", "Traffic, errors, latency and security of the whole mesh.", (),
@@ -130,9 +132,9 @@ def _service(c: _Context) -> tuple[str, bytes]:
     fastest = slo.burn_rates[0]
     golden = (
         Panel("Requests", "stat", (Q(_total(c.ref(rec.requests(w), **sel))),), unit="reqps", width=6, height=4),
-        Panel("Failure ratio", "stat",
+        Panel("5xx ratio", "stat",
               (Q(promql.ratio_of_sums(c.ref(rec.request_errors(w), **sel), c.ref(rec.requests(w), **sel), 0)),),
-              unit="percentunit", width=6, height=4, thresholds=BAD_HIGH),
+              unit="percentunit", width=6, height=4, thresholds=BAD_HIGH, description=FAILED),
         Panel("p99 latency", "stat", (Q(f"max({c.ref(rec.latency(c.cfg.alerts.latency.window), {'quantile': '0.99'}, **sel)})"),),
               unit="s", width=6, height=4),
         Panel(f"Error budget burn ({fastest.long_window})", "stat",
@@ -144,7 +146,8 @@ def _service(c: _Context) -> tuple[str, bytes]:
     traffic = (
         Panel("Requests by response code", "timeseries",
               (Q(c.live(signals.REQUESTS, by_service + ("code",), **sel), "{{code}}"),), unit="reqps"),
-        Panel("Failure ratio", "timeseries", (Q(c.ref(rec.error_ratio(w), **sel), "{{destination_service}}"),), unit="percentunit"),
+        Panel("5xx ratio", "timeseries", (Q(c.ref(rec.error_ratio(w), **sel), "{{destination_service}}"),), unit="percentunit",
+              description=FAILED),
         Panel("Latency", "timeseries",
               tuple(Q(c.live(signals.REQUEST_DURATION, by_service, quantile=q, **sel), f"p{q * 100:g} {{{{destination_service}}}}")
                     for q in rec.QUANTILES), unit="s"),
@@ -167,7 +170,7 @@ def _workload(c: _Context) -> tuple[str, bytes]:
     traffic = (
         Panel("Inbound requests", "timeseries", (Q(c.live(signals.INBOUND_REQUESTS, by_workload, **sel), "{{destination_workload}}"),),
               unit="reqps"),
-        Panel("Inbound failures", "timeseries", (Q(c.live(signals.INBOUND_ERRORS, by_workload, **sel), "{{destination_workload}}"),),
+        Panel("Inbound 5xx", "timeseries", (Q(c.live(signals.INBOUND_ERRORS, by_workload, **sel), "{{destination_workload}}"),),
               unit="reqps"),
     )
     security = (

@@ -121,7 +121,7 @@ def unauthorized_burst(mesh: str, title: str) -> list[dict]:
     fires = _alert(mesh, name, "critical", dict(WORKLOAD, basis="rates"), summary, description)
     relative = _alert(mesh, name, "critical", dict(WORKLOAD, basis="rates"), summary, description.replace("denies 2 ", "denies 0.8 "))
     from_exporter = _alert(mesh, name, "critical", dict(WORKLOAD, basis="exporter"), summary,
-                           f"The meshobs exporter sees a burst of authorization denials at {SVC} in {NS}: "
+                           f"The meshobs exporter saw a burst of authorization denials at {SVC} in {NS} (in the last 5m): "
                            "more than 5x its baseline, or above 1/s.")
     burst_state = lambda values: [t.exporter("meshobs_authz_denied_burst", NS, SVC, values)]
     exporter_sees_none = [t.exporter("meshobs_authz_denied_total", NS, SVC, constant(0, 130)),
@@ -129,6 +129,9 @@ def unauthorized_burst(mesh: str, title: str) -> list[dict]:
     return [
         # the first evaluation after the scrape that saw the burst: no `for` delay
         _case("bad: the exporter's burst state, at once", burst_state("0x5 1x5") + denied((0, 5), (2, 5)), "6m", name,
+              [from_exporter]),
+        _case("bad: a burst shorter than a scrape interval, seen only by the exporter's count of bursts",
+              burst_state("0x10") + [t.exporter("meshobs_authz_denied_bursts_total", NS, SVC, "0x5 1x5")], "6m", name,
               [from_exporter]),
         _case("bad: burst over a baseline", denied((0.02, 120), (2, 10)), "130m", name, [fires]),
         _case("bad: relative burst below the absolute rate", denied((0.02, 120), (0.8, 10)), "126m", name, [relative]),

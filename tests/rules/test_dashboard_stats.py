@@ -21,7 +21,7 @@ STATS = (
     ("overview", "Requests"),
     ("overview", "Authorization denials"),
     ("overview", "TLS handshake failures"),
-    ("service", "Failure ratio"),
+    ("service", "5xx ratio"),
     ("security", "mTLS coverage"),
     ("security", "Plaintext requests"),
     ("security", "TLS failures"),
@@ -41,11 +41,11 @@ def _scenarios(mesh: str) -> dict[str, tuple[list[dict], dict[str, float]]]:
     quiet = {"Authorization denials": 0, "TLS handshake failures": 0, "Plaintext requests": 0, "TLS failures": 0}
     return {
         "busy and idle, never failed": (busy + _idle(t, "ledger"), dict(
-            quiet, **{"Success ratio": 1, "mTLS coverage": 1, "Requests": 10, "Failure ratio": 0})),
+            quiet, **{"Success ratio": 1, "mTLS coverage": 1, "Requests": 10, "5xx ratio": 0})),
         "busy and idle, half failing": (failing + _idle(t, "ledger"), dict(
-            quiet, **{"Success ratio": 0.5, "mTLS coverage": 1, "Requests": 10, "Failure ratio": 0.5})),
+            quiet, **{"Success ratio": 0.5, "mTLS coverage": 1, "Requests": 10, "5xx ratio": 0.5})),
         "idle mesh": (_idle(t, "checkout") + _idle(t, "ledger"), dict(
-            quiet, **{"Success ratio": 1, "mTLS coverage": 1, "Requests": 0, "Failure ratio": 0})),
+            quiet, **{"Success ratio": 1, "mTLS coverage": 1, "Requests": 0, "5xx ratio": 0})),
     }
 
 
