@@ -15,7 +15,8 @@ from meshobs.meshes.proxy import ALLOWED, DENIED, PLAINTEXT, CertFamily, PodDisc
 from meshobs.promql import AnyOf, Cut, Source
 
 _DESTINATION = ('reporter="destination"',)
-_SOURCE = ('reporter="source"',)
+# Calls out of the mesh (PassthroughCluster, BlackHoleCluster) have no service namespace: not a mesh service
+_SOURCE = ('reporter="source"', 'destination_service_namespace!="unknown"')
 # HTTP 5xx, or a gRPC call that failed (HTTP 200 with a grpc-status other than 0): disjoint series
 _ERRORS = AnyOf((('response_code=~"5.."',), ('response_code!~"5..", grpc_response_status!~"0|"',)))
 _SERVICE_LABELS = {
