@@ -14,7 +14,6 @@ import yaml
 
 from meshobs import config
 from meshobs.meshes import DIALECTS
-from meshobs.render.deploy import allow_scrapes
 from tests.deploy.conftest import render
 from tests.deploy.crd_fields import LINKERD_VERSIONS, SCHEMAS, problems
 from tests.deploy.test_manifests import KUBERNETES_VERSION
@@ -102,9 +101,11 @@ class World:
         root = f"deploy/allow-scrapes/{mesh}/"
         hardened = ["default", "shop"] + (["monitoring", "meshobs"] if scrapers_denied else [])
         objects = [deny_all(ns) for ns in hardened]
+        objects += _objects(files, "deploy/exporter/base/networkpolicy.yaml")
         if rendered:
             objects += _objects(files, root + "namespaces/") + _stamped(_objects(files, root + "template/"), "shop")
-            objects += _objects(files, root + "scrapers/") + _objects(files, "deploy/exporter/base/networkpolicy.yaml")
+        if rendered and scrapers_denied:
+            objects += _objects(files, root + "scrapers/")
         self.mesh_objects = [o for o in objects if o["kind"] != "NetworkPolicy"]
         self.cluster = Cluster(NAMESPACES, self.pods.values(), [o for o in objects if o["kind"] == "NetworkPolicy"])
 
@@ -169,7 +170,8 @@ def test_application_port_stays_closed_to_everyone(files, mesh):
     world = World(files, mesh)
     for source in ("prometheus", "exporter", "neighbour", "intruder", "impostor"):
         assert not world.reaches(source, "shop", APP_PORT, "/"), source
-        assert not world.cluster.allowed(world.pods[source], world.pods["shop"], APP_PORT), source
+        # the application's own ingress must refuse, whatever the source's egress would allow
+        assert not world.cluster.ingress_allowed(world.pods[source], world.pods["shop"], APP_PORT), source
 
 
 @pytest.mark.parametrize("mesh", MESHES)
@@ -178,7 +180,7 @@ def test_other_pods_cannot_reach_the_proxy_ports(files, mesh):
     world = World(files, mesh)
     for source in ("intruder", "impostor", "lookalike", "neighbour"):
         for port in DIALECTS[mesh].metrics_ports():
-            assert not world.cluster.allowed(world.pods[source], world.pods["shop"], port), (source, port)
+            assert not world.cluster.ingress_allowed(world.pods[source], world.pods["shop"], port), (source, port)
 
 
 def test_linkerd_admin_port_authorizes_the_two_identities_only(files):
@@ -277,7 +279,7 @@ def test_listed_namespaces_each_get_a_folder_and_ports_follow_the_config():
                                        "prometheus_service_account": "prom-k8s", "monitoring_namespace": "obs", "exporter_port": 9000}})
     files = render(cfg, ["linkerd"])
     assert yaml.safe_load(files["deploy/allow-scrapes/linkerd/kustomization.yaml"])["resources"] == [
-        "scrapers", "namespaces/shop", "namespaces/payments"]
+        "namespaces/shop", "namespaces/payments"]
     (policy,) = _objects(files, "deploy/allow-scrapes/linkerd/namespaces/payments/networkpolicy.yaml")
     assert policy["metadata"]["namespace"] == "payments"
     assert policy["spec"]["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "obs"}},
@@ -292,7 +294,6 @@ def test_no_listed_namespace_renders_the_template_and_scrapers_only():
     """An empty deploy.app_namespaces still renders the template and the scrapers' egress."""
     files = render(config.from_dict({"deploy": {"app_namespaces": []}}), ["istio"])
     assert sorted(p for p in files if p.startswith("deploy/allow-scrapes/")) == [
-        "deploy/allow-scrapes/istio/kustomization.yaml",
         "deploy/allow-scrapes/istio/scrapers/exporter-egress.yaml",
         "deploy/allow-scrapes/istio/scrapers/kustomization.yaml",
         "deploy/allow-scrapes/istio/scrapers/prometheus-egress.yaml",
@@ -323,12 +324,13 @@ def test_each_mesh_folder_builds_with_kustomize(deploy, mesh):
     """`kubectl kustomize deploy/allow-scrapes/<mesh>` builds the scrapers' egress and the listed namespaces' objects; the template builds alone."""
     kubectl = require_binary("kubectl")
     built = {}
-    for part in ("", "/template"):
+    for part in ("", "/template", "/scrapers"):
         result = subprocess.run([kubectl, "kustomize", str(deploy / f"allow-scrapes/{mesh}{part}")], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
-        built[part] = sorted(doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc)
+        built[part] = sorted((doc["kind"], doc["metadata"].get("namespace")) for doc in yaml.safe_load_all(result.stdout) if doc)
     extra = ["AuthorizationPolicy", "AuthorizationPolicy", "HTTPRoute", "HTTPRoute", "MeshTLSAuthentication",
              "NetworkAuthentication", "Server"] if mesh == "linkerd" else []
-    assert built["/template"] == sorted(["NetworkPolicy"] + extra)
-    assert built[""] == sorted(["NetworkPolicy"] * 3 + extra)
-    assert allow_scrapes.ROOT == "deploy/allow-scrapes"
+    assert built["/template"] == sorted((kind, None) for kind in ["NetworkPolicy"] + extra)
+    # the listed namespace only: the scrapers' egress is applied on its own, where it belongs
+    assert built[""] == sorted((kind, "default") for kind in ["NetworkPolicy"] + extra)
+    assert built["/scrapers"] == [("NetworkPolicy", "meshobs"), ("NetworkPolicy", "monitoring")]

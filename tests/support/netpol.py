@@ -180,9 +180,17 @@ class Cluster:
                 return True
         return False
 
+    def egress_allowed(self, source: Pod, destination: Pod | External, port: int, protocol: str = "TCP") -> bool:
+        """Whether the source's own policies let it open this connection."""
+        return self._direction_allows(source, "Egress", destination, destination, port, protocol)
+
+    def ingress_allowed(self, source: Pod, destination: Pod, port: int, protocol: str = "TCP") -> bool:
+        """Whether the destination's policies admit this connection."""
+        return self._direction_allows(destination, "Ingress", source, destination, port, protocol)
+
     def allowed(self, source: Pod, destination: Pod | External, port: int, protocol: str = "TCP") -> bool:
-        """Whether a new connection from `source` to `destination:port` is let through."""
-        egress = self._direction_allows(source, "Egress", destination, destination, port, protocol)
+        """Whether a new connection from `source` to `destination:port` is let through (both ends agree)."""
+        egress = self.egress_allowed(source, destination, port, protocol)
         if isinstance(destination, External):
             return egress
-        return egress and self._direction_allows(destination, "Ingress", source, destination, port, protocol)
+        return egress and self.ingress_allowed(source, destination, port, protocol)

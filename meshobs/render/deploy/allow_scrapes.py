@@ -4,6 +4,7 @@ the application namespaces are default-deny (an Istio `allow-nothing` Authorizat
 Ingress and Egress). Without these, every proxy target is only "down" and every dashboard and
 security alert goes dark.
 
+    kustomization.yaml every namespaces/<ns> below
     namespaces/<ns>/   per namespace of `deploy.app_namespaces`: a NetworkPolicy that admits the
                        Prometheus pods (monitoring namespace) to the proxy's metrics ports and the
                        exporter pods (exporter namespace) to the port the exporter reads, nothing
@@ -12,6 +13,9 @@ security alert goes dark.
     template/          the same objects without a namespace: `kubectl apply -n NS -k template`
     scrapers/          egress for Prometheus and the exporter when their own namespace is
                        default-deny: DNS, the API server, the proxies' ports, and what they send to
+
+Apply a namespace's policies only together with its default-deny: an allow policy isolates every
+pod it selects, so on an open namespace it would close the application to everything else.
 
 The mesh layer needs rules only where the mesh enforces on the metrics port:
 - Istio: none. The sidecar's iptables rules return 15090 (Envoy's stats listener) and 15020
@@ -225,9 +229,10 @@ def render(cfg: Config, dialects: list[Dialect]) -> dict[str, bytes]:
         scrapers = {"prometheus-egress.yaml": prometheus_egress(cfg, dialect), "exporter-egress.yaml": exporter_egress(cfg, dialect)}
         files.update(_folder(f"{root}/scrapers", scrapers))
         files.update(_folder(f"{root}/template", namespace_objects(cfg, dialect, None)))
-        parts = ["scrapers"]
         for namespace in cfg.deploy.app_namespaces:
             files.update(_folder(f"{root}/namespaces/{namespace}", namespace_objects(cfg, dialect, namespace)))
-            parts.append(f"namespaces/{namespace}")
-        files[f"{root}/kustomization.yaml"] = kustomization(parts)
+        # The listed namespaces only: scrapers/ isolates the egress of Prometheus and the exporter,
+        # which is right only where their namespaces already deny egress.
+        if cfg.deploy.app_namespaces:
+            files[f"{root}/kustomization.yaml"] = kustomization(f"namespaces/{ns}" for ns in cfg.deploy.app_namespaces)
     return files
