@@ -238,7 +238,10 @@ def test_scrapers_keep_working_when_their_own_namespaces_deny_everything(files, 
     assert world.reaches("exporter", "shop", discovery.port, discovery.path)
     assert world.cluster.allowed(prometheus, exporter, 9942)
     assert world.cluster.allowed(exporter, world.pods["fluentd"], 24224)
-    assert not world.cluster.allowed(prometheus, world.pods["shop"], APP_PORT)
+    for source in (prometheus, exporter):
+        # their own egress stays narrow too, whatever the application's ingress says
+        assert not world.cluster.egress_allowed(source, world.pods["shop"], APP_PORT)
+        assert not world.cluster.egress_allowed(source, world.pods["fluentd" if source is prometheus else "prometheus"], 24224)
     assert not world.cluster.allowed(world.pods["impostor"], world.pods["shop"], DIALECTS[mesh].discovery.port)
 
 
