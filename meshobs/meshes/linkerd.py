@@ -12,6 +12,10 @@ from meshobs.meshes.proxy import (
 )
 from meshobs.promql import Derived, Source
 
+# What every linkerd2-proxy dials (identity, destination, policy), in the control plane's namespace.
+CONTROL_PLANE_NAMESPACE = "linkerd"
+PROXY_CONTROL_PORTS = (8080, 8086, 8090)
+
 _INBOUND = ('direction="inbound"',)
 _INBOUND_LABELS = {
     "destination_namespace": "namespace",

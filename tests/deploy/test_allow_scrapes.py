@@ -80,10 +80,11 @@ def _pods(mesh: str) -> dict[str, Pod]:
         "stamped": Pod("shop", "cart-1", "10.1.0.50", {"app": "cart", **labels}, app + proxy_ports),
         "dns": Pod("kube-system", "coredns-1", "10.1.0.2", {"k8s-app": "kube-dns"}, (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"))),
         "fluentd": Pod("logging", "fluentd-1", "10.1.0.60", {"app.kubernetes.io/name": "fluentd", "app.kubernetes.io/part-of": "meshobs"}),
+        "linkerd-control-plane": Pod("linkerd", "linkerd-destination-1", "10.1.0.70", {"linkerd.io/control-plane-component": "destination"}),
     }
 
 
-NAMESPACES = {name: {} for name in ("default", "shop", "monitoring", "meshobs", "other", "kube-system", "logging")}
+NAMESPACES = {name: {} for name in ("default", "shop", "monitoring", "meshobs", "other", "kube-system", "logging", "linkerd")}
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +239,10 @@ def test_scrapers_keep_working_when_their_own_namespaces_deny_everything(files, 
     assert world.reaches("exporter", "shop", discovery.port, discovery.path)
     assert world.cluster.allowed(prometheus, exporter, 9942)
     assert world.cluster.allowed(exporter, world.pods["fluentd"], 24224)
+    # Linkerd's scrapers are meshed (identities): their proxies dial identity, destination and policy.
+    for source in (prometheus, exporter):
+        for port in (8080, 8086, 8090):
+            assert world.cluster.allowed(source, world.pods["linkerd-control-plane"], port) == (mesh == "linkerd")
     for source in (prometheus, exporter):
         # their own egress stays narrow too, whatever the application's ingress says
         assert not world.cluster.egress_allowed(source, world.pods["shop"], APP_PORT)

@@ -26,6 +26,9 @@ The mesh layer needs rules only where the mesh enforces on the metrics port:
   `default-inbound-policy: deny` scrapes need a Server for the port, a route for /metrics and an
   AuthorizationPolicy naming the scrapers' identities (as `linkerd viz allow-scrapes` does for
   linkerd-viz's Prometheus only). Identities need meshed scrapers: inject Prometheus and the exporter.
+  A meshed client still dials 4191 itself: the destination controller's transport-header mode
+  (which moves other meshed traffic to the inbound port 4143) leaves the proxy's admin and
+  control ports alone, so the NetworkPolicy names 4191.
 - Consul: none. Intentions are the RBAC filter of the sidecar's public listener; consul-k8s
   excludes the Prometheus scrape port (20200) from transparent-proxy redirection and serves it
   from a separate listener, so no intention applies to it.
@@ -37,6 +40,7 @@ from typing import Iterable
 
 from meshobs.config import Config, label_selector
 from meshobs.meshes import Dialect
+from meshobs.meshes.linkerd import CONTROL_PLANE_NAMESPACE, PROXY_CONTROL_PORTS
 from meshobs.render.collectors.endpoints import FLUENTD_NAME, FORWARD_PORT
 from meshobs.render.collectors.endpoints import labels as collector_labels
 from meshobs.render.deploy.common import EXPORTER, kustomization, labels, selector, yaml_file
@@ -137,6 +141,13 @@ def _service(host_port: str) -> dict:
     return {"to": [peer], "ports": _tcp([int(port)])}
 
 
+def _scrapers_own_proxy(dialect: Dialect) -> list[dict]:
+    """Linkerd authorizes identities, so its scrapers are meshed: their proxy dials the control plane."""
+    if dialect.name != "linkerd":
+        return []
+    return [{"to": [{"namespaceSelector": _namespace_selector(CONTROL_PLANE_NAMESPACE)}], "ports": _tcp(PROXY_CONTROL_PORTS)}]
+
+
 def prometheus_egress(cfg: Config, dialect: Dialect) -> dict:
     rules = [
         _dns(),
@@ -144,6 +155,7 @@ def prometheus_egress(cfg: Config, dialect: Dialect) -> dict:
         _proxies(dialect.metrics_ports()),
         {"to": [exporter_peer(cfg)], "ports": _tcp([cfg.deploy.exporter_port])},
         _service(cfg.deploy.alertmanager_address),
+        *_scrapers_own_proxy(dialect),
     ]
     if dialect.name == "consul":
         rules.append(_service(cfg.deploy.consul_address))  # consul_sd_configs
@@ -153,7 +165,7 @@ def prometheus_egress(cfg: Config, dialect: Dialect) -> dict:
 
 def exporter_egress(cfg: Config, dialect: Dialect) -> dict:
     fluentd = {"to": [_pods_in(cfg.logging.namespace, collector_labels(FLUENTD_NAME))], "ports": _tcp([FORWARD_PORT])}
-    rules = [_dns(), _api_server(cfg), _proxies([dialect.discovery.port]), fluentd]
+    rules = [_dns(), _api_server(cfg), _proxies([dialect.discovery.port]), fluentd, *_scrapers_own_proxy(dialect)]
     pods = {"matchLabels": selector()}
     return _network_policy(f"{EXPORTER}-egress-{dialect.name}", cfg.deploy.namespace, pods, "Egress", rules)
 
