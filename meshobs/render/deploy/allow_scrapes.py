@@ -40,7 +40,7 @@ from typing import Iterable
 
 from meshobs.config import Config, label_selector
 from meshobs.meshes import Dialect
-from meshobs.meshes.linkerd import CONTROL_PLANE_NAMESPACE, PROXY_CONTROL_PORTS
+from meshobs.meshes.linkerd import CONTROL_PLANE_NAMESPACE, MESHED_POD_LABEL, PROXY_CONTROL_PORTS, PROXY_PROBE_PATHS
 from meshobs.render.collectors.endpoints import FLUENTD_NAME, FORWARD_PORT
 from meshobs.render.collectors.endpoints import labels as collector_labels
 from meshobs.render.deploy.common import EXPORTER, kustomization, labels, selector, yaml_file
@@ -56,11 +56,6 @@ DNS_PORT = 53
 # The API server's endpoint port after the `kubernetes` Service's DNAT: 443 on most managed
 # clusters, 6443 on kubeadm ones; policies see the endpoint port.
 API_SERVER_PORTS = (443, 6443)
-
-# linkerd2-proxy facts: meshed pods carry the injector's control-plane label; the kubelet probes
-# the proxy's own /live and /ready on the admin port.
-LINKERD_MESHED_LABEL = "linkerd.io/control-plane-ns"
-LINKERD_PROBE_PATHS = ("/live", "/ready")
 LINKERD_POLICY = "policy.linkerd.io"
 
 
@@ -196,7 +191,7 @@ def linkerd_authorization(cfg: Config, dialect: Dialect, namespace: str | None) 
         {"kind": "ServiceAccount", "name": EXPORTER, "namespace": cfg.deploy.namespace},
     ]
     admin = {
-        "podSelector": {"matchExpressions": [{"key": LINKERD_MESHED_LABEL, "operator": "Exists"}]},
+        "podSelector": {"matchExpressions": [{"key": MESHED_POD_LABEL, "operator": "Exists"}]},
         "port": dialect.discovery.port,
         "proxyProtocol": "HTTP/1",
         # Said, not defaulted: requests matching no route or authorization are refused.
@@ -207,7 +202,7 @@ def linkerd_authorization(cfg: Config, dialect: Dialect, namespace: str | None) 
     return {
         "server.yaml": _linkerd("Server", "v1beta3", server, namespace, admin),
         "httproute-metrics.yaml": route(metrics, [dialect.discovery.path]),
-        "httproute-probes.yaml": route(probes, LINKERD_PROBE_PATHS),
+        "httproute-probes.yaml": route(probes, PROXY_PROBE_PATHS),
         "meshtlsauthentication.yaml": _linkerd("MeshTLSAuthentication", "v1alpha1", scrapers, namespace, {"identityRefs": identities}),
         "networkauthentication.yaml": _linkerd("NetworkAuthentication", "v1alpha1", kubelet, namespace, everywhere),
         "authorizationpolicy-metrics.yaml": authorize(metrics, metrics, _ref("MeshTLSAuthentication", scrapers)),
