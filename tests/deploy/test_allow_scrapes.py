@@ -6,6 +6,7 @@ stay closed: judged by an in-process NetworkPolicy evaluator and models of each 
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 
 import kubernetes_validate
@@ -342,3 +343,20 @@ def test_each_mesh_folder_builds_with_kustomize(deploy, mesh):
     # the listed namespace only: the scrapers' egress is applied on its own, where it belongs
     assert built[""] == sorted((kind, "default") for kind in ["NetworkPolicy"] + extra)
     assert built["/scrapers"] == [("NetworkPolicy", "meshobs"), ("NetworkPolicy", "monitoring")]
+
+
+def test_template_stamps_a_namespace_as_a_kustomize_base(deploy, tmp_path):
+    """An overlay with `namespace: payments` over template/ puts every object there and leaves the scrapers' namespaces in the peers and identities alone."""
+    kubectl = require_binary("kubectl")
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": "payments",
+        "resources": [os.path.relpath(deploy / "allow-scrapes/linkerd/template", tmp_path)]}))  # kustomize wants it relative
+    result = subprocess.run([kubectl, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    built = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert {doc["metadata"]["namespace"] for doc in built} == {"payments"}
+    (mtls,) = [doc for doc in built if doc["kind"] == "MeshTLSAuthentication"]
+    assert [ref["namespace"] for ref in mtls["spec"]["identityRefs"]] == ["monitoring", "meshobs"]
+    (policy,) = [doc for doc in built if doc["kind"] == "NetworkPolicy"]
+    assert [rule["from"][0]["namespaceSelector"] for rule in policy["spec"]["ingress"]] == [
+        {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}, {"matchLabels": {"kubernetes.io/metadata.name": "meshobs"}}]
