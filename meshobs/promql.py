@@ -217,8 +217,8 @@ def rate(sources: Iterable[Source], query: Query, facet: str | None = None, extr
             continue
         inner = _range_function(func, source, query, facet, _extra(extra, source))
         parts.append(f"{_aggregate('sum', query.by)}({_normalize(_scaled(inner, source.scale), source, query.by)})")
-    if combine == "largest" and parts:
-        return greatest(parts)
+    if combine == "largest" and len(parts) > 1:
+        return greatest(parts, query.by)
     return _alternatives(parts)
 
 
@@ -229,12 +229,11 @@ def lazy_increase(sel: str, window: str) -> str:
     return f"(({sel} unless {sel} offset {window}) or increase({sel}[{window}]))"
 
 
-def greatest(parts: list[str]) -> str:
-    """Per label set the largest of several vectors, or whichever exists where only one does."""
-    result = parts[0]
-    for part in parts[1:]:
-        result = f"(({result}) >= ({part}) or ({part}) or ({result}))"
-    return result
+def greatest(parts: list[str], by: Sequence[str]) -> str:
+    """Per label set the largest of several vectors, or whichever exists where only one does:
+    each told apart by an `end` label so that `or` keeps them all, then the max by `by`."""
+    tagged = [f'label_replace({part}, "end", "{index}", "", "")' for index, part in enumerate(parts)]
+    return f"{_aggregate('max', by)}({' or '.join(tagged)})"
 
 
 def ratio(numerator: str, denominator: str) -> str:
