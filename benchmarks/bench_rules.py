@@ -2,14 +2,15 @@
 data: long windows read from raw samples (before) against long windows derived from the recorded
 short-window rates (after), printed as a ratio in one run.
 
-The data set is Istio's: --services destination services, each reported by the destination and
-by the source proxy with 200 and 503 responses, sampled every --step seconds for --days days, and
+The data set is Istio's: --services destination services, each called by --callers workloads and
+reported by the destination and by the source proxy with 200 and 503 responses, sampled every
+--step seconds for --days days, and
 the 5m rates a Prometheus running the rules would have recorded over the same days. It is written
 as OpenMetrics, one file per 2h block, and backfilled with `promtool tsdb create-blocks-from
 openmetrics`; each variant then runs in its own Prometheus on a copy of those blocks, and the
 traffic group's evaluation time is read from /api/v1/rules over --evaluations evaluations.
 
-    python benchmarks/bench_rules.py [--services 200] [--days 3] [--step 120] [--evaluations 5]
+    python benchmarks/bench_rules.py [--services 200] [--callers 3] [--days 3] [--step 120] [--evaluations 9]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _rate(index: int) -> float:
     return 0.05 + (index % 40) * 0.5
 
 
-def write_openmetrics(folder: Path, services: int, start: int, end: int, step: int) -> list[Path]:
+def write_openmetrics(folder: Path, services: int, callers: int, start: int, end: int, step: int) -> list[Path]:
     """One OpenMetrics file per 2h block between start and end (seconds)."""
     files = []
     for block_start in range(start - start % BLOCK, end, BLOCK):
@@ -48,14 +49,16 @@ def write_openmetrics(folder: Path, services: int, start: int, end: int, step: i
         with path.open("w") as out:
             out.write("# TYPE istio_requests counter\n")
             for index in range(services):
-                for reporter in ("destination", "source"):
-                    for code, share in CODES.items():
-                        labels = (f'cluster="c1",reporter="{reporter}",destination_service_name="svc{index}",'
-                                  f'destination_service_namespace="ns{index % 20}",destination_workload="svc{index}",'
-                                  f'destination_workload_namespace="ns{index % 20}",response_code="{code}",'
-                                  'grpc_response_status=""')
-                        per_second = _rate(index) * share
-                        out.writelines(f"istio_requests_total{{{labels}}} {per_second * (t - start):.3f} {t}\n" for t in times)
+                for caller in range(callers):
+                    for reporter in ("destination", "source"):
+                        for code, share in CODES.items():
+                            labels = (f'cluster="c1",reporter="{reporter}",source_workload="caller{caller}",'
+                                      f'destination_service_name="svc{index}",destination_service_namespace="ns{index % 20}",'
+                                      f'destination_workload="svc{index}",destination_workload_namespace="ns{index % 20}",'
+                                      f'response_code="{code}",grpc_response_status=""')
+                            per_second = _rate(index) * share / callers
+                            out.writelines(f"istio_requests_total{{{labels}}} {per_second * (t - start):.3f} {t}\n"
+                                           for t in times)
             for metric, share in (("destination_service:mesh_requests:rate5m", 1.0),
                                   ("destination_service:mesh_request_errors:rate5m", CODES["503"])):
                 out.write(f"# TYPE {metric} gauge\n")
@@ -133,9 +136,10 @@ def evaluation_seconds(prometheus: str, blocks: Path, work: Path, rules: dict, e
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=200)
+    parser.add_argument("--callers", type=int, default=3, help="calling workloads per service")
     parser.add_argument("--days", type=float, default=3.0)
     parser.add_argument("--step", type=int, default=120, help="seconds between samples")
-    parser.add_argument("--evaluations", type=int, default=5)
+    parser.add_argument("--evaluations", type=int, default=9)
     parser.add_argument("--interval", type=int, default=10, help="rule evaluation interval, seconds")
     args = parser.parse_args()
     prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
@@ -148,8 +152,8 @@ def main() -> None:
         now = int(time.time())
         start = now - int(args.days * 86400)
         began = time.monotonic()
-        files = write_openmetrics(root / "om", args.services, start, now + 600, args.step)
-        series = args.services * (2 * len(CODES) + 2)
+        files = write_openmetrics(root / "om", args.services, args.callers, start, now + 600, args.step)
+        series = args.services * (args.callers * 2 * len(CODES) + 2)
         samples = series * int((now + 600 - start) / args.step)
         print(f"data: {args.services} services, {series} series, {args.days:g} days every {args.step}s: "
               f"{samples / 1e6:.1f} M samples in {len(files)} OpenMetrics files ({time.monotonic() - began:.0f}s)")

@@ -69,8 +69,8 @@ CERT_EXPIRY = Recorded("destination_workload_cert", "mesh_cert_expiry_timestamp_
 CERT_LIFETIME = Recorded("destination_workload_cert", "mesh_cert_lifetime_seconds", "max")
 
 # From this long on, a window's rate is derived from the shortest recorded one (an average of
-# recorded rates), not read again from days of raw samples at every evaluation.
-DERIVED_FROM = 3600
+# recorded rates), not read again from hours or days of raw samples at every evaluation.
+DERIVED_FROM = 1800
 
 
 def burn_windows(cfg: Config) -> list[str]:
