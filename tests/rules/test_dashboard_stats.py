@@ -11,7 +11,7 @@ import pytest
 
 from meshobs import build, checks, config, yamlfmt
 from meshobs.meshes import DIALECTS
-from tests.rules.traffic import MeshTraffic, constant
+from tests.rules.traffic import MeshTraffic, constant, counter, series
 from tests.support.procs import require_binary
 
 NS = "shop"
@@ -49,14 +49,11 @@ def _scenarios(mesh: str) -> dict[str, tuple[list[dict], dict[str, float]]]:
     }
 
 
-def _stat_queries(artefacts: dict[str, bytes], mesh: str) -> dict[tuple[str, str], str]:
-    queries = {}
-    for board, title in STATS:
-        data = json.loads(artefacts[f"dashboards/{mesh}/{board}.json"])
-        panels = [p for row in data["panels"] for p in [row, *(row.get("panels") or [])]]
-        (panel,) = [p for p in panels if p.get("title") == title and p.get("type") == "stat"]
-        queries[(board, title)] = checks.substitute_grafana_variables(panel["targets"][0]["expr"])
-    return queries
+def _panel_query(artefacts: dict[str, bytes], mesh: str, board: str, title: str) -> str:
+    data = json.loads(artefacts[f"dashboards/{mesh}/{board}.json"])
+    panels = [p for row in data["panels"] for p in [row, *(row.get("panels") or [])]]
+    (panel,) = [p for p in panels if p.get("title") == title]
+    return checks.substitute_grafana_variables(panel["targets"][0]["expr"])
 
 
 @pytest.mark.parametrize("mesh", sorted(DIALECTS))
@@ -66,7 +63,7 @@ def test_stat_panels_are_numbers_within_bounds_on_idle_and_busy_meshes(mesh, tmp
     artefacts = build.render(config.Config(), [DIALECTS[mesh]])
     rule_file = tmp_path / "recording-rules.yaml"
     rule_file.write_bytes(artefacts[f"alerts/{mesh}/recording-rules.yaml"])
-    queries = _stat_queries(artefacts, mesh)
+    queries = {(board, title): _panel_query(artefacts, mesh, board, title) for board, title in STATS}
     tests = []
     for name, (series, expected) in _scenarios(mesh).items():
         tests.append({
@@ -80,5 +77,30 @@ def test_stat_panels_are_numbers_within_bounds_on_idle_and_busy_meshes(mesh, tmp
         })
     test_file = tmp_path / "stats.yaml"
     test_file.write_text(yamlfmt.dump({"rule_files": [str(rule_file)], "evaluation_interval": "1m", "tests": tests}))
+    result = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mesh, instances, pushes", [
+    # two istiod pods; pushes of every type but the failed sends
+    ("istio", [series("istio_build", {"component": "pilot", "tag": "1.24.2", "pod": f"istiod-{i}"}, constant(1, 15))
+               for i in range(2)],
+     [series("pilot_xds_pushes", {"type": kind, "pod": "istiod-0"}, counter((0.5, 15))) for kind in ("cds", "lds", "cds_senderr")]),
+    # two controllers' start times (Unix timestamps): counted, never summed
+    ("linkerd", [series("process_start_time_seconds", {"namespace": "linkerd", "pod": f"linkerd-destination-{i}"},
+                        constant(1.7e9 + i, 15)) for i in range(2)], []),
+])
+def test_control_plane_panels_count_instances_and_leave_out_failed_pushes(mesh, instances, pushes, tmp_path):
+    """Control-plane instances are a count of instances; configuration pushes do not count failed sends."""
+    promtool = require_binary("promtool")
+    artefacts = build.render(config.Config(), [DIALECTS[mesh]])
+    expected = [{"expr": _panel_query(artefacts, mesh, "control-plane", "Control plane instances"), "eval_time": "10m",
+                 "exp_samples": [{"labels": '{cluster="c1"}', "value": 2}]}]
+    if pushes:
+        expected.append({"expr": _panel_query(artefacts, mesh, "control-plane", "Configuration pushes"), "eval_time": "10m",
+                         "exp_samples": [{"labels": '{cluster="c1"}', "value": 1}]})
+    test_file = tmp_path / "control-plane.yaml"
+    test_file.write_text(yamlfmt.dump({"rule_files": [], "evaluation_interval": "1m", "tests": [
+        {"name": "two instances", "interval": "1m", "input_series": instances + pushes, "promql_expr_test": expected}]}))
     result = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
