@@ -49,10 +49,10 @@ def _scenarios(mesh: str) -> dict[str, tuple[list[dict], dict[str, float]]]:
     }
 
 
-def _panel_query(artefacts: dict[str, bytes], mesh: str, board: str, title: str) -> str:
+def _panel_query(artefacts: dict[str, bytes], mesh: str, board: str, title: str, kind: str | None = None) -> str:
     data = json.loads(artefacts[f"dashboards/{mesh}/{board}.json"])
     panels = [p for row in data["panels"] for p in [row, *(row.get("panels") or [])]]
-    (panel,) = [p for p in panels if p.get("title") == title]
+    (panel,) = [p for p in panels if p.get("title") == title and kind in (None, p.get("type"))]
     return checks.substitute_grafana_variables(panel["targets"][0]["expr"])
 
 
@@ -63,7 +63,7 @@ def test_stat_panels_are_numbers_within_bounds_on_idle_and_busy_meshes(mesh, tmp
     artefacts = build.render(config.Config(), [DIALECTS[mesh]])
     rule_file = tmp_path / "recording-rules.yaml"
     rule_file.write_bytes(artefacts[f"alerts/{mesh}/recording-rules.yaml"])
-    queries = {(board, title): _panel_query(artefacts, mesh, board, title) for board, title in STATS}
+    queries = {(board, title): _panel_query(artefacts, mesh, board, title, "stat") for board, title in STATS}
     tests = []
     for name, (series, expected) in _scenarios(mesh).items():
         tests.append({
