@@ -82,7 +82,7 @@ INBOUND_REQUESTS = Signal("inbound_requests", "Inbound requests", "reqps", "rate
 INBOUND_ERRORS = Signal("inbound_errors", "Inbound failures", "reqps", "rate", _one("requests"), facet="error",
                         description="requests the destination workload's proxy answered with a failure (5xx, failed gRPC)")
 REQUEST_DURATION = Signal("request_duration", "Latency", "s", "quantile", _one("request_duration"),
-                          description="time to serve a request at the destination proxy")
+                          description="time to answer a request to a destination service (Linkerd: as its callers see it)")
 PLAINTEXT_REQUESTS = Signal("plaintext_requests", "Plaintext requests", "reqps", "rate",
                             lambda d: d.plaintext_sources(),
                             description="requests that reached a workload without mutual TLS")
