@@ -28,7 +28,7 @@ def report_dir(tmp_path: Path, name: str) -> Path:
 def render(out: Path, mesh: str) -> Path:
     """What `meshobs build --out OUT --mesh MESH` writes, with the default configuration."""
     artefacts = build.render(config.Config(), build.select_meshes([mesh]))
-    writer.write(artefacts, out, build.owned_dirs([mesh]))
+    writer.write(artefacts, out, build.owned_dirs())
     return out
 
 
