@@ -125,7 +125,8 @@ def _discovery(args: argparse.Namespace):
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from meshobs.exporter import collector, events, runner, server, state, tracing
+    from meshobs._version import __version__
+    from meshobs.exporter import collector, events, runner, server, state, status, tracing
 
     discover, pods = _discovery(args)
     registry = CollectorRegistry()
@@ -137,15 +138,17 @@ async def _main(args: argparse.Namespace) -> int:
     ProcessCollector(registry=registry)  # the exporter's own CPU and memory, next to what it scrapes
     scraper: runner.Scraper | None = None
 
-    def ready() -> bool:
-        return scraper is not None and scraper.cycles > 0 and (pods is None or pods.synced)
+    def ready() -> tuple[bool, str]:
+        if scraper is None:
+            return False, "not ready: starting"
+        return scraper.status.readiness(pods is None or pods.synced)
 
     try:
         web_runner = await server.serve(server.app(registry, ready), *args.listen)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ExporterError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {reason}") from None
-    log.info("meshobs exporter listening on %s:%d", *args.listen)
+    log.info("%s", status.startup_line(args, __version__))
     sink = events.FluentdEvents(*args.fluentd, registry) if args.fluentd else events.LogEvents()
     tracer = tracing.tracer()
     limits = runner.Limits(args.scrape_interval, args.scrape_timeout, args.concurrency, args.max_body_bytes)
