@@ -74,7 +74,7 @@ def render(cfg: Config, dialects: Iterable[Dialect]) -> dict[str, bytes]:
         raise
     except Exception as exc:
         raise BuildError(f"rendering failed: {type(exc).__name__}: {exc}") from exc
-    artefacts[manifest.NAME] = manifest.render(artefacts, [d.name for d in dialects], __version__)
+    artefacts[manifest.NAME] = manifest.render(artefacts, [d.name for d in dialects], __version__, cfg.cluster_label)
     return dict(sorted(artefacts.items()))
 
 

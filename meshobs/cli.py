@@ -84,6 +84,9 @@ def _check_build(artefacts: dict[str, bytes], out: Path, stale: list[str]) -> in
 def _add_check(sub: argparse._SubParsersAction) -> None:
     parser = _subcommand(sub, "check", "statically check rendered dashboards and rule files")
     parser.add_argument("dir", type=Path, nargs="?", default=Path("."), help="folder holding dashboards/ and alerts/")
+    parser.add_argument("--prometheus", metavar="URL",
+                        help="also check that the series in this Prometheus carry the labels each mesh's rules "
+                             "need (docs/labels.md)")
     parser.set_defaults(func=_run_check)
 
 
@@ -94,13 +97,39 @@ def _run_check(args: argparse.Namespace) -> int:
     for note in notes:
         log.warning("%s", note)
     report = checks.inspect_tree(args.dir, skip=stale_meshes)
+    summary = report.summary()
+    if args.prometheus:
+        problems, checked = _check_labels(args.prometheus, args.dir, stale_meshes)
+        report.problems += problems
+        summary += f"; {checked} label requirements at {args.prometheus}"
     for problem in report.problems:
         print(problem)
     if report.problems:
-        print(f"{report.summary()}: {len(report.problems)} problem(s)", file=sys.stderr)
+        print(f"{summary}: {len(report.problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"{report.summary()}: ok")
+    print(f"{summary}: ok")
     return 0
+
+
+def _check_labels(url: str, root: Path, stale: set[str]) -> tuple[list[str], int]:
+    """docs/labels.md checked against a live Prometheus, for the meshes built in `root`."""
+    from meshobs import labels, manifest
+    from meshobs.config import Config
+    from meshobs.meshes import DIALECTS
+    from meshobs.verify.promapi import Prometheus
+
+    built = manifest.read(root)
+    meshes = built.meshes if built else tuple(m for m in manifest.mesh_folders(root) if m not in stale)
+    cfg = Config(cluster_label=built.cluster_label if built else "cluster")
+    prometheus = Prometheus(url)
+    prometheus.ready()
+    problems, checked = [], 0
+    for mesh in meshes:
+        if mesh in DIALECTS:
+            found, count = labels.check_live(prometheus, DIALECTS[mesh], cfg)
+            problems += found
+            checked += count
+    return problems, checked
 
 
 def _add_config(sub: argparse._SubParsersAction) -> None:

@@ -17,9 +17,9 @@ NAME = "meshobs-build.json"
 PER_MESH_DIRS = ("dashboards", "alerts", "collectors")
 
 
-def render(artefacts: Mapping[str, bytes], meshes: list[str], version: str) -> bytes:
+def render(artefacts: Mapping[str, bytes], meshes: list[str], version: str, cluster_label: str) -> bytes:
     files = {path: hashlib.sha256(content).hexdigest() for path, content in sorted(artefacts.items())}
-    document = {"built_by": f"meshobs {version}", "meshes": meshes, "files": files}
+    document = {"built_by": f"meshobs {version}", "meshes": meshes, "cluster_label": cluster_label, "files": files}
     return (json.dumps(document, indent=2) + "\n").encode()
 
 
@@ -27,6 +27,7 @@ def render(artefacts: Mapping[str, bytes], meshes: list[str], version: str) -> b
 class Manifest:
     meshes: tuple[str, ...]
     files: dict[str, str]
+    cluster_label: str = "cluster"
 
     def command(self) -> str:
         """The build command that wrote it, as a user would type it."""
@@ -41,7 +42,7 @@ def read(root: Path) -> Manifest | None:
     """The folder's manifest; None when there is none or it cannot be read (then nothing is known)."""
     try:
         document = json.loads((root / NAME).read_text())
-        return Manifest(tuple(document["meshes"]), dict(document["files"]))
+        return Manifest(tuple(document["meshes"]), dict(document["files"]), str(document.get("cluster_label", "cluster")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

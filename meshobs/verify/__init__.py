@@ -7,15 +7,21 @@ Prometheus and fail on errors and on empty results, naming dashboard, panel and 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
+from meshobs import manifest
 from meshobs.config import duration_seconds
-from meshobs.verify.check import Checker, Outcome, run as run_checks, summary
+from meshobs.verify import output, youth
+from meshobs.verify.check import Checker, run as run_checks, summary
 from meshobs.verify.promapi import Prometheus
-from meshobs.verify.sources import load
+from meshobs.verify.sources import load, meshes_in
 from meshobs.verify.variables import Timing
+
+log = logging.getLogger(__name__)
 
 # points per chart in the report (and so the step of the range queries)
 _POINTS = 120
@@ -52,30 +58,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dashboard time range: $__range and the charts' span (default 1h)")
     parser.add_argument("--at", type=_instant, metavar="TIME",
                         help="evaluate at this time (unix seconds or RFC 3339), e.g. the end of backfilled data (default: now)")
+    parser.add_argument("--wait", type=_seconds, nargs="?", const=600.0, metavar="LIMIT",
+                        help="if Prometheus is too young for the queries to answer (two scrapes, two rule "
+                             "evaluations), wait until it is old enough, at most LIMIT (default 10m)")
 
 
-def format_outcome(outcome: Outcome) -> list[str]:
-    lines = []
-    for problem in outcome.problems:
-        lines.append(f"FAIL {outcome.query.where}: {problem}\n    query: {outcome.expr}")
-    for note in outcome.excused:
-        lines.append(f"note {outcome.query.where}: {note}")
-    return lines
+def _young(prometheus: Prometheus, args: argparse.Namespace) -> str | None:
+    """The up-front warning for a Prometheus too young to answer, after waiting if asked."""
+    if args.at is not None:
+        return None  # evaluated inside old data
+    state, evaluation = youth.measure(prometheus, args.scrape_interval)
+    deadline = time.monotonic() + (args.wait or 0.0)
+    if state.young and args.wait:
+        log.info("waiting up to %s for Prometheus to have two scrapes and two rule evaluations (about %s)",
+                 youth.duration(args.wait), youth.duration(max(state.wait, evaluation if state.unevaluated else 0)))
+    while state.young and time.monotonic() < deadline:
+        time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
+        state, evaluation = youth.measure(prometheus, args.scrape_interval)
+    return state.message(prometheus.url, args.scrape_interval, evaluation) if state.young else None
+
+
+def _selected_meshes(args: argparse.Namespace) -> list[str] | None:
+    """--mesh, or the meshes in --dir that the last build wrote (a warning names the others)."""
+    notes, stale = manifest.warnings(args.dir)
+    for note in notes:
+        log.warning("%s", note.replace("stale, not checked", "stale, not verified"))
+    if args.meshes or not stale:
+        return args.meshes
+    return [mesh for mesh in meshes_in(args.dir) if mesh not in stale]
 
 
 def run(args: argparse.Namespace) -> int:
-    queries = load(args.dir, args.meshes)
+    queries = load(args.dir, _selected_meshes(args))
     prometheus = Prometheus(args.prometheus)
     prometheus.ready()
+    warning = _young(prometheus, args)
+    if warning:
+        log.warning("%s", warning)
     timing = Timing(scrape=args.scrape_interval, step=max(args.range / _POINTS, args.scrape_interval), range=args.range)
-    outcomes = run_checks(queries, Checker(prometheus, timing, at=args.at, with_ranges=args.report is not None))
-    for outcome in outcomes:
-        for line in format_outcome(outcome):
-            print(line)
+    progress = output.Progress(len(queries))
+    try:
+        outcomes = run_checks(queries, Checker(prometheus, timing, at=args.at, with_ranges=args.report is not None),
+                              progress)
+    finally:
+        progress.close()
+    for line in output.lines(outcomes, verbose=getattr(args, "verbose", False)):
+        print(line)
     if args.report is not None:
         from meshobs.verify.report import write
 
         index = write(outcomes, args.report, prometheus.url)
         print(f"report: {index}")
+    print()
+    for line in output.table(outcomes):
+        print(line)
+    if warning and any(not o.ok for o in outcomes):
+        log.warning("Prometheus was young (see above): run verify again in a few minutes before trusting these failures")
     print(summary(outcomes), file=sys.stderr if any(not o.ok for o in outcomes) else sys.stdout)
     return 0 if all(o.ok for o in outcomes) else 1

@@ -94,5 +94,5 @@ def _query_variable(variable: Variable, values: dict[str, str], prometheus, timi
     selector, label = match.group(1), match.group(2)
     found = prometheus.label_values(label, selector.strip() if selector else None, end - timing.range, end)
     if not found:
-        raise VariableError(f"variable ${variable.name}: {query} returns no values")
+        raise VariableError(f"${variable.name} has no values: {query} is empty")
     return format_values(variable, found)

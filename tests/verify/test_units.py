@@ -83,7 +83,7 @@ def test_unreachable_prometheus_is_a_clear_error(capsys):
     """A Prometheus that does not answer stops verify with exit 2 and names the URL."""
     assert cli.main(["verify", "--prometheus", "http://127.0.0.1:9", "--dir", str(FIXTURES)]) == 2
     assert capsys.readouterr().err == (
-        "meshobs verify: error: Prometheus at http://127.0.0.1:9 is not reachable: <urlopen error [Errno 111] Connection refused>\n"
+        "meshobs verify: error: Prometheus at http://127.0.0.1:9 is not reachable: [Errno 111] Connection refused\n"
     )
 
 

@@ -1,0 +1,69 @@
+"""Is the Prometheus old enough for the queries to answer? A rate needs two scrapes inside its
+window, and a recorded series exists only once its rule group has been evaluated after that, so a
+Prometheus started a minute ago fails most queries for no fault of the dashboards. Say so once,
+with how long to wait, instead of a failure per panel."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from meshobs.verify.promapi import Prometheus
+
+# Prometheus writes this for a group it has not evaluated yet
+_NEVER = "0001-01-01T00:00:00Z"
+
+
+@dataclass(frozen=True)
+class Youth:
+    age: float  # seconds since Prometheus started
+    needed: float  # seconds of data the queries need
+    unevaluated: tuple[str, ...]  # rule groups not evaluated yet
+    groups: int
+
+    @property
+    def wait(self) -> float:
+        return max(self.needed - self.age, 0.0)
+
+    @property
+    def young(self) -> bool:
+        return self.wait > 0 or bool(self.unevaluated)
+
+    def message(self, url: str, scrape: float, evaluation: float) -> str:
+        parts = [f"Prometheus at {url} started {duration(self.age)} ago"]
+        if self.unevaluated:
+            parts.append(f"{len(self.unevaluated)} of {self.groups} rule groups have not been evaluated yet "
+                         f"({', '.join(self.unevaluated)})")
+        wait = max(self.wait, evaluation if self.unevaluated else 0.0)
+        return (" and ".join(parts) + f": rates need two scrapes (2 x {duration(scrape)}) and recorded series two "
+                f"rule evaluations (2 x {duration(evaluation)}), so queries may be empty for about "
+                f"{duration(wait)} more; run verify again then, or with --wait")
+
+
+def _timestamp(text: str) -> float:
+    # Prometheus writes nanoseconds; fromisoformat takes at most microseconds
+    head, dot, tail = text.rstrip("Z").partition(".")
+    fraction = "." + tail[:6] if dot else ""
+    return datetime.fromisoformat(f"{head}{fraction}+00:00").timestamp()
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
+
+
+def evaluation_interval(groups: list[dict]) -> float:
+    return max((float(group.get("interval", 0)) for group in groups), default=0.0)
+
+
+def measure(prometheus: Prometheus, scrape: float, now: float | None = None) -> tuple[Youth, float]:
+    """(how young the Prometheus is, its longest rule evaluation interval)."""
+    now = time.time() if now is None else now
+    started = _timestamp(prometheus.runtime_info()["startTime"])
+    groups = prometheus.rule_groups()
+    evaluation = evaluation_interval(groups)
+    unevaluated = tuple(group["name"] for group in groups if group.get("lastEvaluation", _NEVER) == _NEVER)
+    needed = 2 * scrape + 2 * evaluation
+    return Youth(now - started, needed, unevaluated, len(groups)), evaluation
