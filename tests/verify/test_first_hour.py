@@ -189,3 +189,17 @@ def test_progress_on_a_terminal_and_multi_line_queries_indented(processes, tmp_p
     ]
     assert result.stdout.splitlines()[4] == "           )"
     assert b"\rverify: 1/1 queries, 1 failed\x1b[K\r\x1b[K" in terminal
+
+
+def test_verify_warns_about_a_mesh_the_last_build_did_not_write(tmp_path):
+    """A dashboards/istio/ left from an older build next to a consul-only build is named stale and skipped."""
+    out = tmp_path / "out"
+    assert meshobs("build", "--out", str(out), "--mesh", "consul").returncode == 0
+    (out / "dashboards/istio").mkdir()
+    (out / "dashboards/istio/overview.json").write_text("{}")
+    result = meshobs("verify", "--prometheus", "http://127.0.0.1:9", "--dir", str(out))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"meshobs verify: warning: {out}: dashboards/istio/ not written by the last build (meshobs build --mesh consul, "
+        "meshobs-build.json): stale, not verified; rebuild with that mesh or remove the folders\n"
+        "meshobs verify: error: Prometheus at http://127.0.0.1:9 is not reachable: [Errno 111] Connection refused\n")
