@@ -7,6 +7,7 @@ and takes the per-mesh artefacts too, so it can wrap rule files and dashboards i
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Iterable, Sequence
 
@@ -27,7 +28,9 @@ def select_meshes(names: Sequence[str] | None) -> list[Dialect]:
         return list(DIALECTS.values())
     unknown = [n for n in names if n not in DIALECTS]
     if unknown:
-        raise BuildError(f"unknown mesh {unknown[0]!r} (known: {', '.join(DIALECTS)})")
+        close = difflib.get_close_matches(unknown[0].lower(), list(DIALECTS), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise BuildError(f"unknown mesh {unknown[0]!r} (known: {', '.join(DIALECTS)}){hint}")
     return [DIALECTS[n] for n in dict.fromkeys(names)]
 
 

@@ -84,10 +84,16 @@ def _check_build(artefacts: dict[str, bytes], out: Path, stale: list[str]) -> in
 def _add_check(sub: argparse._SubParsersAction) -> None:
     parser = _subcommand(sub, "check", "statically check rendered dashboards and rule files")
     parser.add_argument("dir", type=Path, nargs="?", default=Path("."), help="folder holding dashboards/ and alerts/")
-    parser.add_argument("--prometheus", metavar="URL",
+    parser.add_argument("--prometheus", metavar="URL", type=_prometheus_url,
                         help="also check that the series in this Prometheus carry the labels each mesh's rules "
                              "need (docs/labels.md)")
     parser.set_defaults(func=_run_check)
+
+
+def _prometheus_url(text: str) -> str:
+    from meshobs.verify import prometheus_url
+
+    return prometheus_url(text)
 
 
 def _run_check(args: argparse.Namespace) -> int:

@@ -140,10 +140,13 @@ def test_failed_build_leaves_previous_output_untouched(tmp_path):
 
 
 def test_unknown_mesh_is_an_error(tmp_path):
-    """`--mesh` names only known meshes."""
+    """`--mesh` names only known meshes, and suggests the one meant."""
     result = meshobs("build", "--mesh", "kuma", "--out", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr == "meshobs build: error: unknown mesh 'kuma' (known: istio, linkerd, consul)\n"
+    result = meshobs("build", "--mesh", "Linkerd", "--out", str(tmp_path))
+    assert (result.returncode, result.stderr) == (
+        1, "meshobs build: error: unknown mesh 'Linkerd' (known: istio, linkerd, consul); did you mean linkerd?\n")
 
 
 def test_single_mesh_build_leaves_other_meshes_alone(tmp_path):

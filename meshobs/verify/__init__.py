@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import time
+import urllib.parse
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +35,14 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def prometheus_url(text: str) -> str:
+    """--prometheus: an http(s) URL with a host, checked before anything is asked of it."""
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected the Prometheus base URL, e.g. http://127.0.0.1:9090")
+    return text
+
+
 def _instant(text: str) -> float:
     """Unix seconds or RFC 3339 (`2026-11-25T21:00:00Z`)."""
     try:
@@ -47,7 +56,7 @@ def _instant(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--prometheus", required=True, metavar="URL", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
+    parser.add_argument("--prometheus", required=True, type=prometheus_url, metavar="URL", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
     parser.add_argument("--dir", type=Path, default=Path("."), help="folder written by `meshobs build --out` (default: .)")
     parser.add_argument("--mesh", action="append", dest="meshes", metavar="NAME",
                         help="verify only this mesh (repeatable; default: every mesh found in --dir)")
