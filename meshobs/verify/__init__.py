@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     queries = load(args.dir, _selected_meshes(args))
     prometheus = Prometheus(args.prometheus)
     prometheus.ready()
-    warning = _young(prometheus, args)
+    rule_groups = {q.title: q.source for q in queries if q.kind in ("record", "alert")}
+    warning = youth.unloaded(prometheus, rule_groups) or _young(prometheus, args)
     if warning:
         log.warning("%s", warning)
     timing = Timing(scrape=args.scrape_interval, step=max(args.range / _POINTS, args.scrape_interval), range=args.range)
@@ -122,6 +123,6 @@ def run(args: argparse.Namespace) -> int:
     for line in output.table(outcomes):
         print(line)
     if warning and any(not o.ok for o in outcomes):
-        log.warning("Prometheus was young (see above): run verify again in a few minutes before trusting these failures")
+        log.warning("see the warning above before trusting these failures")
     print(summary(outcomes), file=sys.stderr if any(not o.ok for o in outcomes) else sys.stdout)
     return 0 if all(o.ok for o in outcomes) else 1

@@ -67,3 +67,15 @@ def measure(prometheus: Prometheus, scrape: float, now: float | None = None) -> 
     unevaluated = tuple(group["name"] for group in groups if group.get("lastEvaluation", _NEVER) == _NEVER)
     needed = 2 * scrape + 2 * evaluation
     return Youth(now - started, needed, unevaluated, len(groups)), evaluation
+
+
+def unloaded(prometheus: Prometheus, expected: dict[str, str]) -> str | None:
+    """A warning naming the rendered rule groups (name -> rule file) Prometheus has not loaded:
+    the dashboards read their recorded series, so without them every variable is empty."""
+    loaded = {group["name"] for group in prometheus.rule_groups()}
+    missing = {name: path for name, path in sorted(expected.items()) if name not in loaded}
+    if not missing:
+        return None
+    files = ", ".join(sorted(set(missing.values())))
+    return (f"Prometheus at {prometheus.url} has not loaded the rule groups {', '.join(missing)}: add {files} to its "
+            f"rule_files (deploy/prometheus/ does); the dashboards read the series these rules record")
