@@ -16,7 +16,7 @@ from pathlib import Path
 
 from meshobs import manifest
 from meshobs.config import duration_seconds
-from meshobs.verify import output, youth
+from meshobs.verify import output, preflight
 from meshobs.verify.check import Checker, run as run_checks, summary
 from meshobs.verify.promapi import Prometheus
 from meshobs.verify.sources import load, meshes_in
@@ -76,14 +76,14 @@ def _young(prometheus: Prometheus, args: argparse.Namespace) -> str | None:
     """The up-front warning for a Prometheus too young to answer, after waiting if asked."""
     if args.at is not None:
         return None  # evaluated inside old data
-    state, evaluation = youth.measure(prometheus, args.scrape_interval)
+    state, evaluation = preflight.measure(prometheus, args.scrape_interval)
     deadline = time.monotonic() + (args.wait or 0.0)
     if state.young and args.wait:
         log.info("waiting up to %s for Prometheus to have two scrapes and two rule evaluations (about %s)",
-                 youth.duration(args.wait), youth.duration(max(state.wait, evaluation if state.unevaluated else 0)))
+                 preflight.duration(args.wait), preflight.duration(max(state.wait, evaluation if state.unevaluated else 0)))
     while state.young and time.monotonic() < deadline:
         time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
-        state, evaluation = youth.measure(prometheus, args.scrape_interval)
+        state, evaluation = preflight.measure(prometheus, args.scrape_interval)
     return state.message(prometheus.url, args.scrape_interval, evaluation) if state.young else None
 
 
@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     prometheus = Prometheus(args.prometheus)
     prometheus.ready()
     rule_groups = {q.title: q.source for q in queries if q.kind in ("record", "alert")}
-    warning = youth.unloaded(prometheus, rule_groups) or _young(prometheus, args)
+    warning = (preflight.unloaded(prometheus, rule_groups) or _young(prometheus, args)
+               or preflight.unscraped(prometheus, sorted({q.mesh for q in queries}), args.at or time.time()))
     if warning:
         log.warning("%s", warning)
     timing = Timing(scrape=args.scrape_interval, step=max(args.range / _POINTS, args.scrape_interval), range=args.range)

@@ -82,10 +82,10 @@ class Progress:
     """`verify: 120/285 queries, 3 failed` on one rewritten line of a terminal; elsewhere (CI logs)
     a line every `every` seconds."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, every: float = 10.0):
+    def __init__(self, total: int, stream: TextIO | None = None, every: float = 10.0):
         self.total = total
-        self.stream = stream
-        self.tty = stream.isatty()
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.every = every
         self.done = 0
         self.failed = 0

@@ -1,7 +1,7 @@
-"""Is the Prometheus old enough for the queries to answer? A rate needs two scrapes inside its
-window, and a recorded series exists only once its rule group has been evaluated after that, so a
-Prometheus started a minute ago fails most queries for no fault of the dashboards. Say so once,
-with how long to wait, instead of a failure per panel."""
+"""Before verify runs its queries: is this Prometheus in a state where they can answer? Rule groups
+not loaded, no series of the mesh at all, or a Prometheus too young (a rate needs two scrapes inside
+its window, a recorded series a rule evaluation after that) fail most queries for no fault of the
+dashboards. Say so once, with what to do, instead of a failure per panel."""
 
 from __future__ import annotations
 
@@ -79,3 +79,21 @@ def unloaded(prometheus: Prometheus, expected: dict[str, str]) -> str | None:
     files = ", ".join(sorted(set(missing.values())))
     return (f"Prometheus at {prometheus.url} has not loaded the rule groups {', '.join(missing)}: add {files} to its "
             f"rule_files (deploy/prometheus/ does); the dashboards read the series these rules record")
+
+
+def unscraped(prometheus: Prometheus, meshes: list[str], at: float) -> str | None:
+    """A warning naming the meshes of which Prometheus has no request series at all."""
+    from meshobs.meshes import DIALECTS
+
+    empty = []
+    for mesh in meshes:
+        dialect = DIALECTS.get(mesh)
+        if dialect is None:
+            continue
+        names = "|".join(dialect.requests.metric_names())
+        if not prometheus.instant(f'count({{__name__=~"{names}"}})', at):
+            empty.append(f"{dialect.title} ({names})")
+    if not empty:
+        return None
+    return (f"Prometheus at {prometheus.url} has no request series of {', '.join(empty)}: is it scraping the "
+            f"sidecars? deploy/prometheus/prometheus.yml has the scrape jobs, docs/labels.md the labels they must set")
