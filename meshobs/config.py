@@ -452,15 +452,7 @@ def _build(cls: type, data: Any, prefix: str, errors: list[ConfigError]) -> Any:
         section = exc.key.rpartition(".")[0]
         if not any(e.key.startswith(f"{section}.") for e in errors):
             errors.append(exc)
-        return _defaults_where_invalid(cls, values)
-
-
-def _defaults_where_invalid(cls: type, values: dict) -> Any:
-    """`cls` with the values that passed; when a rule across sections still fails, the defaults."""
-    try:
-        return cls(**{name: value for name, value in values.items() if dataclasses.is_dataclass(value)})
-    except ConfigError:
-        return cls()
+        return cls()  # never used: the errors are raised; the defaults keep the outer sections buildable
 
 
 # Settings that do nothing alone: (key given in the file, test that it is alone, what to say).

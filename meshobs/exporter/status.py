@@ -82,13 +82,13 @@ class TargetStatus:
         changes, self._pending = self._pending, []
         untold = 0
         for target, before, up in changes:
+            seen = self.seen.get(target)
+            if seen is None:  # no longer discovered
+                continue
             if len(self._logged) >= CHANGES_PER_MINUTE:
                 untold += 1
                 continue
             self._logged.append(now)
-            seen = self.seen.get(target)
-            if seen is None:
-                continue
             if up:
                 log.warning("target %s is up again after %d failed scrape(s) (%s)", name(target),
                             before.failures, before.reason)
