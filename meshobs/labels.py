@@ -139,8 +139,8 @@ def check_live(prometheus, dialect: Dialect, cfg: Config) -> tuple[list[str], in
         missing = _count(prometheus, promql.selector(need.source, extra=f'{need.label}=""'))
         if missing:
             problems.append(f"{prometheus.url}: {missing} of {totals[need.metric]} {need.metric} series have no "
-                            f"{need.label} label (read as {', '.join(need.normalized)}), which "
-                            f"{provider(cfg, dialect, need.label, scrape)} should set (docs/labels.md)")
+                            f"{need.label} label (read as {', '.join(need.normalized)}); it comes from "
+                            f"{provider(cfg, dialect, need.label, scrape)} (docs/labels.md)")
     return problems, checked
 
 

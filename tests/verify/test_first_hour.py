@@ -157,8 +157,8 @@ def test_sidecars_without_the_labels_the_rules_group_by_are_reported(processes, 
     bootstrap = ("the stats tags of Consul's Envoy bootstrap (`local_cluster`, `consul_destination_*`), present when "
                  "the sidecar was started by `consul connect envoy` or consul-dataplane")
     assert (f"{prometheus.url}: 5 of 5 envoy_http_downstream_rq_xx{{envoy_http_conn_manager_prefix=\"public_listener\"}} "
-            f"series have no local_cluster label (read as destination_service, destination_workload), which "
-            f"{bootstrap} should set (docs/labels.md)") in check.stdout.splitlines()
+            f"series have no local_cluster label (read as destination_service, destination_workload); it comes from "
+            f"{bootstrap} (docs/labels.md)") in check.stdout.splitlines()
     assert not [line for line in check.stdout.splitlines() if "no namespace label" in line or "no cluster label" in line]
     assert re.fullmatch(r".*; \d+ label requirements at " + re.escape(prometheus.url) + r": \d+ problem\(s\)",
                         check.stderr.strip())
@@ -223,3 +223,35 @@ def test_verify_warns_about_a_mesh_the_last_build_did_not_write(tmp_path):
         f"meshobs verify: warning: {out}: dashboards/istio/ not written by the last build (meshobs build --mesh consul, "
         "meshobs-build.json): stale, not verified; rebuild with that mesh or remove the folders\n"
         "meshobs verify: error: Prometheus at http://127.0.0.1:9 is not reachable: [Errno 111] Connection refused\n")
+
+
+def test_series_without_the_cluster_label_are_named_as_such(processes, tmp_path, consul_out):
+    """A Consul sidecar scraped by a job that sets no cluster label: verify says the series exist but
+    lack the label, and `check --prometheus` names the label and what sets it."""
+    from tests.support.consul_envoy import consul_bootstrap
+
+    def consul_sidecar(config: dict) -> None:
+        _public_listener(config)
+        consul_bootstrap(config, "backend")
+
+    envoy_dir = tmp_path / "envoy"
+    envoy_dir.mkdir()
+    envoy = start_envoy(processes, envoy_dir, customize=consul_sidecar)
+    assert envoy.request(envoy.pki.allowed) == 200
+    rules = sorted((consul_out / "alerts/consul").glob("*.yaml"))
+    jobs = {"my-own-job": [{"targets": [f"127.0.0.1:{envoy.admin_port}"],
+                            "labels": {"namespace": "default", "__metrics_path__": "/stats/prometheus"}}]}
+    prometheus = start_prometheus(processes, tmp_path, jobs, rule_files=rules)
+    stack.wait_for_data(prometheus, mesh=None)
+
+    result = meshobs("verify", "-v", "--prometheus", prometheus.url, "--dir", str(consul_out), "--scrape-interval", "1s",
+                     "--range", "1m")
+    cause = ('$cluster has no values: destination_service:mesh_requests:rate5m{mesh="consul"} has series, none with '
+             "the label cluster (docs/labels.md says what sets it)")
+    assert cause in stack.failures(result.stdout)["dashboards/consul/overview.json: Consul / Overview / panel 'Requests' [A]"]
+
+    check = meshobs("check", str(consul_out), "--prometheus", prometheus.url)
+    assert check.returncode == 1
+    assert (f"{prometheus.url}: 5 of 5 envoy_http_downstream_rq_xx{{envoy_http_conn_manager_prefix=\"public_listener\"}} "
+            "series have no cluster label (read as cluster); it comes from every scrape job: `deploy.cluster` "
+            "(`default`) → `cluster` (docs/labels.md)") in check.stdout.splitlines()
