@@ -65,14 +65,11 @@ def _run_build(args: argparse.Namespace) -> int:
 def _check_build(artefacts: dict[str, bytes], out: Path, stale: list[str]) -> int:
     from meshobs import writer
 
-    differing = [(path, "missing") for path in writer.missing(artefacts, out)]
-    differing += [(path, "changed") for path in writer.changed(artefacts, out)]
-    differing += [(path, "stale") for path in stale]
-    for path, how in sorted(differing):
+    differing = writer.differences(artefacts, out, stale)
+    for how, path in differing:
         print(f"{how}: {path}")
     if differing:
-        counts = ", ".join(f"{n} {kind}" for kind in ("missing", "changed", "stale")
-                           if (n := sum(1 for _, how in differing if how.startswith(kind))))
+        counts = ", ".join(f"{n} {kind}" for kind in writer.DIFFERENCES if (n := sum(how == kind for how, _ in differing)))
         print(f"{len(differing)} file(s) differ from what meshobs {__version__} renders ({counts}); "
               f"`meshobs build --out {out}` writes them{' and removes the stale ones' if stale else ''}",
               file=sys.stderr)
@@ -105,7 +102,9 @@ def _run_check(args: argparse.Namespace) -> int:
     report = checks.inspect_tree(args.dir, skip=stale_meshes)
     summary = report.summary()
     if args.prometheus:
-        problems, checked = _check_labels(args.prometheus, args.dir, stale_meshes)
+        from meshobs import labels
+
+        problems, checked = labels.check_folder(args.prometheus, args.dir, stale_meshes)
         report.problems += problems
         summary += f"; {checked} label requirements at {args.prometheus}"
     for problem in report.problems:
@@ -115,27 +114,6 @@ def _run_check(args: argparse.Namespace) -> int:
         return 1
     print(f"{summary}: ok")
     return 0
-
-
-def _check_labels(url: str, root: Path, stale: set[str]) -> tuple[list[str], int]:
-    """docs/labels.md checked against a live Prometheus, for the meshes built in `root`."""
-    from meshobs import labels, manifest
-    from meshobs.config import Config
-    from meshobs.meshes import DIALECTS
-    from meshobs.verify.promapi import Prometheus
-
-    built = manifest.read(root)
-    meshes = built.meshes if built else tuple(m for m in manifest.mesh_folders(root) if m not in stale)
-    cfg = Config(cluster_label=built.cluster_label if built else "cluster")
-    prometheus = Prometheus(url)
-    prometheus.ready()
-    problems, checked = [], 0
-    for mesh in meshes:
-        if mesh in DIALECTS:
-            found, count = labels.check_live(prometheus, DIALECTS[mesh], cfg)
-            problems += found
-            checked += count
-    return problems, checked
 
 
 def _add_config(sub: argparse._SubParsersAction) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from meshobs import promql, signals
 from meshobs.config import Config
@@ -141,6 +142,26 @@ def check_live(prometheus, dialect: Dialect, cfg: Config) -> tuple[list[str], in
             problems.append(f"{prometheus.url}: {missing} of {totals[need.metric]} {need.metric} series have no "
                             f"{need.label} label (read as {', '.join(need.normalized)}); it comes from "
                             f"{provider(cfg, dialect, need.label, scrape)} (docs/labels.md)")
+    return problems, checked
+
+
+def check_folder(url: str, root: Path, stale: set[str]) -> tuple[list[str], int]:
+    """`check_live` for every mesh the last build wrote into `root` (else every mesh folder in it
+    but the `stale` ones), with that build's cluster label."""
+    from meshobs import manifest
+    from meshobs.verify.promapi import Prometheus
+
+    built = manifest.read(root)
+    meshes = built.meshes if built else tuple(m for m in manifest.mesh_folders(root) if m not in stale)
+    cfg = Config(cluster_label=built.cluster_label if built else "cluster")
+    prometheus = Prometheus(url)
+    prometheus.ready()
+    problems, checked = [], 0
+    for mesh in meshes:
+        if mesh in DIALECTS:
+            found, count = check_live(prometheus, DIALECTS[mesh], cfg)
+            problems += found
+            checked += count
     return problems, checked
 
 

@@ -42,6 +42,17 @@ def changed(artefacts: Artefacts, out: Path) -> list[str]:
             if (out / _checked_path(relative)).is_file() and (out / relative).read_bytes() != artefacts[relative]]
 
 
+DIFFERENCES = ("missing", "changed", "stale")
+
+
+def differences(artefacts: Artefacts, out: Path, stale_files: list[str]) -> list[tuple[str, str]]:
+    """(missing|changed|stale, path) for every file `write` would touch, sorted by path."""
+    found = [("missing", path) for path in missing(artefacts, out)]
+    found += [("changed", path) for path in changed(artefacts, out)]
+    found += [("stale", path) for path in stale_files]
+    return sorted(found, key=lambda item: item[1])
+
+
 def stale(artefacts: Artefacts, out: Path, owned_dirs: tuple[str, ...]) -> list[str]:
     """Files under the folders meshobs owns that the build would no longer produce."""
     found = []

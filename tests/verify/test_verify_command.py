@@ -56,7 +56,8 @@ def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, req
         "note dashboards/demo/demo.json: Demo / panel 'Firing alerts' [A]: selector ALERTS{alertstate=\"firing\"} "
         "matches no series (expected: ALERTS exist only while an alert fires; the panel shows 0 through `or vector(0)` otherwise)",
         "FAIL dashboards/demo/zones.json: Zones / panel 'Requests by zone' [A]: "
-        "$zone has no values: label_values(demo_requests_total, zone) is empty",
+        "$zone has no values: demo_requests_total has series, none with the label zone (docs/labels.md says what "
+        "sets it)",
         "    query: sum by (zone) (rate(demo_requests_total{zone=~\"$zone\"}[$__rate_interval]))",
         "note dashboards/istio/healthy.json: Healthy mesh / panel 'Denials' [A]: returns no series "
         "(expected: empty while nothing is denied: the series appear with the first denial)",
