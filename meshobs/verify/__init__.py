@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     queries = load(args.dir, _selected_meshes(args))
     prometheus = Prometheus(args.prometheus)
     prometheus.ready()
-    rule_groups = {q.title: q.source for q in queries if q.kind in ("record", "alert")}
+    rule_groups = {q.title: (q.mesh, q.source) for q in queries if q.kind in ("record", "alert")}
     warning = (preflight.unloaded(prometheus, rule_groups) or _young(prometheus, args)
                or preflight.unscraped(prometheus, sorted({q.mesh for q in queries}), args.at or time.time()))
     if warning:

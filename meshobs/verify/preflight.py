@@ -69,31 +69,48 @@ def measure(prometheus: Prometheus, scrape: float, now: float | None = None) -> 
     return Youth(now - started, needed, unevaluated, len(groups)), evaluation
 
 
-def unloaded(prometheus: Prometheus, expected: dict[str, str]) -> str | None:
-    """A warning naming the rendered rule groups (name -> rule file) Prometheus has not loaded:
-    the dashboards read their recorded series, so without them every variable is empty."""
+def unloaded(prometheus: Prometheus, expected: dict[str, tuple[str, str]]) -> str | None:
+    """A warning naming the rendered rule groups (name -> (mesh, rule file)) Prometheus has not
+    loaded: the dashboards read their recorded series, so without them every variable is empty."""
     loaded = {group["name"] for group in prometheus.rule_groups()}
-    missing = {name: path for name, path in sorted(expected.items()) if name not in loaded}
+    missing = {name: where for name, where in sorted(expected.items()) if name not in loaded}
     if not missing:
         return None
-    files = ", ".join(sorted(set(missing.values())))
+    files = ", ".join(sorted({path for _, path in missing.values()}))
+    meshes = sorted({mesh for mesh, _ in expected.values()})
     return (f"Prometheus at {prometheus.url} has not loaded the rule groups {', '.join(missing)}: add {files} to its "
-            f"rule_files (deploy/prometheus/ does); the dashboards read the series these rules record")
+            f"rule_files (deploy/prometheus/ does); the dashboards read the series these rules record"
+            f"{_only_hint(meshes, _absent(expected, loaded))}")
+
+
+def _absent(expected: dict[str, tuple[str, str]], loaded: set[str]) -> set[str]:
+    """Meshes none of whose rule groups is loaded."""
+    meshes = {mesh for mesh, _ in expected.values()}
+    return {mesh for mesh in meshes if not any(m == mesh and name in loaded for name, (m, _) in expected.items())}
+
+
+def _only_hint(meshes: list[str], absent: set[str]) -> str:
+    """`; if you do not run X, verify only what you run: --mesh Y` when some meshes look absent."""
+    running = [mesh for mesh in meshes if mesh not in absent]
+    if not absent or not running:
+        return ""
+    return f"; if you do not run {', '.join(sorted(absent))}, verify only what you run: " + \
+        " ".join(f"--mesh {mesh}" for mesh in running)
 
 
 def unscraped(prometheus: Prometheus, meshes: list[str], at: float) -> str | None:
     """A warning naming the meshes of which Prometheus has no request series at all."""
     from meshobs.meshes import DIALECTS
 
-    empty = []
-    for mesh in meshes:
-        dialect = DIALECTS.get(mesh)
-        if dialect is None:
-            continue
-        names = "|".join(dialect.requests.metric_names())
-        if not prometheus.instant(f'count({{__name__=~"{names}"}})', at):
-            empty.append(f"{dialect.title} ({names})")
+    known = [DIALECTS[mesh] for mesh in meshes if mesh in DIALECTS]
+    empty = [d for d in known if not prometheus.instant(f'count({{__name__=~"{_names(d)}"}})', at)]
     if not empty:
         return None
-    return (f"Prometheus at {prometheus.url} has no request series of {', '.join(empty)}: is it scraping the "
-            f"sidecars? deploy/prometheus/prometheus.yml has the scrape jobs, docs/labels.md the labels they must set")
+    return (f"Prometheus at {prometheus.url} has no request series of "
+            f"{', '.join(f'{d.title} ({_names(d)})' for d in empty)}: is it scraping the sidecars? "
+            f"deploy/prometheus/prometheus.yml has the scrape jobs, docs/labels.md the labels they must set"
+            f"{_only_hint([d.name for d in known], {d.name for d in empty})}")
+
+
+def _names(dialect) -> str:
+    return "|".join(dialect.requests.metric_names())

@@ -131,7 +131,8 @@ def test_wait_polls_until_prometheus_is_old_enough(processes, tmp_path, consul_o
 
 def test_sidecars_without_the_labels_the_rules_group_by_are_reported(processes, tmp_path, consul_out):
     """An Envoy without Consul's bootstrap stats tags: verify names the label the rules group by, and
-    `check --prometheus` names metric, label and what should set it (docs/labels.md)."""
+    `check --prometheus` names metric, label and what should set it (docs/labels.md); verify of an
+    all-mesh build against this Consul-only Prometheus suggests --mesh consul."""
     envoy_dir = tmp_path / "envoy"
     envoy_dir.mkdir()
     envoy = start_envoy(processes, envoy_dir, customize=_public_listener)
@@ -151,6 +152,13 @@ def test_sidecars_without_the_labels_the_rules_group_by_are_reported(processes, 
                "must provide it (docs/labels.md)")
     assert missing in failures["alerts/consul/recording-rules.yaml: meshobs-consul-traffic / recording rule "
                                "'destination_service:mesh_requests:rate5m'"]
+
+    everything = tmp_path / "all"
+    assert meshobs("build", "--out", str(everything)).returncode == 0
+    mixed = meshobs("verify", "--prometheus", prometheus.url, "--dir", str(everything), "--scrape-interval", "1s")
+    assert mixed.stderr.splitlines()[0].endswith(
+        "the dashboards read the series these rules record; if you do not run istio, linkerd, verify only what you "
+        "run: --mesh consul"), mixed.stderr.splitlines()[0]
 
     check = meshobs("check", str(consul_out), "--prometheus", prometheus.url)
     assert check.returncode == 1
