@@ -57,8 +57,9 @@ def mesh_folders(root: Path) -> dict[str, list[str]]:
     return dict(sorted(found.items()))
 
 
-def warnings(root: Path) -> tuple[list[str], set[str]]:
-    """(what to tell the user, meshes not from the last build) for the folder `root`."""
+def warnings(root: Path, skipped: str = "not checked") -> tuple[list[str], set[str]]:
+    """(what to tell the user, meshes not from the last build) for the folder `root`; `skipped`
+    says what the caller does not do with those meshes."""
     manifest = read(root)
     if manifest is None:
         return [], set()
@@ -67,7 +68,7 @@ def warnings(root: Path) -> tuple[list[str], set[str]]:
         if mesh not in manifest.meshes:
             stray.add(mesh)
             notes.append(f"{root}: {', '.join(folders)} not written by the last build ({manifest.command()}, "
-                         f"{NAME}): stale, not checked; rebuild with that mesh or remove the folders")
+                         f"{NAME}): stale, {skipped}; rebuild with that mesh or remove the folders")
     for path, digest in sorted(manifest.files.items()):
         target = root / path
         if not target.is_file():

@@ -76,22 +76,22 @@ def _young(prometheus: Prometheus, args: argparse.Namespace) -> str | None:
     """The up-front warning for a Prometheus too young to answer, after waiting if asked."""
     if args.at is not None:
         return None  # evaluated inside old data
-    state, evaluation = preflight.measure(prometheus, args.scrape_interval)
+    state = preflight.measure(prometheus, args.scrape_interval)
     deadline = time.monotonic() + (args.wait or 0.0)
     if state.young and args.wait:
         log.info("waiting up to %s for Prometheus to have two scrapes and two rule evaluations (about %s)",
-                 preflight.duration(args.wait), preflight.duration(max(state.wait, evaluation if state.unevaluated else 0)))
+                 preflight.duration(args.wait), preflight.duration(state.wait))
     while state.young and time.monotonic() < deadline:
         time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
-        state, evaluation = preflight.measure(prometheus, args.scrape_interval)
-    return state.message(prometheus.url, args.scrape_interval, evaluation) if state.young else None
+        state = preflight.measure(prometheus, args.scrape_interval)
+    return state.message(prometheus.url) if state.young else None
 
 
 def _selected_meshes(args: argparse.Namespace) -> list[str] | None:
     """--mesh, or the meshes in --dir that the last build wrote (a warning names the others)."""
-    notes, stale = manifest.warnings(args.dir)
+    notes, stale = manifest.warnings(args.dir, skipped="not verified")
     for note in notes:
-        log.warning("%s", note.replace("stale, not checked", "stale, not verified"))
+        log.warning("%s", note)
     if args.meshes or not stale:
         return args.meshes
     return [mesh for mesh in meshes_in(args.dir) if mesh not in stale]

@@ -18,27 +18,30 @@ _NEVER = "0001-01-01T00:00:00Z"
 @dataclass(frozen=True)
 class Youth:
     age: float  # seconds since Prometheus started
-    needed: float  # seconds of data the queries need
+    scrape: float  # scrape interval, seconds
+    evaluation: float  # longest rule evaluation interval, seconds
     unevaluated: tuple[str, ...]  # rule groups not evaluated yet
     groups: int
 
     @property
     def wait(self) -> float:
-        return max(self.needed - self.age, 0.0)
+        """Seconds until two scrapes and two rule evaluations have happened (one more evaluation
+        at least while a group has never been evaluated)."""
+        left = 2 * self.scrape + 2 * self.evaluation - self.age
+        return max(left, self.evaluation if self.unevaluated else 0.0, 0.0)
 
     @property
     def young(self) -> bool:
-        return self.wait > 0 or bool(self.unevaluated)
+        return self.wait > 0
 
-    def message(self, url: str, scrape: float, evaluation: float) -> str:
+    def message(self, url: str) -> str:
         parts = [f"Prometheus at {url} started {duration(self.age)} ago"]
         if self.unevaluated:
             parts.append(f"{len(self.unevaluated)} of {self.groups} rule groups have not been evaluated yet "
                          f"({', '.join(self.unevaluated)})")
-        wait = max(self.wait, evaluation if self.unevaluated else 0.0)
-        return (" and ".join(parts) + f": rates need two scrapes (2 x {duration(scrape)}) and recorded series two "
-                f"rule evaluations (2 x {duration(evaluation)}), so queries may be empty for about "
-                f"{duration(wait)} more; run verify again then, or with --wait")
+        return (" and ".join(parts) + f": rates need two scrapes (2 x {duration(self.scrape)}) and recorded series "
+                f"two rule evaluations (2 x {duration(self.evaluation)}), so queries may be empty for about "
+                f"{duration(self.wait)} more; run verify again then, or with --wait")
 
 
 def _timestamp(text: str) -> float:
@@ -58,15 +61,13 @@ def evaluation_interval(groups: list[dict]) -> float:
     return max((float(group.get("interval", 0)) for group in groups), default=0.0)
 
 
-def measure(prometheus: Prometheus, scrape: float, now: float | None = None) -> tuple[Youth, float]:
-    """(how young the Prometheus is, its longest rule evaluation interval)."""
+def measure(prometheus: Prometheus, scrape: float, now: float | None = None) -> Youth:
+    """How young the Prometheus is, from its start time and its rule groups' last evaluation."""
     now = time.time() if now is None else now
     started = _timestamp(prometheus.runtime_info()["startTime"])
     groups = prometheus.rule_groups()
-    evaluation = evaluation_interval(groups)
     unevaluated = tuple(group["name"] for group in groups if group.get("lastEvaluation", _NEVER) == _NEVER)
-    needed = 2 * scrape + 2 * evaluation
-    return Youth(now - started, needed, unevaluated, len(groups)), evaluation
+    return Youth(now - started, scrape, evaluation_interval(groups), unevaluated, len(groups))
 
 
 def unloaded(prometheus: Prometheus, expected: dict[str, tuple[str, str]]) -> str | None:
