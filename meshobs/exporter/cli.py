@@ -135,6 +135,8 @@ async def _main(args: argparse.Namespace) -> int:
     )
     registry.register(collector.StateCollector(exporter_state))
     ProcessCollector(registry=registry)  # the exporter's own CPU and memory, next to what it scrapes
+    if pods:
+        registry.register(pods.collector())
     scraper: runner.Scraper | None = None
 
     def ready() -> bool:

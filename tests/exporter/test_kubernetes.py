@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from meshobs.exporter.kubernetes import pod_target
+from meshobs.exporter.pods import pod_target
 from tests.exporter.kube_api import KubeApi, pod
 from tests.exporter.running import RunningExporter, start_exporter
 from tests.support.procs import free_port, http_get, wait_until
@@ -25,7 +25,7 @@ def test_each_mesh_is_recognised_with_its_port_path_and_workload():
         "http://10.0.0.1:15090/stats/prometheus", "istio", "shop", "reviews")
     linkerd = pod_target(pod("web-0", "shop", "10.0.0.2", LINKERD, ("StatefulSet", "web")))
     assert (linkerd.url, linkerd.mesh, linkerd.workload) == ("http://10.0.0.2:4191/metrics", "linkerd", "web")
-    consul = pod_target(pod("api", "shop", "10.0.0.3", CONSUL, labels={"app": "api"}))
+    consul = pod_target(pod("api-0", "shop", "10.0.0.3", CONSUL, ("StatefulSet", "api"), labels={"app": "other"}))
     assert (consul.url, consul.mesh, consul.workload) == ("http://10.0.0.3:20200/metrics", "consul", "api")
     assert pod_target(pod("plain", "shop", "10.0.0.4")) is None
     assert pod_target(pod("pending", "shop", "", ISTIO, phase="Pending")) is None
@@ -52,14 +52,15 @@ def test_list_then_watch_adds_and_removes_targets_with_get_requests_only(process
 
     wait_until(lambda: instances() == {"127.0.0.2:15090", "127.0.0.3:4191"}, timeout=10, what="listed pods")
     wait_until(kube.watching.is_set, what="a watch")
-    kube.push("ADDED", pod("api-0", "shop", "127.0.0.5", CONSUL, labels={"app": "api"}))
+    kube.push("ADDED", pod("api-0", "shop", "127.0.0.5", CONSUL, ("StatefulSet", "api")))
     kube.push("DELETED", pod("web-0", "shop", "127.0.0.3", LINKERD, ("StatefulSet", "web")))
     wait_until(lambda: instances() == {"127.0.0.2:15090", "127.0.0.5:20200"}, timeout=10, what="watched changes")
     assert exporter.value("meshobs_target_up", workload="reviews", mesh="istio", namespace="shop") == 0
     assert {method for method, _, _ in kube.requests} == {"GET"}
     assert {auth for _, _, auth in kube.requests} == {"Bearer test-token"}
-    assert kube.requests[0][1] == "/api/v1/pods"
-    assert kube.requests[1][1].startswith("/api/v1/pods?watch=1&resourceVersion=100&allowWatchBookmarks=true")
+    assert kube.requests[0][1] == "/api/v1/pods?limit=500&fieldSelector=status.phase%3DRunning"
+    assert kube.requests[1][1].startswith(
+        "/api/v1/pods?watch=1&resourceVersion=100&allowWatchBookmarks=true&fieldSelector=status.phase%3DRunning")
 
 
 def test_namespaces_are_listed_and_watched_one_by_one(processes, tmp_path, kube):
