@@ -50,6 +50,7 @@ series (labels mesh, namespace, workload on all):
   meshobs_cert_expiry_timestamp_seconds{cert}    leaf, ca
   meshobs_scrape_errors_total{reason}            timeout, refused, too_large, bad_payload, http_status
   meshobs_target_up{instance}, meshobs_scrape_duration_seconds{instance}   per scraped proxy
+  meshobs_workloads_dropped_total, meshobs_discovery_rejected_total{reason}  (no workload labels)
 At most 18 series per workload plus 2 per proxy, whatever the proxy exposes. Counters are kept
 per workload and stay monotonic across proxy restarts and pod churn. Only GET /stats/prometheus,
 /metrics and /certs are ever sent to a proxy.
@@ -86,6 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=positive_int, default=64, help="scrapes in flight at most (default 64)")
     parser.add_argument("--max-body-bytes", type=positive_int, default=16 * 1024 * 1024,
                         help="larger bodies are cut off and counted as too_large (default 16777216)")
+    parser.add_argument("--max-workloads", type=positive_int, default=5000, metavar="N",
+                        help="workloads kept at most; targets of further ones are not scraped and counted in "
+                             "meshobs_workloads_dropped_total (default 5000)")
     parser.add_argument("--fluentd", type=host_port, metavar="HOST:PORT",
                         help="send security events (tag meshobs.security.<kind>) to this Fluentd forward input")
     parser.add_argument("--burst-denials-per-second", type=float, default=1.0, metavar="RATE",
@@ -132,6 +136,7 @@ async def _main(args: argparse.Namespace) -> int:
     exporter_state = state.State(
         state.BurstPolicy(absolute=args.burst_denials_per_second, factor=args.burst_factor),
         cert_window=args.cert_expiry_window,
+        max_workloads=args.max_workloads,
     )
     registry.register(collector.StateCollector(exporter_state))
     ProcessCollector(registry=registry)  # the exporter's own CPU and memory, next to what it scrapes

@@ -35,7 +35,7 @@ class StateCollector(Collector):
         bursts = _counter("meshobs_authz_denied_bursts_total", "Bursts of authorization denials started.", LABELS)
         burst = GaugeMetricFamily("meshobs_authz_denied_burst", "1 while a burst of authorization denials is active.", labels=LABELS)
         certs = GaugeMetricFamily(CERT_EXPIRY, "Earliest expiry (unix seconds) of the workload's leaf or CA certificate.", labels=LABELS + ["cert"])
-        for key, workload in sorted(state.workloads.items()):
+        for key, workload in state.exported():
             labels = list(key)
             for (name, reason), value in workload.totals.items():
                 if name == FAILURES:
@@ -55,4 +55,7 @@ class StateCollector(Collector):
             up.add_metric(labels, 1.0 if target_state.up else 0.0)
             duration.add_metric(labels, target_state.duration)
         yield from counters.values()
-        yield from (failures, burst, bursts, certs, up, duration, errors)
+        dropped = _counter("meshobs_workloads_dropped_total", "Workloads left unscraped in a cycle because the exporter "
+                           "holds --max-workloads already, summed over cycles.", [])
+        dropped.add_metric([], state.dropped_workloads)
+        yield from (failures, burst, bursts, certs, up, duration, errors, dropped)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 
 from tests.exporter import faults
 from tests.exporter.kube_api import KubeApi, pod
@@ -15,13 +14,6 @@ from tests.support.procs import wait_until
 CONSUL = {"consul.hashicorp.com/connect-inject-status": "injected"}
 PORT = "consul.hashicorp.com/prometheus-scrape-port"
 PATH = "consul.hashicorp.com/prometheus-scrape-path"
-
-
-@pytest.fixture
-def servers():
-    fleet = faults.FaultServers()
-    yield fleet
-    fleet.stop()
 
 
 def good_pod(name: str, port: int, **kwargs) -> dict:
@@ -43,9 +35,9 @@ def hostile_pods(port: int) -> list:
     ]
 
 
-def test_hostile_pods_are_skipped_logged_once_and_counted_while_the_others_are_scraped_exactly(processes, tmp_path, servers):
+def test_hostile_pods_are_skipped_logged_once_and_counted_while_the_others_are_scraped_exactly(processes, tmp_path, proxies):
     """Bad ports, user info, paths, hosts and malformed objects are rejected per pod (counted and logged once per change); every good pod is scraped and counted exactly."""
-    good_ports = [servers.add(faults.good()) for _ in range(2)]
+    good_ports = [proxies.add(faults.good()) for _ in range(2)]
     kube = KubeApi(tmp_path, [good_pod("cart", good_ports[0]), *hostile_pods(good_ports[1]),
                               good_pod("pay", good_ports[1], labels={"app": "cart"})])
     try:
@@ -75,15 +67,15 @@ def test_hostile_pods_are_skipped_logged_once_and_counted_while_the_others_are_s
                          "/metrics, /stats/prometheus)") == 1
         instances = {dict(items)["instance"] for (name, items) in exporter.samples() if name == "meshobs_target_up"}
         assert instances == {f"127.0.0.1:{port}" for port in good_ports}
-        assert {line for _, line in servers.requests} == {"GET /metrics HTTP/1.1"}
+        assert {line for _, line in proxies.requests} == {"GET /metrics HTTP/1.1"}
         assert exporter.value("meshobs_tls_handshakes_total", mesh="consul", namespace="shop", workload="evil") is None
     finally:
         kube.stop()
 
 
-def test_pods_are_listed_page_by_page_and_a_rotated_api_ca_is_trusted_at_the_next_connection(processes, tmp_path, servers):
+def test_pods_are_listed_page_by_page_and_a_rotated_api_ca_is_trusted_at_the_next_connection(processes, tmp_path, proxies):
     """1,200 pods come in pages of 500 (running pods only); after the API server's CA rotates, the exporter lists and watches again with the new ca.crt."""
-    port = servers.add(faults.good())
+    port = proxies.add(faults.good())
     pending = [pod(f"idle-{i}", "shop", "", CONSUL, ("StatefulSet", "idle"), phase="Pending") for i in range(200)]
     plain = [pod(f"plain-{i}", "shop", f"10.1.{i // 250}.{i % 250}") for i in range(1199)]
     kube = KubeApi(tmp_path, [*pending, *plain, good_pod("cart", port)])
