@@ -210,7 +210,7 @@ def _record(values: dict[str, Any], lineno: int, converters: dict[str, Callable[
             if converters and name in converters:
                 raw = converters[name](raw)
             typed[name] = _typed(f, raw)
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. int() of a list or of Infinity
             raise AccessLogParseError(lineno, name, str(exc)) from None
     return Record(**typed)
 
@@ -220,6 +220,10 @@ def _json_object(line: str, lineno: int) -> dict:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise AccessLogParseError(lineno, None, f"not JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise AccessLogParseError(lineno, None, "not JSON: nested too deep") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise AccessLogParseError(lineno, None, f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise AccessLogParseError(lineno, None, f"expected a JSON object, got {type(data).__name__}")
     return data
