@@ -62,6 +62,7 @@ meshobs_events_dropped_total. Tracing: set OTEL_EXPORTER_OTLP_ENDPOINT (standard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from meshobs.exporter.state import MAX_WORKLOADS
     from meshobs.exporter.targets import TARGET_HELP
 
     parser.description = (
@@ -87,9 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=positive_int, default=64, help="scrapes in flight at most (default 64)")
     parser.add_argument("--max-body-bytes", type=positive_int, default=16 * 1024 * 1024,
                         help="larger bodies are cut off and counted as too_large (default 16777216)")
-    parser.add_argument("--max-workloads", type=positive_int, default=5000, metavar="N",
+    parser.add_argument("--max-workloads", type=positive_int, default=MAX_WORKLOADS, metavar="N",
                         help="workloads kept at most; targets of further ones are not scraped and counted in "
-                             "meshobs_workloads_dropped_total (default 5000)")
+                             f"meshobs_workloads_dropped_total (default {MAX_WORKLOADS})")
     parser.add_argument("--fluentd", type=host_port, metavar="HOST:PORT",
                         help="send security events (tag meshobs.security.<kind>) to this Fluentd forward input")
     parser.add_argument("--burst-denials-per-second", type=float, default=1.0, metavar="RATE",

@@ -19,6 +19,7 @@ from meshobs.exporter.normalize import DENIED, FAILURES, Key, Reading
 from meshobs.exporter.targets import Target
 
 SCRAPE_ERROR_REASONS = ("timeout", "refused", "too_large", "bad_payload", "http_status")
+MAX_WORKLOADS = 5000  # default of --max-workloads
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class WorkloadState:
 
 class State:
     def __init__(self, burst: BurstPolicy = BurstPolicy(), cert_window: float = 7 * 86400, grace: float = 600.0,
-                 max_workloads: int = 5000):
+                 max_workloads: int = MAX_WORKLOADS):
         self.burst_policy = burst
         self.cert_window = cert_window
         self.grace = grace

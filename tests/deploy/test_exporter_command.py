@@ -87,7 +87,7 @@ def test_deployment_command_line_runs_the_exporter(processes, tmp_path, kube):
     _start(processes, tmp_path, kube, container, 0, port, "exporter")
     wait_until(lambda: _targets(port) == ALL_PODS, timeout=15, what="every listed pod on /metrics")
     assert {method for method, _, _ in kube.requests} == {"GET"}
-    assert kube.requests[0][1:] == ("/api/v1/pods", "Bearer test-token")
+    assert kube.requests[0][1:] == ("/api/v1/pods?limit=500&fieldSelector=status.phase%3DRunning", "Bearer test-token")
 
 
 def test_statefulset_replicas_split_the_pods_between_their_shards(processes, tmp_path, kube):
