@@ -93,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"meshobs_workloads_dropped_total (default {MAX_WORKLOADS})")
     parser.add_argument("--fluentd", type=host_port, metavar="HOST:PORT",
                         help="send security events (tag meshobs.security.<kind>) to this Fluentd forward input")
+    parser.add_argument("--fluentd-shared-key-file", type=Path, metavar="FILE",
+                        help="shared key (the file's content, stripped) of the Fluentd forward input's <security> "
+                             "section: events are sent only after the handshake proves both sides know it")
     parser.add_argument("--burst-denials-per-second", type=float, default=1.0, metavar="RATE",
                         help="denials/s over one scrape interval that start a burst whatever the baseline (default 1)")
     parser.add_argument("--burst-factor", type=float, default=5.0, metavar="X",
@@ -133,6 +136,7 @@ async def _main(args: argparse.Namespace) -> int:
     from meshobs.exporter import collector, events, runner, server, state, tracing
 
     discover, pods = _discovery(args)
+    shared_key = _shared_key(args)
     registry = CollectorRegistry()
     exporter_state = state.State(
         state.BurstPolicy(absolute=args.burst_denials_per_second, factor=args.burst_factor),
@@ -154,7 +158,7 @@ async def _main(args: argparse.Namespace) -> int:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ExporterError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {reason}") from None
     log.info("meshobs exporter listening on %s:%d", *args.listen)
-    sink = events.FluentdEvents(*args.fluentd, registry) if args.fluentd else events.LogEvents()
+    sink = events.FluentdEvents(*args.fluentd, registry, shared_key=shared_key) if args.fluentd else events.LogEvents()
     tracer = tracing.tracer()
     limits = runner.Limits(args.scrape_interval, args.scrape_timeout, args.concurrency, args.max_body_bytes)
     scraper = runner.Scraper(exporter_state, limits, discover, sink, tracer)
@@ -174,6 +178,20 @@ async def _main(args: argparse.Namespace) -> int:
         sink.close()
         tracer.shutdown()
     return 0
+
+
+def _shared_key(args: argparse.Namespace) -> bytes | None:
+    if args.fluentd_shared_key_file is None:
+        return None
+    if not args.fluentd:
+        raise ExporterError("--fluentd-shared-key-file needs --fluentd")
+    try:
+        key = args.fluentd_shared_key_file.read_bytes().strip()
+    except OSError as exc:
+        raise ExporterError(f"--fluentd-shared-key-file {args.fluentd_shared_key_file}: {exc.strerror}") from None
+    if not key:
+        raise ExporterError(f"--fluentd-shared-key-file {args.fluentd_shared_key_file}: empty")
+    return key
 
 
 async def _first_sync(pods, stop: asyncio.Event, limit: float) -> None:
