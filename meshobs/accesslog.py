@@ -68,10 +68,11 @@ FIELDS: tuple[Field, ...] = (
     Field("transport_failure_reason", "%DOWNSTREAM_TRANSPORT_FAILURE_REASON%", "str",
           "why the client's TLS handshake failed (listener-level log)", free_text=True),
     Field("connection_id", "%CONNECTION_ID%", "int", "downstream connection id: joins HTTP lines to their connection line"),
-    Field("request_id", "%REQ(X-REQUEST-ID)%", "str", "x-request-id"),
+    # header values are the client's: free text, so that a quote in one cannot break a text line
+    Field("request_id", "%REQ(X-REQUEST-ID)%", "str", "x-request-id", free_text=True),
     Field("trace_id", "%TRACE_ID%", "str", "trace id of the span Envoy started (empty without a tracer)",
           linkerd="trace_id"),
-    Field("traceparent", "%REQ(TRACEPARENT)%", "str", "W3C trace context received"),
+    Field("traceparent", "%REQ(TRACEPARENT)%", "str", "W3C trace context received", free_text=True),
     Field("user_agent", "%REQ(USER-AGENT)%", "str", "user agent", free_text=True, linkerd="user_agent"),
     Field("authority", "%REQ(:AUTHORITY)%", "str", "host / :authority", free_text=True, linkerd="host"),
     Field("bytes_received", "%BYTES_RECEIVED%", "int", "body bytes received from the client", linkerd="request_bytes"),

@@ -9,6 +9,7 @@ seccomp, read-only root filesystem with an emptyDir for /tmp).
 from __future__ import annotations
 
 from meshobs.config import Config
+from meshobs.render.collectors.endpoints import FORWARD_KEY_ITEM, FORWARD_KEY_SECRET
 from meshobs.render.deploy.common import (
     EXPORTER,
     METRICS_PORT_NAME,
@@ -22,6 +23,7 @@ from meshobs.render.deploy.common import (
 )
 
 SHARD_ENV = "MESHOBS_SHARD_INDEX"
+FORWARD_KEY_MOUNT = "/var/run/secrets/meshobs/fluentd"
 # Set by the StatefulSet controller on every pod (Kubernetes 1.28+): the pod's ordinal.
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 SHARDS_SERVICE = f"{EXPORTER}-shards"
@@ -35,6 +37,7 @@ def container_args(cfg: Config, sharded: bool) -> list[str]:
         "--kubernetes",
         "--scrape-interval", cfg.deploy.scrape_interval,
         "--fluentd", fluentd_address(cfg),
+        "--fluentd-shared-key-file", f"{FORWARD_KEY_MOUNT}/{FORWARD_KEY_ITEM}",
     ]
     if sharded:
         args += ["--shard", f"$({SHARD_ENV})/{cfg.deploy.shards}"]
@@ -67,7 +70,8 @@ def _container(cfg: Config, sharded: bool) -> dict:
             "runAsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "fluentd-forward-key", "mountPath": FORWARD_KEY_MOUNT, "readOnly": True}],
     }
     if sharded:
         container["env"] = [
@@ -91,7 +95,12 @@ def _pod_template(cfg: Config, sharded: bool) -> dict:
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [_container(cfg, sharded)],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+            "volumes": [
+                {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+                # the shared key of Fluentd's forward input; the pod does not start without it
+                {"name": "fluentd-forward-key", "secret": {"secretName": FORWARD_KEY_SECRET, "optional": False,
+                                                           "items": [{"key": FORWARD_KEY_ITEM, "path": FORWARD_KEY_ITEM}]}},
+            ],
             "terminationGracePeriodSeconds": 10,
         },
     }
