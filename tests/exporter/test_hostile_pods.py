@@ -96,3 +96,30 @@ def test_pods_are_listed_page_by_page_and_a_rotated_api_ca_is_trusted_at_the_nex
         wait_until(lambda: exporter.value("meshobs_target_up", workload="pay") == 1, what="a pod watched after the rotation")
     finally:
         kube.stop()
+
+
+def test_churning_uniquely_named_pods_leave_no_series_behind(processes, tmp_path, proxies):
+    """Fifty bare pods created and deleted one after another: each workload's series go with its pod, so the series count comes back to the steady fleet's."""
+    port = proxies.add(faults.good())
+    kube = KubeApi(tmp_path, [good_pod("cart", port)])
+    try:
+        exporter = start_exporter(processes, tmp_path, "--kubernetes", "--scrape-interval", "100ms",
+                                  "--scrape-timeout", "500ms", env={**os.environ, **kube.env()})
+
+        def meshobs_series() -> int:
+            return sum(name.startswith("meshobs_") for name, _ in exporter.samples())
+
+        steady = meshobs_series()
+        wait_until(lambda: kube.watches_opened == 1, what="a watch")
+        for i in range(50):
+            churned = pod(f"job-{i}", "shop", "127.0.0.1", {**CONSUL, PORT: str(port)})
+            kube.push("ADDED", churned)
+            kube.push("DELETED", churned)
+        kube.push("ADDED", pod("last", "shop", "127.0.0.1", {**CONSUL, PORT: str(port)}))
+        wait_until(lambda: exporter.value("meshobs_target_up", workload="pod/last") == 1, what="the last pod scraped")
+        kube.push("DELETED", pod("last", "shop", "127.0.0.1", {**CONSUL, PORT: str(port)}))
+        wait_until(lambda: exporter.value("meshobs_target_up", workload="pod/last") is None, what="the last pod gone")
+        assert meshobs_series() == steady
+        assert exporter.value("meshobs_tls_handshakes_total", workload="cart") == 7
+    finally:
+        kube.stop()
