@@ -203,17 +203,18 @@ class DiscoveryCollector(Collector):
 async def _lines(stream: aiohttp.StreamReader, limit: int):
     """Newline-delimited lines of at most `limit` bytes (aiohttp's own line reader fails on a
     pod with large annotations, which would restart the watch for ever)."""
-    parts: list[bytes] = []
+    parts: list[bytes] = []  # the line so far, in pieces: joined once, so linear in its length
     size = 0
     async for chunk in stream.iter_any():
-        while chunk:
-            head, newline, chunk = chunk.partition(b"\n")
-            parts.append(head)
-            size += len(head)
-            if size > limit:
+        *complete, rest = chunk.split(b"\n")
+        for piece in complete:
+            if size + len(piece) > limit:
                 raise ExporterError(f"watch event above {limit} bytes")
-            if newline:
-                line = b"".join(parts)
-                parts, size = [], 0
-                if line.strip():
-                    yield line
+            line = b"".join(parts) + piece if parts else piece
+            parts, size = [], 0
+            if line.strip():
+                yield line
+        parts.append(rest)
+        size += len(rest)
+        if size > limit:
+            raise ExporterError(f"watch event above {limit} bytes")

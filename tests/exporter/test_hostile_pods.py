@@ -123,3 +123,21 @@ def test_churning_uniquely_named_pods_leave_no_series_behind(processes, tmp_path
         assert exporter.value("meshobs_tls_handshakes_total", workload="cart") == 7
     finally:
         kube.stop()
+
+
+def test_a_pod_with_large_annotations_arrives_over_the_watch_without_restarting_it(processes, tmp_path, proxies):
+    """A watched pod object of 600 kB (the API server stores up to 1.5 MB; aiohttp's own line reader stops at 512 kB) is taken on the same watch."""
+    port = proxies.add(faults.good())
+    kube = KubeApi(tmp_path, [])
+    try:
+        exporter = start_exporter(processes, tmp_path, "--kubernetes", "--scrape-interval", "100ms",
+                                  env={**os.environ, **kube.env()})
+        wait_until(lambda: kube.watches_opened == 1, what="a watch")
+        big = pod("big-0", "shop", "127.0.0.1", {**CONSUL, PORT: str(port)}, ("StatefulSet", "big"))
+        big["spec"]["containers"][0]["env"] = [{"name": f"V{i}", "value": "x" * 1000} for i in range(600)]
+        kube.push("ADDED", big)
+        wait_until(lambda: exporter.value("meshobs_target_up", workload="big") == 1, what="the big pod scraped")
+        assert kube.watches_opened == 1
+        assert "retrying" not in exporter.process.log()
+    finally:
+        kube.stop()
