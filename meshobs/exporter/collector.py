@@ -35,6 +35,7 @@ class StateCollector(Collector):
         bursts = _counter("meshobs_authz_denied_bursts_total", "Bursts of authorization denials started.", LABELS)
         burst = GaugeMetricFamily("meshobs_authz_denied_burst", "1 while a burst of authorization denials is active.", labels=LABELS)
         certs = GaugeMetricFamily(CERT_EXPIRY, "Earliest expiry (unix seconds) of the workload's leaf or CA certificate.", labels=LABELS + ["cert"])
+        expiries = state.certs()
         for key, workload in state.exported():
             labels = list(key)
             for (name, reason), value in workload.totals.items():
@@ -46,7 +47,7 @@ class StateCollector(Collector):
                 errors.add_metric(labels + [reason], workload.scrape_errors[reason])
             bursts.add_metric(labels, workload.bursts)
             burst.add_metric(labels, 1.0 if workload.burst else 0.0)
-            for kind, ts in sorted(state.certs(key).items()):
+            for kind, ts in sorted(expiries.get(key, {}).items()):
                 certs.add_metric(labels + [kind], ts)
         up = GaugeMetricFamily("meshobs_target_up", "1 if the last scrape of the proxy succeeded.", labels=LABELS + ["instance"])
         duration = GaugeMetricFamily("meshobs_scrape_duration_seconds", "Duration of the last scrape of the proxy.", labels=LABELS + ["instance"])
