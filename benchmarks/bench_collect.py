@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,14 +20,8 @@ from meshobs.exporter.normalize import FAILURES, HANDSHAKES, REASONS, Reading
 from meshobs.exporter.state import State
 from meshobs.exporter.targets import make_target
 
-
-def best_of(repeat: int, func) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_parse import best_of  # noqa: E402
 
 
 def main() -> int:
