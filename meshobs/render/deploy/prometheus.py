@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from meshobs.config import Config, duration_seconds
+from meshobs.exporter.pods import BARE_POD_PREFIX
 from meshobs.exporter.state import MAX_WORKLOADS
 from meshobs.meshes import Dialect
 from meshobs.render.deploy.common import EXPORTER, METRICS_PORT_NAME, kustomization, metadata, selector, yaml_file
@@ -39,6 +40,17 @@ def _pod_labels() -> list[dict]:
     ]
 
 
+# A target label that exists only between target and metric relabelling (dropped again).
+_BARE_POD_LABEL = "meshobs_bare_pod"
+
+
+def _bare_pod_workload(target_label: str) -> dict:
+    """A pod without a controller is `pod/<name>`, as the exporter names it, whatever its labels
+    or its proxy claim: it can never report as another workload of its namespace."""
+    return {"source_labels": ["__meta_kubernetes_pod_controller_kind", "__meta_kubernetes_pod_name"], "regex": ";(.+)",
+            "target_label": target_label, "replacement": f"{BARE_POD_PREFIX}$1"}
+
+
 def _keep(source_labels: list[str], regex: str) -> dict:
     return {"source_labels": source_labels, "action": "keep", "regex": regex}
 
@@ -52,14 +64,19 @@ def _istio_jobs() -> list[dict]:
             # Istio names the sidecar's Envoy stats port `http-envoy-prom` (15090).
             _keep(["__meta_kubernetes_pod_container_name", "__meta_kubernetes_pod_container_port_name"], "istio-proxy;.*-envoy-prom"),
             *_pod_labels(),
+            _bare_pod_workload(_BARE_POD_LABEL),
         ],
         # A proxy reports its own side of each request: the namespace of that side is the scraped
-        # pod's, whatever the proxy claims, so that no pod can report for another namespace.
+        # pod's, whatever the proxy claims, so that no pod can report for another namespace; and a
+        # bare pod's workload is its own name.
         "metric_relabel_configs": [
-            {"source_labels": ["reporter", "namespace"], "regex": f"{reporter};(.+)", "target_label": label, "replacement": "$1"}
-            for reporter, label in (("destination", "destination_workload_namespace"),
-                                    ("destination", "destination_service_namespace"),
-                                    ("source", "source_workload_namespace"))
+            *({"source_labels": ["reporter", source], "regex": f"{reporter};(.+)", "target_label": label, "replacement": "$1"}
+              for reporter, source, label in (("destination", "namespace", "destination_workload_namespace"),
+                                              ("destination", "namespace", "destination_service_namespace"),
+                                              ("source", "namespace", "source_workload_namespace"),
+                                              ("destination", _BARE_POD_LABEL, "destination_workload"),
+                                              ("source", _BARE_POD_LABEL, "source_workload"))),
+            {"action": "labeldrop", "regex": _BARE_POD_LABEL},
         ],
     }
     istiod = {
@@ -83,6 +100,8 @@ def _linkerd_jobs() -> list[dict]:
             # The injector labels pods linkerd.io/proxy-deployment=NAME etc.; the rules group by
             # `deployment`, as Linkerd's own Prometheus does.
             {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_linkerd_io_proxy_(deployment|statefulset|daemonset|replicaset)"},
+            # ...which a bare pod could set itself
+            _bare_pod_workload("deployment"),
         ],
     }
     control_plane = {
