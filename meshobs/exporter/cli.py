@@ -150,7 +150,10 @@ async def _main(args: argparse.Namespace) -> int:
     scraper: runner.Scraper | None = None
 
     def ready() -> bool:
-        return scraper is not None and scraper.cycles > 0 and (pods is None or pods.synced)
+        if scraper is None or scraper.last_cycle_started is None:
+            return False
+        # a cycle that started before the pod list came in has not scraped the pods
+        return pods is None or (pods.synced_at is not None and scraper.last_cycle_started >= pods.synced_at)
 
     try:
         web_runner = await server.serve(server.app(registry, ready), *args.listen)

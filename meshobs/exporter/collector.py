@@ -35,7 +35,7 @@ class StateCollector(Collector):
         bursts = _counter("meshobs_authz_denied_bursts_total", "Bursts of authorization denials started.", LABELS)
         burst = GaugeMetricFamily("meshobs_authz_denied_burst", "1 while a burst of authorization denials is active.", labels=LABELS)
         certs = GaugeMetricFamily(CERT_EXPIRY, "Earliest expiry (unix seconds) of the workload's leaf or CA certificate.", labels=LABELS + ["cert"])
-        expiries = state.certs()
+        expiries = state.certs_by_workload()
         for key, workload in state.exported():
             labels = list(key)
             for (name, reason), value in workload.totals.items():

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -79,6 +80,7 @@ class PodWatcher:
         self._rejected: dict[str, dict[str, str]] = {scope: {} for scope in self.scopes}
         self.rejections = dict.fromkeys(REJECT_REASONS, 0)
         self.synced = False
+        self.synced_at: float | None = None  # time.monotonic() when every scope had been listed
         self.first_sync = asyncio.Event()  # set once every scope has been listed
         self._listed: set[str] = set()
 
@@ -169,8 +171,8 @@ class PodWatcher:
                 async with aiohttp.ClientSession(connector=connector, trust_env=False) as client:
                     version = await self._list(client, scope)
                     self._listed.add(scope)
-                    if self._listed == set(self.scopes):
-                        self.synced = True
+                    if self._listed == set(self.scopes) and not self.synced:
+                        self.synced, self.synced_at = True, time.monotonic()
                         self.first_sync.set()
                     await self._watch(client, scope, version)
             except Exception as exc:  # whatever the API server answers, discovery goes on

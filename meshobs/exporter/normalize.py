@@ -17,7 +17,7 @@ from meshobs.meshes.proxy import (  # re-exported: the exporter's modules speak 
 
 __all__ = [
     "ALLOWED", "CERT_EXPIRY", "DENIED", "FAILURES", "HANDSHAKES", "PLAINTEXT", "REASONS", "Key",
-    "DIALECTS", "Reading", "cert_kind", "certs_from_admin", "normalize",
+    "DIALECTS", "Reading", "admin_certs", "cert_kind", "certs_from_admin", "normalize",
 ]
 
 DIALECTS: dict[str, ProxyMetrics] = {name: mesh.proxy for name, mesh in MESH_DIALECTS.items()}
@@ -73,15 +73,21 @@ def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
     return Reading(counters, certs)
 
 
-def certs_from_admin(body: bytes) -> dict[str, float]:
-    """Expiry by kind from Envoy's /certs JSON (`expiration_time` is RFC 3339, exact to the second).
-    Anything else, however deep or odd, raises `PayloadError`."""
+def admin_certs(body: bytes) -> dict[str, float]:
+    """Expiry by kind from the body of Envoy's /certs; anything else, however deep or odd, raises
+    `PayloadError`."""
     try:
         document = json.loads(body.decode("utf-8"))  # Envoy writes UTF-8; no guessing of UTF-16/32
     except RecursionError:
         raise PayloadError("/certs: JSON nested too deep") from None
     except ValueError as exc:  # UnicodeDecodeError included
         raise PayloadError(f"/certs: not JSON: {str(exc)[:200]}") from None
+    return certs_from_admin(document)
+
+
+def certs_from_admin(document: object) -> dict[str, float]:
+    """Expiry by kind from Envoy's /certs JSON document (`expiration_time` is RFC 3339, exact to
+    the second); a document of another shape raises `PayloadError`."""
     entries = document.get("certificates", []) if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise PayloadError('/certs: expected {"certificates": [...]}')

@@ -12,7 +12,7 @@ from typing import Callable
 import aiohttp
 
 from meshobs.exporter import parse, scrape
-from meshobs.exporter.normalize import DIALECTS, certs_from_admin, normalize
+from meshobs.exporter.normalize import DIALECTS, admin_certs, normalize
 from meshobs.exporter.state import State
 from meshobs.exporter.targets import Target
 
@@ -46,6 +46,7 @@ class Scraper:
         self.sink = sink
         self.tracer = tracer
         self.cycles = 0
+        self.last_cycle_started: float | None = None  # time.monotonic() at the start of the last complete cycle
         self._semaphore = asyncio.Semaphore(limits.concurrency)
         # /certs answered 404 once: do not ask again (merged metrics endpoints, Envoy without admin)
         self._no_certs: set[str] = set()
@@ -81,7 +82,7 @@ class Scraper:
             return {}
         try:
             body = await scrape.fetch(client, url, self.limits.timeout, min(self.limits.max_bytes, MAX_CERTS_BYTES))
-            return certs_from_admin(body)
+            return admin_certs(body)
         except (scrape.ScrapeError, parse.PayloadError) as exc:
             # optional source: the metrics were read, so the scrape still counts as good; not asked
             # again, and counted unless the proxy just does not serve it
@@ -93,6 +94,7 @@ class Scraper:
             return {}
 
     async def cycle(self, client: aiohttp.ClientSession) -> None:
+        started = time.monotonic()
         targets = self.state.retain(self.discover(), time.time())
         self._no_certs &= {certs_url(t) for t in targets}  # bounded by the live targets
         with self.tracer.span("scrape_cycle", {"targets": len(targets)}):
@@ -100,6 +102,7 @@ class Scraper:
         for event in self.state.end_cycle(time.time()):
             self.sink.submit(event)
         self.cycles += 1
+        self.last_cycle_started = started  # readiness: did a whole cycle run after the pod list?
 
     async def run(self, stop: asyncio.Event) -> None:
         async with scrape.session(self.limits.concurrency) as client:

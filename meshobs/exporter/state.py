@@ -134,20 +134,23 @@ class State:
         """The workloads with live targets, in label order: an orphaned one is no longer exported."""
         return sorted((key, w) for key, w in self.workloads.items() if w.orphan_since is None)
 
-    def certs(self) -> dict[tuple[str, str, str], dict[str, float]]:
-        """Earliest expiry per kind over each workload's live targets (one pass over the targets:
-        per workload it would cost workloads x targets at every collection)."""
+    def certs(self, key: tuple[str, str, str]) -> dict[str, float]:
+        """Earliest expiry per kind over the workload's live targets."""
+        return self.certs_by_workload().get(key, {})
+
+    def certs_by_workload(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        """`certs` of every workload, in one pass over the targets (not one per workload)."""
         out: dict[tuple[str, str, str], dict[str, float]] = {}
         for target, state in self.targets.items():
-            earliest = out.setdefault(target.workload_key, {})
+            found = out.setdefault(target.workload_key, {})
             for kind, ts in state.certs.items():
-                earliest[kind] = min(earliest.get(kind, ts), ts)
+                found[kind] = min(found.get(kind, ts), ts)
         return out
 
     def end_cycle(self, now: float) -> list[Event]:
         """Evaluate bursts, new failure reasons and certificate windows after a scrape cycle."""
         events: list[Event] = []
-        certs = self.certs()
+        certs = self.certs_by_workload()
         for key, workload in self.workloads.items():
             if workload.orphan_since is not None:
                 continue

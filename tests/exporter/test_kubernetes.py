@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from meshobs.exporter.pods import pod_target
+from tests.exporter import faults
 from tests.exporter.kube_api import KubeApi, pod
 from tests.exporter.running import RunningExporter, start_exporter
 from tests.support.procs import free_port, http_get, wait_until
@@ -88,3 +89,30 @@ def test_ready_only_once_the_listed_pods_have_been_scraped(processes, tmp_path, 
     instances = {dict(items)["instance"] for (name, items) in RunningExporter(process, port).samples()
                  if name == "meshobs_target_up"}
     assert instances == {"127.0.0.2:15090", "127.0.0.3:4191"}
+
+
+def test_ready_only_after_a_cycle_that_started_after_the_pod_list(processes, tmp_path):
+    """When the pod list arrives only after several empty cycles, /readyz turns 200 only once a cycle begun after it has scraped the pods (here: hanging proxies, read until their timeout)."""
+    proxies = faults.FaultServers()
+    hanging = proxies.add(faults.hang)
+    port_annotation = {**CONSUL, "consul.hashicorp.com/prometheus-scrape-port": str(hanging)}
+    kube = KubeApi(tmp_path, [pod(f"api-{i}", "shop", "127.0.0.1", port_annotation, ("StatefulSet", f"api{i}")) for i in range(2)])
+    try:
+        kube.list_gate.clear()
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        process = processes(
+            [sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}", "--kubernetes",
+             "--scrape-interval", "100ms", "--scrape-timeout", "1s"],
+            tmp_path / "exporter.log", env={**os.environ, **kube.env()},
+        )
+        process.wait_ready(lambda: http_get(f"{url}/healthz")[0] == 200, what="exporter /healthz")
+        wait_until(lambda: kube.requests, what="the first (held) pod list")
+        assert http_get(f"{url}/readyz")[0] == 503
+        kube.list_gate.set()
+        process.wait_ready(lambda: http_get(f"{url}/readyz")[0] == 200, what="exporter /readyz")
+        samples = RunningExporter(process, port).samples()
+        assert {dict(items)["workload"] for (name, items) in samples if name == "meshobs_target_up"} == {"api0", "api1"}
+    finally:
+        kube.stop()
+        proxies.stop()

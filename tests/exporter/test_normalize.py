@@ -7,7 +7,7 @@ import json
 import pytest
 
 from meshobs.exporter.normalize import (
-    ALLOWED, DENIED, DIALECTS, FAILURES, HANDSHAKES, PLAINTEXT, cert_kind, certs_from_admin, normalize,
+    ALLOWED, DENIED, DIALECTS, FAILURES, HANDSHAKES, PLAINTEXT, admin_certs, cert_kind, certs_from_admin, normalize,
 )
 
 ISTIO, CONSUL, LINKERD = DIALECTS["istio"], DIALECTS["consul"], DIALECTS["linkerd"]
@@ -90,11 +90,12 @@ def test_certificate_kinds_and_admin_certs():
     """CA names are told from leaf names, and /certs gives the chain's first certificate and the CA to the second."""
     assert [cert_kind(n) for n in ("unnamed_ca_cert_123", "ROOTCA", "unnamed_cert_123", "default", "")] == [
         "ca", "ca", "leaf", "leaf", "leaf"]
-    document = json.dumps({"certificates": [{
+    document = {"certificates": [{
         "ca_cert": [{"expiration_time": "2027-01-02T03:04:05Z"}],
         "cert_chain": [{"expiration_time": "2026-12-01T00:00:01Z"}, {"expiration_time": "2026-06-01T00:00:00Z"}],
-    }]}).encode()
+    }]}
     assert certs_from_admin(document) == {"leaf": 1796083201.0, "ca": 1798859045.0}
+    assert admin_certs(json.dumps(document).encode()) == {"leaf": 1796083201.0, "ca": 1798859045.0}
 
 
 @pytest.mark.parametrize("value", ["-1", "+Inf", "-Inf", "1e300"])
@@ -129,5 +130,5 @@ envoy_listener_ssl_certificate_ROOTCA_expiration_unix_time_seconds{} -5
 def test_hostile_certs_answers_raise_payload_errors(body, message):
     """Deep nesting, invalid UTF-8 and wrong shapes in /certs are PayloadErrors naming the problem, never RecursionError or TypeError."""
     with pytest.raises(PayloadError) as error:
-        certs_from_admin(body)
+        admin_certs(body)
     assert str(error.value) == message

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from meshobs import accesslog
 from meshobs.errors import AccessLogParseError
-from meshobs.exporter.normalize import DIALECTS, certs_from_admin, normalize
+from meshobs.exporter.normalize import DIALECTS, admin_certs, normalize
 from meshobs.exporter.parse import LineFilter, PayloadError, Sample
 
 ENVOY = DIALECTS["istio"]
@@ -78,7 +78,7 @@ def test_certs_answers_give_timestamps_or_a_payload_error(document, raw):
     """Any /certs answer, JSON or not, gives expiry timestamps or a PayloadError."""
     for body in (json.dumps(document).encode(), raw):
         try:
-            certs = certs_from_admin(body)
+            certs = admin_certs(body)
         except PayloadError:
             continue
         assert set(certs) <= {"leaf", "ca"}
