@@ -72,22 +72,26 @@ def test_namespaces_are_listed_and_watched_one_by_one(processes, tmp_path, kube)
     assert {path.split("?")[0] for _, path, _ in kube.requests} == {"/api/v1/namespaces/shop/pods", "/api/v1/namespaces/web/pods"}
 
 
-def test_ready_only_once_the_listed_pods_have_been_scraped(processes, tmp_path, kube):
-    """/readyz answers 503 while the pod list is pending and 200 only once the listed pods have been scraped."""
+def _ready_after_a_held_list(processes, tmp_path, kube, *args: str) -> RunningExporter:
+    """Start the exporter while the pod list is held back; check /readyz is 503 until the list
+    comes, then wait for 200."""
     kube.list_gate.clear()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = processes(
-        [sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}", "--kubernetes",
-         "--scrape-interval", "30s", "--scrape-timeout", "500ms"],
-        tmp_path / "exporter.log", env={**os.environ, **kube.env()},
-    )
+    process = processes([sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}", "--kubernetes", *args],
+                        tmp_path / "exporter.log", env={**os.environ, **kube.env()})
     process.wait_ready(lambda: http_get(f"{url}/healthz")[0] == 200, what="exporter /healthz")
+    wait_until(lambda: kube.requests, what="the first (held) pod list")
     assert http_get(f"{url}/readyz")[0] == 503
     kube.list_gate.set()
     process.wait_ready(lambda: http_get(f"{url}/readyz")[0] == 200, what="exporter /readyz")
-    instances = {dict(items)["instance"] for (name, items) in RunningExporter(process, port).samples()
-                 if name == "meshobs_target_up"}
+    return RunningExporter(process, port)
+
+
+def test_ready_only_once_the_listed_pods_have_been_scraped(processes, tmp_path, kube):
+    """/readyz answers 503 while the pod list is pending and 200 only once the listed pods have been scraped."""
+    exporter = _ready_after_a_held_list(processes, tmp_path, kube, "--scrape-interval", "30s", "--scrape-timeout", "500ms")
+    instances = {dict(items)["instance"] for (name, items) in exporter.samples() if name == "meshobs_target_up"}
     assert instances == {"127.0.0.2:15090", "127.0.0.3:4191"}
 
 
@@ -98,21 +102,9 @@ def test_ready_only_after_a_cycle_that_started_after_the_pod_list(processes, tmp
     port_annotation = {**CONSUL, "consul.hashicorp.com/prometheus-scrape-port": str(hanging)}
     kube = KubeApi(tmp_path, [pod(f"api-{i}", "shop", "127.0.0.1", port_annotation, ("StatefulSet", f"api{i}")) for i in range(2)])
     try:
-        kube.list_gate.clear()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        process = processes(
-            [sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}", "--kubernetes",
-             "--scrape-interval", "100ms", "--scrape-timeout", "1s"],
-            tmp_path / "exporter.log", env={**os.environ, **kube.env()},
-        )
-        process.wait_ready(lambda: http_get(f"{url}/healthz")[0] == 200, what="exporter /healthz")
-        wait_until(lambda: kube.requests, what="the first (held) pod list")
-        assert http_get(f"{url}/readyz")[0] == 503
-        kube.list_gate.set()
-        process.wait_ready(lambda: http_get(f"{url}/readyz")[0] == 200, what="exporter /readyz")
-        samples = RunningExporter(process, port).samples()
-        assert {dict(items)["workload"] for (name, items) in samples if name == "meshobs_target_up"} == {"api0", "api1"}
+        exporter = _ready_after_a_held_list(processes, tmp_path, kube, "--scrape-interval", "100ms", "--scrape-timeout", "1s")
+        workloads = {dict(items)["workload"] for (name, items) in exporter.samples() if name == "meshobs_target_up"}
+        assert workloads == {"api0", "api1"}
     finally:
         kube.stop()
         proxies.stop()
