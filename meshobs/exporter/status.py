@@ -118,7 +118,7 @@ class TargetStatus:
         """(ready, why): ready once the last scrape cycle completed recently and discovery has
         synced; a loop stuck for three intervals past its timeout is not ready."""
         if not discovery_synced:
-            return False, "not ready: Kubernetes pod discovery has not synced yet"
+            return False, "not ready: no scrape cycle has completed since Kubernetes pod discovery synced"
         if self.last_cycle_end is None:
             return False, "not ready: first scrape cycle not finished"
         age = self.clock() - self.last_cycle_end

@@ -92,7 +92,7 @@ def test_readyz_turns_unready_when_cycles_stop():
     status = TargetStatus(interval=15, timeout=5, clock=lambda: clock[0])
     assert status.readiness(True) == (False, "not ready: first scrape cycle not finished")
     status.end_cycle(set())
-    assert status.readiness(False) == (False, "not ready: Kubernetes pod discovery has not synced yet")
+    assert status.readiness(False) == (False, "not ready: no scrape cycle has completed since Kubernetes pod discovery synced")
     assert status.readiness(True) == (True, "ready: 0/0 targets up")
     clock[0] = 51.0
     assert status.readiness(True) == (False, "not ready: last scrape cycle finished 51s ago (interval 15s); 0/0 targets up")
