@@ -12,7 +12,7 @@ is summed into an unlabelled group: a second copy of every alert and an empty da
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meshobs import promql, signals
@@ -43,7 +43,15 @@ class Need:
 
     @property
     def metric(self) -> str:
-        return promql.selector(self.source)
+        return promql.selector(self.unscoped)
+
+    @property
+    def unscoped(self) -> Source:
+        """The source without the matchers that require one of its labels to be set (Consul's
+        `local_cluster!=""`): the series lacking the label are what this check looks for."""
+        mapped = {_native_name(native) for native in self.source.labels.values()}
+        present = {f'{name}!=""' for label in mapped for name in label.split("|")}
+        return replace(self.source, matchers=tuple(m for m in self.source.matchers if m not in present))
 
     @property
     def missing(self) -> str:
@@ -140,15 +148,22 @@ def check_live(prometheus, dialect: Dialect, cfg: Config) -> tuple[list[str], in
     scrape = providers(cfg, dialect)
     totals: dict[str, int] = {}
     problems, checked = [], 0
+    # one requirement per metric and label, whichever sources read it (as a workload, as a service)
+    merged: dict[tuple[str, str], Need] = {}
     for need in needs(dialect, cfg.cluster_label):
         if need.source == dialect.edges:
             continue
+        key = (need.metric, need.label)
+        if key in merged:
+            need = replace(merged[key], normalized=tuple(sorted(set(merged[key].normalized) | set(need.normalized))))
+        merged[key] = need
+    for need in merged.values():
         if need.metric not in totals:
             totals[need.metric] = _count(prometheus, need.metric)
         if not totals[need.metric]:
             continue  # nothing scraped of it: nothing to judge
         checked += 1
-        missing = _count(prometheus, promql.selector(need.source, extra=need.missing))
+        missing = _count(prometheus, promql.selector(need.unscoped, extra=need.missing))
         if missing:
             problems.append(f"{prometheus.url}: {missing} of {totals[need.metric]} {need.metric} series have no "
                             f"{need.label} label (read as {', '.join(need.normalized)}); it comes from "
