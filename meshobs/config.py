@@ -2,12 +2,15 @@
 
 Every section is a frozen dataclass; each field carries its documentation in `metadata["doc"]`
 and, where a value has limits, a `check` that returns the reason it is wrong. `load` rejects
-unknown keys, wrong types and impossible values with a `ConfigError` that names the dotted key.
+unknown keys (suggesting the key meant), wrong types and impossible values, all of them at once,
+each naming its dotted key; it logs a warning for a setting that has no effect without another.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import re
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +20,9 @@ from typing import Any, Callable
 import yaml
 
 from meshobs import yamlfmt
-from meshobs.errors import ConfigError
+from meshobs.errors import ConfigError, ConfigErrors
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
@@ -100,6 +105,40 @@ def _k8s_name(value: str) -> str | None:
     return None if ok else "must be a Kubernetes name (lower case letters, digits and '-')"
 
 
+def _k8s_names(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        if _k8s_name(value):
+            return f"has {value!r}, which {_k8s_name(value)}"
+    duplicates = sorted({value for value in values if values.count(value) > 1})
+    return f"names {duplicates[0]!r} twice" if duplicates else None
+
+
+_LABEL_KEY = r"(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_LABEL_VALUE = r"(?:[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+
+
+def label_selector(text: str) -> dict[str, str]:
+    """`key=value,key=value` (kubectl's -l equality form) as matchLabels."""
+    return dict(pair.split("=", 1) for pair in text.split(","))
+
+
+def _label_selector(value: str) -> str | None:
+    pair = rf"{_LABEL_KEY}={_LABEL_VALUE}"
+    if re.fullmatch(rf"{pair}(,{pair})*", value):
+        return None
+    return "must be labels as key=value[,key=value], e.g. app.kubernetes.io/name=prometheus"
+
+
+def _cidr(value: str) -> str | None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        return "must be an IPv4 or IPv6 network such as 10.0.0.0/24 (host bits zero)"
+    return None
+
+
 def _setting(default: Any, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
     return field(default=default, metadata={"doc": doc, "check": check})
 
@@ -110,11 +149,15 @@ def _section(cls: type, doc: str) -> Any:
 
 @dataclass(frozen=True)
 class ErrorRateAlert:
-    ratio: float = _setting(0.10, "5xx share of requests above which MeshHighErrorRate fires", _fraction)
+    ratio: float = _setting(
+        0.10, "share of failed requests (5xx, failed gRPC calls, calls no pod answered) above which MeshHighErrorRate fires",
+        _fraction,
+    )
     window: str = _setting("5m", "rate window of the ratio", _duration())
     for_: str = _setting("5m", "how long the ratio must stay high before firing", _duration("must be 0s or longer"))
-    min_requests_per_second: float = _setting(
-        0.5, "minimum traffic at the service for the alert to be considered (guards low traffic)", _non_negative
+    min_requests: float = _setting(
+        20, "requests the service must have received over the window for the ratio to count (a count, not a rate: "
+        "a quiet service is alerted on too)", _non_negative,
     )
     severity: str = _setting("critical", "severity label", _severity)
 
@@ -140,8 +183,21 @@ class UnauthorizedBurstAlert:
     absolute_denials_per_second: float = _setting(
         1.0, "denials per second that fire whatever the baseline (a burst from zero)", _positive
     )
-    for_: str = _setting("1m", "how long the burst must last", _duration("must be 0s or longer"))
+    for_: str = _setting(
+        "1m", "how long the burst must last where it is judged from rates (without the exporter; with it, "
+        "the exporter's real-time burst state fires at once)", _duration("must be 0s or longer"),
+    )
     severity: str = _setting("critical", "severity label", _severity)
+
+
+@dataclass(frozen=True)
+class UnauthorizedSustainedAlert:
+    min_denials_per_second: float = _setting(
+        0.1, "denials per second at a workload (over alerts.unauthorized_burst.window) that fire for as long as they last",
+        _positive,
+    )
+    for_: str = _setting("5m", "how long the denials must go on", _duration("must be 0s or longer"))
+    severity: str = _setting("warning", "severity label", _severity)
 
 
 @dataclass(frozen=True)
@@ -167,8 +223,15 @@ class PlaintextAlert:
 
 @dataclass(frozen=True)
 class CertExpiryAlert:
-    warning: str = _setting("7d", "warn when a certificate expires within this time", _duration())
-    critical: str = _setting("1d", "critical when a certificate expires within this time", _duration())
+    warning: str = _setting("7d", "warn when a CA / issuer / root certificate expires within this time", _duration())
+    critical: str = _setting("1d", "critical when a CA / issuer / root certificate expires within this time", _duration())
+    leaf_warning_fraction: float = _setting(
+        0.1, "warn when a leaf (workload) certificate has less than this share of its lifetime left: its rotation "
+        "has failed (the meshes renew leaves at 50-90% of their lifetime)", _fraction,
+    )
+    leaf_critical_fraction: float = _setting(
+        0.05, "critical when a leaf certificate has less than this share of its lifetime left", _fraction,
+    )
     for_: str = _setting("5m", "how long the condition must hold", _duration("must be 0s or longer"))
 
 
@@ -184,6 +247,7 @@ class Alerts:
     error_rate: ErrorRateAlert = _section(ErrorRateAlert, "MeshHighErrorRate")
     latency: LatencyAlert = _section(LatencyAlert, "MeshHighLatencyP99")
     unauthorized_burst: UnauthorizedBurstAlert = _section(UnauthorizedBurstAlert, "MeshUnauthorizedAccessBurst")
+    unauthorized_sustained: UnauthorizedSustainedAlert = _section(UnauthorizedSustainedAlert, "MeshUnauthorizedAccessSustained")
     mtls_failure: MTLSFailureAlert = _section(MTLSFailureAlert, "MeshMTLSFailure")
     plaintext: PlaintextAlert = _section(PlaintextAlert, "MeshPlaintextTraffic")
     cert_expiry: CertExpiryAlert = _section(CertExpiryAlert, "MeshCertificateExpiringSoon")
@@ -191,11 +255,54 @@ class Alerts:
 
 
 @dataclass(frozen=True)
+class BurnRate:
+    """One multi-window burn-rate alert: the error ratio over both windows above factor x budget."""
+
+    long_window: str
+    short_window: str
+    factor: float
+    for_: str
+    severity: str
+
+
+# The burn-rate alerts per SLO period (SRE workbook, ch. 5; Sloth's 30d and 28d tables): 2% of the
+# budget spent in 1h or 5% in 6h pages, 10% in 1d or 3d opens a ticket. Recording rules, alerts
+# and the dashboards' budget panel all derive from this table.
+BURN_RATES: dict[str, tuple[BurnRate, ...]] = {
+    "30d": (
+        BurnRate("1h", "5m", 14.4, "2m", "page"),
+        BurnRate("6h", "30m", 6.0, "2m", "page"),
+        BurnRate("1d", "2h", 3.0, "15m", "ticket"),
+        BurnRate("3d", "6h", 1.0, "15m", "ticket"),
+    ),
+    "28d": (
+        BurnRate("1h", "5m", 13.44, "2m", "page"),
+        BurnRate("6h", "30m", 5.6, "2m", "page"),
+        BurnRate("1d", "2h", 2.8, "15m", "ticket"),
+        BurnRate("3d", "6h", 0.933, "15m", "ticket"),
+    ),
+}
+
+
+def _slo_period(value: str) -> str | None:
+    if value in BURN_RATES:
+        return None
+    return f"is not a supported SLO period (supported: {', '.join(sorted(BURN_RATES))})"
+
+
+@dataclass(frozen=True)
 class SLO:
     availability_percent: float = _setting(
-        99.9, "availability SLO target in percent (non-5xx share of requests)", _percent_open
+        99.9, "availability SLO target in percent (share of requests that did not fail)", _percent_open
     )
-    period: str = _setting("30d", "SLO period the burn rates are relative to", _duration())
+    period: str = _setting("30d", "SLO period the burn rates are relative to (one of: 28d, 30d)", _slo_period)
+    min_failed_requests: float = _setting(
+        3, "failed requests a burn-rate alert needs in its short window (a single failure never pages)", _non_negative
+    )
+
+    @property
+    def burn_rates(self) -> tuple[BurnRate, ...]:
+        return BURN_RATES[self.period]
 
 
 @dataclass(frozen=True)
@@ -228,7 +335,35 @@ class Deploy:
         "consul-server.consul.svc:8500", "host:port of the Consul HTTP API for consul_sd_configs", _host_port
     )
     cluster: str = _setting(
-        "", "value of the cluster label (see cluster_label) that every scrape job attaches; empty: none", _label_value
+        "default",
+        "value of the cluster label (see cluster_label) that every scrape job attaches, so the dashboards' "
+        "cluster variable has a value; name each cluster when several share a Grafana; empty: none (your "
+        "Prometheus must then attach the label itself)",
+        _label_value,
+    )
+    app_namespaces: tuple[str, ...] = _setting(
+        ("default",),
+        "application namespaces rendered under deploy/allow-scrapes/<mesh>/namespaces/ (policies that let Prometheus "
+        "and the exporter reach the proxies' metrics ports under default-deny); for any other namespace apply "
+        "deploy/allow-scrapes/<mesh>/template with `kubectl apply -n NAMESPACE -k`",
+        _k8s_names,
+    )
+    prometheus_pod_labels: str = _setting(
+        "app.kubernetes.io/name=prometheus",
+        "labels (key=value[,key=value]) of the Prometheus pods in monitoring_namespace; the allow-scrapes "
+        "NetworkPolicies admit only these pods (the prometheus-operator and the Helm charts set this one)",
+        _label_selector,
+    )
+    prometheus_service_account: str = _setting(
+        "prometheus",
+        "ServiceAccount of Prometheus in monitoring_namespace; Linkerd's allow-scrapes authorization names this identity",
+        _k8s_name,
+    )
+    api_server_cidr: str = _setting(
+        "0.0.0.0/0",
+        "addresses of the Kubernetes API server that Prometheus and the exporter may reach on 443/6443 when their "
+        "namespace denies egress; narrow it to your control plane's endpoints (`kubectl get endpoints kubernetes`)",
+        _cidr,
     )
     remote_write_url: str = _setting(
         "http://metrics-store.monitoring.svc/api/v1/write",
@@ -268,7 +403,7 @@ class Logging:
     namespace: str = _setting("logging", "namespace Fluentd runs in", _k8s_name)
     fluentd_image: str = _setting(
         "fluent/fluentd-kubernetes-daemonset:v1.17-debian-elasticsearch8-1",
-        "Fluentd image; needs the elasticsearch, kubernetes_metadata and rewrite_tag_filter plugins",
+        "Fluentd image; needs the elasticsearch, kubernetes_metadata, rewrite_tag_filter and concat plugins",
     )
 
 
@@ -290,6 +425,10 @@ class Config:
         expiry = self.alerts.cert_expiry
         if duration_seconds(expiry.critical) >= duration_seconds(expiry.warning):
             raise ConfigError("alerts.cert_expiry.critical", f"{expiry.critical} must be shorter than warning ({expiry.warning})")
+        if expiry.leaf_critical_fraction >= expiry.leaf_warning_fraction:
+            raise ConfigError("alerts.cert_expiry.leaf_critical_fraction",
+                              f"{expiry.leaf_critical_fraction:g} must be smaller than leaf_warning_fraction "
+                              f"({expiry.leaf_warning_fraction:g})")
         burst = self.alerts.unauthorized_burst
         if duration_seconds(burst.baseline_window) <= duration_seconds(burst.window):
             raise ConfigError(
@@ -304,10 +443,16 @@ def _yaml_key(name: str) -> str:
 
 
 def _type_name(kind: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(kind, "a mapping")
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(kind, "a mapping")
 
 
 def _coerce(kind: Any, value: Any, key: str) -> Any:
+    if typing.get_origin(kind) is tuple:
+        # A list of strings in YAML; a tuple in the frozen Config.
+        value = _coerce(list, value, key)
+        for index, item in enumerate(value):
+            _coerce(str, item, f"{key}[{index}]")
+        return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool) and key.endswith(
@@ -319,41 +464,111 @@ def _coerce(kind: Any, value: Any, key: str) -> Any:
     return value
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _dotted(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _all_keys(cls: type = None, prefix: str = "") -> dict[str, list[str]]:
+    """Every key name of the schema -> the dotted paths it has (for "did you mean")."""
+    found: dict[str, list[str]] = {}
+    hints = typing.get_type_hints(cls or Config)
+    for f in dataclasses.fields(cls or Config):
+        name = _yaml_key(f.name)
+        found.setdefault(name, []).append(_dotted(prefix, name))
+        if dataclasses.is_dataclass(hints[f.name]):
+            for inner, paths in _all_keys(hints[f.name], _dotted(prefix, name)).items():
+                found.setdefault(inner, []).extend(paths)
+    return found
+
+
+def _unknown_key(name: str, known: list[str], key: str) -> ConfigError:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    if close:
+        return ConfigError(key, f"unknown key; did you mean {close[0]}?")
+    elsewhere = _all_keys().get(name)
+    if elsewhere:
+        return ConfigError(key, f"unknown key here; did you mean {' or '.join(elsewhere)}?")
+    return ConfigError(key, f"unknown key (known keys here: {', '.join(known)})")
+
+
+def _build(cls: type, data: Any, prefix: str, errors: list[ConfigError]) -> Any:
+    """The section `cls` from `data`; each wrong value is added to `errors` and left at its
+    default, so that one run names every mistake."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(prefix or "(top level)", f"expected a mapping, got {type(data).__name__}")
+        errors.append(ConfigError(prefix or "(top level)", f"expected a mapping, got {type(data).__name__}"))
+        return cls()
     hints = typing.get_type_hints(cls)
     fields = {_yaml_key(f.name): f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(map(str, data)) - set(fields))
-    if unknown:
-        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(key, f"unknown key (known keys here: {', '.join(sorted(fields))})")
+    for unknown in sorted(set(map(str, data)) - set(fields)):
+        errors.append(_unknown_key(unknown, sorted(fields), _dotted(prefix, unknown)))
     values = {}
     for yaml_key, f in fields.items():
         if yaml_key not in data:
             continue
-        key = f"{prefix}.{yaml_key}" if prefix else yaml_key
+        key = _dotted(prefix, yaml_key)
         kind = hints[f.name]
         if dataclasses.is_dataclass(kind):
-            values[f.name] = _build(kind, data[yaml_key], key)
+            values[f.name] = _build(kind, data[yaml_key], key, errors)
             continue
-        value = _coerce(kind, data[yaml_key], key)
+        try:
+            value = _coerce(kind, data[yaml_key], key)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
         check = f.metadata.get("check")
         reason = check(value) if check else None
         if reason:
-            raise ConfigError(key, f"{value!r} {reason}")
+            errors.append(ConfigError(key, f"{_plain(value)!r} {reason}"))
+            continue
         values[f.name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        # a rule across keys: only worth saying when the keys it compares are themselves valid
+        section = exc.key.rpartition(".")[0]
+        if not any(e.key.startswith(f"{section}.") for e in errors):
+            errors.append(exc)
+        return cls()  # never used: the errors are raised; the defaults keep the outer sections buildable
+
+
+# Settings that do nothing alone: (key given in the file, test that it is alone, what to say).
+_TOGETHER: tuple[tuple[str, Callable[["Config"], bool], str], ...] = (
+    ("cluster_label", lambda c: c.deploy.cluster == "",
+     "no scrape job attaches this label while deploy.cluster is empty, so the dashboards' cluster "
+     "variable is empty unless your Prometheus adds the label; set deploy.cluster"),
+    ("logging.forward_port", lambda c: c.logging.forward_host == "",
+     "has no effect while logging.forward_host is empty; set logging.forward_host"),
+)
+
+
+def _given(data: Any, key: str) -> bool:
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def warnings(cfg: "Config", data: Any) -> list[str]:
+    """Settings the file gives that have no effect because another setting is empty."""
+    return [f"{key}: {message}" for key, alone, message in _TOGETHER if _given(data, key) and alone(cfg)]
 
 
 def from_dict(data: Any, source: str = "") -> Config:
-    """A Config from parsed YAML, defaults filling what is absent."""
-    try:
-        return _build(Config, data, "")
-    except ConfigError as exc:
-        raise ConfigError(exc.key, exc.reason, source) from None
+    """A Config from parsed YAML, defaults filling what is absent. Raises a ConfigError naming
+    every wrong key (a ConfigErrors when there are several); logs settings that do nothing alone."""
+    errors: list[ConfigError] = []
+    cfg = _build(Config, data, "", errors)
+    if len(errors) == 1:
+        raise ConfigError(errors[0].key, errors[0].reason, source)
+    if errors:
+        raise ConfigErrors(errors, source)
+    where = f"{source}: " if source else ""
+    for warning in warnings(cfg, data):
+        log.warning("%s%s", where, warning)
+    return cfg
 
 
 def load(path: Path) -> Config:
@@ -371,15 +586,25 @@ def load(path: Path) -> Config:
     return from_dict(data, str(path))
 
 
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return _as_dict(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _as_dict(obj: Any) -> dict:
-    return {
-        _yaml_key(f.name): _as_dict(getattr(obj, f.name)) if dataclasses.is_dataclass(getattr(obj, f.name)) else getattr(obj, f.name)
-        for f in dataclasses.fields(obj)
-    }
+    return {_yaml_key(f.name): _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
 def to_yaml(cfg: Config) -> str:
     return yamlfmt.dump(_as_dict(cfg))
+
+
+def _default_line(key: str, value: Any) -> str:
+    if isinstance(value, tuple):
+        # Flow style keeps a list on the one line under its comment.
+        return f"{key}: {yaml.safe_dump(list(value), default_flow_style=True).strip()}"
+    return yamlfmt.dump({key: value}).rstrip("\n")
 
 
 def documented_defaults() -> str:
@@ -395,8 +620,7 @@ def documented_defaults() -> str:
                 lines.append(f"{pad}{_yaml_key(f.name)}:")
                 walk(value, indent + 1)
             else:
-                rendered = yamlfmt.dump({_yaml_key(f.name): value}).rstrip("\n")
-                lines.append(f"{pad}{rendered}")
+                lines.append(f"{pad}{_default_line(_yaml_key(f.name), value)}")
 
     walk(Config(), 0)
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """The multi-cluster dashboard per mesh, `dashboards/<mesh>/clusters.json`: each cluster's health
 side by side (one tile / one line per cluster, from the per-cluster recordings), and — where the
 mesh's request series say which cluster the caller is in — traffic between clusters: requests,
-5xx ratio, mTLS share and latency per (caller cluster → destination cluster) pair.
+failure ratio, mTLS share and latency per (caller cluster → destination cluster) pair.
 
 Istio labels the caller's cluster (`source_cluster`) on the destination's request series; Linkerd
 (multicluster gateways) and Consul (peers, datacenters) put no caller cluster on the series
@@ -78,16 +78,16 @@ def _side_by_side(c: _Context) -> tuple[Row, Row]:
 def _cross_cluster(c: _Context) -> Row:
     pair = (c.cluster, CALLER_CLUSTER)
     legend = f"{{{{{CALLER_CLUSTER}}}}} → {{{{{c.cluster}}}}}"
-    requests = c.live(signals.REQUESTS, pair)
-    errors = c.live(signals.REQUEST_ERRORS, pair)
-    mtls = c.live(signals.MTLS_REQUESTS, pair)
+    requests = c.live(signals.INBOUND_REQUESTS, pair)
+    errors = c.live(signals.INBOUND_ERRORS, pair)
+    plaintext = c.live(signals.INBOUND_PLAINTEXT, pair)
     about = (f"Pairs of (caller cluster as {c.dialect.title} names it → destination cluster, the `{c.cluster}` "
              "label); pairs of one cluster are local traffic.")
     return Row("Traffic between clusters", (
         Panel("Requests by caller cluster", "timeseries", (Q(requests, legend),), unit="reqps", description=about),
-        Panel("5xx ratio by caller cluster", "timeseries", (Q(f"({errors} or {requests} * 0) / {requests}", legend),),
+        Panel("Failure ratio by caller cluster", "timeseries", (Q(f"({errors} or {requests} * 0) / {requests}", legend),),
               unit="percentunit", description=about),
-        Panel("mTLS share by caller cluster", "timeseries", (Q(f"({mtls} or {requests} * 0) / {requests}", legend),),
+        Panel("mTLS share by caller cluster", "timeseries", (Q(f"1 - ({plaintext} or {requests} * 0) / {requests}", legend),),
               unit="percentunit", max_value=1, min_value=0, description=about),
         Panel(f"p{c.cfg.alerts.latency.quantile * 100:g} latency by caller cluster", "timeseries",
               (Q(c.live(signals.REQUEST_DURATION, pair, quantile=c.cfg.alerts.latency.quantile), legend),),
@@ -98,7 +98,7 @@ def _cross_cluster(c: _Context) -> Row:
 def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
     c = _Context(cfg, dialect)
     rows = _side_by_side(c)
-    if reports_caller_cluster(dialect) and signals.MTLS_REQUESTS.available(dialect):
+    if reports_caller_cluster(dialect) and signals.INBOUND_PLAINTEXT.available(dialect):
         rows += (_cross_cluster(c),)
     path, content = c.dashboard("clusters", "Clusters", "Each cluster's health side by side, and traffic between clusters.",
                                 (), rows)

@@ -6,9 +6,9 @@ It reads recorded series only, never raw ones: each cluster (or the central rule
 per-cluster files) records `level:metric:operation` grouped by the cluster label; this file
 records `global_<level>:metric:operation` without it.
 - rates and increases add up across clusters (`sum without (cluster)`);
-- a ratio is recomputed from the rolled-up numerator and denominator (the per-cluster ratio
-  rule's own expression over the global names), never averaged;
-- minima (certificate expiry) stay minima;
+- a rule computed from recordings only (a ratio) is recomputed from the rolled-up inputs (its own
+  expression over the global names), never averaged;
+- minima and maxima (certificate expiry and lifetime) stay minima and maxima;
 - quantiles cannot be combined from per-cluster quantiles: they are left out (a global p99
   needs the raw histogram buckets in one place).
 
@@ -22,6 +22,7 @@ import re
 
 from meshobs import recordings as rec
 from meshobs import yamlfmt
+from meshobs.checks import metric_names
 from meshobs.config import Config
 from meshobs.meshes.base import Dialect
 
@@ -63,7 +64,7 @@ def global_rules(cfg: Config, dialect: Dialect) -> list[rec.Rule]:
             continue
         seen.add(rule.record)
         reads = _reads(rule.expr, recorded)
-        if reads:
+        if reads and metric_names(rule.expr) <= recorded:
             # a derived recording (a ratio): the same expression over the rolled-up inputs
             expr = rule.expr
             for name in sorted(reads, key=len, reverse=True):

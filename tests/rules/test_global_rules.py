@@ -60,15 +60,17 @@ def test_global_rules_read_only_recordings(mesh, rendered):
 @pytest.mark.parametrize("mesh", sorted(DIALECTS))
 def test_promtool_rolls_two_clusters_up(mesh, rendered, tmp_path):
     """Prometheus (promtool) sums the clusters' request rates and recomputes the error ratio from the sums: 10 / 40."""
-    labels = f'destination_namespace="{NS}", destination_service="{SVC}", mesh="{mesh}"'
     test = {"rule_files": [str(p) for p in _files(rendered, mesh)], "evaluation_interval": "1m", "tests": [{
         "interval": "1m", "input_series": _two_clusters(mesh),
         "promql_expr_test": [
-            {"expr": "global_destination_service:mesh_requests:rate5m", "eval_time": "15m",
-             "exp_samples": [{"labels": f"global_destination_service:mesh_requests:rate5m{{{labels}}}", "value": 40}]},
-            {"expr": "global_destination_service:mesh_request_errors:ratio_rate5m", "eval_time": "15m",
-             "exp_samples": [{"labels": f"global_destination_service:mesh_request_errors:ratio_rate5m{{{labels}}}",
-                              "value": 0.25}]},
+            # one service (its namespace is the mesh's own notion: Consul's is its namespace)
+            {"expr": 'count by (destination_service, mesh) (global_destination_service:mesh_requests:rate5m) * 0 + '
+                     'sum by (destination_service, mesh) (global_destination_service:mesh_requests:rate5m)',
+             "eval_time": "15m", "exp_samples": [{"labels": f'{{destination_service="{SVC}", mesh="{mesh}"}}', "value": 40}]},
+            {"expr": "sum by (destination_service, mesh) (global_destination_service:mesh_request_errors:ratio_rate5m)",
+             "eval_time": "15m", "exp_samples": [{"labels": f'{{destination_service="{SVC}", mesh="{mesh}"}}', "value": 0.25}]},
+            {"expr": "count(global_destination_service:mesh_requests:rate5m)", "eval_time": "15m",
+             "exp_samples": [{"labels": "{}", "value": 1}]},
         ],
     }]}
     (tmp_path / "test.yaml").write_text(yamlfmt.dump(test))
@@ -87,8 +89,10 @@ def test_vmalert_rolls_two_clusters_up_on_victoriametrics(mesh, rendered, proces
     at = T0 + 15 * 60
     requests = vm.query("global_destination_service:mesh_requests:rate5m", at)
     ratio = vm.query("global_destination_service:mesh_request_errors:ratio_rate5m", at)
-    expected = {"destination_namespace": NS, "destination_service": SVC, "mesh": mesh}
-    assert [(s["metric"], float(s["value"][1])) for s in requests] == [
-        (dict(expected, __name__="global_destination_service:mesh_requests:rate5m"), 40.0)]
-    assert [(s["metric"], float(s["value"][1])) for s in ratio] == [
-        (dict(expected, __name__="global_destination_service:mesh_request_errors:ratio_rate5m"), 0.25)]
+    assert [({k: v for k, v in s["metric"].items() if k != "destination_namespace"}, float(s["value"][1]))
+            for s in requests] == [
+        ({"__name__": "global_destination_service:mesh_requests:rate5m", "destination_service": SVC, "mesh": mesh}, 40.0)]
+    assert [({k: v for k, v in s["metric"].items() if k != "destination_namespace"}, float(s["value"][1]))
+            for s in ratio] == [
+        ({"__name__": "global_destination_service:mesh_request_errors:ratio_rate5m", "destination_service": SVC,
+          "mesh": mesh}, 0.25)]

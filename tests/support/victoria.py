@@ -33,7 +33,9 @@ from tests.support.procs import Listening, free_port, http_get, require_binary, 
 Labels = dict[str, str]
 # labels vmalert adds to ALERTS besides the rule's own (the group name since v1.81; state always)
 ALERTS_BOOKKEEPING = ("__name__", "alertname", "alertstate", "alertgroup")
-UNIX_TIME_SUFFIX = "_timestamp_seconds"
+# names of series holding Unix times (Prometheus's `_timestamp_seconds`, Istio's `_timestamp`,
+# Envoy's `_unix_time_seconds`, `process_start_time_seconds`)
+UNIX_TIME_SUFFIXES = ("_timestamp_seconds", "_timestamp", "_time_seconds")
 MAX_LABELS = 64
 
 
@@ -46,10 +48,10 @@ class RunningVictoriaMetrics(Listening):
 
     def import_series(self, series: Sequence[tuple[Labels, Sequence[tuple[float, float]]]], base: float) -> None:
         """Write samples with their timestamps (`base` + offset seconds) through /api/v1/import,
-        then flush so that the next query sees them. Values of `*_timestamp_seconds` series are
-        Unix times (Prometheus naming): they move by `base` too, as promtool's clock starts at 0."""
+        then flush so that the next query sees them. Values of series named as Unix times
+        (UNIX_TIME_SUFFIXES) move by `base` too, as promtool's clock starts at 0."""
         lines = [json.dumps({"metric": labels,
-                             "values": [v + (base if labels["__name__"].endswith(UNIX_TIME_SUFFIX) else 0)
+                             "values": [v + (base if labels["__name__"].endswith(UNIX_TIME_SUFFIXES) else 0)
                                         for _, v in samples],
                              "timestamps": [round((base + t) * 1000) for t, _ in samples]})
                  for labels, samples in series if samples]

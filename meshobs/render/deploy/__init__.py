@@ -13,13 +13,15 @@ returns files under deploy/, each folder applyable with `kubectl apply -k`:
     deploy/ruler                many clusters: every rule file, global roll-ups included, for the
                                 ruler of the store
     deploy/grafana              provisioning files, dashboards, sidecar ConfigMaps
+    deploy/allow-scrapes/<mesh> what lets Prometheus and the exporter reach the proxies in
+                                default-deny namespaces (NetworkPolicies, Linkerd authorization)
 """
 
 from __future__ import annotations
 
 from meshobs.config import Config
 from meshobs.meshes import Dialect
-from meshobs.render.deploy import alertmanager, exporter, grafana, long_term, prometheus
+from meshobs.render.deploy import alertmanager, allow_scrapes, exporter, grafana, long_term, prometheus
 
 
 def render(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes]) -> dict[str, bytes]:
@@ -29,4 +31,5 @@ def render(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes]) ->
     files.update(long_term.render(cfg, dialects, artefacts))
     files.update(alertmanager.render(cfg, dialects))
     files.update(grafana.render(cfg, dialects, artefacts))
+    files.update(allow_scrapes.render(cfg, dialects))
     return dict(sorted(files.items()))
