@@ -37,13 +37,13 @@ def _share(c: _Context, part: str, whole: str) -> str:
 
 
 def _side_by_side(c: _Context) -> tuple[Row, Row]:
-    w, secure = "5m", c.cfg.alerts.plaintext.window
+    w, secure = c.traffic_window, c.cfg.alerts.plaintext.window
     requests, errors = c.ref(rec.requests(w)), c.ref(rec.request_errors(w))
     workloads, plaintext = c.ref(rec.workload_requests(secure)), c.ref(rec.plaintext(secure))
     legend = f"{{{{{c.cluster}}}}}"
     # a cluster without denials, failures or alerts shows 0, not nothing
     zero = f"{_by_cluster(c, 'sum', requests)} * 0"
-    denials = f"{_by_cluster(c, 'sum', c.ref(rec.authz_denied(w)))} or {zero}"
+    denials = f"{_by_cluster(c, 'sum', c.ref(rec.authz_denied(c.cfg.alerts.unauthorized_burst.window)))} or {zero}"
     failures = f"{_by_cluster(c, 'sum', c.ref(rec.tls_failures(c.cfg.alerts.mtls_failure.window)))} or {zero}"
     alerts = (f'count by ({c.cluster}) (ALERTS{{alertstate="firing", mesh="{c.mesh}", {c.cluster}=~"$cluster"}})'
               f" or {zero}")
