@@ -169,6 +169,12 @@ class PlaintextAlert:
 class CertExpiryAlert:
     warning: str = _setting("7d", "warn when a certificate expires within this time", _duration())
     critical: str = _setting("1d", "critical when a certificate expires within this time", _duration())
+    leaf_lifetime_fraction: float = _setting(
+        0.25,
+        "a leaf (workload) certificate with less than this fraction of its lifetime left has failed to rotate "
+        "(lifetime from its notBefore, else the mesh's default leaf lifetime); warning and critical apply to CA certificates",
+        _fraction,
+    )
     for_: str = _setting("5m", "how long the condition must hold", _duration("must be 0s or longer"))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from meshobs.exporter.normalize import ALLOWED, CERT_EXPIRY, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS
+from meshobs.exporter.normalize import ALLOWED, CERT_EXPIRY, CERT_NOT_BEFORE, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS
 from meshobs.exporter.state import SCRAPE_ERROR_REASONS, State
 
 LABELS = ["mesh", "namespace", "workload"]
@@ -35,6 +35,8 @@ class StateCollector(Collector):
         bursts = _counter("meshobs_authz_denied_bursts_total", "Bursts of authorization denials started.", LABELS)
         burst = GaugeMetricFamily("meshobs_authz_denied_burst", "1 while a burst of authorization denials is active.", labels=LABELS)
         certs = GaugeMetricFamily(CERT_EXPIRY, "Earliest expiry (unix seconds) of the workload's leaf or CA certificate.", labels=LABELS + ["cert"])
+        not_before = GaugeMetricFamily(CERT_NOT_BEFORE, "notBefore (unix seconds) of the certificate whose expiry "
+                                       f"{CERT_EXPIRY} reports, where the proxy tells it.", labels=LABELS + ["cert"])
         for key, workload in sorted(state.workloads.items()):
             labels = list(key)
             for (name, reason), value in workload.totals.items():
@@ -46,8 +48,10 @@ class StateCollector(Collector):
                 errors.add_metric(labels + [reason], workload.scrape_errors[reason])
             bursts.add_metric(labels, workload.bursts)
             burst.add_metric(labels, 1.0 if workload.burst else 0.0)
-            for kind, ts in sorted(state.certs(key).items()):
-                certs.add_metric(labels + [kind], ts)
+            for kind, (expires, valid_from) in sorted(state.cert_times(key).items()):
+                certs.add_metric(labels + [kind], expires)
+                if valid_from is not None:
+                    not_before.add_metric(labels + [kind], valid_from)
         up = GaugeMetricFamily("meshobs_target_up", "1 if the last scrape of the proxy succeeded.", labels=LABELS + ["instance"])
         duration = GaugeMetricFamily("meshobs_scrape_duration_seconds", "Duration of the last scrape of the proxy.", labels=LABELS + ["instance"])
         for target, target_state in sorted(state.targets.items(), key=lambda item: item[0].url):
@@ -55,4 +59,4 @@ class StateCollector(Collector):
             up.add_metric(labels, 1.0 if target_state.up else 0.0)
             duration.add_metric(labels, target_state.duration)
         yield from counters.values()
-        yield from (failures, burst, bursts, certs, up, duration, errors)
+        yield from (failures, burst, bursts, certs, not_before, up, duration, errors)

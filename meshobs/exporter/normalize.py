@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meshobs.exporter.parse import Sample
 from meshobs.meshes import DIALECTS as MESH_DIALECTS
 from meshobs.meshes.proxy import (  # re-exported: the exporter's modules speak these names
-    ALLOWED, CERT_EXPIRY, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS, Key, ProxyMetrics,
+    ALLOWED, CERT_EXPIRY, CERT_NOT_BEFORE, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS, Key, ProxyMetrics,
 )
 
 __all__ = [
-    "ALLOWED", "CERT_EXPIRY", "DENIED", "FAILURES", "HANDSHAKES", "PLAINTEXT", "REASONS", "Key",
+    "ALLOWED", "CERT_EXPIRY", "CERT_NOT_BEFORE", "DENIED", "FAILURES", "HANDSHAKES", "PLAINTEXT", "REASONS", "Key",
     "DIALECTS", "Reading", "cert_kind", "certs_from_admin", "normalize",
 ]
 
@@ -29,11 +29,13 @@ def cert_kind(name: str) -> str:
 
 @dataclass
 class Reading:
-    """One target's scrape, normalized: raw counter values (the proxy's own, may reset) and
-    certificate expiry timestamps by kind."""
+    """One target's scrape, normalized: raw counter values (the proxy's own, may reset),
+    certificate expiry timestamps by kind and, where the source tells, the notBefore of the same
+    certificates."""
 
     counters: dict[Key, float]
     certs: dict[str, float]
+    not_before: dict[str, float] = field(default_factory=dict)
 
 
 def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
@@ -63,18 +65,27 @@ def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
     return Reading(counters, certs)
 
 
-def certs_from_admin(document: dict) -> dict[str, float]:
-    """Expiry by kind from Envoy's /certs JSON (`expiration_time` is RFC 3339, exact to the second)."""
+def certs_from_admin(document: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """Expiry and notBefore by kind from Envoy's /certs JSON, of the certificate of each kind that
+    expires first (`expiration_time` and `valid_from` are RFC 3339, exact to the second)."""
     from datetime import datetime
 
+    def timestamp(raw: str | None) -> float | None:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp() if raw else None
+
     certs: dict[str, float] = {}
+    not_before: dict[str, float] = {}
     for entry in document.get("certificates", []):
         # the leaf is the first element of the chain; the rest are intermediates
         for kind, chain in (("leaf", (entry.get("cert_chain") or [])[:1]), ("ca", entry.get("ca_cert") or [])):
             for cert in chain:
-                raw = cert.get("expiration_time")
-                if not raw:
+                expires = timestamp(cert.get("expiration_time"))
+                if expires is None or expires >= certs.get(kind, expires + 1):
                     continue
-                ts = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-                certs[kind] = min(certs.get(kind, ts), ts)
-    return certs
+                certs[kind] = expires
+                valid_from = timestamp(cert.get("valid_from"))
+                if valid_from is None:
+                    not_before.pop(kind, None)
+                else:
+                    not_before[kind] = valid_from
+    return certs, not_before

@@ -47,6 +47,8 @@ class Scraper:
         self._semaphore = asyncio.Semaphore(limits.concurrency)
         # /certs answered 404 once: do not ask again (merged metrics endpoints, Envoy without admin)
         self._no_certs: set[str] = set()
+        # per /certs URL: (expiries by kind, notBefores by kind) of its last answer
+        self._certs: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
 
     async def scrape_one(self, client: aiohttp.ClientSession, target: Target) -> None:
         dialect = DIALECTS[target.mesh]
@@ -61,8 +63,7 @@ class Scraper:
                         reading = normalize(dialect, lines.samples())
                     except parse.PayloadError as exc:
                         raise scrape.ScrapeError("bad_payload", str(exc)) from None
-                    if not reading.certs:
-                        reading.certs = await self._admin_certs(client, target)
+                    await self._admin_certs(client, target, reading)
                 except scrape.ScrapeError as exc:
                     log.debug("scrape %s failed: %s", target.url, exc)
                     self.state.failed(target, exc.reason, time.perf_counter() - start)
@@ -71,24 +72,36 @@ class Scraper:
                     return
                 self.state.observe(target, reading, time.perf_counter() - start)
 
-    async def _admin_certs(self, client: aiohttp.ClientSession, target: Target) -> dict[str, float]:
+    async def _admin_certs(self, client: aiohttp.ClientSession, target: Target, reading) -> None:
+        """Complete `reading` from Envoy's /certs: the expiry where the stats lack it, and the
+        notBefore, which no stat carries. While the stats' expiries stay the same (no rotation),
+        the last answer is reused rather than asked for again."""
         url = certs_url(target)
         if url is None or url in self._no_certs:
-            return {}
-        try:
-            body = await scrape.fetch(client, url, self.limits.timeout, self.limits.max_bytes)
-            return certs_from_admin(json.loads(body))
-        except (scrape.ScrapeError, ValueError, TypeError, AttributeError) as exc:
-            # optional source: the metrics were read, so the scrape still counts as good
-            log.debug("no certificates from %s: %s", url, exc)
-            self._no_certs.add(url)
-            return {}
+            return
+        cached = self._certs.get(url)
+        if cached is None or not reading.certs or cached[0] != reading.certs:
+            try:
+                body = await scrape.fetch(client, url, self.limits.timeout, self.limits.max_bytes)
+                certs, not_before = certs_from_admin(json.loads(body))
+            except (scrape.ScrapeError, ValueError, TypeError, AttributeError) as exc:
+                # optional source: the metrics were read, so the scrape still counts as good
+                log.debug("no certificates from %s: %s", url, exc)
+                self._no_certs.add(url)
+                return
+            # a notBefore belongs to the certificate the expiry describes: the same expiry
+            stats = reading.certs or certs
+            not_before = {kind: ts for kind, ts in not_before.items() if stats.get(kind) == certs.get(kind)}
+            cached = self._certs[url] = (dict(stats), not_before)
+        reading.certs, reading.not_before = dict(cached[0]), dict(cached[1])
 
     async def cycle(self, client: aiohttp.ClientSession) -> None:
         targets = self.discover()
         now = time.time()
         self.state.retain(targets, now)
-        self._no_certs &= {certs_url(t) for t in targets}  # bounded by the live targets
+        live = {certs_url(t) for t in targets}
+        self._no_certs &= live  # bounded by the live targets
+        self._certs = {url: known for url, known in self._certs.items() if url in live}
         with self.tracer.span("scrape_cycle", {"targets": len(targets)}):
             await asyncio.gather(*(self.scrape_one(client, t) for t in targets))
         for event in self.state.end_cycle(time.time()):

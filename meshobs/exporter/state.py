@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meshobs.exporter.normalize import DENIED, FAILURES, Key, Reading
+from meshobs.config import Config, duration_seconds
+from meshobs.exporter.normalize import DENIED, DIALECTS, FAILURES, Key, Reading
 from meshobs.exporter.targets import Target
 
 SCRAPE_ERROR_REASONS = ("timeout", "refused", "too_large", "bad_payload", "http_status")
@@ -21,14 +22,49 @@ SCRAPE_ERROR_REASONS = ("timeout", "refused", "too_large", "bad_payload", "http_
 @dataclass(frozen=True)
 class BurstPolicy:
     """A burst is a denial rate over one scrape interval at or above `absolute` per second, or
-    above `factor` x the workload's own baseline (an hour-long moving average) and at least
-    `minimum` per second. It ends when neither holds, with the absolute threshold halved so that
-    a rate hovering at the threshold does not flap."""
+    above `factor` x the workload's own baseline (a moving average over `baseline_seconds`) and
+    at least `minimum` per second. It ends when neither holds, with the absolute threshold halved
+    so that a rate hovering at the threshold does not flap. The numbers are meshobs.yaml's
+    `alerts.unauthorized_burst`, as the burst alert uses them."""
 
-    absolute: float = 1.0
-    factor: float = 5.0
-    minimum: float = 0.05
-    baseline_seconds: float = 3600.0
+    absolute: float
+    factor: float
+    minimum: float
+    baseline_seconds: float
+
+    @classmethod
+    def from_config(cls, cfg: Config = Config()) -> "BurstPolicy":
+        burst = cfg.alerts.unauthorized_burst
+        return cls(burst.absolute_denials_per_second, burst.factor, burst.min_denials_per_second,
+                   duration_seconds(burst.baseline_window))
+
+
+@dataclass(frozen=True)
+class CertPolicy:
+    """When a certificate is worth an event, by the rule of the certificate alert: a CA expiring
+    within `ca_window` seconds; a leaf with less than `leaf_fraction` of its lifetime left (a
+    failed rotation), the lifetime measured from its notBefore where known, else the mesh's
+    default leaf lifetime. A leaf at its normal age never is: meshes renew at about half-life."""
+
+    ca_window: float
+    leaf_fraction: float
+
+    @classmethod
+    def from_config(cls, cfg: Config = Config()) -> "CertPolicy":
+        expiry = cfg.alerts.cert_expiry
+        return cls(duration_seconds(expiry.warning), expiry.leaf_lifetime_fraction)
+
+    def due(self, kind: str, expires_at: float, not_before: float | None, mesh: str, now: float) -> bool:
+        left = expires_at - now
+        if kind != "leaf":
+            return left < self.ca_window
+        if not_before is not None:
+            lifetime = expires_at - not_before
+        else:
+            lifetime = DIALECTS[mesh].leaf_lifetime if mesh in DIALECTS else None
+        if not lifetime or lifetime <= 0:
+            return left <= 0  # no lifetime to measure against: only an expired leaf is news
+        return left < self.leaf_fraction * lifetime
 
 
 @dataclass(frozen=True)
@@ -41,6 +77,7 @@ class Event:
 class TargetState:
     raw: dict[Key, float] = field(default_factory=dict)
     certs: dict[str, float] = field(default_factory=dict)
+    not_before: dict[str, float] = field(default_factory=dict)
     up: bool = False
     duration: float = 0.0
 
@@ -60,9 +97,9 @@ class WorkloadState:
 
 
 class State:
-    def __init__(self, burst: BurstPolicy = BurstPolicy(), cert_window: float = 7 * 86400, grace: float = 3600.0):
-        self.burst_policy = burst
-        self.cert_window = cert_window
+    def __init__(self, burst: BurstPolicy | None = None, certs: CertPolicy | None = None, grace: float = 3600.0):
+        self.burst_policy = burst or BurstPolicy.from_config()
+        self.cert_policy = certs or CertPolicy.from_config()
         self.grace = grace
         self.targets: dict[Target, TargetState] = {}
         self.workloads: dict[tuple[str, str, str], WorkloadState] = {}
@@ -82,7 +119,7 @@ class State:
             delta = value if value < last else value - last  # below the last value: the proxy restarted
             workload.totals[key] = workload.totals.get(key, 0.0) + delta
             state.raw[key] = value
-        state.certs = reading.certs
+        state.certs, state.not_before = reading.certs, reading.not_before
         state.up, state.duration = True, duration
 
     def failed(self, target: Target, reason: str, duration: float) -> None:
@@ -105,11 +142,16 @@ class State:
 
     def certs(self, key: tuple[str, str, str]) -> dict[str, float]:
         """Earliest expiry per kind over the workload's live targets."""
-        out: dict[str, float] = {}
+        return {kind: expires for kind, (expires, _) in self.cert_times(key).items()}
+
+    def cert_times(self, key: tuple[str, str, str]) -> dict[str, tuple[float, float | None]]:
+        """Per kind, the (expiry, notBefore or None) of the workload's certificate that expires first."""
+        out: dict[str, tuple[float, float | None]] = {}
         for target, state in self.targets.items():
             if target.workload_key == key:
                 for kind, ts in state.certs.items():
-                    out[kind] = min(out.get(kind, ts), ts)
+                    if kind not in out or ts < out[kind][0]:
+                        out[kind] = (ts, state.not_before.get(kind))
         return out
 
     def end_cycle(self, now: float) -> list[Event]:
@@ -121,7 +163,7 @@ class State:
             labels = dict(zip(("mesh", "namespace", "workload"), key))
             events += self._bursts(workload, labels, now)
             events += self._new_reasons(workload, labels)
-            events += self._cert_window(workload, labels, self.certs(key), now)
+            events += self._cert_window(workload, labels, self.cert_times(key), now)
         return events
 
     def _bursts(self, workload: WorkloadState, labels: dict, now: float) -> list[Event]:
@@ -163,14 +205,17 @@ class State:
         return [Event("tls_failure_new_reason", {**labels, "reason": reason,
                                                  "failures": workload.totals[(FAILURES, reason)]}) for reason in new]
 
-    def _cert_window(self, workload: WorkloadState, labels: dict, certs: dict[str, float], now: float) -> list[Event]:
+    def _cert_window(self, workload: WorkloadState, labels: dict, certs: dict[str, tuple[float, float | None]],
+                     now: float) -> list[Event]:
         events = []
-        for kind, expires_at in sorted(certs.items()):
-            inside = expires_at - now < self.cert_window
-            if inside and kind not in workload.certs_flagged:
+        for kind, (expires_at, not_before) in sorted(certs.items()):
+            due = self.cert_policy.due(kind, expires_at, not_before, labels["mesh"], now)
+            if due and kind not in workload.certs_flagged:
                 workload.certs_flagged.add(kind)
-                events.append(Event("cert_expiring", {**labels, "cert": kind, "expires_at": int(expires_at),
-                                                      "seconds_left": int(expires_at - now)}))
-            elif not inside:
+                record = {**labels, "cert": kind, "expires_at": int(expires_at), "seconds_left": int(expires_at - now)}
+                if not_before is not None:
+                    record["not_before"] = int(not_before)
+                events.append(Event("cert_expiring", record))
+            elif not due:
                 workload.certs_flagged.discard(kind)
         return events

@@ -26,7 +26,9 @@ _TLS_FAILURE_COUNTERS = {
 CONSUL = Dialect(
     name="consul",
     title="Consul",
-    proxy=ProxyMetrics("consul", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC, (ENVOY_CERTS,), admin_certs=True),
+    # leaves live 72h (Consul CA leaf_cert_ttl default)
+    proxy=ProxyMetrics("consul", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC, (ENVOY_CERTS,), admin_certs=True,
+                       leaf_lifetime=72 * 3600.0),
     # consul-dataplane merges Envoy's and the app's metrics on 20200 unless the pod says otherwise.
     discovery=PodDiscovery(
         20200, "/metrics", annotations=("consul.hashicorp.com/connect-inject-status",), annotation_value="injected",

@@ -46,7 +46,9 @@ _ISTIO_CERTS = CertFamily("envoy_listener_ssl_certificate_", ("tls_certificate",
 ISTIO = Dialect(
     name="istio",
     title="Istio",
-    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,)),
+    # leaves live 24h: the SDS agent asks for 24h whatever WORKLOAD_CERT_TTL says (istio/istio#21944)
+    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,),
+                       leaf_lifetime=24 * 3600.0),
     # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats.
     discovery=PodDiscovery(15090, "/stats/prometheus", annotations=("sidecar.istio.io/status",)),
     requests=Source(

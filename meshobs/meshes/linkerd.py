@@ -38,7 +38,10 @@ _PROXY_RULES = (
 LINKERD = Dialect(
     name="linkerd",
     title="Linkerd",
-    proxy=ProxyMetrics("linkerd", "/metrics", _PROXY_RULES, (CertFamily("identity_cert_expiration_timestamp_seconds"),)),
+    # leaves live 24h: identity issuanceLifetime 24h0m0s (charts/linkerd-control-plane values.yaml); the
+    # proxy exposes only the expiry (and identity_cert_refresh_count), never the notBefore
+    proxy=ProxyMetrics("linkerd", "/metrics", _PROXY_RULES, (CertFamily("identity_cert_expiration_timestamp_seconds"),),
+                       leaf_lifetime=24 * 3600.0),
     discovery=PodDiscovery(4191, "/metrics", annotations=("linkerd.io/proxy-version",), container="linkerd-proxy"),
     requests=Source(
         "response_total",

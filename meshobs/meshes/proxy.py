@@ -6,8 +6,8 @@ rule matches is summed per target (listeners, RBAC prefixes, policies), which ke
 at a fixed, small set of series per workload whatever the proxy exposes.
 
 Series per workload (documented bound): 1 handshakes + 5 failure reasons + allowed + denied +
-plaintext + burst gauge + bursts counter + 2 cert expiries + 5 scrape error reasons = 18,
-plus `target_up` and `scrape_duration` per scraped target.
+plaintext + burst gauge + bursts counter + 2 cert expiries + 2 cert notBefores + 5 scrape error
+reasons = 20, plus `target_up` and `scrape_duration` per scraped target.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ ALLOWED = "meshobs_authz_allowed_total"
 DENIED = "meshobs_authz_denied_total"
 PLAINTEXT = "meshobs_plaintext_requests_total"
 CERT_EXPIRY = "meshobs_cert_expiry_timestamp_seconds"
+CERT_NOT_BEFORE = "meshobs_cert_not_before_timestamp_seconds"
 
 # A counter key: (meshobs series, reason or "" when the series has no reason).
 Key = tuple[str, str]
@@ -104,6 +105,9 @@ class ProxyMetrics:
     certs: tuple[CertFamily, ...] = ()
     # read /certs from the same host when the metrics path is Envoy's admin
     admin_certs: bool = False
+    # the lifetime the mesh gives a leaf certificate by default (seconds), for sources that
+    # give only its expiry; None: unknown, a leaf's age is judged only from its notBefore
+    leaf_lifetime: float | None = None
 
     @property
     def prefixes(self) -> tuple[str, ...]:

@@ -83,11 +83,16 @@ identity_cert_expiration_timestamp_seconds 1800000123
 
 
 def test_certificate_kinds_and_admin_certs():
-    """CA names are told from leaf names, and /certs gives the chain's first certificate and the CA to the second."""
+    """CA names are told from leaf names; /certs gives the chain's first certificate and the earliest CA, each with the notBefore of that same certificate."""
     assert [cert_kind(n) for n in ("unnamed_ca_cert_123", "ROOTCA", "unnamed_cert_123", "default", "")] == [
         "ca", "ca", "leaf", "leaf", "leaf"]
     document = {"certificates": [{
-        "ca_cert": [{"expiration_time": "2027-01-02T03:04:05Z"}],
-        "cert_chain": [{"expiration_time": "2026-12-01T00:00:01Z"}, {"expiration_time": "2026-06-01T00:00:00Z"}],
+        "ca_cert": [{"expiration_time": "2028-01-01T00:00:00Z", "valid_from": "2025-01-01T00:00:00Z"},
+                    {"expiration_time": "2027-01-02T03:04:05Z", "valid_from": "2026-01-02T03:04:05Z"}],
+        "cert_chain": [{"expiration_time": "2026-12-01T00:00:01Z", "valid_from": "2026-11-30T00:00:01Z"},
+                       {"expiration_time": "2026-06-01T00:00:00Z", "valid_from": "2026-01-01T00:00:00Z"}],
     }]}
-    assert certs_from_admin(document) == {"leaf": 1796083201.0, "ca": 1798859045.0}
+    assert certs_from_admin(document) == (
+        {"leaf": 1796083201.0, "ca": 1798859045.0}, {"leaf": 1796083201.0 - 86400, "ca": 1798859045.0 - 365 * 86400})
+    assert certs_from_admin({"certificates": [{"cert_chain": [{"expiration_time": "2026-12-01T00:00:01Z"}]}]}) == (
+        {"leaf": 1796083201.0}, {})
