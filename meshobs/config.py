@@ -167,13 +167,14 @@ class PlaintextAlert:
 
 @dataclass(frozen=True)
 class CertExpiryAlert:
-    warning: str = _setting("7d", "warn when a certificate expires within this time", _duration())
-    critical: str = _setting("1d", "critical when a certificate expires within this time", _duration())
-    leaf_lifetime_fraction: float = _setting(
-        0.25,
-        "a leaf (workload) certificate with less than this fraction of its lifetime left has failed to rotate "
-        "(lifetime from its notBefore, else the mesh's default leaf lifetime); warning and critical apply to CA certificates",
-        _fraction,
+    warning: str = _setting("7d", "warn when a CA / issuer / root certificate expires within this time", _duration())
+    critical: str = _setting("1d", "critical when a CA / issuer / root certificate expires within this time", _duration())
+    leaf_warning_fraction: float = _setting(
+        0.1, "warn when a leaf (workload) certificate has less than this share of its lifetime left: its rotation "
+        "has failed (the meshes renew leaves at 50-90% of their lifetime)", _fraction,
+    )
+    leaf_critical_fraction: float = _setting(
+        0.05, "critical when a leaf certificate has less than this share of its lifetime left", _fraction,
     )
     for_: str = _setting("5m", "how long the condition must hold", _duration("must be 0s or longer"))
 

@@ -129,7 +129,7 @@ async def _main(args: argparse.Namespace) -> int:
     exporter_state = state.State(
         state.BurstPolicy(absolute=args.burst_denials_per_second, factor=args.burst_factor,
                           minimum=args.burst_min_denials_per_second, baseline_seconds=args.burst_baseline_window),
-        state.CertPolicy(ca_window=args.ca_expiry_window, leaf_fraction=args.leaf_lifetime_fraction),
+        state.CertPolicy(ca_window=args.ca_expiry_window, leaf_fraction=args.leaf_warning_fraction),
     )
     registry.register(collector.StateCollector(exporter_state))
     ProcessCollector(registry=registry)  # the exporter's own CPU and memory, next to what it scrapes

@@ -48,7 +48,8 @@ class ConfigFlag:
     @property
     def help(self) -> str:
         doc = _lookup(config.Config(), self.key)[1].metadata["doc"]
-        return f"{doc} (meshobs.yaml {self.key}; default {text(self.default)})"
+        # argparse formats help with %: a literal one (as in "50-90%") is doubled
+        return f"{doc} (meshobs.yaml {self.key}; default {text(self.default)})".replace("%", "%%")
 
     def parse(self, raw: str) -> float:
         """A flag's text as the exporter uses it (durations in seconds), checked as meshobs.yaml
@@ -79,7 +80,7 @@ CONFIG_FLAGS = (
     ConfigFlag("--burst-min-denials-per-second", "alerts.unauthorized_burst.min_denials_per_second", "RATE"),
     ConfigFlag("--burst-baseline-window", "alerts.unauthorized_burst.baseline_window", "DURATION"),
     ConfigFlag("--ca-expiry-window", "alerts.cert_expiry.warning", "DURATION"),
-    ConfigFlag("--leaf-lifetime-fraction", "alerts.cert_expiry.leaf_lifetime_fraction", "FRACTION"),
+    ConfigFlag("--leaf-warning-fraction", "alerts.cert_expiry.leaf_warning_fraction", "FRACTION"),
 )
 
 

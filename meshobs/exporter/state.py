@@ -41,10 +41,10 @@ class BurstPolicy:
 
 @dataclass(frozen=True)
 class CertPolicy:
-    """When a certificate is worth an event, by the rule of the certificate alert: a CA expiring
-    within `ca_window` seconds; a leaf with less than `leaf_fraction` of its lifetime left (a
-    failed rotation), the lifetime measured from its notBefore where known, else the mesh's
-    default leaf lifetime. A leaf at its normal age never is: meshes renew at about half-life."""
+    """When a certificate is worth an event, by the rule of the certificate alert's warning: a CA
+    expiring within `ca_window` seconds; a leaf with less than `leaf_fraction` of its lifetime
+    left (a failed rotation), the lifetime measured from its notBefore where known, else the
+    mesh's default leaf lifetime. A leaf at its normal age never is: meshes renew at 50-90%."""
 
     ca_window: float
     leaf_fraction: float
@@ -52,7 +52,7 @@ class CertPolicy:
     @classmethod
     def from_config(cls, cfg: Config = Config()) -> "CertPolicy":
         expiry = cfg.alerts.cert_expiry
-        return cls(duration_seconds(expiry.warning), expiry.leaf_lifetime_fraction)
+        return cls(duration_seconds(expiry.warning), expiry.leaf_warning_fraction)
 
     def due(self, kind: str, expires_at: float, not_before: float | None, mesh: str, now: float) -> bool:
         left = expires_at - now

@@ -172,7 +172,7 @@ def test_non_default_thresholds_reach_the_exporter_through_the_rendered_args(pro
                 "exporter", "--listen", f"0.0.0.0:{ports['factor10']}", "--kubernetes",
                 "--scrape-interval", "1s", "--burst-denials-per-second", "1.0", "--burst-factor", "10.0",
                 "--burst-min-denials-per-second", "0.05", "--burst-baseline-window", "1h",
-                "--ca-expiry-window", "7d", "--leaf-lifetime-fraction", "0.25",
+                "--ca-expiry-window", "7d", "--leaf-warning-fraction", "0.1",
                 "--fluentd", "fluentd.logging.svc:24224",
             ]
             for name, container in containers.items():

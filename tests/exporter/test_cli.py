@@ -86,7 +86,7 @@ def test_threshold_flags_default_to_the_configuration_defaults():
         "--burst-min-denials-per-second": defaults.alerts.unauthorized_burst.min_denials_per_second,
         "--burst-baseline-window": config.duration_seconds(defaults.alerts.unauthorized_burst.baseline_window),
         "--ca-expiry-window": config.duration_seconds(defaults.alerts.cert_expiry.warning),
-        "--leaf-lifetime-fraction": defaults.alerts.cert_expiry.leaf_lifetime_fraction,
+        "--leaf-warning-fraction": defaults.alerts.cert_expiry.leaf_warning_fraction,
     }
     assert "(meshobs.yaml alerts.unauthorized_burst.factor; default 5.0)" in " ".join(parser.format_help().split())
 
@@ -94,8 +94,8 @@ def test_threshold_flags_default_to_the_configuration_defaults():
 @pytest.mark.parametrize("args, message", [
     (("--burst-factor", "0"), "argument --burst-factor: '0' must be greater than 0"),
     (("--burst-factor", "five"), "argument --burst-factor: 'five': expected a number"),
-    (("--leaf-lifetime-fraction", "1.5"),
-     "argument --leaf-lifetime-fraction: '1.5' must be a ratio between 0 and 1 (exclusive), e.g. 0.05 for 5%"),
+    (("--leaf-warning-fraction", "1.5"),
+     "argument --leaf-warning-fraction: '1.5' must be a ratio between 0 and 1 (exclusive), e.g. 0.05 for 5%"),
     (("--ca-expiry-window", "7 days"),
      "argument --ca-expiry-window: '7 days' is not a Prometheus duration such as 30s, 5m, 1h or 7d"),
 ])

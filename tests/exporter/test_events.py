@@ -50,7 +50,7 @@ def servers():
 
 
 def test_burst_new_reason_and_expiring_cert_are_sent_as_tagged_records(processes, tmp_path, receiver, servers):
-    """A denial burst (start and end), a first untrusted_cert failure and a leaf with under a quarter of its lifetime left (1h of Consul's 72h) become meshobs.security.* records."""
+    """A denial burst (start and end), a first untrusted_cert failure and a leaf with under a tenth of its lifetime left (1h of Consul's 72h) become meshobs.security.* records."""
     expires_at = int(time.time()) + 3600
     proxy = MovingProxy(expires_at)
     port = servers.add(faults.good(proxy.body))

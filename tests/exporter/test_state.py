@@ -137,7 +137,7 @@ def test_without_a_not_before_the_leaf_lifetime_is_the_meshs_default():
 def test_default_policy_is_the_configurations():
     """Without arguments the state judges by meshobs.yaml's defaults: a 24h leaf with 12h left is quiet, a CA within 7 days is news."""
     state = State()
-    assert state.cert_policy == CertPolicy(ca_window=7 * 24 * HOUR, leaf_fraction=0.25)
+    assert state.cert_policy == CertPolicy(ca_window=7 * 24 * HOUR, leaf_fraction=0.1)
     assert state.burst_policy == BurstPolicy(absolute=1.0, factor=5.0, minimum=0.05, baseline_seconds=HOUR)
     assert cert_events(state, ISTIO_POD, {"leaf": 1000 * HOUR, "ca": 1006 * HOUR}, {}, [12]) == [(12, {
         "mesh": "istio", "namespace": "shop", "workload": "cart", "cert": "ca", "expires_at": int(1006 * HOUR),
