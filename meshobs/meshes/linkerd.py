@@ -8,7 +8,7 @@ handshake-failure counter, so TLS failures come from the meshobs exporter only."
 
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.proxy import (
-    ALLOWED, DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is, label_not,
+    ALLOWED, DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is, label_not, matching,
 )
 from meshobs.promql import Derived, Source
 
@@ -22,6 +22,10 @@ _INBOUND_LABELS = {
 }
 _WORKLOAD_LABELS = {"destination_namespace": "namespace", "destination_workload": "deployment"}
 
+# Kubelet probes: plaintext from the node to the pod's IP, authorized by the policy controller's
+# default probe route; not an unmeshed client.
+_NOT_PROBE = ('route_name!="probe"', 'authority!~"[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+(:[0-9]+)?"')
+
 _INBOUND_SAMPLE = label_is("direction", "inbound")
 # linkerd2-proxy has no handshake-failure counter; meshed inbound connections are `tls="true"`,
 # anything else reaching the proxy from outside the pod is plaintext.
@@ -32,7 +36,8 @@ _PROXY_RULES = (
     Rule("inbound_tcp_authz_deny_total", (DENIED, "")),
     Rule("tcp_open_total", (HANDSHAKES, ""), all_of(_INBOUND_SAMPLE, label_is("tls", "true"))),
     Rule("request_total", (PLAINTEXT, ""),
-         all_of(_INBOUND_SAMPLE, label_not("tls", "true"), label_not("no_tls_reason", "loopback"))),
+         all_of(_INBOUND_SAMPLE, label_not("tls", "true"), label_not("no_tls_reason", "loopback"),
+                matching(*_NOT_PROBE))),
 )
 
 LINKERD = Dialect(

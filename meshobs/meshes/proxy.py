@@ -55,6 +55,27 @@ def all_of(*matches: Match) -> Match:
     return lambda labels: all(match(labels) for match in matches)
 
 
+_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*')
+
+
+def matching(*matchers: str) -> Match:
+    """The PromQL label matchers (`name="v"`, `!=`, `=~`, `!~`; regexes anchored, an absent label
+    is "") as a sample filter, so a dialect states a selection once for its rules and the exporter."""
+    tests = []
+    for matcher in matchers:
+        parsed = _MATCHER.fullmatch(matcher)
+        if parsed is None:
+            raise ValueError(f"not a PromQL label matcher: {matcher!r}")
+        name, op, value = parsed.groups()
+        value = re.sub(r"\\(.)", r"\1", value)  # PromQL string escapes
+        if op in ("=~", "!~"):
+            pattern = re.compile(value)
+            tests.append(lambda labels, n=name, p=pattern, want=op == "=~": (p.fullmatch(labels.get(n, "")) is not None) == want)
+        else:
+            tests.append(lambda labels, n=name, v=value, want=op == "=": (labels.get(n, "") == v) == want)
+    return lambda labels: all(test(labels) for test in tests)
+
+
 @dataclass(frozen=True)
 class Rule:
     """Samples whose name is `family` (or, with `pattern`, starts with `family` and matches the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from meshobs.exporter.normalize import (
     ALLOWED, DENIED, DIALECTS, FAILURES, HANDSHAKES, PLAINTEXT, cert_kind, certs_from_admin, normalize,
 )
@@ -64,15 +66,17 @@ envoy_listener_ssl_fail_verify_no_cert{envoy_listener_address="public_listener"}
 
 
 def test_linkerd_authz_tls_connections_and_plaintext():
-    """Linkerd's authz counters, inbound TLS connections and inbound non-TLS requests (loopback excluded) are read."""
+    """Linkerd's authz counters, inbound TLS connections and inbound non-TLS requests are read; loopback and kubelet probes (the default probe route, a pod-IP authority) are not plaintext findings."""
     reading = read(LINKERD, """\
 inbound_http_authz_allow_total{srv_name="web"} 20
 inbound_http_authz_deny_total{srv_name="web"} 6
 inbound_tcp_authz_deny_total{srv_name="db"} 1
 tcp_open_total{direction="inbound",tls="true"} 11
 tcp_open_total{direction="outbound",tls="true"} 40
-request_total{direction="inbound",tls="no_identity",no_tls_reason="not_provided_by_remote"} 7
+request_total{direction="inbound",tls="no_identity",no_tls_reason="not_provided_by_remote",authority="web.shop.svc.cluster.local:8080"} 7
 request_total{direction="inbound",tls="no_identity",no_tls_reason="loopback"} 30
+request_total{direction="inbound",tls="no_identity",no_tls_reason="not_provided_by_remote",route_kind="default",route_name="probe",authority="web:8080"} 50
+request_total{direction="inbound",tls="no_identity",no_tls_reason="not_provided_by_remote",authority="10.42.0.7:4191"} 9
 request_total{direction="inbound",tls="true"} 100
 identity_cert_expiration_timestamp_seconds 1800000123
 """)
@@ -96,3 +100,19 @@ def test_certificate_kinds_and_admin_certs():
         {"leaf": 1796083201.0, "ca": 1798859045.0}, {"leaf": 1796083201.0 - 86400, "ca": 1798859045.0 - 365 * 86400})
     assert certs_from_admin({"certificates": [{"cert_chain": [{"expiration_time": "2026-12-01T00:00:01Z"}]}]}) == (
         {"leaf": 1796083201.0}, {})
+
+
+def test_promql_matchers_select_samples_as_prometheus_does():
+    """A dialect's PromQL matchers filter the exporter's samples with Prometheus' meaning: anchored regexes, an absent label is empty, escapes undone."""
+    from meshobs.meshes.proxy import matching
+
+    match = matching('route_name!="probe"', 'authority!~"[0-9.]+(:[0-9]+)?"', 'tls=~"no_.*"', 'path="a\\\\b\\"c"')
+    base = {"tls": "no_identity", "path": 'a\\b"c'}
+    assert match({**base, "authority": "web:80"})
+    assert match(base)  # absent labels are "": not "probe", and "" does not match the IP regex
+    assert not match({**base, "route_name": "probe"})
+    assert not match({**base, "authority": "10.0.0.1:80"})
+    assert not match({**base, "tls": "true"})
+    assert not match({**base, "path": "ab"})
+    with pytest.raises(ValueError, match="not a PromQL label matcher: 'route_name'"):
+        matching("route_name")
