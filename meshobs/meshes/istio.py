@@ -30,10 +30,8 @@ _ISTIO = (
     *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME)
       for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
       for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
-    # Where RBAC stats are filtered out, the destination's own 403s are the denials. (An
-    # application's 403s look the same: hence a fallback only, never added to RBAC counts.)
-    Rule("istio_requests_total", (DENIED, ""),
-         all_of(label_is("reporter", "destination"), label_is("response_code", "403")), fallback=True),
+    # No stand-in from istio_requests_total 403s: an application's own 403s look the same, and
+    # a denial the exporter reports must be one the proxy's RBAC made.
     # PERMISSIVE mode: plaintext requests are served and labelled by the destination reporter
     Rule("istio_requests_total", (PLAINTEXT, ""),
          all_of(label_is("reporter", "destination"), label_is("connection_security_policy", "none"))),

@@ -40,13 +40,13 @@ envoy_http_inbound_0_0_0_0_9090_downstream_rq_total{} 70
     assert reading.certs == {"leaf": 1800000000, "ca": 1900000000}
 
 
-def test_istio_403s_count_as_denials_only_without_rbac_stats():
-    """Destination-reported 403s stand in for denials when the RBAC family is absent, and are ignored when it is present."""
+def test_istio_403s_are_never_denials():
+    """Destination-reported 403s (an application's look the same) are not RBAC denials: without the RBAC family the exporter reports none."""
     requests = """\
 istio_requests_total{reporter="destination",response_code="403",connection_security_policy="mutual_tls"} 6
 istio_requests_total{reporter="source",response_code="403",connection_security_policy="unknown"} 6
 """
-    assert read(ISTIO, requests).counters[(DENIED, "")] == 6
+    assert read(ISTIO, requests).counters[(DENIED, "")] == 0
     with_rbac = requests + 'envoy_http_rbac{authz_enforce_result="denied",http_conn_manager_prefix="x"} 2\n'
     assert read(ISTIO, with_rbac).counters[(DENIED, "")] == 2
 
