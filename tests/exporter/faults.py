@@ -24,6 +24,18 @@ def _reply(handler, status: str, body: bytes, headers: str = "") -> None:
     handler.wfile.write(head.encode() + body)
 
 
+def by_path(bodies: Callable[[], dict[str, bytes]]) -> Respond:
+    """A healthy Envoy admin answering each path with its body (asked for at each request), 404 elsewhere."""
+    def respond(handler, stop) -> None:
+        path = handler.request_line.split(" ")[1]
+        body = bodies().get(path)
+        if body is None:
+            _reply(handler, "404 Not Found", b"")
+        else:
+            _reply(handler, "200 OK", body)
+    return respond
+
+
 def good(body: bytes | Callable[[], bytes] = GOOD_BODY) -> Respond:
     """A healthy proxy; `body` may be a callable giving each scrape's body (moving counters)."""
     return lambda handler, stop: _reply(handler, "200 OK", body() if callable(body) else body)
@@ -84,6 +96,7 @@ class FaultServers:
                 while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                     pass
                 owner.requests.append((self.server.server_address[1], request_line))
+                self.request_line = request_line  # for a respond that answers by path
                 owner.arrivals.append(time.monotonic())
                 respond(self, owner._stop)
 

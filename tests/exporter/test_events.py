@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -102,3 +103,46 @@ def test_a_blackholed_fluentd_never_blocks_the_caller(tmp_path):
     # at most the queue (100) and the few the sender thread took out are not dropped at once
     assert dropped > 4800
     events.close(timeout=0.1)
+
+
+class RotatingAdmin:
+    """An Envoy admin whose leaf certificate the test rotates: the expiry in the stats and, with its
+    notBefore, in /certs."""
+
+    def __init__(self, valid_from: int, lifetime: int):
+        self.valid_from, self.lifetime = valid_from, lifetime
+
+    def rotate(self, valid_from: int) -> None:
+        self.valid_from = valid_from
+
+    def bodies(self) -> dict[str, bytes]:
+        def iso(ts: int) -> str:
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+        expires = self.valid_from + self.lifetime
+        certs = {"certificates": [{"cert_chain": [{"valid_from": iso(self.valid_from), "expiration_time": iso(expires)}],
+                                   "ca_cert": []}]}
+        stats = f'envoy_listener_ssl_certificate_expiration_unix_time_seconds{{envoy_tls_certificate="unnamed_cert_1"}} {expires}\n'
+        return {"/stats/prometheus": stats.encode(), "/certs": json.dumps(certs).encode()}
+
+
+def test_certs_is_asked_again_only_when_the_stats_show_a_rotation(processes, tmp_path, servers):
+    """The notBefore comes from /certs once per certificate: while the stats' expiry stays the same /certs is not asked again; a rotation is read at the next scrape."""
+    now = int(time.time())
+    admin = RotatingAdmin(now - 3600, 72 * 3600)
+    port = servers.add(faults.by_path(admin.bodies))
+    exporter = start_exporter(processes, tmp_path, "--target", f"consul/shop/cart=http://127.0.0.1:{port}/stats/prometheus",
+                              "--scrape-interval", "100ms")
+
+    def asked(path: str) -> int:
+        return sum(1 for _, line in servers.requests if line.split(" ")[1] == path)
+
+    wait_until(lambda: exporter.value("meshobs_cert_not_before_timestamp_seconds", **WORKLOAD, cert="leaf") == now - 3600,
+               what="the first notBefore")
+    scrapes = asked("/stats/prometheus")
+    wait_until(lambda: asked("/stats/prometheus") >= scrapes + 5, what="five more scrapes")
+    assert asked("/certs") == 1
+    admin.rotate(now)
+    wait_until(lambda: exporter.value("meshobs_cert_not_before_timestamp_seconds", **WORKLOAD, cert="leaf") == now,
+               what="the rotated certificate's notBefore")
+    assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **WORKLOAD, cert="leaf") == now + 72 * 3600
+    assert asked("/certs") == 2
