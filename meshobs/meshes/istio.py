@@ -8,7 +8,9 @@ filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatch
 
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS
-from meshobs.meshes.proxy import ALLOWED, DENIED, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is
+from meshobs.meshes.proxy import (
+    ALLOWED, DENIED, FAILURES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is,
+)
 from meshobs.promql import Source
 
 _DESTINATION = ('reporter="destination"',)
@@ -30,6 +32,10 @@ _ISTIO = (
     *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME)
       for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
       for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
+    # STRICT mode: the inbound listener's filter chains all require TLS, so plaintext finds no
+    # chain (`NR filter_chain_not_found`) and never reaches the TLS stack: a refused plaintext
+    # connection. (Outbound listeners end in passthrough chains and do not miss.)
+    Rule("envoy_listener_no_filter_chain_match", (FAILURES, "not_tls")),
     # No stand-in from istio_requests_total 403s: an application's own 403s look the same, and
     # a denial the exporter reports must be one the proxy's RBAC made.
     # PERMISSIVE mode: plaintext requests are served and labelled by the destination reporter

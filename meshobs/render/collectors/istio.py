@@ -18,6 +18,8 @@ ROOT_NAMESPACE = "istio-system"
 # these regexps against the whole stat name (before tag extraction).
 STATS_INCLUSION_REGEXPS = (
     r"listener\..*\.ssl\.(handshake|connection_error|no_certificate|fail_verify_[a-z_]+)",
+    # STRICT mTLS refuses plaintext by finding no filter chain for it (NR filter_chain_not_found)
+    r"listener\..*\.no_filter_chain_match",
     r"listener\..*\.ssl\.certificate\..*\.expiration_unix_time_seconds",
     r"server\.days_until_first_cert_expiring",
     r".*\.rbac\.(allowed|denied|shadow_allowed|shadow_denied)",
