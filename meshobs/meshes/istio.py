@@ -55,6 +55,8 @@ ISTIO = Dialect(
                        leaf_lifetime=24 * 3600.0),
     # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats.
     discovery=PodDiscovery(15090, "/stats/prometheus", annotations=("sidecar.istio.io/status",)),
+    # pilot-agent's merged app + Envoy metrics, what Istio's own prometheus.io/port annotation names
+    other_metrics_ports=(15020,),
     requests=Source(
         "istio_requests_total",
         _DESTINATION,
