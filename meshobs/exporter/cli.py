@@ -44,7 +44,7 @@ series (labels mesh, namespace, workload on all):
   meshobs_tls_handshakes_total                   successful handshakes
   meshobs_tls_handshake_failures_total{reason}   no_client_cert, untrusted_cert, san_mismatch, not_tls, other
   meshobs_authz_allowed_total, meshobs_authz_denied_total
-  meshobs_plaintext_requests_total               traffic that reached the workload without mutual TLS
+  meshobs_plaintext_requests_total               traffic served without mutual TLS (refused plaintext: not_tls)
   meshobs_authz_denied_burst, meshobs_authz_denied_bursts_total
   meshobs_cert_expiry_timestamp_seconds{cert}    leaf, ca
   meshobs_cert_not_before_timestamp_seconds{cert}  the same certificates' notBefore, where the proxy tells it

@@ -14,7 +14,7 @@ _COUNTERS = (
     (HANDSHAKES, "Successful TLS handshakes at the workload's inbound listeners."),
     (ALLOWED, "Requests or connections allowed by authorization policy."),
     (DENIED, "Requests or connections denied by authorization policy."),
-    (PLAINTEXT, "Traffic that reached the workload without mutual TLS."),
+    (PLAINTEXT, "Traffic the workload served without mutual TLS (plaintext it refused is a not_tls failure)."),
 )
 
 
