@@ -37,6 +37,7 @@ class StateCollector(Collector):
         certs = GaugeMetricFamily(CERT_EXPIRY, "Earliest expiry (unix seconds) of the workload's leaf or CA certificate.", labels=LABELS + ["cert"])
         not_before = GaugeMetricFamily(CERT_NOT_BEFORE, "notBefore (unix seconds) of the certificate whose expiry "
                                        f"{CERT_EXPIRY} reports, where the proxy tells it.", labels=LABELS + ["cert"])
+        cert_times = state.cert_times()
         for key, workload in sorted(state.workloads.items()):
             labels = list(key)
             for (name, reason), value in workload.totals.items():
@@ -48,7 +49,7 @@ class StateCollector(Collector):
                 errors.add_metric(labels + [reason], workload.scrape_errors[reason])
             bursts.add_metric(labels, workload.bursts)
             burst.add_metric(labels, 1.0 if workload.burst else 0.0)
-            for kind, (expires, valid_from) in sorted(state.cert_times(key).items()):
+            for kind, (expires, valid_from) in sorted(cert_times.get(key, {}).items()):
                 certs.add_metric(labels + [kind], expires)
                 if valid_from is not None:
                     not_before.add_metric(labels + [kind], valid_from)

@@ -142,28 +142,30 @@ class State:
 
     def certs(self, key: tuple[str, str, str]) -> dict[str, float]:
         """Earliest expiry per kind over the workload's live targets."""
-        return {kind: expires for kind, (expires, _) in self.cert_times(key).items()}
+        return {kind: expires for kind, (expires, _) in self.cert_times().get(key, {}).items()}
 
-    def cert_times(self, key: tuple[str, str, str]) -> dict[str, tuple[float, float | None]]:
-        """Per kind, the (expiry, notBefore or None) of the workload's certificate that expires first."""
-        out: dict[str, tuple[float, float | None]] = {}
+    def cert_times(self) -> dict[tuple[str, str, str], dict[str, tuple[float, float | None]]]:
+        """Per workload and kind, the (expiry, notBefore or None) of its certificate that expires
+        first, in one pass over the targets (not one per workload)."""
+        out: dict[tuple[str, str, str], dict[str, tuple[float, float | None]]] = {}
         for target, state in self.targets.items():
-            if target.workload_key == key:
-                for kind, ts in state.certs.items():
-                    if kind not in out or ts < out[kind][0]:
-                        out[kind] = (ts, state.not_before.get(kind))
+            found = out.setdefault(target.workload_key, {})
+            for kind, ts in state.certs.items():
+                if kind not in found or ts < found[kind][0]:
+                    found[kind] = (ts, state.not_before.get(kind))
         return out
 
     def end_cycle(self, now: float) -> list[Event]:
         """Evaluate bursts, new failure reasons and certificate windows after a scrape cycle."""
         events: list[Event] = []
+        certs = self.cert_times()
         for key, workload in self.workloads.items():
             if workload.orphan_since is not None:
                 continue
             labels = dict(zip(("mesh", "namespace", "workload"), key))
             events += self._bursts(workload, labels, now)
             events += self._new_reasons(workload, labels)
-            events += self._cert_window(workload, labels, self.cert_times(key), now)
+            events += self._cert_window(workload, labels, certs.get(key, {}), now)
         return events
 
     def _bursts(self, workload: WorkloadState, labels: dict, now: float) -> list[Event]:
