@@ -38,7 +38,7 @@ class StateCollector(Collector):
         not_before = GaugeMetricFamily(CERT_NOT_BEFORE, "notBefore (unix seconds) of the certificate whose expiry "
                                        f"{CERT_EXPIRY} reports, where the proxy tells it.", labels=LABELS + ["cert"])
         cert_times = state.cert_times()
-        for key, workload in sorted(state.workloads.items()):
+        for key, workload in state.exported():
             labels = list(key)
             for (name, reason), value in workload.totals.items():
                 if name == FAILURES:
@@ -60,4 +60,7 @@ class StateCollector(Collector):
             up.add_metric(labels, 1.0 if target_state.up else 0.0)
             duration.add_metric(labels, target_state.duration)
         yield from counters.values()
-        yield from (failures, burst, bursts, certs, not_before, up, duration, errors)
+        dropped = _counter("meshobs_workloads_dropped_total", "Workloads left unscraped in a cycle because the exporter "
+                           "holds --max-workloads already, summed over cycles.", [])
+        dropped.add_metric([], state.dropped_workloads)
+        yield from (failures, burst, bursts, certs, not_before, up, duration, errors, dropped)

@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -32,12 +33,17 @@ def _container(files: dict[str, bytes], path: str) -> dict:
     return container
 
 
-def _argv(container: dict, pod_env: dict[str, str]) -> list[str]:
+def _argv(container: dict, pod_env: dict[str, str], secrets: Path) -> list[str]:
     argv = [_expand(part, pod_env) for part in container["command"] + container["args"]]
     listen = argv.index("--listen") + 1
-    # The one change: tests bind loopback only; the port is the manifest's.
+    # The changes: tests bind loopback only (the port is the manifest's), and the Secret the
+    # kubelet would mount is a file under `secrets`.
     assert argv[listen].startswith("0.0.0.0:")
     argv[listen] = argv[listen].replace("0.0.0.0:", "127.0.0.1:", 1)
+    key = argv.index("--fluentd-shared-key-file") + 1
+    (mount,) = [m["mountPath"] for m in container["volumeMounts"] if argv[key].startswith(m["mountPath"] + "/")]
+    argv[key] = str(secrets / argv[key].removeprefix(mount + "/"))
+    Path(argv[key]).write_text("test-shared-key\n")
     return [require_binary(argv[0]), *argv[1:]]
 
 
@@ -75,7 +81,7 @@ def _targets(port: int) -> set[str]:
 
 def _start(processes, tmp_path, kube, container, ordinal, port, name):
     pod_env = _downward_env(container, ordinal)
-    process = processes(_argv(container, pod_env), tmp_path / f"{name}.log", env={**os.environ, **kube.env(), **pod_env})
+    process = processes(_argv(container, pod_env, tmp_path), tmp_path / f"{name}.log", env={**os.environ, **kube.env(), **pod_env})
     process.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, what=f"{name} /readyz")
     assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
     return process
@@ -90,7 +96,7 @@ def test_deployment_command_line_runs_the_exporter(processes, tmp_path, kube):
     _start(processes, tmp_path, kube, container, 0, port, "exporter")
     wait_until(lambda: _targets(port) == ALL_PODS, timeout=15, what="every listed pod on /metrics")
     assert {method for method, _, _ in kube.requests} == {"GET"}
-    assert kube.requests[0][1:] == ("/api/v1/pods", "Bearer test-token")
+    assert kube.requests[0][1:] == ("/api/v1/pods?limit=500&fieldSelector=status.phase%3DRunning", "Bearer test-token")
 
 
 def test_statefulset_replicas_split_the_pods_between_their_shards(processes, tmp_path, kube):
@@ -158,7 +164,7 @@ def test_non_default_thresholds_reach_the_exporter_through_the_rendered_args(pro
         annotations = {"consul.hashicorp.com/connect-inject-status": "injected",
                        "consul.hashicorp.com/prometheus-scrape-port": str(proxy_port),
                        "consul.hashicorp.com/prometheus-scrape-path": "/stats/prometheus"}
-        kube = KubeApi(tmp_path, [pod("cart-0", "shop", "127.0.0.20", annotations, labels={"app": "cart"})])
+        kube = KubeApi(tmp_path, [pod("cart-0", "shop", "127.0.0.20", annotations, owner=("StatefulSet", "cart"))])
         try:
             ports = {"default": free_port(), "factor10": free_port()}
             configs = {
@@ -174,6 +180,7 @@ def test_non_default_thresholds_reach_the_exporter_through_the_rendered_args(pro
                 "--burst-min-denials-per-second", "0.05", "--burst-baseline-window", "1h",
                 "--ca-expiry-window", "7d", "--leaf-warning-fraction", "0.1",
                 "--fluentd", "fluentd.logging.svc:24224",
+                "--fluentd-shared-key-file", "/var/run/secrets/meshobs/fluentd/shared-key",
             ]
             for name, container in containers.items():
                 # no Fluentd runs here: events are dropped and counted, the series are what is checked
