@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from meshobs.config import Config, duration_seconds
-from meshobs.exporter.normalize import DENIED, DIALECTS, FAILURES, Key, Reading
+from meshobs.exporter.normalize import DENIED, FAILURES, Key, Reading
+from meshobs.meshes import DIALECTS as MESH_DIALECTS
 from meshobs.exporter.targets import Target
 
 SCRAPE_ERROR_REASONS = ("timeout", "refused", "too_large", "bad_payload", "http_status")
@@ -65,7 +66,7 @@ class CertPolicy:
         if not_before is not None:
             lifetime = expires_at - not_before
         else:
-            lifetime = DIALECTS[mesh].leaf_lifetime if mesh in DIALECTS else None
+            lifetime = duration_seconds(MESH_DIALECTS[mesh].leaf_lifetime) if mesh in MESH_DIALECTS else None
         if not lifetime or lifetime <= 0:
             return left <= 0  # no lifetime to measure against: only an expired leaf is news
         return left < self.leaf_fraction * lifetime

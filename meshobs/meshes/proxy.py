@@ -126,9 +126,6 @@ class ProxyMetrics:
     certs: tuple[CertFamily, ...] = ()
     # read /certs from the same host when the metrics path is Envoy's admin
     admin_certs: bool = False
-    # the lifetime the mesh gives a leaf certificate by default (seconds), for sources that
-    # give only its expiry; None: unknown, a leaf's age is judged only from its notBefore
-    leaf_lifetime: float | None = None
 
     @property
     def prefixes(self) -> tuple[str, ...]:

@@ -133,6 +133,7 @@ def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
         _alert("MeshExporterTargetDown", "warning", "istio", "shop", "reviews", namespace="shop", workload="reviews"),
         _alert("MeshMTLSFailure", "critical", "istio", "shop", "reviews", reason="untrusted_cert"),
         _alert("MeshUnauthorizedAccessBurst", "critical", "istio", "shop", "reviews"),
+        _alert("MeshUnauthorizedAccessSustained", "warning", "istio", "shop", "reviews"),
         _alert("MeshMTLSFailure", "critical", "istio", "shop", "ratings", reason="untrusted_cert"),
         _alert("MeshPlaintextTraffic", "warning", "istio", "payments", "reviews"),
         _alert("MeshMTLSFailure", "critical", "linkerd", "shop", "reviews", reason="untrusted_cert"),
@@ -146,6 +147,7 @@ def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
         # the exporter cannot read this workload's proxy: its exporter-fed alerts are held back
         ("MeshMTLSFailure", "istio", "critical", "shop", "reviews"): "suppressed",
         ("MeshUnauthorizedAccessBurst", "istio", "critical", "shop", "reviews"): "suppressed",
+        ("MeshUnauthorizedAccessSustained", "istio", "warning", "shop", "reviews"): "suppressed",
         # another workload of the same mesh, and a namesake in another namespace: not inhibited
         ("MeshMTLSFailure", "istio", "critical", "shop", "ratings"): "active",
         ("MeshPlaintextTraffic", "istio", "warning", "payments", "reviews"): "active",
@@ -186,6 +188,7 @@ def test_every_alert_name_in_routes_and_inhibitions_is_rendered(artefacts, deplo
                 for group in yaml.safe_load(content)["groups"] for rule in group["rules"] if "alert" in rule}
     text = (deploy / "alertmanager/alertmanager.yml").read_text()
     named = {name for match in re.findall(r'alertname=~?"([^"]+)"', text) for name in match.split("|")}
-    assert named == {"MeshExporterTargetDown", "MeshMTLSFailure", "MeshUnauthorizedAccessBurst", "MeshPlaintextTraffic",
-                     "MeshCertificateExpiringSoon", "MeshErrorBudgetBurn"}
+    assert named == {"MeshExporterTargetDown", "MeshMTLSFailure", "MeshUnauthorizedAccessBurst",
+                     "MeshUnauthorizedAccessSustained", "MeshPlaintextTraffic", "MeshCertificateExpiringSoon",
+                     "MeshErrorBudgetBurn"}
     assert named <= rendered

@@ -18,7 +18,8 @@ SECRETS_DIR = "/etc/alertmanager/secrets"
 PAGING_SEVERITIES = ("critical", "page")
 # Alerts read from exporter series; while the exporter cannot read a mesh's proxies their
 # rates jump across the gap, so they are held back until the targets are back.
-EXPORTER_FED_ALERTS = ("MeshMTLSFailure", "MeshUnauthorizedAccessBurst", "MeshPlaintextTraffic", "MeshCertificateExpiringSoon")
+EXPORTER_FED_ALERTS = ("MeshMTLSFailure", "MeshUnauthorizedAccessBurst", "MeshUnauthorizedAccessSustained",
+                       "MeshPlaintextTraffic", "MeshCertificateExpiringSoon")
 TARGET_DOWN_ALERT = "MeshExporterTargetDown"
 # Labels naming the object an alert is about (after the cluster label); an alert's labels are a
 # subset of these.
