@@ -133,15 +133,16 @@ async def _main(args: argparse.Namespace) -> int:
         state.BurstPolicy(absolute=args.burst_denials_per_second, factor=args.burst_factor),
         cert_window=args.cert_expiry_window,
     )
-    registry.register(collector.StateCollector(exporter_state))
     ProcessCollector(registry=registry)  # the exporter's own CPU and memory, next to what it scrapes
+    exposition = server.Exposition()  # the state's series, rendered after each cycle
     scraper: runner.Scraper | None = None
 
     def ready() -> bool:
-        return scraper is not None and scraper.cycles > 0 and (pods is None or pods.synced)
+        return (scraper is not None and scraper.cycles > 0 and exposition.renders > 0
+                and (pods is None or pods.synced))
 
     try:
-        web_runner = await server.serve(server.app(registry, ready), *args.listen)
+        web_runner = await server.serve(server.app(registry, ready, exposition), *args.listen)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ExporterError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {reason}") from None
@@ -150,6 +151,8 @@ async def _main(args: argparse.Namespace) -> int:
     tracer = tracing.tracer()
     limits = runner.Limits(args.scrape_interval, args.scrape_timeout, args.concurrency, args.max_body_bytes)
     scraper = runner.Scraper(exporter_state, limits, discover, sink, tracer)
+    registry.register(collector.CycleCollector(scraper.stats))
+    scraper.after_cycle.append(lambda done: exposition.refresh(done.state))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

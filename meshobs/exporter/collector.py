@@ -1,7 +1,17 @@
-"""The exporter's series, built from `State` at each collection (prometheus-client collector)."""
+"""The exporter's series (prometheus-client collectors): the workload and target series from
+a `State`, and the scrape cycle's own figures.
+
+The workload series are rendered from a snapshot, never from the live state: `snapshot` copies
+the state in slices between which the event loop runs, and `render` formats the copy in a
+worker thread, so /metrics answers from the last rendering at once whatever the fleet size.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import copy
+
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -56,3 +66,61 @@ class StateCollector(Collector):
             duration.add_metric(labels, target_state.duration)
         yield from counters.values()
         yield from (failures, burst, bursts, certs, up, duration, errors)
+
+
+# objects copied between two turns of the event loop
+_SNAPSHOT_SLICE = 1000
+
+
+def _copy(record):
+    """A copy of a state record whose dicts and sets the live state can go on changing."""
+    copied = copy.copy(record)
+    for name, value in vars(record).items():
+        if isinstance(value, (dict, set)):
+            setattr(copied, name, value.copy())
+    return copied
+
+
+async def snapshot(state: State) -> State:
+    """A copy of `state` for rendering, taken without holding the event loop for long."""
+    frozen = copy.copy(state)
+    frozen.targets, frozen.workloads = {}, {}
+    for live, copied in ((state.targets, frozen.targets), (state.workloads, frozen.workloads)):
+        items = list(live.items())
+        for start in range(0, len(items), _SNAPSHOT_SLICE):
+            copied.update((key, _copy(record)) for key, record in items[start:start + _SNAPSHOT_SLICE])
+            await asyncio.sleep(0)
+    # earliest expiry per workload in one pass (State.certs looks at every target for one workload)
+    certs: dict[tuple[str, str, str], dict[str, float]] = {}
+    for target, target_state in frozen.targets.items():
+        found = certs.setdefault(target.workload_key, {})
+        for kind, ts in target_state.certs.items():
+            found[kind] = min(found.get(kind, ts), ts)
+    frozen.certs = lambda key: certs.get(key, {})
+    return frozen
+
+
+def render(frozen: State) -> bytes:
+    """The text exposition of a snapshot (run it in a worker thread)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StateCollector(frozen))
+    return generate_latest(registry)
+
+
+class CycleCollector(Collector):
+    """How much work the scrape loop does, so operators see when to add a shard."""
+
+    def __init__(self, stats):
+        self.stats = stats  # runner.CycleStats
+
+    def collect(self):
+        stats = self.stats
+        yield GaugeMetricFamily("meshobs_cycle_duration_seconds", "Duration of the last complete scrape cycle.",
+                                value=stats.duration)
+        yield GaugeMetricFamily("meshobs_cycle_targets", "Targets the last scrape cycle had to read.",
+                                value=stats.targets)
+        yield GaugeMetricFamily("meshobs_cycle_deferred_targets",
+                                "Targets the last cycle did not reach before its deadline (read first in the next).",
+                                value=stats.deferred)
+        yield CounterMetricFamily("meshobs_cycle_overrun", "Scrape cycles longer than the scrape interval: "
+                                  "the replica needs more CPU or another shard.", value=stats.overruns)

@@ -28,10 +28,10 @@ def session(concurrency: int) -> aiohttp.ClientSession:
                                  headers={"User-Agent": "meshobs-exporter", "Accept-Encoding": "identity"})
 
 
-async def fetch(client: aiohttp.ClientSession, url: str, timeout: float, max_bytes: int,
+async def fetch(client: aiohttp.ClientSession, url: str, timeout: float | None, max_bytes: int,
                 sink: Callable[[bytes], None] | None = None) -> bytes:
     """The body; or, with `sink`, each chunk handed to it as it arrives (and b"" returned), so
-    that a large body is never held whole."""
+    that a large body is never held whole. `timeout` None: the caller's budget bounds the read."""
     path = urlsplit(url).path
     if path not in READ_ONLY_PATHS:
         # a guard, not a branch taken: targets are validated when discovered

@@ -27,7 +27,7 @@ _LABELS = {
 # `envoy_http_inbound_0_0_0_0_8080_rbac{...}`; both are read.
 _ISTIO_RBAC_NAME = r"envoy_(?:http|tcp)_(?:.+_)?rbac|envoy_rbac"
 _ISTIO = (
-    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME)
+    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME, suffix="rbac")
       for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
       for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
     # Where RBAC stats are filtered out, the destination's own 403s are the denials. (An
