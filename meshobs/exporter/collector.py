@@ -90,12 +90,7 @@ async def snapshot(state: State) -> State:
         for start in range(0, len(items), _SNAPSHOT_SLICE):
             copied.update((key, _copy(record)) for key, record in items[start:start + _SNAPSHOT_SLICE])
             await asyncio.sleep(0)
-    # earliest expiry per workload in one pass (State.certs looks at every target for one workload)
-    certs: dict[tuple[str, str, str], dict[str, float]] = {}
-    for target, target_state in frozen.targets.items():
-        found = certs.setdefault(target.workload_key, {})
-        for kind, ts in target_state.certs.items():
-            found[kind] = min(found.get(kind, ts), ts)
+    certs = frozen.certs_by_workload()  # once, not one pass over the targets per workload
     frozen.certs = lambda key: certs.get(key, {})
     return frozen
 

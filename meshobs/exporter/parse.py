@@ -3,7 +3,7 @@
 A proxy exposes thousands of lines and the exporter wants about twenty. Per-byte work in Python
 is what costs, so the body is never split into lines: as each chunk arrives, C-level
 `bytes.find` looks for the few family prefixes at line starts (and, for families known by a
-pattern, for the literal their names end with), and only the lines found are cut out, held and
+pattern, for a literal their lines hold), and only the lines found are cut out, held and
 later parsed. The work is linear in the body whatever its shape (an endless line dripped in
 small chunks included), and bounded: a kept line above `ParseLimits.line_bytes`, more kept
 lines than `samples` or more kept bytes than `kept_bytes` end the read with a `PayloadError`.
@@ -16,6 +16,7 @@ rejected rather than read as "no data".
 from __future__ import annotations
 
 import codecs
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ def parse_lines(lines: list[bytes]) -> list[Sample]:
     return samples
 
 
+@functools.lru_cache(maxsize=64)
 def scan_prefixes(prefixes: tuple[str, ...]) -> tuple[bytes, ...]:
     """Fewer, shorter needles for the scan: prefixes sharing a long enough start (`envoy_listener_
     ssl_`) are looked for once; what a needle finds is then checked against the real prefixes."""
@@ -125,15 +127,14 @@ class LineFilter:
     `samples()` parses them."""
 
     def __init__(self, prefixes: tuple[str, ...], names: re.Pattern[bytes] | None = None,
-                 suffixes: tuple[str, ...] = (), suffix_prefixes: tuple[str, ...] = (),
+                 markers: tuple[str, ...] = (), marked: tuple[str, ...] = (),
                  limits: ParseLimits = ParseLimits()):
-        """Keep lines starting with one of `prefixes`, or whose name ends with one of `suffixes`
-        and starts with one of `suffix_prefixes`; then, if given, whose start `names` matches."""
-        self._prefixes = tuple(p.encode() for p in prefixes)
-        self._line_starts = self._prefixes + tuple(p.encode() for p in suffix_prefixes)
+        """Keep lines starting with one of `prefixes`, or holding one of `markers` and starting
+        with one of `marked`; then, if given, whose start `names` matches."""
+        self._line_starts = tuple(p.encode() for p in prefixes + marked)
         self._needles = tuple(b"\n" + n for n in scan_prefixes(prefixes))
-        self._suffixes = tuple(s.encode() for s in suffixes)
-        self._suffix_prefixes = tuple(p.encode() for p in suffix_prefixes)
+        self._markers = tuple(m.encode() for m in markers)
+        self._marked = tuple(p.encode() for p in marked)
         self._longest = max((len(p) for p in self._line_starts), default=0)
         self._names = names
         self.limits = limits
@@ -197,15 +198,13 @@ class LineFilter:
             while at >= 0:
                 starts.add(at + 1)
                 at = chunk.find(needle, at + 1)
-        for suffix in self._suffixes:
-            at = chunk.find(suffix, pos)
+        for marker in self._markers:
+            at = chunk.find(marker, pos)
             while at >= 0:
-                after = at + len(suffix)
-                if chunk[after:after + 1] in (b"{", b" ", b"\t"):
-                    start = chunk.rfind(b"\n", pos, at) + 1 or pos
-                    if chunk.startswith(self._suffix_prefixes, start):
-                        starts.add(start)
-                at = chunk.find(suffix, after)
+                start = chunk.rfind(b"\n", pos, at) + 1 or pos
+                if chunk.startswith(self._marked, start):
+                    starts.add(start)
+                at = chunk.find(marker, at + len(marker))
         return sorted(starts)
 
     def feed(self, chunk: bytes) -> None:
@@ -283,5 +282,5 @@ def parse(body: bytes, prefixes: tuple[str, ...], names: re.Pattern[bytes] | Non
 
 def line_filter(dialect, limits: ParseLimits = ParseLimits()) -> LineFilter:
     """The filter for a mesh's proxy (`ProxyMetrics`)."""
-    prefixes, suffixes, suffix_prefixes = dialect.scan
-    return LineFilter(prefixes, dialect.names, suffixes, suffix_prefixes, limits)
+    prefixes, markers, marked = dialect.scan
+    return LineFilter(prefixes, dialect.names, markers, marked, limits)

@@ -65,6 +65,12 @@ def certs_url(target: Target) -> str | None:
     return None
 
 
+def metrics_url(target: Target) -> str:
+    """The target's metrics URL; on Envoy's admin, with the dialect's constant stats filter."""
+    query = DIALECTS[target.mesh].stats_query
+    return f"{target.url}?{query}" if query and target.url.endswith("/stats/prometheus") else target.url
+
+
 def _reading(dialect, kept: list[bytes]) -> Reading:
     return normalize(dialect, parse.parse_lines(kept))
 
@@ -111,7 +117,7 @@ class Scraper:
     async def _read(self, client: aiohttp.ClientSession, target: Target, dialect) -> Reading:
         lines = parse.line_filter(dialect, self.limits.parse)
         try:
-            await scrape.fetch(client, target.url, None, self.limits.max_bytes, lines.feed)
+            await scrape.fetch(client, metrics_url(target), None, self.limits.max_bytes, lines.feed)
             kept = lines.lines()
             if len(kept) > THREAD_PARSE_LINES:
                 reading = await asyncio.to_thread(_reading, dialect, kept)

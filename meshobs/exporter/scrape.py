@@ -11,8 +11,13 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
+from meshobs.exporter.normalize import DIALECTS
 from meshobs.exporter.targets import READ_ONLY_PATHS
+
+# the only query strings ever sent: none, or a dialect's constant stats filter
+READ_ONLY_QUERIES = frozenset({""} | {dialect.stats_query for dialect in DIALECTS.values()})
 
 
 class ScrapeError(Exception):
@@ -32,13 +37,14 @@ async def fetch(client: aiohttp.ClientSession, url: str, timeout: float | None, 
                 sink: Callable[[bytes], None] | None = None) -> bytes:
     """The body; or, with `sink`, each chunk handed to it as it arrives (and b"" returned), so
     that a large body is never held whole. `timeout` None: the caller's budget bounds the read."""
-    path = urlsplit(url).path
-    if path not in READ_ONLY_PATHS:
+    parts = urlsplit(url)
+    if parts.path not in READ_ONLY_PATHS or parts.query not in READ_ONLY_QUERIES:
         # a guard, not a branch taken: targets are validated when discovered
-        raise ScrapeError("http_status", f"refusing {path}: not a read-only admin path")
+        raise ScrapeError("http_status", f"refusing {parts.path}: not a read-only admin path and query")
     try:
         async with asyncio.timeout(timeout):
-            async with client.get(url, allow_redirects=False) as response:
+            # sent exactly as built (targets are validated, the query is a constant): no re-quoting
+            async with client.get(URL(url, encoded=True), allow_redirects=False) as response:
                 if response.status != 200:
                     raise ScrapeError("http_status", f"HTTP {response.status}")
                 if (response.content_length or 0) > max_bytes:

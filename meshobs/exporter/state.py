@@ -105,23 +105,28 @@ class State:
 
     def certs(self, key: tuple[str, str, str]) -> dict[str, float]:
         """Earliest expiry per kind over the workload's live targets."""
-        out: dict[str, float] = {}
+        return self.certs_by_workload().get(key, {})
+
+    def certs_by_workload(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        """`certs` of every workload, in one pass over the targets (not one per workload)."""
+        out: dict[tuple[str, str, str], dict[str, float]] = {}
         for target, state in self.targets.items():
-            if target.workload_key == key:
-                for kind, ts in state.certs.items():
-                    out[kind] = min(out.get(kind, ts), ts)
+            found = out.setdefault(target.workload_key, {})
+            for kind, ts in state.certs.items():
+                found[kind] = min(found.get(kind, ts), ts)
         return out
 
     def end_cycle(self, now: float) -> list[Event]:
         """Evaluate bursts, new failure reasons and certificate windows after a scrape cycle."""
         events: list[Event] = []
+        certs = self.certs_by_workload()
         for key, workload in self.workloads.items():
             if workload.orphan_since is not None:
                 continue
             labels = dict(zip(("mesh", "namespace", "workload"), key))
             events += self._bursts(workload, labels, now)
             events += self._new_reasons(workload, labels)
-            events += self._cert_window(workload, labels, self.certs(key), now)
+            events += self._cert_window(workload, labels, certs.get(key, {}), now)
         return events
 
     def _bursts(self, workload: WorkloadState, labels: dict, now: float) -> list[Event]:

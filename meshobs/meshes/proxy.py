@@ -16,6 +16,7 @@ import functools
 import re
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol
+from urllib.parse import quote
 
 
 class Sample(Protocol):
@@ -70,9 +71,10 @@ class Rule:
     # used only when no other rule of the same key matched a sample in this scrape
     fallback: bool = False
     pattern: str = ""
-    # with `pattern`: a literal every matching name ends with, so that the exporter's scan looks
-    # for it instead of every line sharing `family` (`envoy_http_` alone is a third of a sidecar)
-    suffix: str = ""
+    # with `pattern`: a literal every line this rule counts contains (a label `match` requires),
+    # so that the exporter's scan looks for it rather than for every line sharing `family`
+    # (Istio's `envoy_http_` lines are a third of a sidecar's exposition)
+    marker: str = ""
 
     def applies(self, name: str) -> bool:
         return re.fullmatch(self.pattern, name) is not None if self.pattern else name == self.family
@@ -112,6 +114,14 @@ class ProxyMetrics:
     certs: tuple[CertFamily, ...] = ()
     # read /certs from the same host when the metrics path is Envoy's admin
     admin_certs: bool = False
+    # Envoy admin: a regex over its internal stat names for `/stats/prometheus?usedonly&filter=`,
+    # so that the proxy sends only these families (see envoy.admin_stats_filter)
+    stats_filter: str = ""
+
+    @property
+    def stats_query(self) -> str:
+        """The query string the exporter adds to the metrics path ("" for none); a constant."""
+        return "usedonly&filter=" + quote(self.stats_filter, safe="") if self.stats_filter else ""
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -119,12 +129,12 @@ class ProxyMetrics:
 
     @functools.cached_property
     def scan(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-        """What the exporter's line scan looks for: (line prefixes, name suffixes, the prefixes
-        lines found by a suffix must start with). A kept line is then checked against `names`."""
-        by_suffix = [rule for rule in self.counters if rule.pattern and rule.suffix]
-        prefixes = {rule.family for rule in self.counters if rule not in by_suffix} | {c.family for c in self.certs}
-        return (tuple(sorted(prefixes)), tuple(sorted({rule.suffix for rule in by_suffix})),
-                tuple(sorted({rule.family for rule in by_suffix})))
+        """What the exporter's line scan looks for: (line prefixes, markers, the prefixes a line
+        found by its marker must start with). A line found is then checked against `names`."""
+        marked = [rule for rule in self.counters if rule.pattern and rule.marker]
+        prefixes = {rule.family for rule in self.counters if rule not in marked} | {c.family for c in self.certs}
+        return (tuple(sorted(prefixes)), tuple(sorted({rule.marker for rule in marked})),
+                tuple(sorted({rule.family for rule in marked})))
 
     @functools.cached_property
     def names(self) -> re.Pattern[bytes] | None:

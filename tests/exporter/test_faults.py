@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from meshobs.exporter.normalize import DIALECTS
 from tests.exporter import faults
 from tests.exporter.running import start_exporter
 from tests.support.procs import free_port, http_get, wait_until
@@ -68,14 +69,14 @@ def test_each_fault_is_counted_under_its_reason_while_metrics_keep_answering(pro
 
 
 def test_only_read_only_get_requests_reach_a_proxy(processes, tmp_path, servers):
-    """The exporter sends GET /stats/prometheus and GET /certs to an Envoy admin, and nothing else."""
+    """The exporter sends GET /stats/prometheus with the dialect's constant stats filter and GET /certs to an Envoy admin, and nothing else."""
     port = servers.add(faults.good())
     exporter = start_exporter(processes, tmp_path, "--target", f"consul/default/web=http://127.0.0.1:{port}",
                               "--scrape-interval", "100ms")
     wait_until(lambda: len(servers.requests) >= 6, what="a few scrapes")
     assert exporter.value("meshobs_target_up", workload="web") == 1
     lines = {line for _, line in servers.requests}
-    assert lines == {"GET /stats/prometheus HTTP/1.1", "GET /certs HTTP/1.1"}
+    assert lines == {f"GET /stats/prometheus?{DIALECTS['consul'].stats_query} HTTP/1.1", "GET /certs HTTP/1.1"}
 
 
 def test_a_target_that_disappears_keeps_its_counts_and_loses_its_up_series(processes, tmp_path, servers):
