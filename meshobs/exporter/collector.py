@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import copy
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
 
 from meshobs.exporter.normalize import ALLOWED, CERT_EXPIRY, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS
@@ -95,11 +95,26 @@ async def snapshot(state: State) -> State:
     return frozen
 
 
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
 def render(frozen: State) -> bytes:
-    """The text exposition of a snapshot (run it in a worker thread)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(frozen))
-    return generate_latest(registry)
+    """The text exposition (format 0.0.4, as `generate_latest` writes it) of a snapshot; run it
+    in a worker thread. A plain formatter: prometheus-client's checks every name and label per
+    sample, several times slower for the ~100,000 samples of 5,000 workloads."""
+    out: list[str] = []
+    for family in StateCollector(frozen).collect():
+        name = family.name + "_total" if family.type == "counter" else family.name
+        doc = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.type}\n")
+        out.extend(
+            f"{sample.name}{{{','.join(f'{k}={chr(34)}{_escape(v)}{chr(34)}' for k, v in sorted(sample.labels.items()))}}}"
+            f" {floatToGoString(sample.value)}\n" if sample.labels else f"{sample.name} {floatToGoString(sample.value)}\n"
+            for sample in family.samples)
+    return "".join(out).encode()
 
 
 class CycleCollector(Collector):
