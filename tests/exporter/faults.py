@@ -145,3 +145,11 @@ def kept_flood(size: int) -> Respond:
                 block = []
         _write_all(handler, [GOOD_BODY] + blocks + [b"".join(block)])
     return respond
+
+
+def slow(delay: float, body: bytes = GOOD_BODY) -> Respond:
+    """A healthy proxy that takes `delay` seconds to answer."""
+    def respond(handler, stop) -> None:
+        stop.wait(delay)
+        _reply(handler, "200 OK", body)
+    return respond

@@ -50,7 +50,7 @@ class Latencies(threading.Thread):
 
 
 def test_hostile_answers_are_cut_off_counted_and_leave_the_healthy_exact(processes, tmp_path, servers):
-    """A dripped endless kept line, a new 15 MB metric name per scrape and a flood of kept lines count as too_large, a cut-off unkept line as bad_payload; RSS stays under 200 MB, the endpoints answer within 1 s, healthy counts are exact."""
+    """A dripped endless kept line, a new 15 MB metric name per scrape and a flood of kept lines count as too_large, a cut-off unkept line as bad_payload, 15,000 legal samples are read; RSS stays under 200 MB, the endpoints answer within 1 s, healthy counts are exact."""
     counters = {f"good{i}": itertools.count(1) for i in range(5)}
 
     def moving(name):
@@ -63,6 +63,8 @@ def test_hostile_answers_are_cut_off_counted_and_leave_the_healthy_exact(process
         "drip_other": servers.add(faults.drip(b'envoy_cluster_upstream_rq{a="', 4 * 1024 * 1024)),
         "long_name": servers.add(faults.new_long_name(15 * 1024 * 1024)),
         "flood": servers.add(faults.kept_flood(16 * 1024 * 1024)),
+        # big but within the caps: 15,000 kept samples, parsed off the event loop
+        "big": servers.add(faults.kept_flood(15_000 * 60)),
     }
     targets = tmp_path / "targets.json"
     targets.write_text(targets_json(ports))
@@ -87,6 +89,8 @@ def test_hostile_answers_are_cut_off_counted_and_leave_the_healthy_exact(process
         assert errors == [0.0] * 5
     for name in hostile:
         assert exporter.value("meshobs_target_up", workload=name) == 0
+    assert exporter.value("meshobs_target_up", workload="big") == 1
+    assert exporter.value("meshobs_tls_handshakes_total", workload="big") == 15_007  # 15,000 x 1 + 7
     assert peak_rss_mb(exporter.process.popen.pid) < 200
     assert max(latencies.slowest.values()) < 1.0, latencies.slowest
     assert exporter.process.alive()
