@@ -1,11 +1,19 @@
-"""HTTP endpoints of the exporter: /metrics, /healthz, /readyz (aiohttp, on the event loop of the
-scrapes). Nothing here waits for scraping or parsing: /metrics serves the last rendering of the
-state (`Exposition`, refreshed after every cycle) after the few live series of `registry`."""
+"""HTTP endpoints of the exporter: /metrics, /healthz, /readyz.
+
+Nothing here waits for scraping or parsing. The endpoints run on their own event loop in their
+own thread: a scrape loop busy with thousands of sidecars runs batches of ready callbacks tens of
+milliseconds long, and a request queued behind several of them would wait that long each time;
+in a thread of its own the server gets the interpreter within the switch interval (5 ms) instead.
+Handlers therefore touch only what is safe across threads: /metrics serves the last rendering
+of the state (`Exposition`, refreshed after every cycle; `frozen` is the snapshot it came from)
+after the few live series of `registry`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Callable
 
 from aiohttp import web
@@ -22,6 +30,7 @@ class Exposition:
 
     def __init__(self):
         self.body = b""
+        self.frozen: State | None = None  # the snapshot `body` was rendered from
         self.renders = 0
         self._task: asyncio.Task | None = None
         self._again = False
@@ -31,6 +40,7 @@ class Exposition:
             self._again = False
             frozen = await collector.snapshot(state)
             self.body = await asyncio.to_thread(collector.render, frozen)
+            self.frozen = frozen
             self.renders += 1
             if not self._again:
                 return
@@ -69,8 +79,45 @@ def app(registry: CollectorRegistry, ready: Callable[[], bool], exposition: Expo
     return application
 
 
-async def serve(application: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(application, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+class Server:
+    """`application` served on its own event loop in a daemon thread."""
+
+    def __init__(self, application: web.Application, host: str, port: int):
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(application, access_log=None)
+        self._address = (host, port)
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="meshobs-http", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._runner.setup())
+            self._loop.run_until_complete(web.TCPSite(self._runner, *self._address).start())
+        except BaseException as exc:  # reported to the caller of start()
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+
+    async def cleanup(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join, 10)
+
+
+async def serve(application: web.Application, host: str, port: int) -> Server:
+    """Start serving (an `OSError` if the address cannot be bound); `await .cleanup()` to stop."""
+    server = Server(application, host, port)
+    await asyncio.to_thread(server.start)
+    return server
