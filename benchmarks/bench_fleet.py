@@ -10,8 +10,8 @@ For each fleet size (default 1,000 / 2,000 / 5,000 sidecars), in one run:
   `--interval`; over `--cycles` intervals after its first cycle: CPU seconds of the exporter
   process per sidecar scraped (scrapes counted by the sidecars) and so per cycle, sidecars
   read per interval (the fleet size when the replica keeps up), peak and
-  final RSS, targets up at the end, and the latency of `/metrics` and `/healthz` polled every
-  250 ms throughout (p50 / p99 / max).
+  final RSS, targets up at the end, and the latency of `/metrics` (gzipped, as Prometheus asks
+  for it, and plain) and `/healthz`, each polled every 250 ms throughout (p50 / p99 / max).
 
 The sidecars run in another child process (raw asyncio protocol answering a prebuilt response,
 so their CPU stays small and is not counted). Payloads: `istio` (Envoy, ~300 kB / ~3,000 lines)
@@ -150,9 +150,10 @@ def baseline(ports: list[int], cycles: int, concurrency: int) -> float:
 class Poller(threading.Thread):
     """GET a path every 250 ms and keep the latencies (a timeout counts as its full length)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, headers: dict | None = None):
         super().__init__(daemon=True)
         self.url = url
+        self.headers = headers or {}
         self.latencies: list[float] = []
         self.failures = 0
         self.stop = threading.Event()
@@ -161,7 +162,7 @@ class Poller(threading.Thread):
         while not self.stop.is_set():
             started = time.perf_counter()
             try:
-                with urllib.request.urlopen(self.url, timeout=15) as response:
+                with urllib.request.urlopen(urllib.request.Request(self.url, headers=self.headers), timeout=15) as response:
                     response.read()
             except OSError:
                 self.failures += 1
@@ -210,7 +211,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
     process = subprocess.Popen([sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}",
                                 "--targets-file", str(targets), "--scrape-interval", f"{interval}s"],
                                stdout=log, stderr=subprocess.STDOUT)
-    pollers = [Poller(f"{url}/metrics"), Poller(f"{url}/healthz")]
+    pollers = [Poller(f"{url}/metrics", {"Accept-Encoding": "gzip"}), Poller(f"{url}/metrics"), Poller(f"{url}/healthz")]
     try:
         deadline = time.monotonic() + max(120, 10 * interval)
         while time.monotonic() < deadline:  # ready = the first cycle is over
@@ -242,7 +243,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
            if name in values}
     return {"cpu_per_interval": cpu / (wall / interval), "scrapes_per_interval": scrapes / (wall / interval),
             "cpu_per_scrape": cpu / max(scrapes, 1), "rss": rss, "peak": peak, "up": up,
-            "metrics": pollers[0].summary(), "healthz": pollers[1].summary(), "own": own}
+            "metrics": pollers[0].summary(), "plain": pollers[1].summary(), "healthz": pollers[2].summary(), "own": own}
 
 
 def main() -> int:
@@ -290,7 +291,8 @@ def main() -> int:
         rows.append((f"{size:>8} | {raw:>20.2f} | {per_sidecar * size:>20.2f} | {per_sidecar * 1000:>10.2f} | "
                      f"{per_sidecar / (raw / size):>6.1f} | {result['scrapes_per_interval']:>16.0f} | "
                      f"{result['up']:>5} | {result['rss']:>5.0f} ({result['peak']:.0f})",
-                     f"{size:>8} | /metrics {result['metrics']}; /healthz {result['healthz']}"
+                     f"{size:>8} | /metrics (gzip, as Prometheus asks) {result['metrics']}; /metrics (plain) "
+                     f"{result['plain']}; /healthz {result['healthz']}"
                      + (f"; exporter says {result['own']}" if result["own"] else "")))
         print(rows[-1][0], flush=True)
     print()

@@ -101,3 +101,4 @@ GOOD_TEMPLATE = (
     b'envoy_listener_ssl_handshake{envoy_listener_address="public_listener"} %d\n'
     b"envoy_server_live{} 1\n"
 )
+
