@@ -52,6 +52,8 @@ ISTIO = Dialect(
                        stats_filter=admin_stats_filter("istio_requests_total")),
     # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats.
     discovery=PodDiscovery(15090, "/stats/prometheus", annotations=("sidecar.istio.io/status",)),
+    # pilot-agent's merged app + Envoy metrics, what Istio's own prometheus.io/port annotation names
+    other_metrics_ports=(15020,),
     requests=Source(
         "istio_requests_total",
         _DESTINATION,
