@@ -5,19 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from meshobs.exporter.normalize import DIALECTS
 from tests.exporter import faults
 from tests.exporter.running import start_exporter
 from tests.support.procs import free_port, http_get, wait_until
-
-
-@pytest.fixture
-def servers():
-    fleet = faults.FaultServers()
-    yield fleet
-    fleet.stop()
 
 
 def targets_json(ports: dict[str, int]) -> str:

@@ -8,19 +8,10 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.exporter import faults
 from tests.exporter.running import start_exporter
 from tests.exporter.test_faults import targets_json
 from tests.support.procs import http_get, wait_until
-
-
-@pytest.fixture
-def servers():
-    fleet = faults.FaultServers()
-    yield fleet
-    fleet.stop()
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -5,19 +5,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.exporter import faults
 from tests.exporter.running import start_exporter
 from tests.exporter.test_faults import targets_json
 from tests.support.procs import wait_until
-
-
-@pytest.fixture
-def servers():
-    fleet = faults.FaultServers()
-    yield fleet
-    fleet.stop()
 
 
 def test_an_overloaded_replica_reads_every_target_in_turn_and_says_so(processes, tmp_path, servers):

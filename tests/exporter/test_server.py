@@ -5,18 +5,9 @@ from __future__ import annotations
 import gzip
 import urllib.request
 
-import pytest
-
 from tests.exporter import faults
 from tests.exporter.running import start_exporter
 from tests.support.procs import http_get
-
-
-@pytest.fixture
-def servers():
-    fleet = faults.FaultServers()
-    yield fleet
-    fleet.stop()
 
 
 def test_metrics_are_gzipped_for_clients_that_ask_and_say_the_same(processes, tmp_path, servers):
