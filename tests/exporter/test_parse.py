@@ -104,3 +104,16 @@ def test_more_kept_samples_than_the_cap_is_too_large():
     with pytest.raises(PayloadError) as error:
         lines.feed(b"".join(b'envoy_listener_ssl_handshake{n="%d"} 1\n' % i for i in range(101)))
     assert (error.value.reason, str(error.value)) == ("too_large", "more than 100 samples of the kept families")
+
+
+def test_the_name_memo_stays_bounded_whatever_names_a_proxy_invents():
+    """New names every scrape never grow the rules_for memo past its entry cap, and long names are never kept in it."""
+    from meshobs.meshes.proxy import NAME_CACHE_ENTRIES, NAME_CACHE_MAX_NAME
+
+    dialect = DIALECTS["consul"]
+    for index in range(2 * NAME_CACHE_ENTRIES):
+        dialect.rules_for(f"envoy_listener_ssl_handshake_{index}")
+    assert len(dialect._by_name) <= NAME_CACHE_ENTRIES
+    long_name = "envoy_listener_ssl_handshake" + "x" * NAME_CACHE_MAX_NAME
+    assert dialect.rules_for(long_name) == ((), ())
+    assert long_name not in dialect._by_name
