@@ -12,7 +12,6 @@ in a worker thread so that the event loop (and /metrics) never waits behind it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,8 +19,8 @@ from typing import Callable
 
 import aiohttp
 
-from meshobs.exporter import parse, scrape
-from meshobs.exporter.normalize import DIALECTS, Reading, certs_from_admin, normalize
+from meshobs.exporter import parse, scrape, status
+from meshobs.exporter.normalize import DIALECTS, Reading, admin_certs, normalize
 from meshobs.exporter.state import State
 from meshobs.exporter.targets import Target
 
@@ -86,6 +85,8 @@ class Scraper:
         self.stats = CycleStats()
         # when each target was last read (monotonic): the oldest go first
         self._last_read: dict[Target, float] = {}
+        self.status = status.TargetStatus(limits.interval, limits.timeout)
+        self.last_cycle_started: float | None = None  # time.monotonic() at the start of the last complete cycle
         # /certs answered 404 once: do not ask again (merged metrics endpoints, Envoy without admin)
         self._no_certs: set[str] = set()
         # called after every cycle with the scraper (a hook for summaries and snapshots)
@@ -107,10 +108,12 @@ class Scraper:
                 self._failed(target, exc.reason, str(exc), start, span)
                 return
             self.state.observe(target, reading, time.perf_counter() - start)
+            self.status.up(target)
 
     def _failed(self, target: Target, reason: str, detail: str, start: float, span) -> None:
         log.debug("scrape %s failed: %s", target.url, detail)
         self.state.failed(target, reason, time.perf_counter() - start)
+        self.status.failed(target, reason, detail)
         if span is not None:
             span.set_attribute("error.type", reason)
 
@@ -125,6 +128,10 @@ class Scraper:
                 reading = _reading(dialect, kept)
         except parse.PayloadError as exc:
             raise scrape.ScrapeError(exc.reason, str(exc)) from None
+        except scrape.ScrapeError:
+            raise
+        except Exception as exc:  # whatever a proxy answers, only its own scrape fails
+            raise scrape.ScrapeError("bad_payload", f"{type(exc).__name__}: {str(exc)[:200]}") from None
         if not reading.certs:
             reading.certs = await self._admin_certs(client, target)
         return reading
@@ -135,17 +142,20 @@ class Scraper:
             return {}
         try:
             body = await scrape.fetch(client, url, None, self.limits.certs_bytes)
-            return certs_from_admin(json.loads(body))
-        except (scrape.ScrapeError, ValueError, TypeError, AttributeError) as exc:
-            # optional source: the metrics were read, so the scrape still counts as good
+            return admin_certs(body)
+        except (scrape.ScrapeError, parse.PayloadError) as exc:
+            # optional source: the metrics were read, so the scrape still counts as good; not asked
+            # again, and counted unless the proxy just does not serve it
             log.debug("no certificates from %s: %s", url, exc)
             self._no_certs.add(url)
+            reason = exc.reason if isinstance(exc, scrape.ScrapeError) else "bad_payload"
+            if reason != "http_status":
+                self.state.count_error(target, reason)
             return {}
 
     async def cycle(self, client: aiohttp.ClientSession) -> None:
         started = time.monotonic()
-        targets = self.discover()
-        self.state.retain(targets, time.time())
+        targets = self.state.retain(self.discover(), time.time())
         self._no_certs &= {certs_url(t) for t in targets}  # bounded by the live targets
         for gone in set(self._last_read) - targets:
             del self._last_read[gone]
@@ -164,6 +174,7 @@ class Scraper:
                 except Exception:  # a bug one answer triggers must not end the cycle of the others
                     log.exception("scrape of %s failed unexpectedly", target.url)
                     self.state.failed(target, "bad_payload", 0.0)
+                    self.status.failed(target, "bad_payload", "unexpected error")
                 read += 1
 
         with self.tracer.span("scrape_cycle", {"targets": len(targets)}):
@@ -172,6 +183,8 @@ class Scraper:
         for event in await asyncio.to_thread(self.state.end_cycle, time.time()):
             self.sink.submit(event)
         self.cycles += 1
+        self.last_cycle_started = started  # readiness: did a whole cycle run after the pod list?
+        self.status.end_cycle(targets)
         self._account(time.monotonic() - started, len(targets), read)
         for hook in self.after_cycle:
             hook(self)

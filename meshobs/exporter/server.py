@@ -68,7 +68,8 @@ class Exposition:
             log.error("rendering /metrics failed", exc_info=task.exception())
 
 
-def app(registry: CollectorRegistry, ready: Callable[[], bool], exposition: Exposition | None = None) -> web.Application:
+def app(registry: CollectorRegistry, ready: Callable[[], tuple[bool, str]],
+        exposition: Exposition | None = None) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         live = generate_latest(registry)
         if exposition is None:
@@ -83,9 +84,8 @@ def app(registry: CollectorRegistry, ready: Callable[[], bool], exposition: Expo
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        if ready():
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text="first scrape cycle not finished\n")
+        ok, text = ready()  # meshobs.exporter.status: the reason, and the targets' summary
+        return web.Response(status=200 if ok else 503, text=text + "\n")
 
     application = web.Application()
     application.router.add_get("/metrics", metrics)

@@ -17,18 +17,18 @@ def targets_json(ports: dict[str, int]) -> str:
                        for name, port in sorted(ports.items())])
 
 
-def test_each_fault_is_counted_under_its_reason_while_metrics_keep_answering(processes, tmp_path, servers):
+def test_each_fault_is_counted_under_its_reason_while_metrics_keep_answering(processes, tmp_path, proxies):
     """Hang, refusal, error status, garbage, a non-HTTP answer, invalid UTF-8, truncation and an oversized body each count once per scrape under their reason."""
     ports = {
-        "hangs": servers.add(faults.hang),
+        "hangs": proxies.add(faults.hang),
         "refuses": free_port(),
-        "errors": servers.add(faults.error_status),
-        "garbage": servers.add(faults.garbage),
-        "not_http": servers.add(faults.not_http),
-        "utf8": servers.add(faults.invalid_utf8),
-        "truncated": servers.add(faults.truncated),
-        "huge": servers.add(faults.huge(4 * 1024 * 1024)),
-        "good": servers.add(faults.good()),
+        "errors": proxies.add(faults.error_status),
+        "garbage": proxies.add(faults.garbage),
+        "not_http": proxies.add(faults.not_http),
+        "utf8": proxies.add(faults.invalid_utf8),
+        "truncated": proxies.add(faults.truncated),
+        "huge": proxies.add(faults.huge(4 * 1024 * 1024)),
+        "good": proxies.add(faults.good()),
     }
     targets = tmp_path / "targets.json"
     targets.write_text(targets_json(ports))
@@ -59,40 +59,43 @@ def test_each_fault_is_counted_under_its_reason_while_metrics_keep_answering(pro
     assert exporter.process.alive()
 
 
-def test_only_read_only_get_requests_reach_a_proxy(processes, tmp_path, servers):
+def test_only_read_only_get_requests_reach_a_proxy(processes, tmp_path, proxies):
     """The exporter sends GET /stats/prometheus with the dialect's constant stats filter and GET /certs to an Envoy admin, and nothing else."""
-    port = servers.add(faults.good())
+    port = proxies.add(faults.good())
     exporter = start_exporter(processes, tmp_path, "--target", f"consul/default/web=http://127.0.0.1:{port}",
                               "--scrape-interval", "100ms")
-    wait_until(lambda: len(servers.requests) >= 6, what="a few scrapes")
+    wait_until(lambda: len(proxies.requests) >= 6, what="a few scrapes")
     assert exporter.value("meshobs_target_up", workload="web") == 1
-    lines = {line for _, line in servers.requests}
+    lines = {line for _, line in proxies.requests}
     assert lines == {f"GET /stats/prometheus?{DIALECTS['consul'].stats_query} HTTP/1.1", "GET /certs HTTP/1.1"}
 
 
-def test_a_target_that_disappears_keeps_its_counts_and_loses_its_up_series(processes, tmp_path, servers):
-    """Removing a target from the targets file drops its target_up series; the workload's counters stay."""
-    ports = {"stays": servers.add(faults.good()), "leaves": servers.add(faults.good())}
+def test_a_workload_whose_target_disappears_stops_being_exported_and_resumes_its_count(processes, tmp_path, proxies):
+    """Removing a workload's only target from the targets file ends its series at once; back within the grace period, its counter carries on."""
+    ports = {"stays": proxies.add(faults.good()), "leaves": proxies.add(faults.good())}
     targets = tmp_path / "targets.json"
     targets.write_text(targets_json(ports))
     exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
     wait_until(lambda: exporter.value("meshobs_target_up", workload="leaves") == 1, what="both targets up")
     targets.write_text(targets_json({"stays": ports["stays"]}))
     wait_until(lambda: exporter.value("meshobs_target_up", workload="leaves") is None, what="the target to go")
-    assert exporter.value("meshobs_tls_handshakes_total", workload="leaves") == 7
+    assert exporter.value("meshobs_tls_handshakes_total", workload="leaves") is None
     assert exporter.value("meshobs_target_up", workload="stays") == 1
+    targets.write_text(targets_json(ports))
+    # a target that comes back is a new proxy: its 7 handshakes add to the 7 counted before
+    wait_until(lambda: exporter.value("meshobs_tls_handshakes_total", workload="leaves") == 14, what="the count to resume")
 
 
-def test_concurrency_bounds_the_scrapes_in_flight(processes, tmp_path, servers):
+def test_concurrency_bounds_the_scrapes_in_flight(processes, tmp_path, proxies):
     """With --concurrency 3 and ten hanging proxies, the next scrapes start only as earlier ones time out."""
-    ports = {f"hang{i}": servers.add(faults.hang) for i in range(10)}
+    ports = {f"hang{i}": proxies.add(faults.hang) for i in range(10)}
     targets = tmp_path / "targets.json"
     targets.write_text(targets_json(ports))
     exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--concurrency", "3",
                               "--scrape-timeout", "1s", "--scrape-interval", "10s")
 
-    wait_until(lambda: len(servers.arrivals) >= 10, what="every proxy asked once")
-    first = sorted(servers.arrivals)[:10]
+    wait_until(lambda: len(proxies.arrivals) >= 10, what="every proxy asked once")
+    first = sorted(proxies.arrivals)[:10]
     # three at once; the next three only when the first ones time out (1s), and so on
     assert first[2] - first[0] < 0.5
     assert first[3] - first[0] >= 0.9 and first[6] - first[3] >= 0.9 and first[9] - first[6] >= 0.9

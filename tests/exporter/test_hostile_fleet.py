@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.exporter import faults
+from tests.exporter import faults, hostile
 from tests.exporter.running import start_exporter
 from tests.exporter.test_faults import targets_json
 from tests.support.procs import http_get, wait_until
@@ -40,7 +40,7 @@ class Latencies(threading.Thread):
             time.sleep(0.05)
 
 
-def test_hostile_answers_are_cut_off_counted_and_leave_the_healthy_exact(processes, tmp_path, servers):
+def test_hostile_answers_are_cut_off_counted_and_leave_the_healthy_exact(processes, tmp_path, proxies):
     """A dripped endless kept line, a new 15 MB metric name per scrape and a flood of kept lines count as too_large, a cut-off unkept line as bad_payload, 15,000 legal samples are read; RSS stays under 200 MB, the endpoints answer within 1 s, healthy counts are exact."""
     counters = {f"good{i}": itertools.count(1) for i in range(5)}
 
@@ -48,14 +48,15 @@ def test_hostile_answers_are_cut_off_counted_and_leave_the_healthy_exact(process
         # each scrape, the handshake counter moves by one: the exporter's total must equal the last value
         return lambda: GOOD_TEMPLATE % next(counters[name])
 
-    ports = {name: servers.add(faults.good(moving(name))) for name in counters}
+    # healthy: metrics only, /certs answered 404 as by an Envoy without admin certificates
+    ports = {name: proxies.add(hostile.by_path({"/stats/prometheus": moving(name)})) for name in counters}
     ports |= {
-        "drip_kept": servers.add(faults.drip(b'envoy_listener_ssl_handshake{a="', 16 * 1024 * 1024)),
-        "drip_other": servers.add(faults.drip(b'envoy_cluster_upstream_rq{a="', 4 * 1024 * 1024)),
-        "long_name": servers.add(faults.new_long_name(15 * 1024 * 1024)),
-        "flood": servers.add(faults.kept_flood(16 * 1024 * 1024)),
+        "drip_kept": proxies.add(faults.drip(b'envoy_listener_ssl_handshake{a="', 16 * 1024 * 1024)),
+        "drip_other": proxies.add(faults.drip(b'envoy_cluster_upstream_rq{a="', 4 * 1024 * 1024)),
+        "long_name": proxies.add(faults.new_long_name(15 * 1024 * 1024)),
+        "flood": proxies.add(faults.kept_flood(16 * 1024 * 1024)),
         # big but within the caps: 15,000 kept samples, parsed off the event loop
-        "big": servers.add(faults.kept_flood(15_000 * 60)),
+        "big": proxies.add(faults.kept_flood(15_000 * 60)),
     }
     targets = tmp_path / "targets.json"
     targets.write_text(targets_json(ports))
@@ -63,10 +64,10 @@ def test_hostile_answers_are_cut_off_counted_and_leave_the_healthy_exact(process
                               "--scrape-timeout", "5s")
     latencies = Latencies(exporter.url)
     latencies.start()
-    hostile = {"drip_kept": "too_large", "drip_other": "bad_payload", "long_name": "too_large", "flood": "too_large"}
+    cut_off = {"drip_kept": "too_large", "drip_other": "bad_payload", "long_name": "too_large", "flood": "too_large"}
     try:
         wait_until(lambda: all((exporter.value("meshobs_scrape_errors_total", workload=name, reason=reason) or 0) >= 3
-                               for name, reason in hostile.items()), timeout=90, what="each hostile target cut off 3 times")
+                               for name, reason in cut_off.items()), timeout=90, what="each hostile target cut off 3 times")
     finally:
         latencies.stop.set()
         latencies.join(15)
@@ -78,7 +79,7 @@ def test_hostile_answers_are_cut_off_counted_and_leave_the_healthy_exact(process
         assert exporter.value("meshobs_target_up", workload=name) == 1
         errors = [v for (n, items), v in samples.items() if n == "meshobs_scrape_errors_total" and dict(items)["workload"] == name]
         assert errors == [0.0] * 5
-    for name in hostile:
+    for name in cut_off:
         assert exporter.value("meshobs_target_up", workload=name) == 0
     assert exporter.value("meshobs_target_up", workload="big") == 1
     assert exporter.value("meshobs_tls_handshakes_total", workload="big") == 15_007  # 15,000 x 1 + 7

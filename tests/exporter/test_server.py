@@ -10,9 +10,9 @@ from tests.exporter.running import start_exporter
 from tests.support.procs import http_get
 
 
-def test_metrics_are_gzipped_for_clients_that_ask_and_say_the_same(processes, tmp_path, servers):
+def test_metrics_are_gzipped_for_clients_that_ask_and_say_the_same(processes, tmp_path, proxies):
     """/metrics with Accept-Encoding: gzip is one gzip stream whose text equals the plain answer's."""
-    port = servers.add(faults.good())
+    port = proxies.add(faults.good())
     exporter = start_exporter(processes, tmp_path, "--target", f"consul/default/web=http://127.0.0.1:{port}",
                               "--scrape-interval", "10s")
     plain = http_get(f"{exporter.url}/metrics")[1]
