@@ -52,9 +52,13 @@ series (labels mesh, namespace, workload on all):
   meshobs_scrape_errors_total{reason}            timeout, refused, too_large, bad_payload, http_status
   meshobs_target_up{instance}, meshobs_scrape_duration_seconds{instance}   per scraped proxy
   meshobs_workloads_dropped_total, meshobs_discovery_rejected_total{reason}  (no workload labels)
+  meshobs_cycle_duration_seconds, meshobs_cycle_targets, meshobs_cycle_deferred_targets,
+  meshobs_cycle_overrun_total    the scrape loop's own work: a cycle longer than the interval
+                                 means this replica needs another shard (no workload labels)
 At most 18 series per workload plus 2 per proxy, whatever the proxy exposes. Counters are kept
-per workload and stay monotonic across proxy restarts and pod churn. Only GET /stats/prometheus,
-/metrics and /certs are ever sent to a proxy.
+per workload and stay monotonic across proxy restarts and pod churn. Only GET /stats/prometheus
+(on Envoy with ?usedonly&filter= a constant regex of the families read), /metrics and /certs are
+ever sent to a proxy.
 
 security events (with --fluentd): tag meshobs.security.<kind>, kinds authz_burst_started,
 authz_burst_ended, tls_failure_new_reason, cert_expiring; dropped ones are counted in
