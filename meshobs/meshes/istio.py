@@ -10,7 +10,7 @@ filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatch
 `meshobs build` renders for Istio)."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
-from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS
+from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import (
     ALLOWED, DENIED, FAILURES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is,
 )
@@ -48,8 +48,11 @@ _RBAC = ("envoy_http_rbac", "envoy_rbac")
 # depends on the Istio version's regexes: `envoy_http_rbac{http_conn_manager_prefix=...}` or
 # `envoy_http_inbound_0_0_0_0_8080_rbac{...}`; both are read.
 _ISTIO_RBAC_NAME = r"envoy_(?:http|tcp)_(?:.+_)?rbac|envoy_rbac"
+# Its internal Envoy name (what the stats filter and Istio's proxyStatsMatcher match).
+NO_FILTER_CHAIN_STAT = r"listener\..*\.no_filter_chain_match"
 _ISTIO = (
-    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME)
+    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME,
+           marker='authz_enforce_result="')
       for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
       for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
     # STRICT mode: the inbound listener's filter chains all require TLS, so plaintext finds no
@@ -70,7 +73,9 @@ _ISTIO_CERTS = CertFamily("envoy_listener_ssl_certificate_", ("tls_certificate",
 ISTIO = Dialect(
     name="istio",
     title="Istio",
-    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,)),
+    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,),
+                       # Istio's stats carry their tags in the internal name: match the family anywhere
+                       stats_filter=admin_stats_filter("istio_requests_total", f"^{NO_FILTER_CHAIN_STAT}$")),
     # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats.
     discovery=PodDiscovery(15090, "/stats/prometheus", annotations=("sidecar.istio.io/status",)),
     # pilot-agent's merged app + Envoy metrics, what Istio's own prometheus.io/port annotation names

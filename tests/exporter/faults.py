@@ -24,18 +24,6 @@ def _reply(handler, status: str, body: bytes, headers: str = "") -> None:
     handler.wfile.write(head.encode() + body)
 
 
-def by_path(bodies: Callable[[], dict[str, bytes]]) -> Respond:
-    """A healthy Envoy admin answering each path with its body (asked for at each request), 404 elsewhere."""
-    def respond(handler, stop) -> None:
-        path = handler.request_line.split(" ")[1]
-        body = bodies().get(path)
-        if body is None:
-            _reply(handler, "404 Not Found", b"")
-        else:
-            _reply(handler, "200 OK", body)
-    return respond
-
-
 def good(body: bytes | Callable[[], bytes] = GOOD_BODY) -> Respond:
     """A healthy proxy; `body` may be a callable giving each scrape's body (moving counters)."""
     return lambda handler, stop: _reply(handler, "200 OK", body() if callable(body) else body)
@@ -97,7 +85,6 @@ class FaultServers:
                     pass
                 self.request_line = request_line  # for responders that answer by path
                 owner.requests.append((self.server.server_address[1], request_line))
-                self.request_line = request_line  # for a respond that answers by path
                 owner.arrivals.append(time.monotonic())
                 respond(self, owner._stop)
 
@@ -112,3 +99,58 @@ class FaultServers:
         for server in self._servers:
             server.shutdown()
             server.server_close()
+
+
+def _stream_head(handler) -> None:
+    # no Content-Length: only counting can bound the body
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+
+
+def _write_all(handler, blocks) -> None:
+    for block in blocks:
+        try:
+            handler.wfile.write(block)
+            handler.wfile.flush()
+        except OSError:
+            return
+
+
+def drip(start: bytes, size: int, chunk: int = 4096) -> Respond:
+    """One endless line beginning with `start`, dripped `chunk` bytes at a time."""
+    def respond(handler, stop) -> None:
+        _stream_head(handler)
+        _write_all(handler, [GOOD_BODY + start] + [b"x" * chunk] * (size // chunk))
+    return respond
+
+
+def new_long_name(size: int) -> Respond:
+    """Each scrape, a sample of a kept family whose name is `size` bytes long and new."""
+    scrapes = iter(range(1_000_000))
+
+    def respond(handler, stop) -> None:
+        name = b"envoy_listener_ssl_handshake_" + b"%08d" % next(scrapes) + b"x" * size
+        _reply(handler, "200 OK", GOOD_BODY + name + b"{} 1\n")
+    return respond
+
+
+def kept_flood(size: int) -> Respond:
+    """`size` bytes of well-formed lines of a kept family, each a new series."""
+    def respond(handler, stop) -> None:
+        _stream_head(handler)
+        lines = (b'envoy_listener_ssl_handshake{envoy_listener_address="l%d"} 1\n' % i for i in range(size // 60))
+        blocks, block = [], []
+        for index, line in enumerate(lines):
+            block.append(line)
+            if index % 5000 == 4999:
+                blocks.append(b"".join(block))
+                block = []
+        _write_all(handler, [GOOD_BODY] + blocks + [b"".join(block)])
+    return respond
+
+
+def slow(delay: float, body: bytes = GOOD_BODY) -> Respond:
+    """A healthy proxy that takes `delay` seconds to answer."""
+    def respond(handler, stop) -> None:
+        stop.wait(delay)
+        _reply(handler, "200 OK", body)
+    return respond

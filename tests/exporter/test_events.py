@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from meshobs.exporter.events import FluentdEvents
 from meshobs.exporter.state import Event
-from tests.exporter import faults
+from tests.exporter import faults, hostile
 from tests.exporter.forward import ForwardReceiver
 from tests.exporter.running import start_exporter
 from tests.support.procs import free_port, wait_until
@@ -115,26 +115,29 @@ class RotatingAdmin:
     def rotate(self, valid_from: int) -> None:
         self.valid_from = valid_from
 
-    def bodies(self) -> dict[str, bytes]:
-        def iso(ts: int) -> str:
-            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    def _iso(self, ts: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+    def stats(self) -> bytes:
         expires = self.valid_from + self.lifetime
-        certs = {"certificates": [{"cert_chain": [{"valid_from": iso(self.valid_from), "expiration_time": iso(expires)}],
-                                   "ca_cert": []}]}
-        stats = f'envoy_listener_ssl_certificate_expiration_unix_time_seconds{{envoy_tls_certificate="unnamed_cert_1"}} {expires}\n'
-        return {"/stats/prometheus": stats.encode(), "/certs": json.dumps(certs).encode()}
+        return (f'envoy_listener_ssl_certificate_expiration_unix_time_seconds{{envoy_tls_certificate="unnamed_cert_1"}} '
+                f'{expires}\n').encode()
+
+    def certs(self) -> bytes:
+        chain = [{"valid_from": self._iso(self.valid_from), "expiration_time": self._iso(self.valid_from + self.lifetime)}]
+        return json.dumps({"certificates": [{"cert_chain": chain, "ca_cert": []}]}).encode()
 
 
 def test_certs_is_asked_again_only_when_the_stats_show_a_rotation(processes, tmp_path, servers):
     """The notBefore comes from /certs once per certificate: while the stats' expiry stays the same /certs is not asked again; a rotation is read at the next scrape."""
     now = int(time.time())
     admin = RotatingAdmin(now - 3600, 72 * 3600)
-    port = servers.add(faults.by_path(admin.bodies))
+    port = servers.add(hostile.by_path({"/stats/prometheus": admin.stats, "/certs": admin.certs}))
     exporter = start_exporter(processes, tmp_path, "--target", f"consul/shop/cart=http://127.0.0.1:{port}/stats/prometheus",
                               "--scrape-interval", "100ms")
 
     def asked(path: str) -> int:
-        return sum(1 for _, line in servers.requests if line.split(" ")[1] == path)
+        return sum(1 for _, line in servers.requests if line.split(" ")[1].partition("?")[0] == path)
 
     wait_until(lambda: exporter.value("meshobs_cert_not_before_timestamp_seconds", **WORKLOAD, cert="leaf") == now - 3600,
                what="the first notBefore")
