@@ -46,8 +46,6 @@ class Reading:
 
 def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
     counters: dict[Key, float] = {rule.key: 0.0 for rule in dialect.counters}
-    fallbacks: dict[Key, float] = {}
-    primary_seen: set[Key] = set()
     certs: dict[str, float] = {}
     for sample in samples:
         rules, cert_families = dialect.rules_for(sample.name)
@@ -57,19 +55,12 @@ def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
                     # one poisoned value would stay in the workload's totals for ever
                     raise PayloadError(f"counter {sample.name[:100]} has value {sample.value!r}: "
                                        f"a counter is a finite number from 0 to 2^64")
-                if rule.fallback:
-                    fallbacks[rule.key] = fallbacks.get(rule.key, 0.0) + sample.value
-                else:
-                    counters[rule.key] += sample.value
-                    primary_seen.add(rule.key)
+                counters[rule.key] += sample.value
         for family in cert_families:
             name = family.cert_name(sample)
             if name is not None and 0 < sample.value < math.inf:
                 kind = cert_kind(name)
                 certs[kind] = min(certs.get(kind, sample.value), sample.value)
-    for key, value in fallbacks.items():
-        if key not in primary_seen:
-            counters[key] = value
     for reason in REASONS:
         counters.setdefault((FAILURES, reason), 0.0)
     return Reading(counters, certs)

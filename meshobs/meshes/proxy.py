@@ -90,8 +90,6 @@ class Rule:
     family: str
     key: Key
     match: Match = _any
-    # used only when no other rule of the same key matched a sample in this scrape
-    fallback: bool = False
     pattern: str = ""
     # with `pattern`: a literal every line this rule counts contains (a label `match` requires),
     # so that the exporter's scan looks for it rather than for every line sharing `family`
