@@ -33,7 +33,7 @@ from tests.support.meshdata import (
     histogram,
 )
 
-ISTIO_VERSION = "1.27.1"  # the `tag` of istio_build; metric and label names checked against ztunnel at 1.27-1.31
+ISTIO_VERSION = "1.30.3"  # the `tag` of istio_build; names, labels and flags as in ztunnel and Istio 1.30.3
 ZTUNNEL_POD = "ztunnel-{node}"
 WAYPOINT = "waypoint"  # istioctl waypoint apply's default Gateway name
 NODES = ("node-a", "node-b")
