@@ -225,26 +225,3 @@ def ambient(now: float) -> list[Target]:
     istio-waypoints and istio-proxies jobs label them."""
     return [*(_ztunnel(node, now) for node in NODES), _waypoint(now), _sidecar()]
 
-
-def config_dump_certificates(now: float) -> list[dict]:
-    """The `certificates` list of ztunnel's admin /config_dump (src/admin.rs CertsDump, camelCase):
-    one entry per identity of the node's pods, sorted by identity, with RFC 3339 times."""
-    import base64
-    import datetime
-
-    def stamp(seconds: float) -> str:
-        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def cert(serial: str, not_before: float, not_after: float) -> dict:
-        return {"pem": base64.b64encode(b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n").decode(),
-                "serialNumber": serial, "validFrom": stamp(not_before), "expirationTime": stamp(not_after)}
-
-    root = cert("1", now - 365 * 86400, now + 3650 * 86400)
-    available = [
-        {"identity": w.principal, "state": "Available",
-         "certChain": [cert(str(200 + i), now - 4 * 3600, now + CERT_NOT_AFTER_IN)], "rootCerts": [root]}
-        for i, w in enumerate((ACCOUNTS, POSTGRES))
-    ]
-    failed = {"identity": "spiffe://cluster.local/ns/bank/sa/batch", "state": "Unavailable: the identity is no longer needed",
-              "certChain": [], "rootCerts": []}
-    return sorted([*available, failed], key=lambda entry: entry["identity"])
