@@ -10,7 +10,7 @@ filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatch
 `meshobs build` renders for Istio)."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
-from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS
+from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import ALLOWED, DENIED, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is
 from meshobs.promql import AnyOf, Cut, Source
 
@@ -47,7 +47,8 @@ _RBAC = ("envoy_http_rbac", "envoy_rbac")
 # `envoy_http_inbound_0_0_0_0_8080_rbac{...}`; both are read.
 _ISTIO_RBAC_NAME = r"envoy_(?:http|tcp)_(?:.+_)?rbac|envoy_rbac"
 _ISTIO = (
-    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME)
+    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME,
+           marker='authz_enforce_result="')
       for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
       for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
     # Where RBAC stats are filtered out, the destination's own 403s are the denials. (An
@@ -66,7 +67,9 @@ _ISTIO_CERTS = CertFamily("envoy_listener_ssl_certificate_", ("tls_certificate",
 ISTIO = Dialect(
     name="istio",
     title="Istio",
-    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,)),
+    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,),
+                       # Istio's stats carry their tags in the internal name: match the family anywhere
+                       stats_filter=admin_stats_filter("istio_requests_total")),
     # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats.
     discovery=PodDiscovery(15090, "/stats/prometheus", annotations=("sidecar.istio.io/status",)),
     # pilot-agent's merged app + Envoy metrics, what Istio's own prometheus.io/port annotation names
