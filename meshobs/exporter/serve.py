@@ -32,16 +32,14 @@ LIVE = b"L"  # the few live series (process, cycle, discovery): plain, gzip
 STATUS = b"S"  # BEAT, then the /readyz text
 
 
-def frame(kind: bytes, payload: bytes) -> bytes:
-    return HEADER.pack(kind, len(payload)) + payload
+def two_parts(kind: bytes, first: bytes, second: bytes) -> list[bytes]:
+    """The frame as pieces to write one after the other (~10 MB of text is not copied to join it)."""
+    return [HEADER.pack(kind, SPLIT.size + len(first) + len(second)) + SPLIT.pack(len(first)), first, second]
 
 
-def two_parts(first: bytes, second: bytes) -> bytes:
-    return SPLIT.pack(len(first)) + first + second
-
-
-def status_payload(beat: float, ready: bool, text: str) -> bytes:
-    return BEAT.pack(beat, ready) + text.encode()
+def status(beat: float, ready: bool, text: str) -> list[bytes]:
+    payload = BEAT.pack(beat, ready) + text.encode()
+    return [HEADER.pack(STATUS, len(payload)) + payload]
 
 
 class Held:
@@ -54,10 +52,11 @@ class Held:
         self.beat = time.monotonic()  # a parent that never reports is dead after the same bound
         self.readiness = (False, b"not ready: starting\n")
 
-    def take(self, kind: bytes, payload: bytes) -> None:
+    def take(self, kind: bytes, payload: bytearray) -> None:
         if kind in (EXPOSITION, LIVE):
             (size,) = SPLIT.unpack_from(payload)
-            parts = (payload[SPLIT.size:SPLIT.size + size], payload[SPLIT.size + size:])
+            view = memoryview(payload)  # slices of the one buffer read, not copies
+            parts = (view[SPLIT.size:SPLIT.size + size], view[SPLIT.size + size:])
             if kind == EXPOSITION:
                 self.exposition = parts
             else:
@@ -65,7 +64,7 @@ class Held:
         elif kind == STATUS:
             beat, ready = BEAT.unpack_from(payload)
             self.beat = beat
-            self.readiness = (ready, payload[BEAT.size:] + b"\n")
+            self.readiness = (ready, bytes(payload[BEAT.size:]) + b"\n")
 
     def health(self) -> tuple[int, bytes]:
         still = time.monotonic() - self.beat
@@ -75,7 +74,7 @@ class Held:
         return 200, b"ok\n"
 
 
-def _read_exactly(stream, size: int) -> bytes | None:
+def _read_exactly(stream, size: int) -> bytearray | None:
     data = bytearray(size)
     view = memoryview(data)
     got = 0
@@ -84,7 +83,7 @@ def _read_exactly(stream, size: int) -> bytes | None:
         if not n:
             return None
         got += n
-    return bytes(data)
+    return data
 
 
 def follow(stream, held: Held) -> None:

@@ -122,11 +122,11 @@ class Endpoints:
             while not self._stopping:
                 if self._exposition.renders != sent:
                     sent = self._exposition.renders
-                    pipe.write(serve.frame(serve.EXPOSITION, serve.two_parts(*self._exposition.rendered)))
+                    pipe.writelines(serve.two_parts(serve.EXPOSITION, *self._exposition.rendered))
                 live = generate_latest(self._registry)
-                pipe.write(serve.frame(serve.LIVE, serve.two_parts(live, gzip.compress(live, compresslevel=1))))
+                pipe.writelines(serve.two_parts(serve.LIVE, live, gzip.compress(live, compresslevel=1)))
                 ok, text = self._ready()
-                pipe.write(serve.frame(serve.STATUS, serve.status_payload(self.beat, ok, text)))
+                pipe.writelines(serve.status(self.beat, ok, text))
                 pipe.flush()
                 self._wake.wait(self.PERIOD)
                 self._wake.clear()
