@@ -10,8 +10,11 @@ For each fleet size (default 1,000 / 2,000 / 5,000 sidecars), in one run:
   `--interval`; over `--cycles` intervals after its first cycle: CPU seconds of the exporter
   process per sidecar scraped (scrapes counted by the sidecars) and so per cycle, sidecars
   read per interval (the fleet size when the replica keeps up), peak and
-  final RSS, targets up at the end, and the latency of `/metrics` (gzipped, as Prometheus asks
-  for it, and plain) and `/healthz`, each polled every 250 ms throughout (p50 / p99 / max).
+  final RSS of the scrape process (the endpoints' process, its child, is counted in the CPU and
+  printed apart with its RSS), targets up at the end, and the latency of `/metrics` (gzipped, as Prometheus asks
+  for it, and plain) and `/healthz`, each polled every 250 ms throughout (p50 / p99 / max); next
+  to them the same poll of an idle `python -m http.server` process (the control: on a shared
+  machine, its tail is what the scheduler alone costs any process).
 
 The sidecars run in another child process (raw asyncio protocol answering a prebuilt response,
 so their CPU stays small and is not counted). Payloads: `istio` (Envoy, ~300 kB / ~3,000 lines)
@@ -129,6 +132,10 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 
 
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def baseline(ports: list[int], cycles: int, concurrency: int) -> float:
     """Mean CPU seconds of the raw reader per cycle over the fleet."""
     parent, child = multiprocessing.Pipe()
@@ -211,7 +218,12 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
     process = subprocess.Popen([sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}",
                                 "--targets-file", str(targets), "--scrape-interval", f"{interval}s"],
                                stdout=log, stderr=subprocess.STDOUT)
-    pollers = [Poller(f"{url}/metrics", {"Accept-Encoding": "gzip"}), Poller(f"{url}/metrics"), Poller(f"{url}/healthz")]
+    (folder / "ok").write_bytes(b"ok\n")
+    control_port = free_port()
+    control = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(folder),
+                                str(control_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pollers = [Poller(f"{url}/metrics", {"Accept-Encoding": "gzip"}), Poller(f"{url}/metrics"), Poller(f"{url}/healthz"),
+               Poller(f"http://127.0.0.1:{control_port}/ok")]
     try:
         deadline = time.monotonic() + max(120, 10 * interval)
         while time.monotonic() < deadline:  # ready = the first cycle is over
@@ -226,10 +238,15 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
             raise SystemExit(f"exporter not ready within {deadline}s; see {folder / 'exporter.log'}")
         for poller in pollers:
             poller.start()
-        cpu0, scrapes0, wall0 = cpu_seconds(process.pid), served(), time.monotonic()
+        serving = children(process.pid)  # the endpoints' process (none before it had one)
+        cpu0, serving0 = cpu_seconds(process.pid), sum(cpu_seconds(pid) for pid in serving)
+        scrapes0, wall0 = served(), time.monotonic()
         time.sleep(cycles * interval)
-        cpu, scrapes, wall = cpu_seconds(process.pid) - cpu0, served() - scrapes0, time.monotonic() - wall0
+        scraping = cpu_seconds(process.pid) - cpu0
+        endpoints = sum(cpu_seconds(pid) for pid in serving) - serving0
+        cpu, scrapes, wall = scraping + endpoints, served() - scrapes0, time.monotonic() - wall0
         rss, peak = memory_mb(process.pid)
+        serving_rss = sum(memory_mb(pid)[1] for pid in serving)
         for poller in pollers:
             poller.stop.set()
             poller.join(20)
@@ -237,13 +254,17 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
     finally:
         process.terminate()
         process.wait(20)
+        control.terminate()
+        control.wait(20)
         log.close()
     up = sum(1 for _, value in values.get("meshobs_target_up", []) if value == 1)
     own = {name: values[name][0][1] for name in ("meshobs_cycle_duration_seconds", "meshobs_cycle_overrun_total")
            if name in values}
-    return {"cpu_per_interval": cpu / (wall / interval), "scrapes_per_interval": scrapes / (wall / interval),
+    return {"cpu_per_interval": cpu / (wall / interval), "endpoints_per_interval": endpoints / (wall / interval),
+            "serving_rss": serving_rss, "scrapes_per_interval": scrapes / (wall / interval),
             "cpu_per_scrape": cpu / max(scrapes, 1), "rss": rss, "peak": peak, "up": up,
-            "metrics": pollers[0].summary(), "plain": pollers[1].summary(), "healthz": pollers[2].summary(), "own": own}
+            "metrics": pollers[0].summary(), "plain": pollers[1].summary(), "healthz": pollers[2].summary(),
+            "control": pollers[3].summary(), "own": own}
 
 
 def main() -> int:
@@ -292,8 +313,11 @@ def main() -> int:
                      f"{per_sidecar / (raw / size):>6.1f} | {result['scrapes_per_interval']:>16.0f} | "
                      f"{result['up']:>5} | {result['rss']:>5.0f} ({result['peak']:.0f})",
                      f"{size:>8} | /metrics (gzip, as Prometheus asks) {result['metrics']}; /metrics (plain) "
-                     f"{result['plain']}; /healthz {result['healthz']}"
-                     + (f"; exporter says {result['own']}" if result["own"] else "")))
+                     f"{result['plain']}; /healthz {result['healthz']}; control (an idle stdlib HTTP server, same "
+                     f"machine: its tail is the scheduler's) {result['control']}"
+                     + (f"; exporter says {result['own']}" if result["own"] else "")
+                     + f"; of the exporter's CPU per interval, the endpoints' process spent "
+                       f"{result['endpoints_per_interval']:.2f} s (peak RSS {result['serving_rss']:.0f} MB)"))
         print(rows[-1][0], flush=True)
     print()
     print(header)

@@ -79,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = SERIES_HELP
     parser.add_argument("--listen", type=host_port, default=("0.0.0.0", 9942), metavar="HOST:PORT",
                         help="address of /metrics, /healthz, /readyz (default 0.0.0.0:9942)")
+    parser.add_argument("--liveness-timeout", type=duration, default=10.0, metavar="DURATION",
+                        help="/healthz answers 503 once the scrape loop has not run for this long (default 10s); "
+                             "the endpoints are served by a separate process, so they answer whatever the loop does")
     parser.add_argument("--target", action="append", default=[], metavar="SPEC", help=TARGET_HELP)
     parser.add_argument("--targets-file", type=Path, metavar="FILE",
                         help="Prometheus file_sd targets (JSON or YAML) with labels mesh, namespace, workload and "
@@ -165,8 +168,11 @@ async def _main(args: argparse.Namespace) -> int:
             return False, "not ready: the first cycle's series are still being rendered"
         return ok, why
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    endpoints = server.Endpoints(registry, ready, exposition, args.liveness_timeout)
     try:
-        web_runner = await server.serve(server.app(registry, ready, exposition), *args.listen)
+        endpoints.start(*args.listen, on_failure=lambda: loop.call_soon_threadsafe(stop.set))
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ExporterError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {reason}") from None
@@ -177,12 +183,14 @@ async def _main(args: argparse.Namespace) -> int:
     scraper = runner.Scraper(exporter_state, limits, discover, sink, tracer)
     registry.register(collector.CycleCollector(scraper.stats))
     scraper.after_cycle.append(lambda done: exposition.refresh(done.state))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    scraper.after_cycle.append(lambda done: endpoints.wake())  # readiness
+    exposition.on_render = endpoints.wake
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     _tune_gc()
-    background = [asyncio.create_task(pods.run(stop))] if pods else []
+    background = [asyncio.create_task(endpoints.heartbeat())]
+    if pods:
+        background.append(asyncio.create_task(pods.run(stop)))
     try:
         if pods:
             await _first_sync(pods, stop, args.scrape_interval)
@@ -190,9 +198,11 @@ async def _main(args: argparse.Namespace) -> int:
     finally:
         for task in background:
             task.cancel()
-        await web_runner.cleanup()
+        await endpoints.cleanup()
         sink.close()
         tracer.shutdown()
+    if endpoints.failure:
+        raise ExporterError(endpoints.failure)
     return 0
 
 

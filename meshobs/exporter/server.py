@@ -1,12 +1,12 @@
-"""HTTP endpoints of the exporter: /metrics, /healthz, /readyz.
+"""HTTP endpoints of the exporter: /metrics, /healthz, /readyz, answered by another process.
 
-Nothing here waits for scraping or parsing. The endpoints run on their own event loop in their
-own thread: a scrape loop busy with thousands of sidecars runs batches of ready callbacks tens of
-milliseconds long, and a request queued behind several of them would wait that long each time;
-in a thread of its own the server gets the interpreter within the switch interval (5 ms) instead.
-Handlers therefore touch only what is safe across threads: /metrics serves the last rendering
-of the state (`Exposition`, refreshed after every cycle; `frozen` is the snapshot it came from)
-after the few live series of `registry`.
+Nothing there waits for scraping, parsing or a garbage collection of the scrape process: the
+endpoints' process (meshobs.exporter.serve) holds only the bytes pushed to it. Here: `Exposition`
+renders the state's series after every cycle (a snapshot, rendered and gzipped in a worker
+thread; `frozen` is the snapshot it came from), and `Endpoints` starts that process and feeds it
+from a thread of its own. That thread calls `ready` and collects `registry` (the few live
+series), so both must be safe to call from outside the scrape loop: read snapshots or plain
+counters, never iterate live state dicts.
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import socket
+import subprocess
+import sys
 import threading
+import time
 from typing import Callable
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from meshobs.exporter import collector
+from meshobs.exporter import collector, serve
 from meshobs.exporter.state import State
 
 log = logging.getLogger(__name__)
@@ -37,10 +40,10 @@ class Exposition:
     """The state's series as last rendered; `refresh` renders anew without blocking the loop."""
 
     def __init__(self):
-        self.body = b""
-        self.gzipped = gzip.compress(b"")
-        self.frozen: State | None = None  # the snapshot `body` was rendered from
+        self.rendered = (b"", gzip.compress(b""))  # plain, gzip: replaced whole, read by another thread
+        self.frozen: State | None = None  # the snapshot `rendered` was rendered from
         self.renders = 0
+        self.on_render: Callable[[], None] = lambda: None
         self._task: asyncio.Task | None = None
         self._again = False
 
@@ -48,9 +51,10 @@ class Exposition:
         while True:
             self._again = False
             frozen = await collector.snapshot(state)
-            self.body, self.gzipped = await asyncio.to_thread(_render, frozen)
+            self.rendered = await asyncio.to_thread(_render, frozen)
             self.frozen = frozen
             self.renders += 1
+            self.on_render()
             if not self._again:
                 return
 
@@ -68,71 +72,87 @@ class Exposition:
             log.error("rendering /metrics failed", exc_info=task.exception())
 
 
-def app(registry: CollectorRegistry, ready: Callable[[], tuple[bool, str]],
-        exposition: Exposition | None = None) -> web.Application:
-    async def metrics(request: web.Request) -> web.Response:
-        live = generate_latest(registry)
-        if exposition is None:
-            return web.Response(body=live, headers={"Content-Type": CONTENT_TYPE_LATEST})
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            # gzip members concatenated are one gzip stream of the concatenated text
-            return web.Response(body=gzip.compress(live, compresslevel=1) + exposition.gzipped,
-                                headers={"Content-Type": CONTENT_TYPE_LATEST, "Content-Encoding": "gzip"})
-        return web.Response(body=live + exposition.body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+class Endpoints:
+    """The endpoints' process (meshobs.exporter.serve) and the thread that feeds it.
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+    The thread pushes, every second and whenever `wake` is called: the live series, the readiness
+    answer and the scrape loop's heartbeat (`heartbeat` runs on the scrape loop, so /healthz goes
+    503 when that loop stands still longer than `liveness_timeout`); and the exposition after
+    each rendering. The child ends when this process does: its stdin reaches end of file."""
 
-    async def readyz(request: web.Request) -> web.Response:
-        ok, text = ready()  # meshobs.exporter.status: the reason, and the targets' summary
-        return web.Response(status=200 if ok else 503, text=text + "\n")
+    PERIOD = 1.0
 
-    application = web.Application()
-    application.router.add_get("/metrics", metrics)
-    application.router.add_get("/healthz", healthz)
-    application.router.add_get("/readyz", readyz)
-    return application
+    def __init__(self, registry: CollectorRegistry, ready: Callable[[], tuple[bool, str]],
+                 exposition: Exposition, liveness_timeout: float):
+        self._registry = registry
+        self._ready = ready
+        self._exposition = exposition
+        self._liveness_timeout = liveness_timeout
+        self.beat = time.monotonic()
+        self._wake = threading.Event()
+        self._stopping = False
+        self.child: subprocess.Popen | None = None
+        self.failure: str | None = None  # why the endpoints stopped answering, if they did
+        self._thread = threading.Thread(target=self._push, name="meshobs-endpoints", daemon=True)
 
-
-class Server:
-    """`application` served on its own event loop in a daemon thread."""
-
-    def __init__(self, application: web.Application, host: str, port: int):
-        self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(application, access_log=None)
-        self._address = (host, port)
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="meshobs-http", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._runner.setup())
-            self._loop.run_until_complete(web.TCPSite(self._runner, *self._address).start())
-        except BaseException as exc:  # reported to the caller of start()
-            self._error = exc
-            self._started.set()
-            return
-        self._started.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
-
-    def start(self) -> None:
+    def start(self, host: str, port: int, on_failure: Callable[[], None]) -> None:
+        """Bind (an `OSError` if the address cannot be bound) and start the endpoints' process."""
+        listening = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                         backlog=128)
+        with listening:
+            self.child = subprocess.Popen(
+                [sys.executable, "-m", "meshobs.exporter.serve", "--fd", str(listening.fileno()),
+                 "--liveness-timeout", repr(self._liveness_timeout), "--content-type", CONTENT_TYPE_LATEST],
+                stdin=subprocess.PIPE, pass_fds=(listening.fileno(),))
+        self._on_failure = on_failure
         self._thread.start()
-        self._started.wait()
-        if self._error is not None:
-            raise self._error
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def heartbeat(self) -> None:
+        while True:
+            self.beat = time.monotonic()
+            await asyncio.sleep(self.PERIOD)
+
+    def _push(self) -> None:
+        sent = -1
+        pipe = self.child.stdin
+        try:
+            while not self._stopping:
+                if self._exposition.renders != sent:
+                    sent = self._exposition.renders
+                    pipe.writelines(serve.two_parts(serve.EXPOSITION, *self._exposition.rendered))
+                live = generate_latest(self._registry)
+                pipe.writelines(serve.two_parts(serve.LIVE, live, gzip.compress(live, compresslevel=1)))
+                ok, text = self._ready()
+                pipe.writelines(serve.status(self.beat, ok, text))
+                pipe.flush()
+                self._wake.wait(self.PERIOD)
+                self._wake.clear()
+        except (BrokenPipeError, ValueError):  # ValueError: closed by cleanup meanwhile
+            if self._stopping:
+                return
+            self.failure = f"the process serving /metrics, /healthz, /readyz exited with code {self.child.wait()}"
+            log.error("%s", self.failure)
+            self._on_failure()
+        except BaseException:
+            log.exception("feeding the endpoints' process failed")
+            self.failure = "feeding the process serving /metrics, /healthz, /readyz failed"
+            self._on_failure()
 
     async def cleanup(self) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
             await asyncio.to_thread(self._thread.join, 10)
-
-
-async def serve(application: web.Application, host: str, port: int) -> Server:
-    """Start serving (an `OSError` if the address cannot be bound); `await .cleanup()` to stop."""
-    server = Server(application, host, port)
-    await asyncio.to_thread(server.start)
-    return server
+        if self.child is not None:
+            try:
+                self.child.stdin.close()  # end of file: the child ends
+            except BrokenPipeError:  # it has already
+                pass
+            try:
+                await asyncio.to_thread(self.child.wait, 10)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                await asyncio.to_thread(self.child.wait)
