@@ -180,3 +180,15 @@ def histogram_quantile(quantile: float, source: Source, query: Query, extra: Ext
     inner = _range_function("rate", source, query, None, _extra(extra, source))
     expr = f"histogram_quantile({quantile:g}, {_aggregate('sum', tuple(query.by) + ('le',))}({_normalize(inner, source, query.by)}))"
     return _scaled(expr, source.scale)
+
+
+def average_over(expr: str, window: str) -> str:
+    """The mean of a recorded rate's samples over a longer window: a rate over that window,
+    read from the recorded series instead of the raw counters."""
+    return f"avg_over_time({expr}[{window}])"
+
+
+def highest_over(expr: str, window: str) -> str:
+    """The highest sample of a recorded quantile over a longer window (max_over_time skips the
+    NaN an idle interval records, where avg_over_time would return NaN)."""
+    return f"max_over_time({expr}[{window}])"

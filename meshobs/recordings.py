@@ -14,7 +14,7 @@ from meshobs.meshes.base import Dialect
 from meshobs.promql import Query
 
 BURN_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
-QUANTILES = (0.5, 0.9, 0.99)
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,16 @@ plaintext = Family("destination_workload", "mesh_requests_plaintext", "rate")
 authz_denied = Family("destination_workload", "mesh_authz_denied", "rate")
 tls_failures = Family("destination_workload_reason", "mesh_tls_handshake_failures", "rate")
 config_rejections = Family("destination_workload", "mesh_config_rejections", "increase")
+# Read by `meshobs stat / authz / tls` (meshobs/query): per-workload golden signals and edges.
+workload_request_errors = Family("destination_workload", "mesh_request_errors", "rate")
+workload_latency = Family("destination_workload", "mesh_request_duration_seconds", "histogram_quantile_rate")
+authz_allowed = Family("destination_workload", "mesh_authz_allowed", "rate")
+dry_run_denied = Family("destination_workload", "mesh_authz_dry_run_denied", "rate")
+dry_run_allowed = Family("destination_workload", "mesh_authz_dry_run_allowed", "rate")
+edge_requests = Family("edge", "mesh_requests", "rate")
+edge_request_errors = Family("edge", "mesh_request_errors", "rate")
+workload_edge_forbidden = Family("workload_edge", "mesh_requests_forbidden", "rate")
+workload_edge_plaintext = Family("workload_edge", "mesh_requests_plaintext", "rate")
 CERT_EXPIRY = Recorded("destination_workload_cert", "mesh_cert_expiry_timestamp_seconds", "min")
 
 
@@ -141,4 +151,30 @@ def security_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
         window = alerts.config_rejected.window
         query = _query(cfg, dialect, signals.WORKLOAD, window)
         rules.append(Rule(config_rejections(window).name, signals.CONFIG_REJECTIONS.expr(dialect, query, extra=extra), mesh))
+    return rules
+
+
+def query_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
+    """What the terminal commands need beyond the alerts' series, at the shortest traffic window
+    (longer ones are averaged from it by the commands) and the latency window."""
+    mesh = {"mesh": dialect.name}
+    extra = extra_matchers(cfg, dialect)
+    window = traffic_windows(cfg)[0]
+    workload = _query(cfg, dialect, signals.WORKLOAD, window)
+    edge = _query(cfg, dialect, signals.EDGE, window)
+    workload_edge = _query(cfg, dialect, signals.WORKLOAD_EDGE, window)
+    rules = [Rule(workload_request_errors(window).name, signals.REQUEST_ERRORS.expr(dialect, workload, extra=extra), mesh),
+             Rule(authz_allowed(window).name, signals.AUTHZ_ALLOWED.expr(dialect, workload, extra=extra), mesh),
+             Rule(edge_requests(window).name, signals.EDGE_REQUESTS.expr(dialect, edge, extra=extra), mesh)]
+    for family, signal, query in ((edge_request_errors, signals.EDGE_ERRORS, edge),
+                                  (workload_edge_forbidden, signals.EDGE_FORBIDDEN, workload_edge),
+                                  (workload_edge_plaintext, signals.EDGE_PLAINTEXT, workload_edge)):
+        if signal.available(dialect):
+            rules.append(Rule(family(window).name, signal.expr(dialect, query, extra=extra), mesh))
+    window = cfg.alerts.latency.window
+    workload = _query(cfg, dialect, signals.WORKLOAD, window)
+    for q in quantiles(cfg):
+        rules.append(Rule(workload_latency(window).name,
+                          signals.REQUEST_DURATION.expr(dialect, workload, quantile=q, extra=extra),
+                          dict(mesh, quantile=f"{q:g}")))
     return rules

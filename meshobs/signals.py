@@ -17,6 +17,7 @@ from meshobs.promql import Query, Source
 SERVICE = ("destination_namespace", "destination_service")
 WORKLOAD = ("destination_namespace", "destination_workload")
 EDGE = ("source_namespace", "source_workload", "destination_namespace", "destination_service")
+WORKLOAD_EDGE = ("source_namespace", "source_workload", "destination_namespace", "destination_workload")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,10 @@ PLAINTEXT_REQUESTS = Signal("plaintext_requests", "Plaintext requests", "reqps",
                             description="requests that reached a workload without mutual TLS")
 EDGE_REQUESTS = Signal("edge_requests", "Requests by source", "reqps", "rate", _one("edges"),
                        description="requests by source and destination")
+EDGE_ERRORS = Signal("edge_errors", "5xx responses by source", "reqps", "rate", _one("edges"), facet="5xx",
+                     description="5xx responses by source and destination")
+EDGE_PLAINTEXT = Signal("edge_plaintext", "Plaintext requests by source", "reqps", "rate", _one("edges"), facet="plaintext",
+                        description="requests served without mutual TLS, by source and destination")
 EDGE_FORBIDDEN = Signal("edge_forbidden", "403 responses by source", "reqps", "rate", _one("edges"), facet="403",
                         description="403 responses by source and destination")
 AUTHZ_DENIED = Signal("authz_denied", "Authorization denials", "reqps", "rate", lambda d: d.authz_denied_sources(),

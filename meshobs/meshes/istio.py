@@ -64,7 +64,8 @@ ISTIO = Dialect(
         "istio_requests_total",
         _DESTINATION,
         _LABELS,
-        facets={"5xx": ('response_code=~"5.."',), "403": ('response_code="403"',)},
+        facets={"5xx": ('response_code=~"5.."',), "403": ('response_code="403"',),
+                "plaintext": ('connection_security_policy="none"',)},
     ),
     request_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _LABELS, scale=0.001),
     # Without the exporter, 403s answered at the destination are the closest native signal:

@@ -187,6 +187,7 @@ def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
     recording = {"groups": [
         _recording_group(f"meshobs-{mesh}-traffic", rec.traffic_rules(cfg, dialect)),
         _recording_group(f"meshobs-{mesh}-security", rec.security_rules(cfg, dialect)),
+        _recording_group(f"meshobs-{mesh}-query", rec.query_rules(cfg, dialect)),
     ]}
     alerting = {"groups": [{
         "name": f"meshobs-{mesh}-alerts",

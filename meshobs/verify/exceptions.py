@@ -48,11 +48,14 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_DENIAL, selector='status_code="403"', mesh="linkerd"),
     Expected(_NO_DENIAL, selector="inbound_http_authz_deny_total", mesh="linkerd"),
     Expected(_NO_ERROR, selector='status_code=~"5.."', mesh="linkerd"),
+    Expected("exists only for Servers of opaque/TCP protocols (HTTP Servers authorize per request)",
+             selector="inbound_tcp_authz_allow_total", mesh="linkerd"),
     Expected(_NO_PLAINTEXT, selector='tls!="true"', mesh="linkerd"),
     Expected(_NO_CONTROL_PLANE_ERROR, selector='grpc_code!="OK"', mesh="linkerd"),
     Expected(_NO_CONTROL_PLANE_ERROR, selector='grpc_code=~"', mesh="linkerd"),
     # Envoy creates per-code upstream counters on first use (downstream class counters always exist)
     Expected(_NO_DENIAL, selector='envoy_response_code="403"', mesh="consul"),
+    Expected(_NO_ERROR, selector='envoy_response_code=~"5.."', mesh="consul"),
     # Consul puts the network RBAC filter (L4 intentions) on TCP services' sidecars and the HTTP
     # RBAC filter (L7) on HTTP services' sidecars: a mesh of one kind has only one family
     Expected("exists only on sidecars of TCP services (L4 intentions, `connect_authz`)",

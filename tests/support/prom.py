@@ -121,9 +121,10 @@ class RunningPrometheus:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def query(self, expr: str) -> list[dict]:
-        """Instant query; the `result` list of the API answer."""
-        status, body = http_get(f"{self.url}/api/v1/query?query={urllib.parse.quote(expr)}")
+    def query(self, expr: str, at: float | None = None) -> list[dict]:
+        """Instant query (now, or at Unix time `at`); the `result` list of the API answer."""
+        when = "" if at is None else f"&time={at:.3f}"
+        status, body = http_get(f"{self.url}/api/v1/query?query={urllib.parse.quote(expr)}{when}")
         document = json.loads(body)
         assert status == 200 and document["status"] == "success", f"{expr}: {body[:500]!r}"
         return document["data"]["result"]

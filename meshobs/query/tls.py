@@ -1,0 +1,117 @@
+"""`meshobs tls`: per workload, how much traffic arrives over mutual TLS, which sources still
+send plaintext, why handshakes fail, and whether enforcing STRICT mTLS is safe: safe when no
+plaintext request reached the workload in the window, else the sources that would break."""
+
+from __future__ import annotations
+
+import argparse
+
+from meshobs import recordings as rec
+from meshobs.query import command, output
+from meshobs.query.context import Column, Context, mtls_share, rounded
+from meshobs.query.output import Column as Show
+from meshobs.query.output import Report, Table
+from meshobs.query.recorded import checked_name
+
+UNKNOWN_SOURCE = "unknown"  # the mesh does not say who sent the plaintext requests
+
+
+def _name(row: dict) -> str:
+    return f"{row['namespace']}/{row['workload']} ({row['mesh']})"
+
+
+def _offenders(test):
+    def offenders(report: Report, threshold: float | None) -> list[str]:
+        return [_name(row) for t in report.tables if t.name == "workloads" for row in t.rows if test(row, threshold)]
+
+    return offenders
+
+
+CONDITIONS = {
+    "plaintext": command.Condition("a workload received plaintext (STRICT would break it)",
+                                   _offenders(lambda row, _: not row["strict_safe"])),
+    "tls-failures": command.Condition("a TLS handshake failed",
+                                      _offenders(lambda row, _: sum(row["tls_failures_per_second"].values()) > 0)),
+    "mtls-below": command.Condition("an mTLS share under RATIO", _offenders(
+        lambda row, threshold: row["mtls_share"] is not None and row["mtls_share"] < threshold), "RATIO", command.ratio),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("workload", nargs="?", help="only this destination workload")
+    command.add_arguments(parser, CONDITIONS)
+
+
+def run(args: argparse.Namespace) -> int:
+    return command.run(args, collect, CONDITIONS)
+
+
+def _sources_text(row: dict) -> str:
+    if row["strict_safe"]:
+        return "safe to enforce STRICT"
+    if row["plaintext_sources"] is None:
+        return "would break plaintext callers (sources unknown)"
+    names = [f"{s['namespace']}/{s['workload']}" for s in row["plaintext_sources"]] or [UNKNOWN_SOURCE]
+    return "would break " + ", ".join(names)
+
+
+def _failures_text(by_reason: dict[str, float]) -> str:
+    failing = [f"{reason} {output.per_second(rate)}" for reason, rate in by_reason.items() if rate > 0]
+    return ", ".join(failing) or output.MISSING
+
+
+def collect(ctx: Context, args: argparse.Namespace) -> Report:
+    m = {"destination_workload": checked_name("tls", args.workload)} if args.workload else {}
+    columns = [Column("requests", rec.workload_requests, m), Column("mtls", rec.mtls_requests, m),
+               Column("plaintext", rec.plaintext, m), Column("failures", rec.tls_failures, m)]
+    workload_labels = ("destination_namespace", "destination_workload")
+    fetched = ctx.fetch(columns)
+    failures = ctx.join({"failures": fetched.pop("failures")}, workload_labels, group="reason")
+    joined = ctx.join(fetched, workload_labels)
+    for key in failures:
+        joined.setdefault(key, {})
+
+    edge_labels = ("destination_namespace", "destination_workload", "source_namespace", "source_workload")
+    plaintext_edges = ctx.join(ctx.fetch([Column("plaintext", rec.workload_edge_plaintext, m)]), edge_labels)
+    by_destination: dict[tuple, list[dict]] = {}
+    edges = []
+    for (mesh, cluster, dns, dwl, sns, swl), v in sorted(plaintext_edges.items()):
+        if v.get("plaintext", 0) <= 0:
+            continue
+        source = {"namespace": sns, "workload": swl, "requests_per_second": rounded(v["plaintext"])}
+        by_destination.setdefault((mesh, cluster, dns, dwl), []).append(source)
+        edges.append({"mesh": mesh, "cluster": cluster, "source_namespace": sns, "source_workload": swl,
+                      "namespace": dns, "workload": dwl, "requests_per_second": rounded(v["plaintext"])})
+
+    rows = []
+    for key, v in sorted(joined.items()):
+        mesh, cluster, namespace, workload = key
+        plaintext = v.get("plaintext", 0.0)
+        knows_sources = bool(ctx.catalogue.windows(mesh, rec.workload_edge_plaintext))
+        rows.append({
+            "mesh": mesh, "cluster": cluster, "namespace": namespace, "workload": workload,
+            "requests_per_second": rounded(v.get("requests", 0.0)),
+            "mtls_share": rounded(mtls_share(ctx, mesh, v)),
+            "plaintext_per_second": rounded(plaintext),
+            "tls_failures_per_second": {reason: rounded(rate) for reason, rate in
+                                        sorted(failures.get(key, {}).get("failures", {}).items())},
+            "strict_safe": plaintext <= 0,
+            "plaintext_sources": (by_destination.get(key, []) if knows_sources else None) if plaintext > 0 else [],
+        })
+    for row in rows:
+        row["verdict"] = _sources_text(row)
+    unsafe = [row for row in rows if not row["strict_safe"]]
+    verdict = ("STRICT mTLS is safe to enforce for every workload shown" if not unsafe else
+               f"STRICT mTLS would break {len(unsafe)} workload(s): " + ", ".join(_name(r) for r in unsafe))
+    return Report("tls", ctx.window, ctx.timestamp, [
+        Table("workloads", "mTLS by destination workload", (
+            Show("CLUSTER", "cluster", wide=True), Show("NAMESPACE", "namespace"), Show("WORKLOAD", "workload"),
+            Show("MESH", "mesh"), Show("MTLS", "mtls_share", output.percent),
+            Show("PLAINTEXT", "plaintext_per_second", output.per_second),
+            Show("RPS", "requests_per_second", output.per_second, wide=True),
+            Show("TLS FAILURES", "tls_failures_per_second", _failures_text), Show("STRICT", "verdict"),
+        ), rows, "no workload has recorded traffic in this scope"),
+        Table("plaintext_sources", "Plaintext sources",
+              output.edge_columns(Show("PLAINTEXT", "requests_per_second", output.per_second)),
+              edges, "no plaintext source recorded"),
+    ], summary={"strict_safe": not unsafe}, lines=["", verdict])
