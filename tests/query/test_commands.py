@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from tests.query.conftest import MeshStack, start_mesh
+from meshobs.query.command import CLEAR
+from tests.query.conftest import MeshStack, meshobs, start_mesh
 
 APPROX = dict(rel=1e-4, abs=1e-6)  # the commands round to 6 decimals
 
@@ -230,3 +231,18 @@ def test_every_output_format_prints_the_same_numbers(stack):
     wide = stack.run("stat", "-o", "wide").out.splitlines()
     assert wide[0].split()[:2] == ["CLUSTER", "NAMESPACE"] and wide[0].split()[-1] == "PLAINTEXT"
     assert any(l.split()[:3] == ["c1", f.namespace, f.workload] for l in wide)
+
+
+def test_watch_redraws_each_frame_in_place(stack):
+    """`--watch` clears the screen before each table frame; with `-o json` each frame is one JSON line."""
+    printed = meshobs("tls", "--prometheus", stack.prometheus.url, "--mesh", stack.mesh,
+                      "--watch", "--watch-count", "2", "--interval", "0.05")
+    assert printed.code == 0
+    frames = printed.out.split(CLEAR)
+    assert frames[0] == "" and len(frames) == 3
+    assert all(frame.startswith("mTLS by destination workload:\n") for frame in frames[1:])
+    as_lines = meshobs("stat", "--prometheus", stack.prometheus.url, "--mesh", stack.mesh, "-o", "json",
+                       "--watch", "--watch-count", "2", "--interval", "0.05")
+    documents = [json.loads(line) for line in as_lines.out.splitlines()]
+    assert [d["kind"] for d in documents] == ["stat", "stat"]
+    assert documents[0]["evaluated_at"] <= documents[1]["evaluated_at"]
