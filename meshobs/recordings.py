@@ -85,6 +85,11 @@ def traffic_windows(cfg: Config) -> list[str]:
     return sorted(windows, key=duration_seconds)
 
 
+def query_window(cfg: Config) -> str:
+    """The window of the series recorded for the terminal commands (longer ones are averaged)."""
+    return traffic_windows(cfg)[0]
+
+
 def quantiles(cfg: Config) -> list[float]:
     return sorted(set(QUANTILES) | {cfg.alerts.latency.quantile})
 
@@ -159,7 +164,7 @@ def query_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     (longer ones are averaged from it by the commands) and the latency window."""
     mesh = {"mesh": dialect.name}
     extra = extra_matchers(cfg, dialect)
-    window = traffic_windows(cfg)[0]
+    window = query_window(cfg)
     workload = _query(cfg, dialect, signals.WORKLOAD, window)
     edge = _query(cfg, dialect, signals.EDGE, window)
     workload_edge = _query(cfg, dialect, signals.WORKLOAD_EDGE, window)
@@ -171,6 +176,9 @@ def query_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
                                   (workload_edge_plaintext, signals.EDGE_PLAINTEXT, workload_edge)):
         if signal.available(dialect):
             rules.append(Rule(family(window).name, signal.expr(dialect, query, extra=extra), mesh))
+    for family, signal in ((dry_run_denied, signals.DRY_RUN_DENIED), (dry_run_allowed, signals.DRY_RUN_ALLOWED)):
+        if signal.available(dialect):
+            rules.append(Rule(family(window).name, signal.expr(dialect, workload, extra=extra), mesh))
     window = cfg.alerts.latency.window
     workload = _query(cfg, dialect, signals.WORKLOAD, window)
     for q in quantiles(cfg):

@@ -12,6 +12,8 @@ from typing import Callable
 
 from meshobs import promql
 from meshobs.meshes.base import Dialect
+from meshobs.meshes.proxy import DRY_RUN_ALLOWED as DRY_RUN_ALLOWED_TOTAL
+from meshobs.meshes.proxy import DRY_RUN_DENIED as DRY_RUN_DENIED_TOTAL
 from meshobs.promql import Query, Source
 
 SERVICE = ("destination_namespace", "destination_service")
@@ -86,6 +88,11 @@ AUTHZ_DENIED = Signal("authz_denied", "Authorization denials", "reqps", "rate", 
                       description="requests or connections refused by an authorization policy")
 AUTHZ_ALLOWED = Signal("authz_allowed", "Authorization allowed", "reqps", "rate", lambda d: d.authz_allowed_sources(),
                        description="requests or connections an authorization policy allowed")
+DRY_RUN_DENIED = Signal("dry_run_denied", "Would be denied", "reqps", "rate", lambda d: d.dry_run_sources(DRY_RUN_DENIED_TOTAL),
+                        description="requests or connections a dry-run (shadow) authorization policy would deny")
+DRY_RUN_ALLOWED = Signal("dry_run_allowed", "Would be allowed", "reqps", "rate",
+                         lambda d: d.dry_run_sources(DRY_RUN_ALLOWED_TOTAL),
+                         description="requests or connections a dry-run (shadow) authorization policy would allow")
 TLS_HANDSHAKES = Signal("tls_handshakes", "TLS handshakes", "ops", "rate", lambda d: d.tls_handshake_sources(),
                         description="successful TLS handshakes at the destination")
 TLS_FAILURES = Signal("tls_failures", "TLS handshake failures", "ops", "rate", lambda d: d.tls_failure_sources(),

@@ -45,12 +45,13 @@ series (labels mesh, namespace, workload on all):
   meshobs_tls_handshakes_total                   successful handshakes
   meshobs_tls_handshake_failures_total{reason}   no_client_cert, untrusted_cert, san_mismatch, not_tls, other
   meshobs_authz_allowed_total, meshobs_authz_denied_total
+  meshobs_authz_dry_run_allowed_total, meshobs_authz_dry_run_denied_total   shadow / dry-run policy decisions
   meshobs_plaintext_requests_total               traffic that reached the workload without mutual TLS
   meshobs_authz_denied_burst, meshobs_authz_denied_bursts_total
   meshobs_cert_expiry_timestamp_seconds{cert}    leaf, ca
   meshobs_scrape_errors_total{reason}            timeout, refused, too_large, bad_payload, http_status
   meshobs_target_up{instance}, meshobs_scrape_duration_seconds{instance}   per scraped proxy
-At most 18 series per workload plus 2 per proxy, whatever the proxy exposes. Counters are kept
+At most 20 series per workload plus 2 per proxy, whatever the proxy exposes. Counters are kept
 per workload and stay monotonic across proxy restarts and pod churn. Only GET /stats/prometheus,
 /metrics and /certs are ever sent to a proxy.
 

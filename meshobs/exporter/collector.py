@@ -6,6 +6,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from meshobs.exporter.normalize import ALLOWED, CERT_EXPIRY, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS
+from meshobs.meshes.proxy import DRY_RUN_ALLOWED, DRY_RUN_DENIED
 from meshobs.exporter.state import SCRAPE_ERROR_REASONS, State
 
 LABELS = ["mesh", "namespace", "workload"]
@@ -15,6 +16,8 @@ _COUNTERS = (
     (ALLOWED, "Requests or connections allowed by authorization policy."),
     (DENIED, "Requests or connections denied by authorization policy."),
     (PLAINTEXT, "Traffic that reached the workload without mutual TLS."),
+    (DRY_RUN_ALLOWED, "Requests or connections a dry-run (shadow) authorization policy would allow."),
+    (DRY_RUN_DENIED, "Requests or connections a dry-run (shadow) authorization policy would deny."),
 )
 
 

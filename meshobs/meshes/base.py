@@ -22,6 +22,8 @@ EXPORTER_METRICS = (
     "meshobs_tls_handshake_failures_total",
     "meshobs_authz_allowed_total",
     "meshobs_authz_denied_total",
+    "meshobs_authz_dry_run_allowed_total",
+    "meshobs_authz_dry_run_denied_total",
     "meshobs_plaintext_requests_total",
     "meshobs_authz_denied_burst",
     "meshobs_authz_denied_bursts_total",
@@ -88,6 +90,10 @@ class Dialect:
 
     def authz_allowed_sources(self) -> tuple[Source, ...]:
         return (self.exporter("meshobs_authz_allowed_total"),) + self.authz_allowed
+
+    def dry_run_sources(self, series: str) -> tuple[Source, ...]:
+        """The exporter's dry-run decisions, where this mesh's proxy reports any (Envoy shadow rules)."""
+        return (self.exporter(series),) if self.proxy.reports(series) else ()
 
     def tls_failure_sources(self) -> tuple[Source, ...]:
         return (self.exporter("meshobs_tls_handshake_failures_total", reason="reason"),) + self.tls_failures

@@ -1,7 +1,9 @@
 """Envoy facts shared by the meshes that run Envoy sidecars (Istio, Consul): how its listener
 TLS and RBAC stats map to meshobs series (see envoy-security-signals.md)."""
 
-from meshobs.meshes.proxy import ALLOWED, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, CertFamily, Rule
+from meshobs.meshes.proxy import (
+    ALLOWED, DENIED, DRY_RUN_ALLOWED, DRY_RUN_DENIED, FAILURES, HANDSHAKES, PLAINTEXT, CertFamily, Rule,
+)
 
 LISTENER_SSL = "envoy_listener_ssl_"
 # Envoy's listener ssl counters (see envoy-security-signals.md): `handshake` counts successes only;
@@ -19,11 +21,16 @@ ENVOY_TLS = (
     Rule(LISTENER_SSL + "fail_verify_cert_hash", (FAILURES, "other")),
 )
 # Standard Envoy tags (Consul): one family per decision; L7 http RBAC and L4 network RBAC
-# (Consul intentions use the `connect_authz` prefix). Shadow (dry-run) decisions are other names.
+# (Consul intentions use the `connect_authz` prefix). A filter's shadow rules (dry-run policies,
+# Consul escape hatches) count what they would decide as `shadow_allowed` / `shadow_denied`.
 ENVOY_RBAC = (
     Rule("envoy_http_rbac_allowed", (ALLOWED, "")),
     Rule("envoy_http_rbac_denied", (DENIED, "")),
     Rule("envoy_rbac_allowed", (ALLOWED, "")),
     Rule("envoy_rbac_denied", (DENIED, "")),
+    Rule("envoy_http_rbac_shadow_allowed", (DRY_RUN_ALLOWED, "")),
+    Rule("envoy_http_rbac_shadow_denied", (DRY_RUN_DENIED, "")),
+    Rule("envoy_rbac_shadow_allowed", (DRY_RUN_ALLOWED, "")),
+    Rule("envoy_rbac_shadow_denied", (DRY_RUN_DENIED, "")),
 )
 ENVOY_CERTS = CertFamily("envoy_listener_ssl_certificate_expiration_unix_time_seconds", ("envoy_tls_certificate",))

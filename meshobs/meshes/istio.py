@@ -8,7 +8,10 @@ filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatch
 
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS
-from meshobs.meshes.proxy import ALLOWED, DENIED, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is
+from meshobs.meshes.proxy import (
+    ALLOWED, DENIED, DRY_RUN_ALLOWED, DRY_RUN_DENIED, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of,
+    label_is,
+)
 from meshobs.promql import Source
 
 _DESTINATION = ('reporter="destination"',)
@@ -27,9 +30,11 @@ _LABELS = {
 # `envoy_http_inbound_0_0_0_0_8080_rbac{...}`; both are read.
 _ISTIO_RBAC_NAME = r"envoy_(?:http|tcp)_(?:.+_)?rbac|envoy_rbac"
 _ISTIO = (
-    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME)
+    *(Rule(family, (key, ""), label_is(label, result), pattern=_ISTIO_RBAC_NAME)
       for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
-      for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
+      for key, label, result in ((ALLOWED, "authz_enforce_result", "allowed"), (DENIED, "authz_enforce_result", "denied"),
+                                 (DRY_RUN_ALLOWED, "authz_dry_run_result", "allowed"),
+                                 (DRY_RUN_DENIED, "authz_dry_run_result", "denied"))),
     # Where RBAC stats are filtered out, the destination's own 403s are the denials. (An
     # application's 403s look the same: hence a fallback only, never added to RBAC counts.)
     Rule("istio_requests_total", (DENIED, ""),

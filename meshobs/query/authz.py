@@ -48,8 +48,12 @@ def _recorded_or_none(ctx: Context, mesh: str, family: rec.Family, value: float 
 def collect(ctx: Context, args: argparse.Namespace) -> Report:
     m = {"destination_workload": checked_name("authz", args.workload)} if args.workload else {}
     columns = [Column("allowed", rec.authz_allowed, m), Column("denied", rec.authz_denied, m),
-               Column("dry_run_denied", rec.dry_run_denied, m), Column("dry_run_allowed", rec.dry_run_allowed, m)]
-    joined = ctx.join(ctx.fetch(columns), ("destination_namespace", "destination_workload"))
+               Column("dry_run_denied", rec.dry_run_denied, m), Column("dry_run_allowed", rec.dry_run_allowed, m),
+               Column("forbidden", rec.workload_edge_forbidden, m)]
+    fetched = ctx.fetch(columns)
+    labels = ("source_namespace", "source_workload", "destination_namespace", "destination_workload")
+    forbidden = ctx.join({"denied": fetched.pop("forbidden")}, labels)
+    joined = ctx.join(fetched, ("destination_namespace", "destination_workload"))
     workloads = [{
         "mesh": mesh, "cluster": cluster, "namespace": namespace, "workload": workload,
         "allowed_per_second": _recorded_or_none(ctx, mesh, rec.authz_allowed, v.get("allowed")),
@@ -58,8 +62,6 @@ def collect(ctx: Context, args: argparse.Namespace) -> Report:
         "dry_run_allowed_per_second": _recorded_or_none(ctx, mesh, rec.dry_run_allowed, v.get("dry_run_allowed")),
     } for (mesh, cluster, namespace, workload), v in sorted(joined.items())]
 
-    labels = ("source_namespace", "source_workload", "destination_namespace", "destination_workload")
-    forbidden = ctx.join(ctx.fetch([Column("denied", rec.workload_edge_forbidden, m)]), labels)
     sources = [{
         "mesh": mesh, "cluster": cluster, "source_namespace": sns, "source_workload": swl,
         "namespace": dns, "workload": dwl, "denied_per_second": rounded(v["denied"]),

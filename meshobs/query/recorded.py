@@ -40,6 +40,7 @@ class Catalogue:
     def __init__(self, url: str, records: dict[str, set[str]]):
         self.url = url
         self.records = records  # mesh -> recorded series names
+        self._windows: dict[tuple[str, rec.Family], list[str]] = {}
 
     @classmethod
     def from_rules(cls, url: str, rules: list[tuple[str, dict[str, str]]]) -> "Catalogue":
@@ -64,6 +65,13 @@ class Catalogue:
         return recorded.name in self.records.get(mesh, ())
 
     def windows(self, mesh: str, family: rec.Family) -> list[str]:
+        """The windows `family` is recorded at for `mesh`, shortest first."""
+        key = (mesh, family)
+        if key not in self._windows:
+            self._windows[key] = self._find_windows(mesh, family)
+        return self._windows[key]
+
+    def _find_windows(self, mesh: str, family: rec.Family) -> list[str]:
         prefix = family("").name
         found = [name[len(prefix):] for name in self.records.get(mesh, ()) if name.startswith(prefix)]
         valid = []

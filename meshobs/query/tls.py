@@ -63,16 +63,17 @@ def _failures_text(by_reason: dict[str, float]) -> str:
 def collect(ctx: Context, args: argparse.Namespace) -> Report:
     m = {"destination_workload": checked_name("tls", args.workload)} if args.workload else {}
     columns = [Column("requests", rec.workload_requests, m), Column("mtls", rec.mtls_requests, m),
-               Column("plaintext", rec.plaintext, m), Column("failures", rec.tls_failures, m)]
+               Column("plaintext", rec.plaintext, m), Column("failures", rec.tls_failures, m),
+               Column("edges", rec.workload_edge_plaintext, m)]
     workload_labels = ("destination_namespace", "destination_workload")
     fetched = ctx.fetch(columns)
     failures = ctx.join({"failures": fetched.pop("failures")}, workload_labels, group="reason")
+    edge_labels = ("destination_namespace", "destination_workload", "source_namespace", "source_workload")
+    plaintext_edges = ctx.join({"plaintext": fetched.pop("edges")}, edge_labels)
     joined = ctx.join(fetched, workload_labels)
     for key in failures:
         joined.setdefault(key, {})
 
-    edge_labels = ("destination_namespace", "destination_workload", "source_namespace", "source_workload")
-    plaintext_edges = ctx.join(ctx.fetch([Column("plaintext", rec.workload_edge_plaintext, m)]), edge_labels)
     by_destination: dict[tuple, list[dict]] = {}
     edges = []
     for (mesh, cluster, dns, dwl, sns, swl), v in sorted(plaintext_edges.items()):

@@ -24,6 +24,7 @@ ALERT_NAMES = (
     "MeshErrorBudgetBurn",
     "MeshProxyConfigRejected",
     "MeshExporterTargetDown",
+    "MeshPolicyDryRunDenials",  # only where the mesh's proxy reports dry-run decisions
 )
 
 # (long window, short window, burn-rate factor, severity): the SRE workbook's 30-day table.
@@ -149,6 +150,17 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
             f"{VALUE} configuration updates were rejected in the last {rej.window}"
             "{{ with $labels.destination_workload }} by {{ . }}{{ end }}"
             "{{ with $labels.destination_namespace }} in {{ . }}{{ end }}.",
+        ))
+
+    if signals.DRY_RUN_DENIED.available(dialect):
+        window = rec.query_window(cfg)
+        result.append(Alert(
+            "MeshPolicyDryRunDenials",
+            f"{rec.dry_run_denied(window).ref(mesh)} > 0",
+            "5m", "info",
+            f"{dialect.title}: a dry-run authorization policy would deny requests to {{{{ $labels.destination_workload }}}}",
+            f"A dry-run (shadow) policy at {where_workload} would deny {VALUE} requests/s (last {window}): "
+            "enforcing it now would break these callers (`meshobs authz` lists them).",
         ))
 
     result.append(Alert(

@@ -30,6 +30,7 @@ class Expected:
 _NO_DENIAL = "empty while nothing is denied: the series appear with the first denial"
 _NO_ERROR = "empty while no request fails: the series appear with the first error response"
 _NO_PLAINTEXT = "empty while all traffic is mutual TLS: the series appear with the first plaintext request"
+_NO_DRY_RUN = "empty until a dry-run (shadow) authorization policy decides: the series appear with its first decision"
 _NO_CONTROL_PLANE_ERROR = "empty while the control plane has no errors: the counter appears with the first one"
 
 # Series that exist only once something failed. A selector on them may match nothing in a healthy
@@ -40,6 +41,7 @@ EXPECTED: tuple[Expected, ...] = (
         'ALERTS exist only while an alert fires; the panel shows 0 through `or vector(0)` otherwise',
         selector='ALERTS{alertstate="firing"',
     ),
+    Expected(_NO_DRY_RUN, selector="authz_dry_run_"),  # the exporter's series and the recorded ones
     Expected(_NO_DENIAL, selector='response_code="403"', mesh="istio"),
     Expected(_NO_ERROR, selector='response_code=~"5.."', mesh="istio"),
     Expected(_NO_PLAINTEXT, selector='connection_security_policy="none"', mesh="istio"),
