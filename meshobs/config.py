@@ -100,6 +100,40 @@ def _k8s_name(value: str) -> str | None:
     return None if ok else "must be a Kubernetes name (lower case letters, digits and '-')"
 
 
+def _k8s_names(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        if _k8s_name(value):
+            return f"has {value!r}, which {_k8s_name(value)}"
+    duplicates = sorted({value for value in values if values.count(value) > 1})
+    return f"names {duplicates[0]!r} twice" if duplicates else None
+
+
+_LABEL_KEY = r"(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_LABEL_VALUE = r"(?:[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+
+
+def label_selector(text: str) -> dict[str, str]:
+    """`key=value,key=value` (kubectl's -l equality form) as matchLabels."""
+    return dict(pair.split("=", 1) for pair in text.split(","))
+
+
+def _label_selector(value: str) -> str | None:
+    pair = rf"{_LABEL_KEY}={_LABEL_VALUE}"
+    if re.fullmatch(rf"{pair}(,{pair})*", value):
+        return None
+    return "must be labels as key=value[,key=value], e.g. app.kubernetes.io/name=prometheus"
+
+
+def _cidr(value: str) -> str | None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        return "must be an IPv4 or IPv6 network such as 10.0.0.0/24 (host bits zero)"
+    return None
+
+
 def _setting(default: Any, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
     return field(default=default, metadata={"doc": doc, "check": check})
 
@@ -230,6 +264,30 @@ class Deploy:
     cluster: str = _setting(
         "", "value of the cluster label (see cluster_label) that every scrape job attaches; empty: none", _label_value
     )
+    app_namespaces: tuple[str, ...] = _setting(
+        ("default",),
+        "application namespaces rendered under deploy/allow-scrapes/<mesh>/namespaces/ (policies that let Prometheus "
+        "and the exporter reach the proxies' metrics ports under default-deny); for any other namespace apply "
+        "deploy/allow-scrapes/<mesh>/template with `kubectl apply -n NAMESPACE -k`",
+        _k8s_names,
+    )
+    prometheus_pod_labels: str = _setting(
+        "app.kubernetes.io/name=prometheus",
+        "labels (key=value[,key=value]) of the Prometheus pods in monitoring_namespace; the allow-scrapes "
+        "NetworkPolicies admit only these pods (the prometheus-operator and the Helm charts set this one)",
+        _label_selector,
+    )
+    prometheus_service_account: str = _setting(
+        "prometheus",
+        "ServiceAccount of Prometheus in monitoring_namespace; Linkerd's allow-scrapes authorization names this identity",
+        _k8s_name,
+    )
+    api_server_cidr: str = _setting(
+        "0.0.0.0/0",
+        "addresses of the Kubernetes API server that Prometheus and the exporter may reach on 443/6443 when their "
+        "namespace denies egress; narrow it to your control plane's endpoints (`kubectl get endpoints kubernetes`)",
+        _cidr,
+    )
 
 
 @dataclass(frozen=True)
@@ -298,10 +356,16 @@ def _yaml_key(name: str) -> str:
 
 
 def _type_name(kind: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(kind, "a mapping")
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(kind, "a mapping")
 
 
 def _coerce(kind: Any, value: Any, key: str) -> Any:
+    if typing.get_origin(kind) is tuple:
+        # A list of strings in YAML; a tuple in the frozen Config.
+        value = _coerce(list, value, key)
+        for index, item in enumerate(value):
+            _coerce(str, item, f"{key}[{index}]")
+        return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool) and key.endswith(
@@ -337,7 +401,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         check = f.metadata.get("check")
         reason = check(value) if check else None
         if reason:
-            raise ConfigError(key, f"{value!r} {reason}")
+            raise ConfigError(key, f"{_plain(value)!r} {reason}")
         values[f.name] = value
     return cls(**values)
 
@@ -365,15 +429,25 @@ def load(path: Path) -> Config:
     return from_dict(data, str(path))
 
 
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return _as_dict(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _as_dict(obj: Any) -> dict:
-    return {
-        _yaml_key(f.name): _as_dict(getattr(obj, f.name)) if dataclasses.is_dataclass(getattr(obj, f.name)) else getattr(obj, f.name)
-        for f in dataclasses.fields(obj)
-    }
+    return {_yaml_key(f.name): _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
 def to_yaml(cfg: Config) -> str:
     return yamlfmt.dump(_as_dict(cfg))
+
+
+def _default_line(key: str, value: Any) -> str:
+    if isinstance(value, tuple):
+        # Flow style keeps a list on the one line under its comment.
+        return f"{key}: {yaml.safe_dump(list(value), default_flow_style=True).strip()}"
+    return yamlfmt.dump({key: value}).rstrip("\n")
 
 
 def documented_defaults() -> str:
@@ -389,8 +463,7 @@ def documented_defaults() -> str:
                 lines.append(f"{pad}{_yaml_key(f.name)}:")
                 walk(value, indent + 1)
             else:
-                rendered = yamlfmt.dump({_yaml_key(f.name): value}).rstrip("\n")
-                lines.append(f"{pad}{rendered}")
+                lines.append(f"{pad}{_default_line(_yaml_key(f.name), value)}")
 
     walk(Config(), 0)
     return "\n".join(lines) + "\n"

@@ -80,6 +80,12 @@ class Dialect:
     control_plane: ControlPlane = field(default_factory=ControlPlane)
     # Other metric names this mesh is known to expose (for `meshobs check`), beyond the sources.
     extra_catalogue: tuple[str, ...] = ()
+    # Ports besides `discovery.port` where scrapers outside the pod read the proxy's metrics.
+    other_metrics_ports: tuple[int, ...] = ()
+
+    def metrics_ports(self) -> tuple[int, ...]:
+        """Every port on which Prometheus may read this mesh's proxies (the exporter reads `discovery.port`)."""
+        return (self.discovery.port, *self.other_metrics_ports)
 
     # Exporter first: its series look the same on every mesh; native ones fill the gaps.
     def exporter(self, metric: str, **labels: str) -> Source:

@@ -54,6 +54,8 @@ ISTIO = Dialect(
     proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,)),
     # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats.
     discovery=PodDiscovery(15090, "/stats/prometheus", annotations=("sidecar.istio.io/status",)),
+    # pilot-agent's merged app + Envoy metrics, what Istio's own prometheus.io/port annotation names
+    other_metrics_ports=(15020,),
     requests=Source(
         "istio_requests_total",
         _DESTINATION,

@@ -12,6 +12,14 @@ from meshobs.meshes.proxy import (
 )
 from meshobs.promql import Derived, Source
 
+# What every linkerd2-proxy dials (identity, destination, policy), in the control plane's namespace.
+CONTROL_PLANE_NAMESPACE = "linkerd"
+PROXY_CONTROL_PORTS = (8080, 8086, 8090)
+# The injector labels every meshed pod with this key; the kubelet probes the proxy's own
+# /live and /ready on the admin port.
+MESHED_POD_LABEL = "linkerd.io/control-plane-ns"
+PROXY_PROBE_PATHS = ("/live", "/ready")
+
 _INBOUND = ('direction="inbound"',)
 _INBOUND_LABELS = {
     "destination_namespace": "namespace",

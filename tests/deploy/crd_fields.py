@@ -1,5 +1,7 @@
-"""Documented fields of the prometheus-operator kinds meshobs renders (monitoring.coreos.com/v1
-API reference: PrometheusRule, ServiceMonitor, PodMonitor), as a small tree to check manifests against:
+"""Documented fields of the CRD kinds meshobs renders (prometheus-operator monitoring.coreos.com/v1
+API reference: PrometheusRule, ServiceMonitor, PodMonitor; Linkerd's policy.linkerd.io CRDs as
+served by linkerd-crds: Server v1beta3, HTTPRoute v1beta3, AuthorizationPolicy,
+MeshTLSAuthentication and NetworkAuthentication v1alpha1), as a small tree to check manifests against:
 kubernetes-validate has no CRD schemas. A leaf is a type; a dict lists the allowed keys, with
 required ones marked by a trailing '!'; a one-element list is an array of that element."""
 
@@ -58,7 +60,50 @@ POD_MONITOR = {
     },
 }
 
-SCHEMAS = {"PrometheusRule": PROMETHEUS_RULE, "ServiceMonitor": SERVICE_MONITOR, "PodMonitor": POD_MONITOR}
+_EXPRESSION = {"key!": str, "operator!": str, "values": [str]}
+_LINKERD_SELECTOR = {"matchLabels": dict, "matchExpressions": [_EXPRESSION]}
+LINKERD_SERVER = {
+    "apiVersion!": str, "kind!": str, "metadata!": _META,
+    "spec!": {
+        "podSelector": _LINKERD_SELECTOR, "externalWorkloadSelector": _LINKERD_SELECTOR, "port!": (str, int),
+        "proxyProtocol": str, "accessPolicy": str,
+    },
+}
+_PARENT_REF = {"group": str, "kind": str, "name!": str, "namespace": str, "sectionName": str, "port": int}
+_HTTP_MATCH = {"path": {"type": str, "value": str}, "headers": [dict], "queryParams": [dict], "method": str}
+LINKERD_HTTP_ROUTE = {
+    "apiVersion!": str, "kind!": str, "metadata!": _META,
+    "spec!": {
+        "parentRefs": [_PARENT_REF], "hostnames": [str],
+        "rules": [{"matches": [_HTTP_MATCH], "filters": [dict], "backendRefs": [dict], "timeouts": dict}],
+    },
+}
+_TARGET_REF = {"group": str, "kind!": str, "name!": str}
+_AUTHENTICATION_REF = {"group": str, "kind!": str, "name!": str, "namespace": str}
+LINKERD_AUTHORIZATION_POLICY = {
+    "apiVersion!": str, "kind!": str, "metadata!": _META,
+    "spec!": {"targetRef!": _TARGET_REF, "requiredAuthenticationRefs!": [_AUTHENTICATION_REF]},
+}
+LINKERD_MESH_TLS_AUTHENTICATION = {
+    "apiVersion!": str, "kind!": str, "metadata!": _META,
+    "spec!": {"identities": [str], "identityRefs": [{"group": str, "kind!": str, "name": str, "namespace": str}]},
+}
+LINKERD_NETWORK_AUTHENTICATION = {
+    "apiVersion!": str, "kind!": str, "metadata!": _META,
+    "spec!": {"networks!": [{"cidr!": str, "except": [str]}]},
+}
+# The version each kind is documented at above: an object at another version is not checked by it.
+LINKERD_VERSIONS = {
+    "Server": "policy.linkerd.io/v1beta3", "HTTPRoute": "policy.linkerd.io/v1beta3",
+    "AuthorizationPolicy": "policy.linkerd.io/v1alpha1", "MeshTLSAuthentication": "policy.linkerd.io/v1alpha1",
+    "NetworkAuthentication": "policy.linkerd.io/v1alpha1",
+}
+
+SCHEMAS = {
+    "PrometheusRule": PROMETHEUS_RULE, "ServiceMonitor": SERVICE_MONITOR, "PodMonitor": POD_MONITOR,
+    "Server": LINKERD_SERVER, "HTTPRoute": LINKERD_HTTP_ROUTE, "AuthorizationPolicy": LINKERD_AUTHORIZATION_POLICY,
+    "MeshTLSAuthentication": LINKERD_MESH_TLS_AUTHENTICATION, "NetworkAuthentication": LINKERD_NETWORK_AUTHENTICATION,
+}
 
 
 def problems(value: Any, schema: Any, where: str = "") -> list[str]:

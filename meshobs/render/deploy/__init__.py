@@ -10,13 +10,15 @@ returns files under deploy/, each folder applyable with `kubectl apply -k`:
     deploy/prometheus           prometheus.yml and its rule files, as ConfigMaps
     deploy/alertmanager         alertmanager.yml, as a ConfigMap
     deploy/grafana              provisioning files, dashboards, sidecar ConfigMaps
+    deploy/allow-scrapes/<mesh> what lets Prometheus and the exporter reach the proxies in
+                                default-deny namespaces (NetworkPolicies, Linkerd authorization)
 """
 
 from __future__ import annotations
 
 from meshobs.config import Config
 from meshobs.meshes import Dialect
-from meshobs.render.deploy import alertmanager, exporter, grafana, prometheus
+from meshobs.render.deploy import alertmanager, allow_scrapes, exporter, grafana, prometheus
 
 
 def render(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes]) -> dict[str, bytes]:
@@ -25,4 +27,5 @@ def render(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes]) ->
     files.update(prometheus.render(cfg, dialects, artefacts))
     files.update(alertmanager.render(cfg, dialects))
     files.update(grafana.render(cfg, dialects, artefacts))
+    files.update(allow_scrapes.render(cfg, dialects))
     return dict(sorted(files.items()))
