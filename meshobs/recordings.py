@@ -70,6 +70,7 @@ config_rejections = Family("destination_workload", "mesh_config_rejections", "in
 workload_request_errors = Family("destination_workload", "mesh_request_errors", "rate")
 workload_latency = Family("destination_workload", "mesh_request_duration_seconds", "histogram_quantile_rate")
 authz_allowed = Family("destination_workload", "mesh_authz_allowed", "rate")
+workload_tcp_connections = Family("destination_workload", "mesh_tcp_connections", "rate")
 dry_run_denied = Family("destination_workload", "mesh_authz_dry_run_denied", "rate")
 dry_run_allowed = Family("destination_workload", "mesh_authz_dry_run_allowed", "rate")
 edge_requests = Family("edge", "mesh_requests", "rate")
@@ -176,7 +177,8 @@ def query_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
                                   (workload_edge_plaintext, signals.EDGE_PLAINTEXT, workload_edge)):
         if signal.available(dialect):
             rules.append(Rule(family(window).name, signal.expr(dialect, query, extra=extra), mesh))
-    for family, signal in ((dry_run_denied, signals.DRY_RUN_DENIED), (dry_run_allowed, signals.DRY_RUN_ALLOWED)):
+    for family, signal in ((dry_run_denied, signals.DRY_RUN_DENIED), (dry_run_allowed, signals.DRY_RUN_ALLOWED),
+                           (workload_tcp_connections, signals.TCP_CONNECTIONS)):
         if signal.available(dialect):
             rules.append(Rule(family(window).name, signal.expr(dialect, workload, extra=extra), mesh))
     window = cfg.alerts.latency.window

@@ -93,6 +93,8 @@ DRY_RUN_DENIED = Signal("dry_run_denied", "Would be denied", "reqps", "rate", la
 DRY_RUN_ALLOWED = Signal("dry_run_allowed", "Would be allowed", "reqps", "rate",
                          lambda d: d.dry_run_sources(DRY_RUN_ALLOWED_TOTAL),
                          description="requests or connections a dry-run (shadow) authorization policy would allow")
+TCP_CONNECTIONS = Signal("tcp_connections", "New TCP connections", "cps", "rate", lambda d: d.tcp_connections,
+                         description="TCP connections the destination proxy accepted")
 TLS_HANDSHAKES = Signal("tls_handshakes", "TLS handshakes", "ops", "rate", lambda d: d.tls_handshake_sources(),
                         description="successful TLS handshakes at the destination")
 TLS_FAILURES = Signal("tls_failures", "TLS handshake failures", "ops", "rate", lambda d: d.tls_failure_sources(),

@@ -76,6 +76,7 @@ class Dialect:
     tls_handshakes: tuple[Source, ...] = ()
     tls_failures: tuple[Source, ...] = ()
     cert_expiry: tuple[Source, ...] = ()
+    tcp_connections: tuple[Source, ...] = ()  # connections the destination proxy accepted (counters)
     config_rejected: tuple[Source, ...] = ()
     control_plane: ControlPlane = field(default_factory=ControlPlane)
     # Other metric names this mesh is known to expose (for `meshobs check`), beyond the sources.
@@ -124,7 +125,7 @@ class Dialect:
         """Every metric name the rules and dashboards of this mesh may read."""
         sources: list[Source | None] = [self.requests, self.edges, self.request_duration]
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
-                    *self.cert_expiry, *self.config_rejected]
+                    *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
         names = {name for s in sources if s is not None for name in s.metric_names()}
         return frozenset(names | set(EXPORTER_METRICS) | set(self.extra_catalogue))

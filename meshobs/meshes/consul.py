@@ -64,6 +64,9 @@ CONSUL = Dialect(
             constant_labels={"cert": "leaf"},
         ),
     ),
+    # the public listener is an HTTP connection manager (HTTP services) or a tcp_proxy (TCP services)
+    tcp_connections=(Source("envoy_http_downstream_cx_total", _PUBLIC, _LOCAL),
+                     Source("envoy_tcp_downstream_cx_total", ('envoy_tcp_prefix="public_listener"',), _LOCAL)),
     config_rejected=(
         Source(("envoy_cluster_manager_cds_update_rejected", "envoy_listener_manager_lds_update_rejected"), (), _LOCAL),
     ),

@@ -80,6 +80,7 @@ ISTIO = Dialect(
     authz_denied=(
         Source("istio_requests_total", _DESTINATION + ('response_code="403"',), _LABELS),
     ),
+    tcp_connections=(Source("istio_tcp_connections_opened_total", _DESTINATION, _LABELS),),  # TCP services only
     config_rejected=(Source("pilot_total_xds_rejects"),),
     control_plane=ControlPlane(
         up=Source("istio_build", ('component="pilot"',)),

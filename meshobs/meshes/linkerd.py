@@ -78,6 +78,7 @@ LINKERD = Dialect(
     cert_expiry=(
         Source("identity_cert_expiration_timestamp_seconds", (), _WORKLOAD_LABELS, constant_labels={"cert": "leaf"}),
     ),
+    tcp_connections=(Source("tcp_open_total", _INBOUND, _WORKLOAD_LABELS),),
     # Linkerd pushes no configuration that a proxy can reject; the nearest signal is the
     # destination controller failing the lookups proxies make for their routing config.
     config_rejected=(

@@ -88,7 +88,8 @@ def _workloads(ctx: Context, name: str | None) -> Table:
     m = {"destination_workload": name} if name else {}
     columns = [Column("requests", rec.workload_requests, m), Column("errors", rec.workload_request_errors, m),
                *_latency_columns(rec.workload_latency, m), Column("mtls", rec.mtls_requests, m),
-               Column("denied", rec.authz_denied, m), Column("plaintext", rec.plaintext, m)]
+               Column("denied", rec.authz_denied, m), Column("plaintext", rec.plaintext, m),
+               Column("tcp", rec.workload_tcp_connections, m)]
     joined = ctx.join(ctx.fetch(columns), ("destination_namespace", "destination_workload"))
     rows = []
     for (mesh, cluster, namespace, workload), v in sorted(joined.items()):
@@ -100,11 +101,13 @@ def _workloads(ctx: Context, name: str | None) -> Table:
             "mtls_share": rounded(mtls_share(ctx, mesh, v)),
             "denied_per_second": rounded(v.get("denied", 0.0)),
             "plaintext_per_second": rounded(v.get("plaintext", 0.0)),
+            "tcp_connections_per_second": rounded(v.get("tcp", 0.0)),
         })
     return Table("workloads", "Workloads", (
         Show("CLUSTER", "cluster", wide=True), Show("NAMESPACE", "namespace"), Show("WORKLOAD", "workload"),
         Show("MESH", "mesh"), Show("SUCCESS", "success_rate", output.percent),
         Show("RPS", "requests_per_second", output.per_second), *LATENCY_COLUMNS,
+        Show("TCP CONN", "tcp_connections_per_second", output.per_second),
         Show("MTLS", "mtls_share", output.percent), Show("DENIED", "denied_per_second", output.per_second),
         Show("PLAINTEXT", "plaintext_per_second", output.per_second, wide=True),
     ), rows, "no workload has recorded traffic in this scope")

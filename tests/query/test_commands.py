@@ -30,6 +30,8 @@ class Facts:
     denied_workload: str
     denied_source: tuple[str, str]  # (namespace, workload) of that caller
     plaintext_workload: str  # a workload reached in plaintext
+    tcp_workload: str  # a workload accepting TCP connections, and the raw counter of them
+    tcp_connections: str
 
 
 FACTS = {
@@ -38,19 +40,22 @@ FACTS = {
         'istio_requests_total{reporter="destination", destination_workload_namespace="shop", destination_workload="reviews"}',
         'istio_requests_total{reporter="destination", destination_workload_namespace="shop", destination_workload="reviews", response_code=~"5.."}',
         'istio_request_duration_milliseconds_bucket{reporter="destination", destination_workload_namespace="shop", destination_workload="reviews"}',
-        "payments", "ledger", ("other", "intruder"), "productpage"),
+        "payments", "ledger", ("other", "intruder"), "productpage",
+        "mongodb", 'istio_tcp_connections_opened_total{reporter="destination", destination_workload="mongodb"}'),
     "linkerd": Facts(
         "emojivoto", "voting",
         'response_total{direction="inbound", namespace="emojivoto", deployment="voting"}',
         'response_total{direction="inbound", namespace="emojivoto", deployment="voting", status_code=~"5.."}',
         'response_latency_ms_bucket{direction="inbound", namespace="emojivoto", deployment="voting"}',
-        "booksapp", "books", ("attacker", "scanner"), "emoji"),
+        "booksapp", "books", ("attacker", "scanner"), "emoji",
+        "voting", 'tcp_open_total{direction="inbound", namespace="emojivoto", deployment="voting"}'),
     "consul": Facts(
         "default", "backend",
         'envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix="public_listener", local_cluster="backend"}',
         'envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix="public_listener", local_cluster="backend", envoy_response_code_class="5"}',
         'envoy_http_downstream_rq_time_bucket{envoy_http_conn_manager_prefix="public_listener", local_cluster="backend"}',
-        "default", "backend", ("default", "intruder"), "backend"),
+        "default", "backend", ("default", "intruder"), "backend",
+        "db", 'envoy_tcp_downstream_cx_total{envoy_tcp_prefix="public_listener", local_cluster="db"}'),
 }
 
 
@@ -96,7 +101,7 @@ def recorded(name: str, mesh: str, **labels: str) -> str:
 
 
 def test_stat_per_workload_equals_promql_on_the_raw_series(stack):
-    """`meshobs stat` prints a workload's RPS, success rate and p99 as PromQL on the proxy's own series gives them."""
+    """`meshobs stat` prints a workload's RPS, success rate, p99 and new TCP connections as PromQL on the proxy's own series gives them."""
     f = FACTS[stack.mesh]
     where = dict(destination_namespace=f.namespace, destination_workload=f.workload)
 
@@ -109,8 +114,11 @@ def test_stat_per_workload_equals_promql_on_the_raw_series(stack):
         p99 = hand(stack, recorded("destination_workload:mesh_request_duration_seconds:histogram_quantile_rate5m",
                                    stack.mesh, quantile="0.99", **where),
                    f"histogram_quantile(0.99, sum by (le) (rate({f.buckets}[5m]))) / 1000")
+        tcp_row = row(as_json(stack, "stat")["workloads"], workload=f.tcp_workload)
+        tcp = hand(stack, recorded("destination_workload:mesh_tcp_connections:rate5m", stack.mesh,
+                                   destination_workload=f.tcp_workload), f"sum(rate({f.tcp_connections}[5m]))")
         return [("rps", got["requests_per_second"], requests), ("success", got["success_rate"], 1 - errors / requests),
-                ("p99", got["latency_seconds"]["p99"], p99)]
+                ("p99", got["latency_seconds"]["p99"], p99), ("tcp", tcp_row["tcp_connections_per_second"], tcp)]
 
     agree(stack, compare)
     document = as_json(stack, "stat")
@@ -143,7 +151,8 @@ def test_authz_names_the_denied_workload_and_its_caller(stack):
     document = as_json(stack, "authz")
     denied = row(document["workloads"], namespace=f.denied_namespace, workload=f.denied_workload)
     assert denied["denied_per_second"] > 0
-    assert denied["dry_run_denied_per_second"] is None  # no dry-run policy in these data sets
+    # no dry-run policy in these data sets: 0 where the proxy reports dry-run decisions, else unknown
+    assert denied["dry_run_denied_per_second"] == (0.0 if stack.mesh != "linkerd" else None)
     source = row(document["denied_sources"], namespace=f.denied_namespace, workload=f.denied_workload)
     assert (source["source_namespace"], source["source_workload"]) == f.denied_source
     assert source["denied_per_second"] > 0
@@ -223,7 +232,8 @@ def test_every_output_format_prints_the_same_numbers(stack):
     assert yaml.safe_load(stack.run("stat", "-o", "yaml").out) == document
     got = row(document["workloads"], workload=f.workload)
     table = stack.run("stat").out.splitlines()
-    assert table[0].split() == ["NAMESPACE", "WORKLOAD", "MESH", "SUCCESS", "RPS", "P50", "P95", "P99", "MTLS", "DENIED"]
+    assert table[0].split() == ["NAMESPACE", "WORKLOAD", "MESH", "SUCCESS", "RPS", "P50", "P95", "P99", "TCP", "CONN",
+                                "MTLS", "DENIED"]
     line = next(l.split() for l in table if l.split()[:2] == [f.namespace, f.workload])
     assert line[3] == f"{got['success_rate'] * 100:.2f}%"
     assert line[4] == (f"{got['requests_per_second']:.2f}/s" if got["requests_per_second"] >= 0.01
