@@ -147,6 +147,9 @@ def run(args: argparse.Namespace, collect: Callable[[Context, argparse.Namespace
         else:
             sys.stdout.write((CLEAR if args.watch else "") + text)
         sys.stdout.flush()
+        if frames == 0 and duration_seconds(report.window) > duration_seconds(args.window):
+            log.warning("--window %s is shorter than any window Prometheus records: the numbers cover %s",
+                        args.window, report.window)
         frames += 1
         if not args.watch or (args.watch_count is not None and frames >= args.watch_count):
             break

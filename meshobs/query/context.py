@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from meshobs import recordings as rec
+from meshobs.config import duration_seconds
 from meshobs.query.client import Prometheus, Sample
 from meshobs.query.recorded import Catalogue, Read
 
@@ -102,13 +103,7 @@ class Context:
     def window(self) -> str:
         """The window the frame's numbers cover: the requested one, or the shortest recorded
         one where that is longer."""
-        return max(self.windows, key=_seconds) if self.windows else self.scope.window
-
-
-def _seconds(window: str) -> float:
-    from meshobs.config import duration_seconds
-
-    return duration_seconds(window)
+        return max(self.windows, key=duration_seconds) if self.windows else self.scope.window
 
 
 def success_rate(requests: float | None, errors: float | None) -> float | None:

@@ -5,6 +5,8 @@ raw series of the same data, evaluated at the time the recorded series they read
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -213,7 +215,12 @@ def test_longer_windows_average_the_recorded_rate(stack):
     assert hour["window"] == "1h"
     assert row(hour["workloads"], workload=f.workload)["requests_per_second"] == pytest.approx(
         stack.value(f"avg_over_time({series}[1h])"), **APPROX)
-    assert as_json(stack, "stat", "--window", "1m")["window"] == "5m"
+    short = subprocess.run(  # a real process: its logging goes to its own stderr
+        [sys.executable, "-m", "meshobs", "stat", "--prometheus", stack.prometheus.url, "--mesh", stack.mesh,
+         "--at", f"{stack.at:.3f}", "-o", "json", "--window", "1m"], capture_output=True, text=True, timeout=60)
+    assert json.loads(short.stdout)["window"] == "5m"
+    assert short.stderr == ("WARNING meshobs.query.command: --window 1m is shorter than any window Prometheus records: "
+                            "the numbers cover 5m\n")
 
 
 def test_edges_to_a_service_list_its_callers(stack):
