@@ -75,6 +75,8 @@ dry_run_denied = Family("destination_workload", "mesh_authz_dry_run_denied", "ra
 dry_run_allowed = Family("destination_workload", "mesh_authz_dry_run_allowed", "rate")
 edge_requests = Family("edge", "mesh_requests", "rate")
 edge_request_errors = Family("edge", "mesh_request_errors", "rate")
+workload_edge_requests = Family("workload_edge", "mesh_requests", "rate")
+workload_edge_mtls = Family("workload_edge", "mesh_requests_mtls", "rate")
 workload_edge_forbidden = Family("workload_edge", "mesh_requests_forbidden", "rate")
 workload_edge_plaintext = Family("workload_edge", "mesh_requests_plaintext", "rate")
 CERT_EXPIRY = Recorded("destination_workload_cert", "mesh_cert_expiry_timestamp_seconds", "min")
@@ -171,8 +173,10 @@ def query_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     workload_edge = _query(cfg, dialect, signals.WORKLOAD_EDGE, window)
     rules = [Rule(workload_request_errors(window).name, signals.REQUEST_ERRORS.expr(dialect, workload, extra=extra), mesh),
              Rule(authz_allowed(window).name, signals.AUTHZ_ALLOWED.expr(dialect, workload, extra=extra), mesh),
-             Rule(edge_requests(window).name, signals.EDGE_REQUESTS.expr(dialect, edge, extra=extra), mesh)]
+             Rule(edge_requests(window).name, signals.EDGE_REQUESTS.expr(dialect, edge, extra=extra), mesh),
+             Rule(workload_edge_requests(window).name, signals.EDGE_REQUESTS.expr(dialect, workload_edge, extra=extra), mesh)]
     for family, signal, query in ((edge_request_errors, signals.EDGE_ERRORS, edge),
+                                  (workload_edge_mtls, signals.EDGE_MTLS, workload_edge),
                                   (workload_edge_forbidden, signals.EDGE_FORBIDDEN, workload_edge),
                                   (workload_edge_plaintext, signals.EDGE_PLAINTEXT, workload_edge)):
         if signal.available(dialect):

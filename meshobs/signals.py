@@ -80,6 +80,8 @@ EDGE_REQUESTS = Signal("edge_requests", "Requests by source", "reqps", "rate", _
                        description="requests by source and destination")
 EDGE_ERRORS = Signal("edge_errors", "5xx responses by source", "reqps", "rate", _one("edges"), facet="5xx",
                      description="5xx responses by source and destination")
+EDGE_MTLS = Signal("edge_mtls", "mTLS requests by source", "reqps", "rate", _one("edges"), facet="mtls",
+                   description="requests over mutual TLS, by source and destination")
 EDGE_PLAINTEXT = Signal("edge_plaintext", "Plaintext requests by source", "reqps", "rate", _one("edges"), facet="plaintext",
                         description="requests served without mutual TLS, by source and destination")
 EDGE_FORBIDDEN = Signal("edge_forbidden", "403 responses by source", "reqps", "rate", _one("edges"), facet="403",

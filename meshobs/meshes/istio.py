@@ -72,6 +72,7 @@ ISTIO = Dialect(
         _DESTINATION,
         _LABELS,
         facets={"5xx": ('response_code=~"5.."',), "403": ('response_code="403"',),
+                "mtls": ('connection_security_policy="mutual_tls"',),
                 "plaintext": ('connection_security_policy="none"',)},
     ),
     request_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _LABELS, scale=0.001),

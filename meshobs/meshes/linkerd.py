@@ -70,7 +70,8 @@ LINKERD = Dialect(
             "destination_service": "dst_service",
             "code": "status_code",
         },
-        facets={"5xx": ('status_code=~"5.."',), "403": ('status_code="403"',)},
+        # a caller's proxy labels a connection it secured with mTLS `tls="true"`
+        facets={"5xx": ('status_code=~"5.."',), "403": ('status_code="403"',), "mtls": ('tls="true"',)},
     ),
     request_duration=Source("response_latency_ms_bucket", _INBOUND, _INBOUND_LABELS, scale=0.001),
     authz_denied=(Source(("inbound_http_authz_deny_total", "inbound_tcp_authz_deny_total"), (), _WORKLOAD_LABELS),),

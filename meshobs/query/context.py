@@ -112,16 +112,16 @@ def success_rate(requests: float | None, errors: float | None) -> float | None:
     return max(0.0, 1.0 - (errors or 0.0) / requests)
 
 
-def mtls_share(ctx: Context, mesh: str, values: dict[str, float]) -> float | None:
+def mtls_share(values: dict[str, float], mtls_recorded: bool, plaintext_recorded: bool = True) -> float | None:
     """mTLS requests over all requests, from the window's rates (not an average of recorded
     ratios, which idle intervals make NaN); where the mesh labels no mTLS requests, as its
-    recording rule does: all but the plaintext ones."""
+    recording rule does: all but the plaintext ones; None where it labels neither."""
     requests = values.get("requests")
     if not requests:
         return None
-    if ctx.catalogue.windows(mesh, rec.mtls_requests):
+    if mtls_recorded:
         return min(1.0, values.get("mtls", 0.0) / requests)
-    return max(0.0, 1.0 - values.get("plaintext", 0.0) / requests)
+    return max(0.0, 1.0 - values.get("plaintext", 0.0) / requests) if plaintext_recorded else None
 
 
 def rounded(value: float | None, digits: int = 6) -> float | None:

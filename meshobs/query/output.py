@@ -29,6 +29,7 @@ class Table:
     columns: tuple[Column, ...]
     rows: list[dict] = field(default_factory=list)
     empty: str = "no data"
+    shown: bool = True  # printed by -o table/wide (always in the json/yaml document)
 
 
 @dataclass
@@ -48,11 +49,11 @@ class Report:
         return doc
 
 
-def edge_columns(value: Column) -> tuple[Column, ...]:
-    """Columns of a source -> destination workload table, then `value`."""
+def edge_columns(*values: Column) -> tuple[Column, ...]:
+    """Columns of a source -> destination workload table, then `values`."""
     return (Column("CLUSTER", "cluster", wide=True), Column("FROM", "source_workload"),
             Column("FROM NAMESPACE", "source_namespace"), Column("TO", "workload"),
-            Column("TO NAMESPACE", "namespace"), Column("MESH", "mesh"), value)
+            Column("TO NAMESPACE", "namespace"), Column("MESH", "mesh"), *values)
 
 
 def _value(row: dict, key: str) -> Any:
@@ -81,8 +82,9 @@ def render(report: Report, fmt: str) -> str:
     if fmt == "yaml":
         return yamlfmt.dump(report.document())
     out: list[str] = []
-    for table in report.tables:
-        if len(report.tables) > 1:
+    shown = [table for table in report.tables if table.shown]
+    for table in shown:
+        if len(shown) > 1:
             out.append(f"{table.title}:" if out == [] else f"\n{table.title}:")
         out += _table(table, fmt == "wide")
     out += report.lines

@@ -98,7 +98,7 @@ def _workloads(ctx: Context, name: str | None) -> Table:
             "requests_per_second": rounded(v.get("requests", 0.0)),
             "success_rate": rounded(success_rate(v.get("requests"), v.get("errors"))),
             "latency_seconds": _latency(v),
-            "mtls_share": rounded(mtls_share(ctx, mesh, v)),
+            "mtls_share": rounded(mtls_share(v, bool(ctx.catalogue.windows(mesh, rec.mtls_requests)))),
             "denied_per_second": rounded(v.get("denied", 0.0)),
             "plaintext_per_second": rounded(v.get("plaintext", 0.0)),
             "tcp_connections_per_second": rounded(v.get("tcp", 0.0)),

@@ -39,6 +39,8 @@ CONDITIONS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("workload", nargs="?", help="only this destination workload")
+    parser.add_argument("--edges", action="store_true",
+                        help="also print every source -> destination edge with its mTLS share (always in -o json/yaml)")
     command.add_arguments(parser, CONDITIONS)
 
 
@@ -62,27 +64,33 @@ def _failures_text(by_reason: dict[str, float]) -> str:
 
 def collect(ctx: Context, args: argparse.Namespace) -> Report:
     m = {"destination_workload": checked_name("tls", args.workload)} if args.workload else {}
+    edge_families = {"requests": rec.workload_edge_requests, "mtls": rec.workload_edge_mtls,
+                     "plaintext": rec.workload_edge_plaintext}
     columns = [Column("requests", rec.workload_requests, m), Column("mtls", rec.mtls_requests, m),
                Column("plaintext", rec.plaintext, m), Column("failures", rec.tls_failures, m),
-               Column("edges", rec.workload_edge_plaintext, m)]
+               *(Column(f"edge_{name}", family, m) for name, family in edge_families.items())]
     workload_labels = ("destination_namespace", "destination_workload")
     fetched = ctx.fetch(columns)
     failures = ctx.join({"failures": fetched.pop("failures")}, workload_labels, group="reason")
     edge_labels = ("destination_namespace", "destination_workload", "source_namespace", "source_workload")
-    plaintext_edges = ctx.join({"plaintext": fetched.pop("edges")}, edge_labels)
+    edge_values = ctx.join({name: fetched.pop(f"edge_{name}") for name in edge_families}, edge_labels)
     joined = ctx.join(fetched, workload_labels)
     for key in failures:
         joined.setdefault(key, {})
 
     by_destination: dict[tuple, list[dict]] = {}
-    edges = []
-    for (mesh, cluster, dns, dwl, sns, swl), v in sorted(plaintext_edges.items()):
-        if v.get("plaintext", 0) <= 0:
-            continue
-        source = {"namespace": sns, "workload": swl, "requests_per_second": rounded(v["plaintext"])}
-        by_destination.setdefault((mesh, cluster, dns, dwl), []).append(source)
-        edges.append({"mesh": mesh, "cluster": cluster, "source_namespace": sns, "source_workload": swl,
-                      "namespace": dns, "workload": dwl, "requests_per_second": rounded(v["plaintext"])})
+    sources, edges = [], []
+    for (mesh, cluster, dns, dwl, sns, swl), v in sorted(edge_values.items()):
+        recorded = {name: bool(ctx.catalogue.windows(mesh, family)) for name, family in edge_families.items()}
+        where = {"mesh": mesh, "cluster": cluster, "source_namespace": sns, "source_workload": swl,
+                 "namespace": dns, "workload": dwl}
+        edges.append(dict(where, requests_per_second=rounded(v.get("requests", 0.0)),
+                          mtls_share=rounded(mtls_share(v, recorded["mtls"], recorded["plaintext"])),
+                          plaintext_per_second=rounded(v.get("plaintext", 0.0)) if recorded["plaintext"] else None))
+        if v.get("plaintext", 0) > 0:
+            source = {"namespace": sns, "workload": swl, "requests_per_second": rounded(v["plaintext"])}
+            by_destination.setdefault((mesh, cluster, dns, dwl), []).append(source)
+            sources.append(dict(where, requests_per_second=rounded(v["plaintext"])))
 
     rows = []
     for key, v in sorted(joined.items()):
@@ -92,7 +100,7 @@ def collect(ctx: Context, args: argparse.Namespace) -> Report:
         rows.append({
             "mesh": mesh, "cluster": cluster, "namespace": namespace, "workload": workload,
             "requests_per_second": rounded(v.get("requests", 0.0)),
-            "mtls_share": rounded(mtls_share(ctx, mesh, v)),
+            "mtls_share": rounded(mtls_share(v, bool(ctx.catalogue.windows(mesh, rec.mtls_requests)))),
             "plaintext_per_second": rounded(plaintext),
             "tls_failures_per_second": {reason: rounded(rate) for reason, rate in
                                         sorted(failures.get(key, {}).get("failures", {}).items())},
@@ -114,5 +122,8 @@ def collect(ctx: Context, args: argparse.Namespace) -> Report:
         ), rows, "no workload has recorded traffic in this scope"),
         Table("plaintext_sources", "Plaintext sources",
               output.edge_columns(Show("PLAINTEXT", "requests_per_second", output.per_second)),
-              edges, "no plaintext source recorded"),
+              sources, "no plaintext source recorded"),
+        Table("edges", "Edges (source workload -> destination workload)", output.edge_columns(
+            Show("RPS", "requests_per_second", output.per_second), Show("MTLS", "mtls_share", output.percent),
+            Show("PLAINTEXT", "plaintext_per_second", output.per_second)), edges, "no recorded edge", shown=args.edges),
     ], summary={"strict_safe": not unsafe}, lines=["", verdict])

@@ -182,6 +182,17 @@ def test_tls_lists_what_strict_would_break(stack):
     safe = [r for r in document["workloads"] if r["plaintext_per_second"] == 0]
     assert safe and all(r["strict_safe"] and r["verdict"] == "safe to enforce STRICT" for r in safe)
 
+    edges = {(e["source_workload"], e["workload"]): e for e in document["edges"]}
+    if stack.mesh == "istio":  # per edge: the unmeshed caller is all plaintext, the meshed one all mTLS
+        assert (edges[("unknown", "productpage")]["mtls_share"], edges[("frontend", "productpage")]["mtls_share"]) == (0, 1)
+        assert edges[("unknown", "productpage")]["plaintext_per_second"] > 0
+    elif stack.mesh == "linkerd":  # callers' proxies say they used mTLS; they do not see plaintext
+        assert (edges[("web", "voting")]["mtls_share"], edges[("web", "voting")]["plaintext_per_second"]) == (1, None)
+    else:  # Consul's callers label neither
+        assert {(e["mtls_share"], e["plaintext_per_second"]) for e in edges.values()} == {(None, None)}
+    assert "Edges (source workload -> destination workload):" in stack.run("tls", "--edges").out
+    assert "Edges" not in stack.run("tls").out
+
     failing = stack.run("tls", "--fail-if", "plaintext")
     assert failing.code == 1
     assert f"{f.plaintext_workload} ({stack.mesh})" in failing.err
