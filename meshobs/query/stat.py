@@ -14,7 +14,8 @@ from meshobs.query.output import Column as Show
 from meshobs.query.output import Report, Table
 from meshobs.query.recorded import checked_name
 
-KINDS = {"workload": "workload", "workloads": "workload", "wl": "workload",
+# `deploy/web` as `linkerd viz stat` users type it: a workload (Deployment, StatefulSet...) by name
+KINDS = {"workload": "workload", "workloads": "workload", "wl": "workload", "deploy": "workload", "deployment": "workload",
          "service": "service", "services": "service", "svc": "service"}
 QUANTILES = (("p50", "0.5"), ("p95", "0.95"), ("p99", "0.99"))
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 def _target(text: str) -> tuple[str, str | None]:
     kind, _, name = text.partition("/")
     if kind not in KINDS or (text.endswith("/") and not name):
-        raise QueryError(f"stat: {text!r} is not workload, service, workload/NAME or service/NAME")
+        raise QueryError(f"stat: {text!r} is not workload, service, workload/NAME or service/NAME (or deploy/NAME, svc/NAME)")
     return KINDS[kind], checked_name("stat", name) if name else None
 
 

@@ -85,6 +85,7 @@ def test_no_traffic_yet_prints_an_empty_table(istio_rules_only):
      "--fail-if expires-within=soon: 'soon' is not a Prometheus duration such as 30s, 5m, 1h or 7d"),
     (("stat", "-n", 'shop"} or vector(1) #'),
      "--namespace: 'shop\"} or vector(1) #' is not a valid name (letters, digits, '-', '_', '.', ':')"),
+    (("stat", "pods/web"), "stat: 'pods/web' is not workload, service, workload/NAME or service/NAME (or deploy/NAME, svc/NAME)"),
     (("stat", "--prometheus", "prometheus:9090"),
      "--prometheus: 'prometheus:9090' is not an http(s) URL such as http://prometheus:9090"),
 ])
