@@ -182,10 +182,12 @@ def histogram_quantile(quantile: float, source: Source, query: Query, extra: Ext
     return _scaled(expr, source.scale)
 
 
-def average_over(expr: str, window: str) -> str:
-    """The mean of a recorded rate's samples over a longer window: a rate over that window,
-    read from the recorded series instead of the raw counters."""
-    return f"avg_over_time({expr}[{window}])"
+def average_over(expr: str, window: str, evaluations: float) -> str:
+    """A recorded rate averaged over a longer window of `evaluations` rule evaluations: a rate
+    over that window, read from the recorded series instead of the raw counters. Summed and
+    divided by the evaluations, not avg_over_time: a series born half-way through the window
+    (the first error) must not count as if it had lasted the whole window."""
+    return f"sum_over_time({expr}[{window}]) / {evaluations:g}"
 
 
 def highest_over(expr: str, window: str) -> str:

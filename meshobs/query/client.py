@@ -73,9 +73,10 @@ class Prometheus:
                 samples.append(Sample(series["metric"], value))
         return samples
 
-    def recording_rules(self) -> list[tuple[str, dict[str, str]]]:
-        """(record name, static labels) of every recording rule Prometheus has loaded."""
+    def recording_rules(self) -> list[tuple[str, dict[str, str], float]]:
+        """(record name, static labels, evaluation interval in seconds) of every recording rule
+        Prometheus has loaded."""
         data = self._get("/api/v1/rules", [("type", "record")])
         groups = data.get("groups", []) if isinstance(data, dict) else []
-        return [(rule["name"], rule.get("labels") or {})
+        return [(rule["name"], rule.get("labels") or {}, float(group.get("interval") or 60))
                 for group in groups for rule in group.get("rules", []) if rule.get("type", "recording") == "recording"]

@@ -2,8 +2,9 @@
 
 The loaded recording rules (not the local configuration) say which meshes and windows exist, so
 the commands read exactly what the user's Prometheus records. A window that is recorded is read
-as is; a longer one is the mean of the longest recorded shorter window over it; a window shorter
-than every recorded one falls back to the shortest recorded window (and says so).
+as is; a longer one is the mean of the longest recorded shorter window over it (over every
+evaluation in the window, from the rule group's interval); a window shorter than every recorded
+one falls back to the shortest recorded window (and says so).
 """
 
 from __future__ import annotations
@@ -37,17 +38,17 @@ class Read:
 
 
 class Catalogue:
-    def __init__(self, url: str, records: dict[str, set[str]]):
+    def __init__(self, url: str, records: dict[str, dict[str, float]]):
         self.url = url
-        self.records = records  # mesh -> recorded series names
+        self.records = records  # mesh -> recorded series name -> its group's evaluation interval (s)
         self._windows: dict[tuple[str, rec.Family], list[str]] = {}
 
     @classmethod
-    def from_rules(cls, url: str, rules: list[tuple[str, dict[str, str]]]) -> "Catalogue":
-        records: dict[str, set[str]] = {}
-        for name, labels in rules:
+    def from_rules(cls, url: str, rules: list[tuple[str, dict[str, str], float]]) -> "Catalogue":
+        records: dict[str, dict[str, float]] = {}
+        for name, labels, interval in rules:
             if labels.get("mesh") in DIALECTS and ":mesh_" in name:
-                records.setdefault(labels["mesh"], set()).add(name)
+                records.setdefault(labels["mesh"], {})[name] = interval
         return cls(url, records)
 
     def meshes(self, wanted: list[str] | None) -> list[str]:
@@ -97,4 +98,7 @@ class Catalogue:
         ref = family(best).ref(mesh, **matchers)
         if duration_seconds(best) == wanted:
             return Read(ref, best)
-        return Read((promql.highest_over if highest else promql.average_over)(ref, window), window)
+        if highest:
+            return Read(promql.highest_over(ref, window), window)
+        evaluations = wanted / self.records[mesh][family(best).name]
+        return Read(promql.average_over(ref, window, evaluations), window)
