@@ -171,13 +171,14 @@ def query_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     workload = _query(cfg, dialect, signals.WORKLOAD, window)
     edge = _query(cfg, dialect, signals.EDGE, window)
     workload_edge = _query(cfg, dialect, signals.WORKLOAD_EDGE, window)
+    denied_edge = _query(cfg, dialect, signals.DENIED_EDGE, window)
     rules = [Rule(workload_request_errors(window).name, signals.REQUEST_ERRORS.expr(dialect, workload, extra=extra), mesh),
              Rule(authz_allowed(window).name, signals.AUTHZ_ALLOWED.expr(dialect, workload, extra=extra), mesh),
              Rule(edge_requests(window).name, signals.EDGE_REQUESTS.expr(dialect, edge, extra=extra), mesh),
              Rule(workload_edge_requests(window).name, signals.EDGE_REQUESTS.expr(dialect, workload_edge, extra=extra), mesh)]
     for family, signal, query in ((edge_request_errors, signals.EDGE_ERRORS, edge),
                                   (workload_edge_mtls, signals.EDGE_MTLS, workload_edge),
-                                  (workload_edge_forbidden, signals.EDGE_FORBIDDEN, workload_edge),
+                                  (workload_edge_forbidden, signals.EDGE_FORBIDDEN, denied_edge),
                                   (workload_edge_plaintext, signals.EDGE_PLAINTEXT, workload_edge)):
         if signal.available(dialect):
             rules.append(Rule(family(window).name, signal.expr(dialect, query, extra=extra), mesh))

@@ -20,6 +20,8 @@ SERVICE = ("destination_namespace", "destination_service")
 WORKLOAD = ("destination_namespace", "destination_workload")
 EDGE = ("source_namespace", "source_workload", "destination_namespace", "destination_service")
 WORKLOAD_EDGE = ("source_namespace", "source_workload", "destination_namespace", "destination_workload")
+# a denied caller by identity too, where the mesh labels it (Istio): empty elsewhere
+DENIED_EDGE = WORKLOAD_EDGE + ("source_principal",)
 
 
 @dataclass(frozen=True)

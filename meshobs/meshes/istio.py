@@ -21,6 +21,7 @@ _LABELS = {
     "destination_workload": "destination_workload",
     "source_namespace": "source_workload_namespace",
     "source_workload": "source_workload",
+    "source_principal": "source_principal",  # the caller's SPIFFE identity (`unknown` when unmeshed)
     "code": "response_code",
 }
 

@@ -51,7 +51,7 @@ def collect(ctx: Context, args: argparse.Namespace) -> Report:
                Column("dry_run_denied", rec.dry_run_denied, m), Column("dry_run_allowed", rec.dry_run_allowed, m),
                Column("forbidden", rec.workload_edge_forbidden, m)]
     fetched = ctx.fetch(columns)
-    labels = ("source_namespace", "source_workload", "destination_namespace", "destination_workload")
+    labels = ("source_namespace", "source_workload", "destination_namespace", "destination_workload", "source_principal")
     forbidden = ctx.join({"denied": fetched.pop("forbidden")}, labels)
     joined = ctx.join(fetched, ("destination_namespace", "destination_workload"))
     workloads = [{
@@ -64,8 +64,10 @@ def collect(ctx: Context, args: argparse.Namespace) -> Report:
 
     sources = [{
         "mesh": mesh, "cluster": cluster, "source_namespace": sns, "source_workload": swl,
-        "namespace": dns, "workload": dwl, "denied_per_second": rounded(v["denied"]),
-    } for (mesh, cluster, sns, swl, dns, dwl), v in sorted(forbidden.items(), key=lambda kv: (-kv[1]["denied"], kv[0]))
+        "source_principal": principal or None, "namespace": dns, "workload": dwl,
+        "denied_per_second": rounded(v["denied"]),
+    } for (mesh, cluster, sns, swl, dns, dwl, principal), v in sorted(forbidden.items(),
+                                                                      key=lambda kv: (-kv[1]["denied"], kv[0]))
         if v.get("denied", 0) > 0]
 
     return Report("authz", ctx.window, ctx.timestamp, [
@@ -77,6 +79,7 @@ def collect(ctx: Context, args: argparse.Namespace) -> Report:
             Show("WOULD ALLOW", "dry_run_allowed_per_second", output.per_second, wide=True),
         ), workloads, "no authorization decisions recorded in this scope"),
         Table("denied_sources", "Denied sources (403 by caller, where the mesh names it)",
-              output.edge_columns(Show("DENIED", "denied_per_second", output.per_second)),
+              output.edge_columns(Show("DENIED", "denied_per_second", output.per_second),
+                                  Show("IDENTITY", "source_principal", wide=True)),
               sources, "no denied source recorded"),
     ])

@@ -158,6 +158,8 @@ def test_authz_names_the_denied_workload_and_its_caller(stack):
     source = row(document["denied_sources"], namespace=f.denied_namespace, workload=f.denied_workload)
     assert (source["source_namespace"], source["source_workload"]) == f.denied_source
     assert source["denied_per_second"] > 0
+    # only Istio labels the caller's identity
+    assert source["source_principal"] == ("spiffe://cluster.local/ns/other/sa/intruder" if stack.mesh == "istio" else None)
 
     failing = stack.run("authz", "--fail-if", "denied")
     assert failing.code == 1
