@@ -13,7 +13,7 @@ from meshobs.query.output import Column as Show
 from meshobs.query.output import Report, Table
 from meshobs.query.recorded import checked_name
 
-UNKNOWN_SOURCE = "unknown"  # the mesh does not say who sent the plaintext requests
+UNKNOWN = "unknown"  # Istio's value for a peer without mesh metadata: a caller outside the mesh
 
 
 def _name(row: dict) -> str:
@@ -48,13 +48,18 @@ def run(args: argparse.Namespace) -> int:
     return command.run(args, collect, CONDITIONS)
 
 
+def _source_name(source: dict) -> str:
+    if (source["namespace"], source["workload"]) == (UNKNOWN, UNKNOWN):
+        return "callers outside the mesh"
+    return f"{source['namespace']}/{source['workload']}"
+
+
 def _sources_text(row: dict) -> str:
     if row["strict_safe"]:
-        return "safe to enforce STRICT"
-    if row["plaintext_sources"] is None:
+        return "safe to enforce STRICT" + ("" if row["requests_per_second"] else " (no traffic in the window)")
+    if not row["plaintext_sources"]:  # None: the mesh does not label plaintext by source
         return "would break plaintext callers (sources unknown)"
-    names = [f"{s['namespace']}/{s['workload']}" for s in row["plaintext_sources"]] or [UNKNOWN_SOURCE]
-    return "would break " + ", ".join(names)
+    return "would break " + ", ".join(_source_name(s) for s in row["plaintext_sources"])
 
 
 def _failures_text(by_reason: dict[str, float]) -> str:

@@ -181,8 +181,14 @@ def test_tls_lists_what_strict_would_break(stack):
         assert plain["plaintext_sources"][0]["requests_per_second"] > 0
     else:
         assert plain["plaintext_sources"] is None
+    if stack.mesh == "istio":
+        assert plain["verdict"] == "would break callers outside the mesh"
+    else:
+        assert plain["verdict"] == "would break plaintext callers (sources unknown)"
     safe = [r for r in document["workloads"] if r["plaintext_per_second"] == 0]
-    assert safe and all(r["strict_safe"] and r["verdict"] == "safe to enforce STRICT" for r in safe)
+    assert safe and all(r["strict_safe"] for r in safe)
+    assert {r["verdict"] for r in safe if r["requests_per_second"] > 0} <= {"safe to enforce STRICT"}
+    assert {r["verdict"] for r in safe if r["requests_per_second"] == 0} <= {"safe to enforce STRICT (no traffic in the window)"}
 
     edges = {(e["source_workload"], e["workload"]): e for e in document["edges"]}
     if stack.mesh == "istio":  # per edge: the unmeshed caller is all plaintext, the meshed one all mTLS
