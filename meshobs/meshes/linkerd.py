@@ -8,7 +8,8 @@ handshake-failure counter, so TLS failures come from the meshobs exporter only."
 
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.proxy import (
-    ALLOWED, DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is, label_not,
+    ALLOWED, DENIED, DRY_RUN_DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is,
+    label_not,
 )
 from meshobs.promql import Derived, Source
 
@@ -38,6 +39,10 @@ _PROXY_RULES = (
     Rule("inbound_tcp_authz_allow_total", (ALLOWED, "")),
     Rule("inbound_http_authz_deny_total", (DENIED, "")),
     Rule("inbound_tcp_authz_deny_total", (DENIED, "")),
+    # audit mode (default policy `audit`): the policy controller admits what would be denied under
+    # an authorization named "audit" (linkerd2-proxy#3068): allowed, and a would-be denial
+    Rule("inbound_http_authz_allow_total", (DRY_RUN_DENIED, ""), label_is("authz_name", "audit")),
+    Rule("inbound_tcp_authz_allow_total", (DRY_RUN_DENIED, ""), label_is("authz_name", "audit")),
     Rule("tcp_open_total", (HANDSHAKES, ""), all_of(_INBOUND_SAMPLE, label_is("tls", "true"))),
     Rule("request_total", (PLAINTEXT, ""),
          all_of(_INBOUND_SAMPLE, label_not("tls", "true"), label_not("no_tls_reason", "loopback"))),

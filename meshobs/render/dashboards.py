@@ -234,12 +234,12 @@ def _would_be_denied(c: _Context, sel: dict[str, str]) -> Row:
     """What dry-run (shadow) policies would deny if enforced: the check before a rollout."""
     w = rec.query_window(c.cfg)
     legend = "{{destination_workload}}.{{destination_namespace}}"
-    return Row("Would be denied (dry-run policies)", (
-        Panel("Would be denied by destination", "timeseries", (Q(c.ref(rec.dry_run_denied(w), **sel), legend),),
-              unit="reqps", description="Requests a dry-run (shadow) authorization policy would deny if it were enforced."),
-        Panel("Would be allowed by destination", "timeseries", (Q(c.ref(rec.dry_run_allowed(w), **sel), legend),),
-              unit="reqps", description="Requests a dry-run (shadow) authorization policy would allow."),
-    ))
+    panels = [Panel("Would be denied by destination", "timeseries", (Q(c.ref(rec.dry_run_denied(w), **sel), legend),),
+                    unit="reqps", description="Requests a dry-run (shadow, audit) authorization policy would deny if enforced.")]
+    if signals.DRY_RUN_ALLOWED.available(c.dialect):  # Linkerd's audit mode flags would-be denials only
+        panels.append(Panel("Would be allowed by destination", "timeseries", (Q(c.ref(rec.dry_run_allowed(w), **sel), legend),),
+                            unit="reqps", description="Requests a dry-run (shadow) authorization policy would allow."))
+    return Row("Would be denied (dry-run policies)", tuple(panels))
 
 
 def _control_plane(c: _Context) -> tuple[str, bytes]:

@@ -153,8 +153,9 @@ def test_authz_names_the_denied_workload_and_its_caller(stack):
     document = as_json(stack, "authz")
     denied = row(document["workloads"], namespace=f.denied_namespace, workload=f.denied_workload)
     assert denied["denied_per_second"] > 0
-    # no dry-run policy in these data sets: 0 where the proxy reports dry-run decisions, else unknown
-    assert denied["dry_run_denied_per_second"] == (0.0 if stack.mesh != "linkerd" else None)
+    # no dry-run policy in these data sets; Linkerd's audit mode reports would-deny only
+    assert denied["dry_run_denied_per_second"] == 0.0
+    assert denied["dry_run_allowed_per_second"] == (None if stack.mesh == "linkerd" else 0.0)
     source = row(document["denied_sources"], namespace=f.denied_namespace, workload=f.denied_workload)
     assert (source["source_namespace"], source["source_workload"]) == f.denied_source
     assert source["denied_per_second"] > 0

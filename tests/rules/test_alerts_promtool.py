@@ -209,7 +209,7 @@ def dry_run_denials(mesh: str, title: str) -> list[dict]:
     t = MeshTraffic(mesh)
     name = "MeshPolicyDryRunDenials"
     healthy = [t.exporter("meshobs_authz_dry_run_denied_total", NS, SVC, constant(0, 15))]
-    if not signals.DRY_RUN_DENIED.available(DIALECTS[mesh]):  # linkerd2-proxy reports no dry-run decision
+    if not signals.DRY_RUN_DENIED.available(DIALECTS[mesh]):  # a proxy that reports no dry-run decision
         return [_case("never rendered", healthy, "15m", name, [])]
     fires = _alert(mesh, name, "info", WORKLOAD,
                    f"{title}: a dry-run authorization policy would deny requests to {SVC}",
