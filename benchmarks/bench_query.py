@@ -113,16 +113,17 @@ def main() -> None:
             rule_file = tmp / "istio-recording-rules.yaml"
             rule_file.write_bytes(rendered["alerts/istio/recording-rules.yaml"])
             (_, address), = replay.addresses()
+            # rules evaluated every 15 s as usual: a shorter interval would have Prometheus busy
+            # re-evaluating 1,000 workloads' rules while the commands are timed
             prometheus = start_prometheus(processes, tmp, {"fleet": [{"targets": [address], "labels": {"cluster": "c1"}}]},
-                                          rule_files=[rule_file], scrape_interval="2s", evaluation_interval="2s")
+                                          rule_files=[rule_file], scrape_interval="5s", evaluation_interval="15s")
             client = Prometheus(prometheus.url, timeout=60)
             print(f"{len(target.series):,} raw series for {args.workloads:,} workloads; waiting for recorded series ...")
-            wait_until(lambda: client.vector('count(count_over_time(up[1m]) >= 3)', time.time())
-                       and client.vector(f'count(destination_workload:mesh_requests:rate5m{{mesh="istio"}}) >= {args.workloads}',
-                                         time.time())
-                       and client.vector('count(destination_workload:mesh_request_duration_seconds:histogram_quantile_rate5m) > 0',
-                                         time.time()),
-                       timeout=300, interval=1, what="recorded series for every workload")
+            wait_until(lambda: client.vector('count(count_over_time(up[1m]) >= 2)', time.time()),
+                       timeout=300, interval=1, what="two scrapes")
+            scraped = time.time()
+            wait_until(lambda: all(evaluated > scraped for evaluated in prometheus.rule_evaluations()),
+                       timeout=300, interval=1, what="every rule group evaluated on two scrapes")
             at = time.time()
             recorded = client.vector('count({__name__=~".+:mesh_.+", mesh="istio"})', at)[0].value
             print(f"{recorded:,.0f} recorded series\n")

@@ -133,6 +133,11 @@ class RunningPrometheus:
         """Poll until `expr` returns at least one series."""
         return wait_until(lambda: self.query(expr), timeout=timeout, interval=0.2, what=f"Prometheus: {expr}")
 
+    def rule_evaluations(self) -> list[float]:
+        """Unix time of every rule group's last evaluation (year 1 before the first)."""
+        _, body = http_get(f"{self.url}/api/v1/rules")
+        return [_timestamp(group["lastEvaluation"]) for group in json.loads(body)["data"]["groups"]]
+
     def rule_health(self) -> list[tuple[str, str, str]]:
         """(rule name, health, last error) of every loaded rule."""
         _, body = http_get(f"{self.url}/api/v1/rules")
@@ -172,3 +177,13 @@ def start_prometheus(processes, tmp_path: Path, jobs: dict[str, Sequence[str]], 
     )
     process.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, what="prometheus /-/ready")
     return RunningPrometheus(port, process)
+
+
+def _timestamp(rfc3339: str) -> float:
+    from datetime import datetime
+
+    # Prometheus writes nanoseconds; fromisoformat takes at most microseconds
+    head, _, rest = rfc3339.partition(".")
+    fraction = "".join(c for c in rest if c.isdigit())[:6]
+    zone = rest[len("".join(c for c in rest if c.isdigit())):] if rest else rfc3339[19:]
+    return datetime.fromisoformat(f"{head}.{fraction or '0'}{zone.replace('Z', '+00:00')}").timestamp()

@@ -13,7 +13,7 @@ from typing import Callable
 from meshobs import build, config, writer
 from tests.exporter.running import start_exporter
 from tests.support.prom import RunningPrometheus, start_prometheus
-from tests.support.procs import http_get, wait_until
+from tests.support.procs import wait_until
 
 CLUSTER = "c1"
 
@@ -76,19 +76,8 @@ def wait_for_data(prometheus: RunningPrometheus, mesh: str | None, traffic: Call
     ready = time.time()
 
     def evaluated_after_ready():
-        _, body = http_get(f"{prometheus.url}/api/v1/rules")
-        groups = json.loads(body)["data"]["groups"]
-        return groups and all(_timestamp(g["lastEvaluation"]) > ready for g in groups)
+        evaluations = prometheus.rule_evaluations()
+        return evaluations and all(evaluated > ready for evaluated in evaluations)
 
     # a rule that fails to evaluate is left to verify, which runs its expression and names it
     wait_until(evaluated_after_ready, timeout=30, interval=0.2, what="every rule group evaluated on the data")
-
-
-def _timestamp(rfc3339: str) -> float:
-    from datetime import datetime
-
-    # Prometheus writes nanoseconds; fromisoformat takes at most microseconds
-    head, _, rest = rfc3339.partition(".")
-    fraction = "".join(c for c in rest if c.isdigit())[:6]
-    zone = rest[len("".join(c for c in rest if c.isdigit())):] if rest else rfc3339[19:]
-    return datetime.fromisoformat(f"{head}.{fraction or '0'}{zone.replace('Z', '+00:00')}").timestamp()
