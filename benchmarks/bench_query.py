@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import statistics
 import sys
 import tempfile
@@ -60,16 +61,24 @@ def workload_series(index: int, now: float) -> list[meshdata.Series]:
     return out
 
 
-def timed(argv: tuple[str, ...], url: str, at: float, repeat: int) -> float:
-    """Median wall seconds of `meshobs ARGV` in-process (output discarded)."""
+def run(argv: tuple[str, ...], url: str, at: float) -> str:
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code = cli.main([*argv, "--prometheus", url, "--mesh", "istio", "--at", f"{at:.3f}"])
+    assert code == 0, argv
+    return printed.getvalue()
+
+
+def timed(argv: tuple[str, ...], url: str, at: float, repeat: int) -> tuple[float, int]:
+    """Median wall seconds of `meshobs ARGV` (a table, as a user sees it) in-process, and the rows
+    of its answer (from `-o json`)."""
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = cli.main([*argv, "--prometheus", url, "--mesh", "istio", "--at", f"{at:.3f}"])
+        run(argv, url, at)
         times.append(time.perf_counter() - started)
-        assert code == 0, argv
-    return statistics.median(times)
+    document = json.loads(run(argv + ("-o", "json"), url, at))
+    rows = sum(len(value) for value in document.values() if isinstance(value, list))
+    return statistics.median(times), rows
 
 
 def raw_stat_queries() -> list[str]:
@@ -128,12 +137,12 @@ def main() -> None:
             recorded = client.vector('count({__name__=~".+:mesh_.+", mesh="istio"})', at)[0].value
             print(f"{recorded:,.0f} recorded series\n")
             baseline = timed_raw(client, at, args.repeat)
-            print(f"{'command':<34} {'median':>8}  {'vs raw-series stat':>18}  goal < 1 s")
+            print(f"{'command':<34} {'rows':>6} {'median':>8}  {'vs raw-series stat':>18}  goal < 1 s")
             for argv in COMMANDS:
-                seconds = timed(argv, prometheus.url, at, args.repeat)
+                seconds, rows = timed(argv, prometheus.url, at, args.repeat)
                 verdict = "ok" if seconds < 1 else "SLOW"
-                print(f"{'meshobs ' + ' '.join(argv):<34} {seconds * 1000:7.0f}ms  {seconds / baseline:17.2f}x  {verdict}")
-            print(f"{'baseline: stat from raw series':<34} {baseline * 1000:7.0f}ms  {1:17.2f}x")
+                print(f"{'meshobs ' + ' '.join(argv):<34} {rows:6,} {seconds * 1000:7.0f}ms  {seconds / baseline:17.2f}x  {verdict}")
+            print(f"{'baseline: stat from raw series':<34} {'':6} {baseline * 1000:7.0f}ms  {1:17.2f}x")
             if args.profile:
                 import cProfile
                 import pstats
