@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,7 +29,7 @@ def report_dir(tmp_path: Path, name: str) -> Path:
 def render(out: Path, mesh: str) -> Path:
     """What `meshobs build --out OUT --mesh MESH` writes, with the default configuration."""
     artefacts = build.render(config.Config(), build.select_meshes([mesh]))
-    writer.write(artefacts, out, build.owned_dirs([mesh]))
+    writer.write(artefacts, out, build.owned_dirs())
     return out
 
 
@@ -81,3 +82,27 @@ def wait_for_data(prometheus: RunningPrometheus, mesh: str | None, traffic: Call
 
     # a rule that fails to evaluate is left to verify, which runs its expression and names it
     wait_until(evaluated_after_ready, timeout=30, interval=0.2, what="every rule group evaluated on the data")
+
+
+_PLACE = re.compile(r"^(FAIL|note) (.+? / (?:panel|recording rule|alert) '.*?'(?: \[\w+\])?): (.*)$")
+_GROUP = re.compile(r"^(FAIL|note) (.*) → (\d+) queries:$")
+
+
+def failures(text: str) -> dict[str, list[str]]:
+    """Place -> its problems, from `meshobs verify -v` output: a cause printed once for several
+    queries counts for each place listed under it."""
+    found: dict[str, list[str]] = {}
+    cause = None
+    for line in text.splitlines():
+        group, place = _GROUP.match(line), _PLACE.match(line)
+        if group:
+            cause = group.group(2) if group.group(1) == "FAIL" else None
+        elif place:
+            cause = None
+            if place.group(1) == "FAIL":
+                found.setdefault(place.group(2), []).append(place.group(3))
+        elif line.startswith("    ") and not line.startswith(("    query:", "           ")) and cause:
+            found.setdefault(line.strip(), []).append(cause)
+        else:
+            cause = None
+    return found
