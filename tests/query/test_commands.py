@@ -239,7 +239,7 @@ def test_longer_windows_average_the_recorded_rate(stack):
         [sys.executable, "-m", "meshobs", "stat", "--prometheus", stack.prometheus.url, "--mesh", stack.mesh,
          "--at", f"{stack.at:.3f}", "-o", "json", "--window", "1m"], capture_output=True, text=True, timeout=60)
     assert json.loads(short.stdout)["window"] == "5m"
-    assert short.stderr == ("WARNING meshobs.query.command: --window 1m is shorter than any window Prometheus records: "
+    assert short.stderr == ("meshobs stat: warning: --window 1m is shorter than any window Prometheus records: "
                             "the numbers cover 5m\n")
 
 
