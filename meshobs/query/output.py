@@ -65,7 +65,7 @@ def _value(row: dict, key: str) -> Any:
 
 def _cell(column: Column, row: dict) -> str:
     value = _value(row, column.key)
-    return MISSING if value is None else column.show(value)
+    return MISSING if value is None or value == "" else column.show(value)  # "": a label the series lacks
 
 
 def _table(table: Table, wide: bool) -> list[str]:

@@ -1,11 +1,14 @@
 """Usage and connection errors of the terminal commands: exit code 2 and one line saying what is
 wrong (no Prometheus, unreachable, no meshobs rules, a mesh without rules, bad options), and the
-bearer token and CA options against a real Prometheus behind a token-checking TLS proxy."""
+bearer token and CA options against a real Prometheus behind a token-checking TLS proxy; and two
+meshes in one Prometheus."""
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,10 +16,14 @@ import pytest
 
 from meshobs import build, config
 from meshobs.render import rules
+from tests.exporter.running import start_exporter
 from tests.query.conftest import meshobs
+from tests.support import meshdata
 from tests.support.pki import CA
 from tests.support.procs import free_port
 from tests.support.prom import start_prometheus
+from tests.verify import stack
+from tests.verify.replay import Replay
 
 TOKEN = "s3cret-token"
 
@@ -152,3 +159,31 @@ def test_bearer_token_and_ca_file(istio_rules_only, tmp_path, request):
     assert untrusted.code == 2
     assert untrusted.err.startswith(f"meshobs stat: error: Prometheus at {proxy.url} is not reachable: "
                                     "[SSL: CERTIFICATE_VERIFY_FAILED]")
+
+
+def test_one_prometheus_for_two_meshes(processes, tmp_path, request):
+    """With Istio's and Linkerd's data and rules in one Prometheus, every mesh's rows come labelled with their mesh and --mesh keeps one."""
+    targets = meshdata.istio(time.time()) + meshdata.linkerd(time.time())
+    served = Replay.start(request, targets).addresses()
+    rule_files = []
+    for mesh in ("istio", "linkerd"):
+        out = stack.render(tmp_path / mesh, mesh)
+        rule_files += sorted((out / "alerts" / mesh).glob("*.yaml"))
+    entries = [{"address": address, "mesh": t.mesh, "namespace": t.labels["namespace"], "workload": t.workload,
+                "path": t.path} for t, address in served if t.proxy]
+    exporter = start_exporter(processes, tmp_path, "--targets-file", str(stack.exporter_targets(tmp_path / "t.json", entries)),
+                              "--scrape-interval", "500ms")
+    jobs = {f"{mesh}-proxies": [stack.static_config(address, __metrics_path__=t.path, **t.labels)
+                                for t, address in served if t.mesh == mesh] for mesh in ("istio", "linkerd")}
+    jobs["meshobs-exporter"] = [stack.static_config(f"127.0.0.1:{exporter.port}")]
+    prometheus = start_prometheus(processes, tmp_path, jobs, rule_files=rule_files)
+    stack.wait_for_data(prometheus, None)
+
+    at = f"{time.time():.3f}"  # one time for both answers
+    both = json.loads(meshobs("stat", "--prometheus", prometheus.url, "--at", at, "-o", "json").out)["workloads"]
+    assert {(r["mesh"], r["namespace"]) for r in both if r["requests_per_second"] > 0} == {
+        ("istio", "shop"), ("istio", "payments"), ("linkerd", "emojivoto"), ("linkerd", "booksapp")}
+    linkerd = json.loads(meshobs("stat", "--prometheus", prometheus.url, "--at", at, "--mesh", "linkerd",
+                                 "-o", "json").out)["workloads"]
+    assert linkerd and {r["mesh"] for r in linkerd} == {"linkerd"}
+    assert [r for r in both if r["mesh"] == "linkerd"] == linkerd
