@@ -1,5 +1,6 @@
 """`meshobs certs`: the certificates that expire first (leaf and CA, per workload), with the
-time left and, where the issue time is recorded, the share of their lifetime left."""
+time left and the share of their lifetime left (the rules record the lifetime from the
+certificate's start where the exporter knows it, else the mesh's default leaf lifetime)."""
 
 from __future__ import annotations
 
@@ -37,19 +38,19 @@ def run(args: argparse.Namespace) -> int:
 
 def collect(ctx: Context, args: argparse.Namespace) -> Report:
     m = {"destination_workload": checked_name("certs", args.workload)} if args.workload else {}
-    not_before = getattr(rec, "CERT_NOT_BEFORE", None)
-    columns = [Column("expiry", rec.CERT_EXPIRY, m)] + ([Column("not_before", not_before, m)] if not_before else [])
+    columns = [Column("expiry", rec.CERT_EXPIRY, m), Column("lifetime", rec.CERT_LIFETIME, m)]
     joined = ctx.join(ctx.fetch(columns), ("destination_namespace", "destination_workload", "cert"))
     rows = []
     for (mesh, cluster, namespace, workload, cert), v in joined.items():
         if "expiry" not in v:
             continue
         left = v["expiry"] - ctx.at
-        lifetime = v["expiry"] - v["not_before"] if "not_before" in v else None
+        lifetime = v.get("lifetime")  # known from the certificate's start, else the mesh's default leaf lifetime
         rows.append({
             "mesh": mesh, "cluster": cluster, "namespace": namespace, "workload": workload, "cert": cert,
             "expires_at": ctx.iso(v["expiry"]), "seconds_left": round(left, 3),
-            "lifetime_left": rounded(max(0.0, left / lifetime)) if lifetime and lifetime > 0 else None,
+            # more time left than the lifetime: a default leaf lifetime applied to a CA, unknown
+            "lifetime_left": rounded(max(0.0, left / lifetime)) if lifetime and left <= lifetime else None,
         })
     rows.sort(key=lambda row: (row["seconds_left"], row["mesh"], row["namespace"], row["workload"], row["cert"]))
     shown = rows[:args.limit] if args.limit > 0 else rows
