@@ -218,8 +218,8 @@ def query_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
             rules.append(Rule(family(window).name, signal.expr(dialect, workload, extra=extra), mesh))
     window = cfg.alerts.latency.window
     workload = _query(cfg, dialect, signals.WORKLOAD, window)
-    for q in quantiles(cfg):
+    for q in quantiles(cfg) if signals.INBOUND_DURATION.available(dialect) else ():
         rules.append(Rule(workload_latency(window).name,
-                          signals.REQUEST_DURATION.expr(dialect, workload, quantile=q, extra=extra),
+                          signals.INBOUND_DURATION.expr(dialect, workload, quantile=q, extra=extra),
                           dict(mesh, quantile=f"{q:g}")))
     return rules

@@ -78,6 +78,8 @@ class Dialect:
     service_requests: tuple[Source, ...]
     edges: Source
     request_duration: Source
+    # the same histogram as the destination workload's own proxy measures it (meshobs stat per workload)
+    inbound_duration: Source | None = None
     authz_denied: tuple[Source, ...] = ()
     authz_allowed: tuple[Source, ...] = ()
     tls_handshakes: tuple[Source, ...] = ()
@@ -142,7 +144,7 @@ class Dialect:
 
     def catalogue(self) -> frozenset[str]:
         """Every metric name the rules and dashboards of this mesh may read."""
-        sources: list[Source | None] = [self.requests, *self.service_requests, self.edges, self.request_duration]
+        sources: list[Source | None] = [self.requests, *self.service_requests, self.edges, self.request_duration, self.inbound_duration]
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
                     *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]

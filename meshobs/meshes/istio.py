@@ -100,6 +100,7 @@ ISTIO = Dialect(
                 "plaintext": ('connection_security_policy="none"',)},
     ),
     request_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _SERVICE_LABELS, scale=0.001),
+    inbound_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _LABELS, scale=0.001),
     # Without the exporter: Envoy's RBAC filter stats (kept by Istio's default stats filter); where
     # a workload has none, 403s answered at the destination (an application's 403 looks the same:
     # Istio's RBAC denials carry no response flag that sets them apart).

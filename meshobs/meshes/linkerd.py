@@ -86,6 +86,7 @@ LINKERD = Dialect(
         facets={"error": _FAILURE, "403": ('status_code="403"',), "mtls": ('tls="true"',)},
     ),
     request_duration=Source("response_latency_ms_bucket", _OUTBOUND + ('dst_service!=""',), _SERVICE_LABELS, scale=0.001),
+    inbound_duration=Source("response_latency_ms_bucket", _INBOUND, _INBOUND_LABELS, scale=0.001),
     authz_denied=(Source(("inbound_http_authz_deny_total", "inbound_tcp_authz_deny_total"), (), _WORKLOAD_LABELS),),
     authz_allowed=(Source(("inbound_http_authz_allow_total", "inbound_tcp_authz_allow_total"), (), _WORKLOAD_LABELS),),
     cert_expiry=(

@@ -15,6 +15,7 @@ import yaml
 
 from meshobs.query.command import CLEAR
 from tests.query.conftest import MeshStack, meshobs, start_mesh
+from tests.support.procs import wait_until
 
 APPROX = dict(rel=1e-4, abs=1e-6)  # the commands round to 6 decimals
 
@@ -27,7 +28,7 @@ class Facts:
     workload: str  # also its service
     requests: str  # raw selector of the requests the workload received
     errors: str  # ... of those answered 5xx
-    buckets: str  # latency histogram buckets (milliseconds)
+    buckets: str  # latency histogram buckets (milliseconds) at the workload's proxy
     denied_namespace: str  # a workload whose authorization policy denies a caller
     denied_workload: str
     denied_source: tuple[str, str]  # (namespace, workload) of that caller
@@ -61,6 +62,15 @@ FACTS = {
 }
 
 
+# What the callers of a service counted (its requests are the larger of theirs and its own).
+CALLERS = {
+    "istio": 'istio_requests_total{{reporter="source", destination_service_namespace="{ns}", destination_service_name="{svc}"}}',
+    "linkerd": 'response_total{{direction="outbound", dst_namespace="{ns}", dst_service="{svc}"}}',
+    "consul": 'envoy_cluster_upstream_rq_xx{{local_cluster!="", consul_destination_namespace="{ns}", '
+              'consul_destination_service="{svc}"}}',
+}
+
+
 @pytest.fixture(scope="module", params=sorted(FACTS))
 def stack(request, module_processes, tmp_path_factory) -> MeshStack:
     return start_mesh(request.param, module_processes, tmp_path_factory.mktemp(request.param), request)
@@ -81,7 +91,9 @@ def agree(stack: MeshStack, compare) -> None:
                  for what, printed, expected in compare(stack)]  # NaN (no data): printed as no value
         if all(printed == expected for _, printed, expected in pairs):
             return
-        stack.at = time.time() - 2
+        earlier = stack.at
+        wait_until(lambda: min(stack.prometheus.rule_evaluations()) > earlier, timeout=10, what="every group evaluated again")
+        stack.at = time.time()
     assert [(what, printed) for what, printed, _ in pairs] == [(what, expected) for what, _, expected in pairs]
 
 
@@ -130,18 +142,23 @@ def test_stat_per_workload_equals_promql_on_the_raw_series(stack):
 
 
 def test_stat_per_service_equals_promql_on_the_raw_series(stack):
-    """`meshobs stat svc/NAME` prints the service's RPS and p50 as PromQL on the raw series gives them."""
+    """`meshobs stat svc/NAME` prints the service's RPS (the larger of its own and its callers' counts) and p50 as PromQL on the raw series gives them."""
     f = FACTS[stack.mesh]
     where = dict(destination_namespace=f.namespace, destination_service=f.workload)
 
     def compare(stack):
         got = as_json(stack, "stat", f"svc/{f.workload}")["services"]
         assert [(r["namespace"], r["service"]) for r in got] == [(f.namespace, f.workload)]
-        requests = hand(stack, recorded("destination_service:mesh_requests:rate5m", stack.mesh, **where),
-                        f"sum(rate({f.requests}[5m]))")
+        # a service's requests are the larger of what it and what its callers counted
+        service = recorded("destination_service:mesh_requests:rate5m", stack.mesh, **where)
+        requests = max(hand(stack, service, f"sum(rate({f.requests}[5m]))"),
+                       hand(stack, service, f"sum(rate({CALLERS[stack.mesh].format(ns=f.namespace, svc=f.workload)}[5m]))"))
+        # Linkerd's service latency is what its callers measure (outbound), the others' the destination's
+        buckets = (f.buckets if stack.mesh != "linkerd" else
+                   f'response_latency_ms_bucket{{direction="outbound", dst_namespace="{f.namespace}", dst_service="{f.workload}"}}')
         p50 = hand(stack, recorded("destination_service:mesh_request_duration_seconds:histogram_quantile_rate5m",
                                    stack.mesh, quantile="0.5", **where),
-                   f"histogram_quantile(0.5, sum by (le) (rate({f.buckets}[5m]))) / 1000")
+                   f"histogram_quantile(0.5, sum by (le) (rate({buckets}[5m]))) / 1000")
         return [("rps", got[0]["requests_per_second"], requests), ("p50", got[0]["latency_seconds"]["p50"], p50)]
 
     agree(stack, compare)
