@@ -85,9 +85,10 @@ def raw_stat_queries() -> list[str]:
     """`meshobs stat`'s workload numbers as live queries on the raw series (no recorded series)."""
     dialect = DIALECTS["istio"]
     query = Query(by=("cluster",) + signals.WORKLOAD, window="5m")
-    exprs = [signal.expr(dialect, query) for signal in (signals.REQUESTS, signals.REQUEST_ERRORS, signals.MTLS_REQUESTS,
-                                                         signals.AUTHZ_DENIED, signals.PLAINTEXT_REQUESTS)]
-    exprs += [signals.REQUEST_DURATION.expr(dialect, query, quantile=q) for q in (0.5, 0.95, 0.99)]
+    exprs = [signal.expr(dialect, query) for signal in (signals.INBOUND_REQUESTS, signals.INBOUND_ERRORS,
+                                                         signals.AUTHZ_DENIED, signals.PLAINTEXT_REQUESTS,
+                                                         signals.TCP_CONNECTIONS)]
+    exprs += [signals.INBOUND_DURATION.expr(dialect, query, quantile=q) for q in (0.5, 0.95, 0.99)]
     return exprs
 
 
