@@ -14,7 +14,7 @@ counts, the only ones to see calls no destination pod answered. Intentions are E
 filters: L4 under stat prefix `connect_authz`, L7 as the HTTP RBAC filter."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
-from meshobs.meshes.envoy import ENVOY_CERTS, ENVOY_RBAC, ENVOY_TLS
+from meshobs.meshes.envoy import ENVOY_CERTS, ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
 from meshobs.promql import Source
 
@@ -39,7 +39,8 @@ _TLS_FAILURE_COUNTERS = {
 CONSUL = Dialect(
     name="consul",
     title="Consul",
-    proxy=ProxyMetrics("consul", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC, (ENVOY_CERTS,), admin_certs=True),
+    proxy=ProxyMetrics("consul", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC, (ENVOY_CERTS,), admin_certs=True,
+                       stats_filter=admin_stats_filter()),
     # consul-dataplane merges Envoy's and the app's metrics on 20200 unless the pod says otherwise.
     discovery=PodDiscovery(
         20200, "/metrics", annotations=("consul.hashicorp.com/connect-inject-status",), annotation_value="injected",

@@ -1,6 +1,8 @@
 """Envoy facts shared by the meshes that run Envoy sidecars (Istio, Consul): how its listener
 TLS and RBAC stats map to meshobs series (see envoy-security-signals.md)."""
 
+import re
+
 from meshobs.meshes.proxy import (
     ALLOWED, DENIED, DRY_RUN_ALLOWED, DRY_RUN_DENIED, FAILURES, HANDSHAKES, PLAINTEXT, CertFamily, Rule,
 )
@@ -34,3 +36,21 @@ ENVOY_RBAC = (
     Rule("envoy_rbac_shadow_denied", (DRY_RUN_DENIED, "")),
 )
 ENVOY_CERTS = CertFamily("envoy_listener_ssl_certificate_expiration_unix_time_seconds", ("envoy_tls_certificate",))
+
+
+def admin_stats_filter(*extra: str) -> str:
+    """Envoy's `/stats/prometheus?filter=` regex for the families above (plus `extra`), so the
+    proxy sends only those. Envoy matches it against its internal stat names, before tags are
+    extracted (`listener.<address>.ssl.handshake`, `http.<prefix>.rbac.denied`), not against
+    the Prometheus names: each family is written here in that form, from the same tables."""
+    ssl = sorted({rule.family.removeprefix(LISTENER_SSL) for rule in ENVOY_TLS})
+    # allowed, denied, shadow_allowed, shadow_denied; shadow stats may carry the filter's
+    # shadow_rules_stat_prefix before them (Istio: `rbac.istio_dry_run_allow_shadow_denied`)
+    decisions = sorted({rule.family.split("rbac_", 1)[1] for rule in ENVOY_RBAC})
+    cert = ENVOY_CERTS.family.removeprefix(LISTENER_SSL).split("_", 1)  # certificate, expiration_unix_...
+    return "|".join((
+        rf"^listener\..*\.ssl\.(?:{'|'.join(map(re.escape, ssl))})$",
+        rf"^listener\..*\.ssl\.{cert[0]}\..*\.{cert[1]}$",
+        rf"(?:^|\.)rbac\.(?:\w*_)?(?:{'|'.join(decisions)})$",
+        *extra,
+    ))

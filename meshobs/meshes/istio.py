@@ -10,7 +10,7 @@ filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatch
 `meshobs build` renders for Istio)."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
-from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS
+from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import (
     ALLOWED, DENIED, DRY_RUN_ALLOWED, DRY_RUN_DENIED, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of,
     label_is,
@@ -51,7 +51,7 @@ _RBAC = ("envoy_http_rbac", "envoy_rbac")
 # `envoy_http_inbound_0_0_0_0_8080_rbac{...}`; both are read.
 _ISTIO_RBAC_NAME = r"envoy_(?:http|tcp)_(?:.+_)?rbac|envoy_rbac"
 _ISTIO = (
-    *(Rule(family, (key, ""), label_is(label, result), pattern=_ISTIO_RBAC_NAME)
+    *(Rule(family, (key, ""), label_is(label, result), pattern=_ISTIO_RBAC_NAME, marker=f'{label}="')
       for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
       for key, label, result in ((ALLOWED, "authz_enforce_result", "allowed"), (DENIED, "authz_enforce_result", "denied"),
                                  (DRY_RUN_ALLOWED, "authz_dry_run_result", "allowed"),
@@ -72,7 +72,9 @@ _ISTIO_CERTS = CertFamily("envoy_listener_ssl_certificate_", ("tls_certificate",
 ISTIO = Dialect(
     name="istio",
     title="Istio",
-    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,)),
+    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,),
+                       # Istio's stats carry their tags in the internal name: match the family anywhere
+                       stats_filter=admin_stats_filter("istio_requests_total")),
     # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats.
     discovery=PodDiscovery(15090, "/stats/prometheus", annotations=("sidecar.istio.io/status",)),
     # pilot-agent's merged app + Envoy metrics, what Istio's own prometheus.io/port annotation names

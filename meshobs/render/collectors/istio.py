@@ -51,14 +51,39 @@ def mesh_config(cfg: Config) -> dict[str, Any]:
     }
 
 
+def _telemetry_spec(cfg: Config) -> dict[str, Any]:
+    return {
+        "accessLogging": [{"providers": [{"name": LOG_PROVIDER}]}],
+        "tracing": [{"providers": [{"name": TRACE_PROVIDER}], "randomSamplingPercentage": cfg.tracing.sampling_percent}],
+    }
+
+
 def telemetry(cfg: Config) -> dict[str, Any]:
+    """Mesh-wide: every sidecar, gateway and waypoint (istiod merges the root namespace's Telemetry
+    into each proxy's); ztunnel does not read Telemetry at all."""
     return {
         "apiVersion": "telemetry.istio.io/v1",
         "kind": "Telemetry",
         "metadata": {"name": "mesh-default", "namespace": ROOT_NAMESPACE},
+        "spec": _telemetry_spec(cfg),
+    }
+
+
+# The Gateway `istioctl waypoint apply` creates unless told another name.
+WAYPOINT_GATEWAY = "waypoint"
+
+
+def waypoint_telemetry(cfg: Config) -> dict[str, Any]:
+    """For a namespace whose own Telemetry turns logging or tracing off: a waypoint's L7 log and
+    spans back on, bound to its Gateway (`targetRefs`; a `selector` never matches a waypoint).
+    Namespace-less: `kubectl apply -n NS`, and rename the Gateway if yours is not `waypoint`."""
+    return {
+        "apiVersion": "telemetry.istio.io/v1",
+        "kind": "Telemetry",
+        "metadata": {"name": "meshobs-waypoint"},
         "spec": {
-            "accessLogging": [{"providers": [{"name": LOG_PROVIDER}]}],
-            "tracing": [{"providers": [{"name": TRACE_PROVIDER}], "randomSamplingPercentage": cfg.tracing.sampling_percent}],
+            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": WAYPOINT_GATEWAY}],
+            **_telemetry_spec(cfg),
         },
     }
 
@@ -85,5 +110,6 @@ def render(cfg: Config, mesh: str) -> dict[str, str]:
     return {
         "meshconfig.yaml": yamlfmt.dump(mesh_config(cfg)),
         "telemetry.yaml": yamlfmt.dump(telemetry(cfg)),
+        "telemetry-waypoint.yaml": yamlfmt.dump(waypoint_telemetry(cfg)),
         "envoyfilter-listener-access-log.yaml": yamlfmt.dump(listener_access_log(cfg)),
     }
