@@ -45,12 +45,12 @@ def admin_stats_filter(*extra: str) -> str:
     the Prometheus names: each family is written here in that form, from the same tables."""
     ssl = sorted({rule.family.removeprefix(LISTENER_SSL) for rule in ENVOY_TLS})
     # allowed, denied, shadow_allowed, shadow_denied; shadow stats may carry the filter's
-    # shadow_rules_stat_prefix before them (Istio: `rbac.istio_dry_run_allow_shadow_denied`)
+    # shadow_rules_stat_prefix before them (Istio: `rbac.istio_dry_run_allow_.shadow_denied`)
     decisions = sorted({rule.family.split("rbac_", 1)[1] for rule in ENVOY_RBAC})
     cert = ENVOY_CERTS.family.removeprefix(LISTENER_SSL).split("_", 1)  # certificate, expiration_unix_...
     return "|".join((
         rf"^listener\..*\.ssl\.(?:{'|'.join(map(re.escape, ssl))})$",
         rf"^listener\..*\.ssl\.{cert[0]}\..*\.{cert[1]}$",
-        rf"(?:^|\.)rbac\.(?:\w*_)?(?:{'|'.join(decisions)})$",
+        rf"(?:^|\.)rbac\.(?:\w+\.)?(?:{'|'.join(decisions)})$",
         *extra,
     ))
