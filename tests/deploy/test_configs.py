@@ -105,14 +105,22 @@ def _post_alerts(port: int, alerts: list[dict]) -> None:
         assert response.status == 200
 
 
-def _states(port: int) -> dict[tuple[str, str, str], str]:
+def _states(port: int) -> dict[tuple[str, str, str, str, str], str]:
+    """State by (alertname, mesh, severity, destination_namespace, destination_workload)."""
     status, body = http_get(f"http://127.0.0.1:{port}/api/v2/alerts")
     assert status == 200
-    return {(a["labels"]["alertname"], a["labels"]["mesh"], a["labels"]["severity"]): a["status"]["state"] for a in json.loads(body)}
+    return {(a["labels"]["alertname"], a["labels"]["mesh"], a["labels"]["severity"],
+             a["labels"].get("destination_namespace", ""), a["labels"].get("destination_workload", "")): a["status"]["state"]
+            for a in json.loads(body)}
+
+
+def _alert(name: str, severity: str, mesh: str, dst_namespace: str = "", dst_workload: str = "", **labels: str) -> dict:
+    where = {"destination_namespace": dst_namespace, "destination_workload": dst_workload} if dst_workload else {}
+    return {"labels": {"alertname": name, "severity": severity, "mesh": mesh, **where, **labels}}
 
 
 def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
-    """A real Alertmanager with the rendered config suppresses per-service security alerts while the exporter's targets are down, and warnings under a critical of the same alert."""
+    """A real Alertmanager with the rendered config suppresses the security alerts of exactly the workload whose proxy the exporter cannot read (not its mesh's other workloads, not another namespace's namesake), and warnings under a critical of the same alert."""
     binary = require_binary("prometheus-alertmanager")
     port = free_port()
     am = processes(
@@ -121,26 +129,33 @@ def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
         tmp_path / "alertmanager.log",
     )
     am.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, what="alertmanager /-/ready")
-    cert = {"mesh": "linkerd", "destination_namespace": "shop", "destination_workload": "reviews", "cert": "leaf"}
     _post_alerts(port, [
-        {"labels": {"alertname": "MeshExporterTargetDown", "severity": "warning", "mesh": "istio", "namespace": "shop", "workload": "reviews"}},
-        {"labels": {"alertname": "MeshMTLSFailure", "severity": "critical", "mesh": "istio", "destination_namespace": "shop",
-                    "destination_workload": "reviews", "reason": "untrusted_cert"}},
-        {"labels": {"alertname": "MeshMTLSFailure", "severity": "critical", "mesh": "linkerd", "destination_namespace": "shop",
-                    "destination_workload": "web", "reason": "untrusted_cert"}},
-        {"labels": {"alertname": "MeshHighErrorRate", "severity": "critical", "mesh": "istio", "destination_namespace": "shop",
-                    "destination_service": "reviews"}},
-        {"labels": {"alertname": "MeshCertificateExpiringSoon", "severity": "critical", **cert}},
-        {"labels": {"alertname": "MeshCertificateExpiringSoon", "severity": "warning", **cert}},
+        # as the rule renders it: the proxy's namespace and workload under both names
+        _alert("MeshExporterTargetDown", "warning", "istio", "shop", "reviews", namespace="shop", workload="reviews"),
+        _alert("MeshMTLSFailure", "critical", "istio", "shop", "reviews", reason="untrusted_cert"),
+        _alert("MeshUnauthorizedAccessBurst", "critical", "istio", "shop", "reviews"),
+        _alert("MeshUnauthorizedAccessSustained", "warning", "istio", "shop", "reviews"),
+        _alert("MeshMTLSFailure", "critical", "istio", "shop", "ratings", reason="untrusted_cert"),
+        _alert("MeshPlaintextTraffic", "warning", "istio", "payments", "reviews"),
+        _alert("MeshMTLSFailure", "critical", "linkerd", "shop", "reviews", reason="untrusted_cert"),
+        _alert("MeshHighErrorRate", "critical", "istio", destination_namespace="shop", destination_service="reviews"),
+        _alert("MeshCertificateExpiringSoon", "critical", "linkerd", "shop", "web", cert="leaf"),
+        _alert("MeshCertificateExpiringSoon", "warning", "linkerd", "shop", "web", cert="leaf"),
     ])
 
     expected = {
-        ("MeshExporterTargetDown", "istio", "warning"): "active",
-        ("MeshMTLSFailure", "istio", "critical"): "suppressed",  # the exporter cannot read istio proxies
-        ("MeshMTLSFailure", "linkerd", "critical"): "active",  # another mesh: not inhibited
-        ("MeshHighErrorRate", "istio", "critical"): "active",  # not read from the exporter
-        ("MeshCertificateExpiringSoon", "linkerd", "critical"): "active",
-        ("MeshCertificateExpiringSoon", "linkerd", "warning"): "suppressed",  # the critical one covers it
+        ("MeshExporterTargetDown", "istio", "warning", "shop", "reviews"): "active",
+        # the exporter cannot read this workload's proxy: its exporter-fed alerts are held back
+        ("MeshMTLSFailure", "istio", "critical", "shop", "reviews"): "suppressed",
+        ("MeshUnauthorizedAccessBurst", "istio", "critical", "shop", "reviews"): "suppressed",
+        ("MeshUnauthorizedAccessSustained", "istio", "warning", "shop", "reviews"): "suppressed",
+        # another workload of the same mesh, and a namesake in another namespace: not inhibited
+        ("MeshMTLSFailure", "istio", "critical", "shop", "ratings"): "active",
+        ("MeshPlaintextTraffic", "istio", "warning", "payments", "reviews"): "active",
+        ("MeshMTLSFailure", "linkerd", "critical", "shop", "reviews"): "active",  # another mesh
+        ("MeshHighErrorRate", "istio", "critical", "shop", ""): "active",  # not read from the exporter
+        ("MeshCertificateExpiringSoon", "linkerd", "critical", "shop", "web"): "active",
+        ("MeshCertificateExpiringSoon", "linkerd", "warning", "shop", "web"): "suppressed",  # the critical one covers it
     }
     # Alerts show as active until Alertmanager has processed the inhibiting ones: poll for the
     # settled picture rather than taking the first complete one.
@@ -155,10 +170,19 @@ def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
 
 
 def test_cluster_setting_labels_every_scrape_job():
-    """deploy.cluster adds the configured cluster label to every job's targets; by default every job sets cluster="default"."""
+    """deploy.cluster adds the configured cluster label to every job's targets, as an external label, and to every operator monitor; by default every job sets cluster="default"; with none set, nothing does."""
     files = render(config.from_dict({"cluster_label": "k8s_cluster", "deploy": {"cluster": "eu-1"}}))
-    jobs = yaml.safe_load(files["deploy/prometheus/prometheus.yml"])["scrape_configs"]
+    prometheus_yml = yaml.safe_load(files["deploy/prometheus/prometheus.yml"])
+    jobs = prometheus_yml["scrape_configs"]
     assert all(job["relabel_configs"][-1] == {"target_label": "k8s_cluster", "replacement": "eu-1"} for job in jobs)
+    assert prometheus_yml["global"]["external_labels"] == {"k8s_cluster": "eu-1"}
+    monitors = [yaml.safe_load(content) for path, content in files.items()
+                if path.startswith("deploy/operator/") and ("monitor-" in path)]
+    endpoints = [e for m in monitors for e in m["spec"].get("podMetricsEndpoints", m["spec"].get("endpoints", []))]
+    assert {m["kind"] for m in monitors} == {"PodMonitor", "ServiceMonitor"}
+    assert all(e["relabelings"][-1] == {"targetLabel": "k8s_cluster", "replacement": "eu-1"} for e in endpoints)
+    assert "external_labels" not in yaml.safe_load(render(config.from_dict({"deploy": {"cluster": ""}}))[
+        "deploy/prometheus/prometheus.yml"])["global"]
     default = yaml.safe_load(render()["deploy/prometheus/prometheus.yml"])["scrape_configs"]
     assert all(job["relabel_configs"][-1] == {"target_label": "cluster", "replacement": "default"} for job in default)
     none = yaml.safe_load(render(config.from_dict({"deploy": {"cluster": ""}}))["deploy/prometheus/prometheus.yml"])
@@ -174,6 +198,7 @@ def test_every_alert_name_in_routes_and_inhibitions_is_rendered(artefacts, deplo
                 for group in yaml.safe_load(content)["groups"] for rule in group["rules"] if "alert" in rule}
     text = (deploy / "alertmanager/alertmanager.yml").read_text()
     named = {name for match in re.findall(r'alertname=~?"([^"]+)"', text) for name in match.split("|")}
-    assert named == {"MeshExporterTargetDown", "MeshMTLSFailure", "MeshUnauthorizedAccessBurst", "MeshPlaintextTraffic",
-                     "MeshCertificateExpiringSoon", "MeshErrorBudgetBurn"}
+    assert named == {"MeshExporterTargetDown", "MeshMTLSFailure", "MeshUnauthorizedAccessBurst",
+                     "MeshUnauthorizedAccessSustained", "MeshPlaintextTraffic", "MeshCertificateExpiringSoon",
+                     "MeshErrorBudgetBurn"}
     assert named <= rendered

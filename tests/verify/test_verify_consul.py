@@ -13,7 +13,7 @@ from tests.verify import stack
 from tests.verify.test_verify_replayed import VERIFY_ARGS, panel
 
 
-def start_consul(processes, tmp_path):
+def start_consul(processes, tmp_path, store=stack.start):
     mesh = start_consul_mesh(processes, tmp_path)
     sidecars = mesh.sidecars()
     # the labels the rendered consul-proxies job attaches (namespace, pod, datacenter)
@@ -34,7 +34,7 @@ def start_consul(processes, tmp_path):
             assert tcp_connect(mesh.db, mesh.backend.pki.allowed).startswith(b"HTTP/1.1 200")  # L4 intention allows
             assert tcp_connect(mesh.db, mesh.backend.pki.denied) == b""  # L4 intention denies: closed
 
-    out, prometheus = stack.start(processes, tmp_path, "consul", jobs, entries, traffic)
+    out, prometheus = store(processes, tmp_path, "consul", jobs, entries, traffic)
     return mesh, out, prometheus
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from meshobs import accesslog, yamlfmt
 from meshobs.config import Config
+from meshobs.meshes.istio import NO_FILTER_CHAIN_STAT
 from meshobs.render.collectors.endpoints import ACCESS_LOG_PATH, OTLP_GRPC_PORT, collector_host
 
 LOG_PROVIDER = "meshobs-access-log"
@@ -18,6 +19,8 @@ ROOT_NAMESPACE = "istio-system"
 # these regexps against the whole stat name (before tag extraction).
 STATS_INCLUSION_REGEXPS = (
     r"listener\..*\.ssl\.(handshake|connection_error|no_certificate|fail_verify_[a-z_]+)",
+    # STRICT mTLS refuses plaintext by finding no filter chain for it (NR filter_chain_not_found)
+    NO_FILTER_CHAIN_STAT,
     r"listener\..*\.ssl\.certificate\..*\.expiration_unix_time_seconds",
     r"server\.days_until_first_cert_expiring",
     r".*\.rbac\.(allowed|denied|shadow_allowed|shadow_denied)",
