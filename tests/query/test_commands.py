@@ -189,9 +189,17 @@ def test_authz_names_the_denied_workload_and_its_caller(stack):
 
 
 def test_tls_lists_what_strict_would_break(stack):
-    """`meshobs tls` marks the workload reached in plaintext as unsafe for STRICT, with its source where the mesh names it."""
+    """`meshobs tls` marks the workload reached in plaintext as unsafe for STRICT, with its source where the mesh names it; plaintext a listener refused is a TLS failure, not a reason against STRICT."""
     f = FACTS[stack.mesh]
     document = as_json(stack, "tls")
+    if stack.mesh == "consul":  # the data's plaintext attempts hit an mTLS-only listener: refused
+        backend = row(document["workloads"], workload="backend")
+        assert backend["strict_safe"] and backend["tls_failures_per_second"]["not_tls"] > 0
+        assert {(e["mtls_share"], e["plaintext_per_second"]) for e in document["edges"]} == {(None, None)}  # callers label neither
+        assert stack.run("tls", "--fail-if", "plaintext").code == 0
+        failing = stack.run("tls", "--fail-if", "tls-failures")
+        assert (failing.code, failing.err) == (1, "meshobs tls: --fail-if tls-failures holds: default/backend (consul)\n")
+        return
     plain = row(document["workloads"], workload=f.plaintext_workload)
     assert plain["plaintext_per_second"] > 0 and plain["strict_safe"] is False
     assert document["strict_safe"] is False
@@ -199,11 +207,9 @@ def test_tls_lists_what_strict_would_break(stack):
         # the unmeshed caller has no identity: Istio labels it "unknown"
         assert [(s["namespace"], s["workload"]) for s in plain["plaintext_sources"]] == [("unknown", "unknown")]
         assert plain["plaintext_sources"][0]["requests_per_second"] > 0
-    else:
-        assert plain["plaintext_sources"] is None
-    if stack.mesh == "istio":
         assert plain["verdict"] == "would break callers outside the mesh"
     else:
+        assert plain["plaintext_sources"] is None
         assert plain["verdict"] == "would break plaintext callers (sources unknown)"
     safe = [r for r in document["workloads"] if r["plaintext_per_second"] == 0]
     assert safe and all(r["strict_safe"] for r in safe)
@@ -214,10 +220,8 @@ def test_tls_lists_what_strict_would_break(stack):
     if stack.mesh == "istio":  # per edge: the unmeshed caller is all plaintext, the meshed one all mTLS
         assert (edges[("unknown", "productpage")]["mtls_share"], edges[("frontend", "productpage")]["mtls_share"]) == (0, 1)
         assert edges[("unknown", "productpage")]["plaintext_per_second"] > 0
-    elif stack.mesh == "linkerd":  # callers' proxies say they used mTLS; they do not see plaintext
+    else:  # Linkerd's callers' proxies say they used mTLS; they do not see plaintext
         assert (edges[("web", "voting")]["mtls_share"], edges[("web", "voting")]["plaintext_per_second"]) == (1, None)
-    else:  # Consul's callers label neither
-        assert {(e["mtls_share"], e["plaintext_per_second"]) for e in edges.values()} == {(None, None)}
     assert "Edges (source workload -> destination workload):" in stack.run("tls", "--edges").out
     assert "Edges" not in stack.run("tls").out
 
@@ -225,10 +229,9 @@ def test_tls_lists_what_strict_would_break(stack):
     assert failing.code == 1
     assert f"{f.plaintext_workload} ({stack.mesh})" in failing.err
     assert "STRICT mTLS would break" in failing.out
-    if stack.mesh != "consul":  # a namespace without plaintext passes
-        passing = stack.run("tls", "-n", f.denied_namespace, "--fail-if", "plaintext")
-        assert (passing.code, passing.err) == (0, "")
-        assert "STRICT mTLS is safe to enforce for every workload shown" in passing.out
+    passing = stack.run("tls", "-n", f.denied_namespace, "--fail-if", "plaintext")  # a namespace without plaintext
+    assert (passing.code, passing.err) == (0, "")
+    assert "STRICT mTLS is safe to enforce for every workload shown" in passing.out
 
 
 def test_certs_lists_the_soonest_expiry_first(stack):
