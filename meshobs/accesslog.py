@@ -91,6 +91,22 @@ def _peer_identity(self) -> str | None:
     return None if self.transport_failure_reason else self.peer_principal
 
 
+# Envoy's RBAC filters write which policy decided a denial into the response code details (HTTP)
+# or the connection termination details (network RBAC): `rbac_access_denied_matched_policy[NAME]`,
+# NAME `none` when an ALLOW policy set matched nothing. The same pattern (valid in Ruby and
+# Python) feeds Fluentd's security records.
+MATCHED_POLICY = r"rbac_access_denied_matched_policy\[(.*)\]"
+
+
+def _matched_policy(self) -> str | None:
+    """The policy that denied this request or connection, as the proxy logged it."""
+    for details in (self.response_code_details, self.connection_termination_details):
+        match = re.search(MATCHED_POLICY, details or "")
+        if match:
+            return match.group(1)
+    return None
+
+
 def _kind(self) -> str:
     """`connection` for listener-level lines (no HTTP request seen), else `http`."""
     return "http" if self.method is not None or self.response_code is not None else "connection"
@@ -102,6 +118,8 @@ Record = dataclasses.make_dataclass(
     [(f.name, _PY_TYPES[f.kind], dataclasses.field(default=None)) for f in FIELDS],
     frozen=True,
     namespace={"peer_identity": property(_peer_identity), "kind": property(_kind),
+               "matched_policy": property(_matched_policy),
+               "source_principal": property(_peer_identity),  # who was denied: the verified client identity
                "__doc__": "One access-log line in typed values; absent values are None."},
 )
 

@@ -20,6 +20,10 @@ log = logging.getLogger("meshobs")
 _PLUGGED_COMMANDS = {
     "exporter": ("meshobs.exporter.cli", "scrape sidecar proxies and serve normalized security metrics"),
     "verify": ("meshobs.verify", "run every dashboard and rule query against a live Prometheus"),
+    "stat": ("meshobs.query.stat", "success rate, RPS, latency, mTLS and denials per workload, service or edge"),
+    "authz": ("meshobs.query.authz", "allowed, denied and would-be-denied requests per workload, and who is denied"),
+    "tls": ("meshobs.query.tls", "mTLS share, plaintext sources, TLS failures, and whether STRICT is safe"),
+    "certs": ("meshobs.query.certs", "the certificates that expire first"),
 }
 
 

@@ -8,6 +8,7 @@
     ├── ToolNotFoundError        an external binary (promtool, envoy...) is missing
     ├── AccessLogParseError      an access-log line does not match the record: names line and field
     ├── VerifyError              `meshobs verify` cannot run (no rendered files, Prometheus unreachable)
+    ├── QueryError               `meshobs stat/authz/tls/certs` cannot answer (Prometheus unreachable, no rules)
     └── ExporterError            the exporter cannot start (bad flag, bad targets file)
         └── TargetsFileError     a file_sd targets file is malformed: names file and entry
 """
@@ -72,6 +73,12 @@ class AccessLogParseError(MeshobsError):
 
 class VerifyError(MeshobsError):
     """`meshobs verify` cannot run at all (as opposed to a query that fails, which it reports)."""
+
+    exit_code = 2
+
+
+class QueryError(MeshobsError):
+    """A terminal command (`meshobs stat` ...) cannot answer: usage or connection, never data."""
 
     exit_code = 2
 

@@ -287,3 +287,17 @@ def histogram_quantile(quantile: float, source: Source, query: Query, extra: Ext
     inner = _range_function("rate", source, query, None, _extra(extra, source))
     expr = f"histogram_quantile({quantile:g}, {_aggregate('sum', tuple(query.by) + ('le',))}({_normalize(inner, source, query.by)}))"
     return _scaled(expr, source.scale)
+
+
+def average_over(expr: str, window: str, evaluations: float) -> str:
+    """A recorded rate averaged over a longer window of `evaluations` rule evaluations: a rate
+    over that window, read from the recorded series instead of the raw counters. Summed and
+    divided by the evaluations, not avg_over_time: a series born half-way through the window
+    (the first error) must not count as if it had lasted the whole window."""
+    return f"sum_over_time({expr}[{window}]) / {evaluations:g}"
+
+
+def highest_over(expr: str, window: str) -> str:
+    """The highest sample of a recorded quantile over a longer window (max_over_time skips the
+    NaN an idle interval records, where avg_over_time would return NaN)."""
+    return f"max_over_time({expr}[{window}])"

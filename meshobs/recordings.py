@@ -13,7 +13,7 @@ from meshobs.config import Config, duration_seconds
 from meshobs.meshes.base import Dialect
 from meshobs.promql import Query
 
-QUANTILES = (0.5, 0.9, 0.99)
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,19 @@ plaintext = Family("destination_workload", "mesh_requests_plaintext", "rate")
 authz_denied = Family("destination_workload", "mesh_authz_denied", "rate")
 tls_failures = Family("destination_workload_reason", "mesh_tls_handshake_failures", "rate")
 config_rejections = Family("destination_workload", "mesh_config_rejections", "increase")
+# Read by `meshobs stat / authz / tls` (meshobs/query): per-workload golden signals and edges.
+workload_request_errors = Family("destination_workload", "mesh_request_errors", "rate")
+workload_latency = Family("destination_workload", "mesh_request_duration_seconds", "histogram_quantile_rate")
+authz_allowed = Family("destination_workload", "mesh_authz_allowed", "rate")
+workload_tcp_connections = Family("destination_workload", "mesh_tcp_connections", "rate")
+dry_run_denied = Family("destination_workload", "mesh_authz_dry_run_denied", "rate")
+dry_run_allowed = Family("destination_workload", "mesh_authz_dry_run_allowed", "rate")
+edge_requests = Family("edge", "mesh_requests", "rate")
+edge_request_errors = Family("edge", "mesh_request_errors", "rate")
+workload_edge_requests = Family("workload_edge", "mesh_requests", "rate")
+workload_edge_mtls = Family("workload_edge", "mesh_requests_mtls", "rate")
+workload_edge_forbidden = Family("workload_edge", "mesh_requests_forbidden", "rate")
+workload_edge_plaintext = Family("workload_edge", "mesh_requests_plaintext", "rate")
 CERT_EXPIRY = Recorded("destination_workload_cert", "mesh_cert_expiry_timestamp_seconds", "min")
 CERT_LIFETIME = Recorded("destination_workload_cert", "mesh_cert_lifetime_seconds", "max")
 
@@ -81,6 +94,11 @@ def burn_windows(cfg: Config) -> list[str]:
 def traffic_windows(cfg: Config) -> list[str]:
     """Windows the service request rates are recorded at: the error and latency alerts' and the burn-rate ones."""
     return sorted(set(burn_windows(cfg)) | {cfg.alerts.error_rate.window, cfg.alerts.latency.window}, key=duration_seconds)
+
+
+def query_window(cfg: Config) -> str:
+    """The window of the series recorded for the terminal commands (longer ones are averaged)."""
+    return traffic_windows(cfg)[0]
 
 
 def quantiles(cfg: Config) -> list[float]:
@@ -171,4 +189,37 @@ def security_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
         window = alerts.config_rejected.window
         query = _query(cfg, dialect, signals.WORKLOAD, window)
         rules.append(Rule(config_rejections(window).name, signals.CONFIG_REJECTIONS.expr(dialect, query, extra=extra), mesh))
+    return rules
+
+
+def query_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
+    """What the terminal commands need beyond the alerts' series, at the shortest traffic window
+    (longer ones are averaged from it by the commands) and the latency window."""
+    mesh = {"mesh": dialect.name}
+    extra = extra_matchers(cfg, dialect)
+    window = query_window(cfg)
+    workload = _query(cfg, dialect, signals.WORKLOAD, window)
+    edge = _query(cfg, dialect, signals.EDGE, window)
+    workload_edge = _query(cfg, dialect, signals.WORKLOAD_EDGE, window)
+    denied_edge = _query(cfg, dialect, signals.DENIED_EDGE, window)
+    rules = [Rule(workload_request_errors(window).name, signals.INBOUND_ERRORS.expr(dialect, workload, extra=extra), mesh),
+             Rule(authz_allowed(window).name, signals.AUTHZ_ALLOWED.expr(dialect, workload, extra=extra), mesh),
+             Rule(edge_requests(window).name, signals.EDGE_REQUESTS.expr(dialect, edge, extra=extra), mesh),
+             Rule(workload_edge_requests(window).name, signals.EDGE_REQUESTS.expr(dialect, workload_edge, extra=extra), mesh)]
+    for family, signal, query in ((edge_request_errors, signals.EDGE_ERRORS, edge),
+                                  (workload_edge_mtls, signals.EDGE_MTLS, workload_edge),
+                                  (workload_edge_forbidden, signals.EDGE_FORBIDDEN, denied_edge),
+                                  (workload_edge_plaintext, signals.EDGE_PLAINTEXT, workload_edge)):
+        if signal.available(dialect):
+            rules.append(Rule(family(window).name, signal.expr(dialect, query, extra=extra), mesh))
+    for family, signal in ((dry_run_denied, signals.DRY_RUN_DENIED), (dry_run_allowed, signals.DRY_RUN_ALLOWED),
+                           (workload_tcp_connections, signals.TCP_CONNECTIONS)):
+        if signal.available(dialect):
+            rules.append(Rule(family(window).name, signal.expr(dialect, workload, extra=extra), mesh))
+    window = cfg.alerts.latency.window
+    workload = _query(cfg, dialect, signals.WORKLOAD, window)
+    for q in quantiles(cfg) if signals.INBOUND_DURATION.available(dialect) else ():
+        rules.append(Rule(workload_latency(window).name,
+                          signals.INBOUND_DURATION.expr(dialect, workload, quantile=q, extra=extra),
+                          dict(mesh, quantile=f"{q:g}")))
     return rules

@@ -12,11 +12,16 @@ from typing import Callable
 
 from meshobs import promql
 from meshobs.meshes.base import Dialect
+from meshobs.meshes.proxy import DRY_RUN_ALLOWED as DRY_RUN_ALLOWED_TOTAL
+from meshobs.meshes.proxy import DRY_RUN_DENIED as DRY_RUN_DENIED_TOTAL
 from meshobs.promql import Query, Source
 
 SERVICE = ("destination_namespace", "destination_service")
 WORKLOAD = ("destination_namespace", "destination_workload")
 EDGE = ("source_namespace", "source_workload", "destination_namespace", "destination_service")
+WORKLOAD_EDGE = ("source_namespace", "source_workload", "destination_namespace", "destination_workload")
+# a denied caller by identity too, where the mesh labels it (Istio): empty elsewhere
+DENIED_EDGE = WORKLOAD_EDGE + ("source_principal",)
 
 
 @dataclass(frozen=True)
@@ -85,17 +90,32 @@ REQUEST_DURATION = Signal("request_duration", "Latency", "s", "quantile", _one("
                           description="time to answer a request to a destination service (Linkerd: as its callers see it)")
 INBOUND_PLAINTEXT = Signal("inbound_plaintext", "Inbound plaintext requests", "reqps", "rate", _one("requests"),
                            facet="plaintext", description="requests the destination workload's proxy served without mutual TLS")
+INBOUND_DURATION = Signal("inbound_duration", "Inbound latency", "s", "quantile", _one("inbound_duration"),
+                          description="time the destination workload's proxy took to answer a request")
 PLAINTEXT_REQUESTS = Signal("plaintext_requests", "Plaintext requests", "reqps", "rate",
                             lambda d: d.plaintext_sources(),
                             description="requests that reached a workload without mutual TLS")
 EDGE_REQUESTS = Signal("edge_requests", "Requests by source", "reqps", "rate", _one("edges"),
                        description="requests by source and destination")
+EDGE_ERRORS = Signal("edge_errors", "Failed requests by source", "reqps", "rate", _one("edges"), facet="error",
+                     description="failed requests (5xx, failed gRPC) by source and destination")
+EDGE_MTLS = Signal("edge_mtls", "mTLS requests by source", "reqps", "rate", _one("edges"), facet="mtls",
+                   description="requests over mutual TLS, by source and destination")
+EDGE_PLAINTEXT = Signal("edge_plaintext", "Plaintext requests by source", "reqps", "rate", _one("edges"), facet="plaintext",
+                        description="requests served without mutual TLS, by source and destination")
 EDGE_FORBIDDEN = Signal("edge_forbidden", "403 responses by source", "reqps", "rate", _one("edges"), facet="403",
                         description="403 responses by source and destination")
 AUTHZ_DENIED = Signal("authz_denied", "Authorization denials", "reqps", "rate", lambda d: d.authz_denied_sources(),
                       description="requests or connections refused by an authorization policy", exporter_judges=True)
 AUTHZ_ALLOWED = Signal("authz_allowed", "Authorization allowed", "reqps", "rate", lambda d: d.authz_allowed_sources(),
                        description="requests or connections an authorization policy allowed")
+DRY_RUN_DENIED = Signal("dry_run_denied", "Would be denied", "reqps", "rate", lambda d: d.dry_run_sources(DRY_RUN_DENIED_TOTAL),
+                        description="requests or connections a dry-run (shadow) authorization policy would deny")
+DRY_RUN_ALLOWED = Signal("dry_run_allowed", "Would be allowed", "reqps", "rate",
+                         lambda d: d.dry_run_sources(DRY_RUN_ALLOWED_TOTAL),
+                         description="requests or connections a dry-run (shadow) authorization policy would allow")
+TCP_CONNECTIONS = Signal("tcp_connections", "New TCP connections", "cps", "rate", lambda d: d.tcp_connections,
+                         description="TCP connections the destination proxy accepted")
 TLS_HANDSHAKES = Signal("tls_handshakes", "TLS handshakes", "ops", "rate", lambda d: d.tls_handshake_sources(),
                         description="successful TLS handshakes at the destination")
 TLS_FAILURES = Signal("tls_failures", "TLS handshake failures", "ops", "rate", lambda d: d.tls_failure_sources(),

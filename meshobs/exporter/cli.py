@@ -45,6 +45,7 @@ series (labels mesh, namespace, workload on all):
   meshobs_tls_handshakes_total                   successful handshakes
   meshobs_tls_handshake_failures_total{reason}   no_client_cert, untrusted_cert, san_mismatch, not_tls, other
   meshobs_authz_allowed_total, meshobs_authz_denied_total
+  meshobs_authz_dry_run_allowed_total, meshobs_authz_dry_run_denied_total   shadow / dry-run policy decisions
   meshobs_plaintext_requests_total               traffic served without mutual TLS (refused plaintext: not_tls)
   meshobs_authz_denied_burst, meshobs_authz_denied_bursts_total
   meshobs_cert_expiry_timestamp_seconds{cert}    leaf, ca
@@ -55,7 +56,7 @@ series (labels mesh, namespace, workload on all):
   meshobs_cycle_duration_seconds, meshobs_cycle_targets, meshobs_cycle_deferred_targets,
   meshobs_cycle_overrun_total    the scrape loop's own work: a cycle longer than the interval
                                  means this replica needs another shard (no workload labels)
-At most 20 series per workload plus 2 per proxy, whatever the proxy exposes. Counters are kept
+At most 22 series per workload plus 2 per proxy, whatever the proxy exposes. Counters are kept
 per workload and stay monotonic across proxy restarts and pod churn. Only GET /stats/prometheus
 (on Envoy with ?usedonly&filter= a constant regex of the families read), /metrics and /certs are
 ever sent to a proxy.

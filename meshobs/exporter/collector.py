@@ -17,6 +17,7 @@ from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
 
 from meshobs.exporter.normalize import ALLOWED, CERT_EXPIRY, CERT_NOT_BEFORE, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS
+from meshobs.meshes.proxy import DRY_RUN_ALLOWED, DRY_RUN_DENIED
 from meshobs.exporter.state import SCRAPE_ERROR_REASONS, State
 
 LABELS = ["mesh", "namespace", "workload"]
@@ -26,6 +27,8 @@ _COUNTERS = (
     (ALLOWED, "Requests or connections allowed by authorization policy."),
     (DENIED, "Requests or connections denied by authorization policy."),
     (PLAINTEXT, "Traffic the workload served without mutual TLS (plaintext it refused is a not_tls failure)."),
+    (DRY_RUN_ALLOWED, "Requests or connections a dry-run (shadow) authorization policy would allow."),
+    (DRY_RUN_DENIED, "Requests or connections a dry-run (shadow) authorization policy would deny."),
 )
 
 

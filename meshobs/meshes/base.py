@@ -22,6 +22,8 @@ EXPORTER_METRICS = (
     "meshobs_tls_handshake_failures_total",
     "meshobs_authz_allowed_total",
     "meshobs_authz_denied_total",
+    "meshobs_authz_dry_run_allowed_total",
+    "meshobs_authz_dry_run_denied_total",
     "meshobs_plaintext_requests_total",
     "meshobs_authz_denied_burst",
     "meshobs_authz_denied_bursts_total",
@@ -76,11 +78,14 @@ class Dialect:
     service_requests: tuple[Source, ...]
     edges: Source
     request_duration: Source
+    # the same histogram as the destination workload's own proxy measures it (meshobs stat per workload)
+    inbound_duration: Source | None = None
     authz_denied: tuple[Source, ...] = ()
     authz_allowed: tuple[Source, ...] = ()
     tls_handshakes: tuple[Source, ...] = ()
     tls_failures: tuple[Source, ...] = ()
     cert_expiry: tuple[Source, ...] = ()
+    tcp_connections: tuple[Source, ...] = ()  # connections the destination proxy accepted (counters)
     config_rejected: tuple[Source, ...] = ()
     control_plane: ControlPlane = field(default_factory=ControlPlane)
     # How long the mesh's workload (leaf) certificates live by default: where only a
@@ -104,6 +109,10 @@ class Dialect:
 
     def authz_allowed_sources(self) -> tuple[Source, ...]:
         return (self.exporter("meshobs_authz_allowed_total"),) + self.authz_allowed
+
+    def dry_run_sources(self, series: str) -> tuple[Source, ...]:
+        """The exporter's dry-run decisions, where this mesh's proxy reports any (Envoy shadow rules)."""
+        return (self.exporter(series),) if self.proxy.reports(series) else ()
 
     def tls_failure_sources(self) -> tuple[Source, ...]:
         return (self.exporter("meshobs_tls_handshake_failures_total", reason="reason"),) + self.tls_failures
@@ -135,9 +144,9 @@ class Dialect:
 
     def catalogue(self) -> frozenset[str]:
         """Every metric name the rules and dashboards of this mesh may read."""
-        sources: list[Source | None] = [self.requests, *self.service_requests, self.edges, self.request_duration]
+        sources: list[Source | None] = [self.requests, *self.service_requests, self.edges, self.request_duration, self.inbound_duration]
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
-                    *self.cert_expiry, *self.config_rejected]
+                    *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
         names = {name for s in sources if s is not None for name in s.metric_names()}
         return frozenset(names | set(EXPORTER_METRICS) | set(self.extra_catalogue))

@@ -60,11 +60,14 @@ CONSUL = Dialect(
             "source_workload": "local_cluster",
             "destination_namespace": "consul_destination_namespace",
             "destination_service": "consul_destination_service",
+            # the callee's sidecar is tagged local_cluster=<its service>: the same name as its workload
+            "destination_workload": "consul_destination_service",
             "code": "envoy_response_code",
         },
         facets={"error": ('envoy_response_code=~"5.."',), "403": ('envoy_response_code="403"',)},
     ),
     request_duration=Source("envoy_http_downstream_rq_time_bucket", _PUBLIC, _LOCAL_SERVICE, scale=0.001),
+    inbound_duration=Source("envoy_http_downstream_rq_time_bucket", _PUBLIC, _LOCAL_WORKLOAD, scale=0.001),
     authz_denied=(Source(("envoy_rbac_denied", "envoy_http_rbac_denied"), _CONSUL, _LOCAL),),
     authz_allowed=(Source(("envoy_rbac_allowed", "envoy_http_rbac_allowed"), _CONSUL, _LOCAL),),
     tls_handshakes=(Source("envoy_listener_ssl_handshake", _CONSUL, _LOCAL),),
@@ -80,6 +83,9 @@ CONSUL = Dialect(
             constant_labels={"cert": "leaf"},
         ),
     ),
+    # the public listener is an HTTP connection manager (HTTP services) or a tcp_proxy (TCP services)
+    tcp_connections=(Source("envoy_http_downstream_cx_total", _PUBLIC, _LOCAL),
+                     Source("envoy_tcp_downstream_cx_total", ('envoy_tcp_prefix="public_listener"',), _LOCAL)),
     config_rejected=(
         Source(("envoy_cluster_manager_cds_update_rejected", "envoy_listener_manager_lds_update_rejected"), _CONSUL, _LOCAL),
     ),

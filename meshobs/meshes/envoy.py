@@ -3,7 +3,9 @@ TLS and RBAC stats map to meshobs series (see envoy-security-signals.md)."""
 
 import re
 
-from meshobs.meshes.proxy import ALLOWED, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, CertFamily, Rule
+from meshobs.meshes.proxy import (
+    ALLOWED, DENIED, DRY_RUN_ALLOWED, DRY_RUN_DENIED, FAILURES, HANDSHAKES, PLAINTEXT, CertFamily, Rule,
+)
 
 LISTENER_SSL = "envoy_listener_ssl_"
 # Envoy's listener ssl counters (see envoy-security-signals.md): `handshake` counts successes only;
@@ -21,12 +23,17 @@ ENVOY_TLS = (
     Rule(LISTENER_SSL + "fail_verify_cert_hash", (FAILURES, "other")),
 )
 # Standard Envoy tags (Consul): one family per decision; L7 http RBAC and L4 network RBAC
-# (Consul intentions use the `connect_authz` prefix). Shadow (dry-run) decisions are other names.
+# (Consul intentions use the `connect_authz` prefix). A filter's shadow rules (dry-run policies,
+# Consul escape hatches) count what they would decide as `shadow_allowed` / `shadow_denied`.
 ENVOY_RBAC = (
     Rule("envoy_http_rbac_allowed", (ALLOWED, "")),
     Rule("envoy_http_rbac_denied", (DENIED, "")),
     Rule("envoy_rbac_allowed", (ALLOWED, "")),
     Rule("envoy_rbac_denied", (DENIED, "")),
+    Rule("envoy_http_rbac_shadow_allowed", (DRY_RUN_ALLOWED, "")),
+    Rule("envoy_http_rbac_shadow_denied", (DRY_RUN_DENIED, "")),
+    Rule("envoy_rbac_shadow_allowed", (DRY_RUN_ALLOWED, "")),
+    Rule("envoy_rbac_shadow_denied", (DRY_RUN_DENIED, "")),
 )
 ENVOY_CERTS = CertFamily("envoy_listener_ssl_certificate_expiration_unix_time_seconds", ("envoy_tls_certificate",))
 
@@ -37,11 +44,13 @@ def admin_stats_filter(*extra: str) -> str:
     extracted (`listener.<address>.ssl.handshake`, `http.<prefix>.rbac.denied`), not against
     the Prometheus names: each family is written here in that form, from the same tables."""
     ssl = sorted({rule.family.removeprefix(LISTENER_SSL) for rule in ENVOY_TLS})
-    decisions = sorted({rule.family.rsplit("_", 1)[1] for rule in ENVOY_RBAC})
+    # allowed, denied, shadow_allowed, shadow_denied; shadow stats may carry the filter's
+    # shadow_rules_stat_prefix before them (Istio: `rbac.istio_dry_run_allow_.shadow_denied`)
+    decisions = sorted({rule.family.split("rbac_", 1)[1] for rule in ENVOY_RBAC})
     cert = ENVOY_CERTS.family.removeprefix(LISTENER_SSL).split("_", 1)  # certificate, expiration_unix_...
     return "|".join((
         rf"^listener\..*\.ssl\.(?:{'|'.join(map(re.escape, ssl))})$",
         rf"^listener\..*\.ssl\.{cert[0]}\..*\.{cert[1]}$",
-        rf"(?:^|\.)rbac\.(?:{'|'.join(decisions)})$",
+        rf"(?:^|\.)rbac\.(?:\w+\.)?(?:{'|'.join(decisions)})$",
         *extra,
     ))

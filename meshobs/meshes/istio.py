@@ -12,7 +12,8 @@ filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatch
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import (
-    ALLOWED, DENIED, FAILURES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is,
+    ALLOWED, DENIED, DRY_RUN_ALLOWED, DRY_RUN_DENIED, FAILURES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule,
+    all_of, label_is,
 )
 from meshobs.promql import AnyOf, Cut, Source
 
@@ -32,6 +33,7 @@ _LABELS = {
     "destination_workload": "destination_workload",
     "source_namespace": "source_workload_namespace",
     "source_workload": "source_workload",
+    "source_principal": "source_principal",  # the caller's SPIFFE identity (`unknown` when unmeshed)
     # the caller's cluster as Istio names it (values.global.multiCluster.clusterName)
     "source_cluster": "source_cluster",
     "code": "response_code",
@@ -53,10 +55,11 @@ _ISTIO_RBAC_NAME = r"envoy_(?:http|tcp)_(?:.+_)?rbac|envoy_rbac"
 # Its internal Envoy name (what the stats filter and Istio's proxyStatsMatcher match).
 NO_FILTER_CHAIN_STAT = r"listener\..*\.no_filter_chain_match"
 _ISTIO = (
-    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME,
-           marker='authz_enforce_result="')
+    *(Rule(family, (key, ""), label_is(label, result), pattern=_ISTIO_RBAC_NAME, marker=f'{label}="')
       for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
-      for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
+      for key, label, result in ((ALLOWED, "authz_enforce_result", "allowed"), (DENIED, "authz_enforce_result", "denied"),
+                                 (DRY_RUN_ALLOWED, "authz_dry_run_result", "allowed"),
+                                 (DRY_RUN_DENIED, "authz_dry_run_result", "denied"))),
     # STRICT mode: the inbound listener's filter chains all require TLS, so plaintext finds no
     # chain (`NR filter_chain_not_found`) and never reaches the TLS stack: a refused plaintext
     # connection. (Outbound listeners end in passthrough chains and do not miss.)
@@ -100,9 +103,12 @@ ISTIO = Dialect(
         "istio_requests_total",
         _DESTINATION,
         _LABELS,
-        facets={"error": _ERRORS, "403": ('response_code="403"',)},
+        facets={"error": _ERRORS, "403": ('response_code="403"',),
+                "mtls": ('connection_security_policy="mutual_tls"',),
+                "plaintext": ('connection_security_policy="none"',)},
     ),
     request_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _SERVICE_LABELS, scale=0.001),
+    inbound_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _LABELS, scale=0.001),
     # Without the exporter: Envoy's RBAC filter stats (kept by Istio's default stats filter); where
     # a workload has none, 403s answered at the destination (an application's 403 looks the same:
     # Istio's RBAC denials carry no response flag that sets them apart).
@@ -111,6 +117,7 @@ ISTIO = Dialect(
         Source("istio_requests_total", _DESTINATION + ('response_code="403"',), _LABELS),
     ),
     authz_allowed=(Source(_RBAC, ('authz_enforce_result="allowed"',), _POD_WORKLOAD),),
+    tcp_connections=(Source("istio_tcp_connections_opened_total", _DESTINATION, _LABELS),),  # TCP services only
     # Born on the first rejection: read as a lazy counter (signals.CONFIG_REJECTIONS).
     config_rejected=(Source("pilot_total_xds_rejects"),),
     control_plane=ControlPlane(

@@ -12,7 +12,8 @@ exporter only."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.proxy import (
-    ALLOWED, DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is, label_not, matching,
+    ALLOWED, DENIED, DRY_RUN_DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is,
+    label_not, matching,
 )
 from meshobs.promql import FirstOf, Source
 
@@ -45,6 +46,10 @@ _PROXY_RULES = (
     Rule("inbound_tcp_authz_allow_total", (ALLOWED, "")),
     Rule("inbound_http_authz_deny_total", (DENIED, "")),
     Rule("inbound_tcp_authz_deny_total", (DENIED, "")),
+    # audit mode (default policy `audit`): the policy controller admits what would be denied under
+    # an authorization named "audit" (linkerd2-proxy#3068): allowed, and a would-be denial
+    Rule("inbound_http_authz_allow_total", (DRY_RUN_DENIED, ""), label_is("authz_name", "audit")),
+    Rule("inbound_tcp_authz_allow_total", (DRY_RUN_DENIED, ""), label_is("authz_name", "audit")),
     Rule("tcp_open_total", (HANDSHAKES, ""), all_of(_INBOUND_SAMPLE, label_is("tls", "true"))),
     Rule("request_total", (PLAINTEXT, ""),
          all_of(_INBOUND_SAMPLE, label_not("tls", "true"), label_not("no_tls_reason", "loopback"),
@@ -79,14 +84,17 @@ LINKERD = Dialect(
             "destination_service": "dst_service",
             "code": "status_code",
         },
-        facets={"error": _FAILURE, "403": ('status_code="403"',)},
+        # a caller's proxy labels a connection it secured with mTLS `tls="true"`
+        facets={"error": _FAILURE, "403": ('status_code="403"',), "mtls": ('tls="true"',)},
     ),
     request_duration=Source("response_latency_ms_bucket", _OUTBOUND + ('dst_service!=""',), _SERVICE_LABELS, scale=0.001),
+    inbound_duration=Source("response_latency_ms_bucket", _INBOUND, _INBOUND_LABELS, scale=0.001),
     authz_denied=(Source(("inbound_http_authz_deny_total", "inbound_tcp_authz_deny_total"), (), _WORKLOAD_LABELS),),
     authz_allowed=(Source(("inbound_http_authz_allow_total", "inbound_tcp_authz_allow_total"), (), _WORKLOAD_LABELS),),
     cert_expiry=(
         Source("identity_cert_expiration_timestamp_seconds", (), _WORKLOAD_LABELS, constant_labels={"cert": "leaf"}),
     ),
+    tcp_connections=(Source("tcp_open_total", _INBOUND, _WORKLOAD_LABELS),),
     # Linkerd pushes no configuration that a proxy can reject; the nearest signal is the
     # destination controller failing the lookups proxies make for their routing config.
     config_rejected=(

@@ -6,8 +6,8 @@ rule matches is summed per target (listeners, RBAC prefixes, policies), which ke
 at a fixed, small set of series per workload whatever the proxy exposes.
 
 Series per workload (documented bound): 1 handshakes + 5 failure reasons + allowed + denied +
-plaintext + burst gauge + bursts counter + 2 cert expiries + 2 cert notBefores + 5 scrape error
-reasons = 20, plus `target_up` and `scrape_duration` per scraped target.
+2 dry-run decisions + plaintext + burst gauge + bursts counter + 2 cert expiries + 2 cert notBefores +
+5 scrape error reasons = 22, plus `target_up` and `scrape_duration` per scraped target.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ FAILURES = "meshobs_tls_handshake_failures_total"
 ALLOWED = "meshobs_authz_allowed_total"
 DENIED = "meshobs_authz_denied_total"
 PLAINTEXT = "meshobs_plaintext_requests_total"
+# decisions of dry-run / shadow policies: what they would have allowed or denied if enforced
+DRY_RUN_ALLOWED = "meshobs_authz_dry_run_allowed_total"
+DRY_RUN_DENIED = "meshobs_authz_dry_run_denied_total"
 CERT_EXPIRY = "meshobs_cert_expiry_timestamp_seconds"
 CERT_NOT_BEFORE = "meshobs_cert_not_before_timestamp_seconds"
 
@@ -142,6 +145,10 @@ class ProxyMetrics:
     def stats_query(self) -> str:
         """The query string the exporter adds to the metrics path ("" for none); a constant."""
         return "usedonly&filter=" + quote(self.stats_filter, safe="") if self.stats_filter else ""
+
+    def reports(self, key: str) -> bool:
+        """Whether this proxy exposes anything the exporter turns into the series `key`."""
+        return any(rule.key[0] == key for rule in self.counters)
 
     @property
     def prefixes(self) -> tuple[str, ...]:

@@ -237,11 +237,26 @@ def _security(c: _Context) -> tuple[str, bytes]:
         Panel("Certificates expiring soonest", "table",
               (Q(f"bottomk(20, {c.ref(rec.CERT_EXPIRY, **sel)} - time())", instant=True),), unit="s"),
     )
+    rows = [Row("Security at a glance", glance), Row("Transport security", tls), Row("Authorization and certificates", authz)]
+    if signals.DRY_RUN_DENIED.available(c.dialect):
+        rows.append(_would_be_denied(c, sel))
     return c.dashboard(
         "security", "Security", "mTLS coverage, TLS handshake failures, authorization denials, plaintext traffic and certificate expiry.",
         (c.variable("namespace", "Namespace", rec.workload_requests(c.cfg.alerts.plaintext.window), "destination_namespace"),),
-        (Row("Security at a glance", glance), Row("Transport security", tls), Row("Authorization and certificates", authz)),
+        tuple(rows),
     )
+
+
+def _would_be_denied(c: _Context, sel: dict[str, str]) -> Row:
+    """What dry-run (shadow) policies would deny if enforced: the check before a rollout."""
+    w = rec.query_window(c.cfg)
+    legend = "{{destination_workload}}.{{destination_namespace}}"
+    panels = [Panel("Would be denied by destination", "timeseries", (Q(c.ref(rec.dry_run_denied(w), **sel), legend),),
+                    unit="reqps", description="Requests a dry-run (shadow, audit) authorization policy would deny if enforced.")]
+    if signals.DRY_RUN_ALLOWED.available(c.dialect):  # Linkerd's audit mode flags would-be denials only
+        panels.append(Panel("Would be allowed by destination", "timeseries", (Q(c.ref(rec.dry_run_allowed(w), **sel), legend),),
+                            unit="reqps", description="Requests a dry-run (shadow) authorization policy would allow."))
+    return Row("Would be denied (dry-run policies)", tuple(panels))
 
 
 def _control_plane(c: _Context) -> tuple[str, bytes]:

@@ -30,6 +30,7 @@ ALERT_NAMES = (
     "MeshProxyConfigRejected",
     "MeshExporterTargetDown",
     "MeshExporterDown",
+    "MeshPolicyDryRunDenials",  # only where the mesh's proxy reports dry-run decisions
 )
 
 # Rates read better as 0.5 than as humanize's 500m.
@@ -189,6 +190,17 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
             "{{ with $labels.destination_namespace }} in {{ . }}{{ end }}.",
         ))
 
+    if signals.DRY_RUN_DENIED.available(dialect):
+        window = rec.query_window(cfg)
+        result.append(Alert(
+            "MeshPolicyDryRunDenials",
+            f"{rec.dry_run_denied(window).ref(mesh)} > 0",
+            "5m", "info",
+            f"{dialect.title}: a dry-run authorization policy would deny requests to {{{{ $labels.destination_workload }}}}",
+            f"A dry-run (shadow) policy at {where_workload} would deny {VALUE} requests/s (last {window}): "
+            "enforcing it now would break these callers (`meshobs authz` lists them).",
+        ))
+
     # The proxy's namespace and workload under both names: the exporter's own and the
     # destination_* of the alerts it feeds (Alertmanager inhibits those of the same workload).
     up = promql.selector(dialect.target_up_source(), extra=cfg.selectors.exporter, cluster_label=cfg.cluster_label)
@@ -241,6 +253,7 @@ def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
     recording = {"groups": [
         _recording_group(f"meshobs-{mesh}-traffic", rec.traffic_rules(cfg, dialect)),
         _recording_group(f"meshobs-{mesh}-security", rec.security_rules(cfg, dialect)),
+        _recording_group(f"meshobs-{mesh}-query", rec.query_rules(cfg, dialect)),
     ]}
     alerting = {"groups": [{
         "name": f"meshobs-{mesh}-alerts",

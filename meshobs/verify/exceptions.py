@@ -30,6 +30,7 @@ class Expected:
 _NO_DENIAL = "empty while nothing is denied: the series appear with the first denial"
 _NO_ERROR = "empty while no request fails: the series appear with the first error response"
 _NO_PLAINTEXT = "empty while all traffic is mutual TLS: the series appear with the first plaintext request"
+_NO_DRY_RUN = "empty until a dry-run (shadow) authorization policy decides: the series appear with its first decision"
 _NO_CONTROL_PLANE_ERROR = "empty while the control plane has no errors: the counter appears with the first one"
 
 # Series that exist only once something failed. A selector on them may match nothing in a healthy
@@ -40,6 +41,7 @@ EXPECTED: tuple[Expected, ...] = (
         'ALERTS exist only while an alert fires; the panel shows 0 through `or vector(0)` otherwise',
         selector='ALERTS{alertstate="firing"',
     ),
+    Expected(_NO_DRY_RUN, selector="authz_dry_run_"),  # the exporter's series and the recorded ones
     Expected(_NO_DENIAL, selector='response_code="403"', mesh="istio"),
     Expected(_NO_ERROR, selector='response_code=~"5.."', mesh="istio"),
     Expected(_NO_PLAINTEXT, selector='connection_security_policy="none"', mesh="istio"),
@@ -50,11 +52,14 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_DENIAL, selector='status_code="403"', mesh="linkerd"),
     Expected(_NO_DENIAL, selector="inbound_http_authz_deny_total", mesh="linkerd"),
     Expected(_NO_ERROR, selector='status_code=~"5.."', mesh="linkerd"),
+    Expected("exists only for Servers of opaque/TCP protocols (HTTP Servers authorize per request)",
+             selector="inbound_tcp_authz_allow_total", mesh="linkerd"),
     Expected(_NO_PLAINTEXT, selector='tls!="true"', mesh="linkerd"),
     Expected(_NO_CONTROL_PLANE_ERROR, selector='grpc_code!="OK"', mesh="linkerd"),
     Expected(_NO_CONTROL_PLANE_ERROR, selector='grpc_code=~"', mesh="linkerd"),
     # Envoy creates per-code upstream counters on first use (downstream class counters always exist)
     Expected(_NO_DENIAL, selector='envoy_response_code="403"', mesh="consul"),
+    Expected(_NO_ERROR, selector='envoy_response_code=~"5.."', mesh="consul"),
     # ... and the callers' per-class upstream counters too
     Expected(_NO_ERROR, selector='envoy_cluster_upstream_rq_xx{local_cluster!="",consul_destination_service!="",'
                                  'envoy_response_code_class="5"}', mesh="consul"),

@@ -9,6 +9,7 @@ import pytest
 from meshobs.exporter.normalize import (
     ALLOWED, DENIED, DIALECTS, FAILURES, HANDSHAKES, PLAINTEXT, admin_certs, cert_kind, certs_from_admin, normalize,
 )
+from meshobs.meshes.proxy import DRY_RUN_ALLOWED, DRY_RUN_DENIED
 
 ISTIO, CONSUL, LINKERD = DIALECTS["istio"], DIALECTS["consul"], DIALECTS["linkerd"]
 from meshobs.exporter.parse import PayloadError, parse
@@ -86,6 +87,27 @@ identity_cert_expiration_timestamp_seconds 1800000123
     assert reading.counters[(HANDSHAKES, "")] == 11
     assert reading.counters[(PLAINTEXT, "")] == 7
     assert reading.certs == {"leaf": 1800000123}
+
+
+def test_dry_run_decisions_of_every_mesh():
+    """Envoy shadow rules (standard tags and Istio's) and Linkerd's audit authorization become would-deny / would-allow counts, besides what was enforced."""
+    istio = read(ISTIO, """envoy_http_rbac{authz_enforce_result="allowed",http_conn_manager_prefix="inbound_0.0.0.0_8080"} 10
+envoy_http_rbac{authz_dry_run_action="allow",authz_dry_run_result="denied",http_conn_manager_prefix="inbound_0.0.0.0_8080"} 4
+envoy_http_inbound_0_0_0_0_9090_rbac{authz_dry_run_action="deny",authz_dry_run_result="allowed"} 6
+""")
+    consul = read(CONSUL, """envoy_http_rbac_allowed{envoy_http_conn_manager_prefix="public_listener"} 10
+envoy_http_rbac_shadow_denied{envoy_http_conn_manager_prefix="public_listener"} 3
+envoy_rbac_shadow_denied{envoy_rbac_prefix="connect_authz"} 1
+envoy_rbac_shadow_allowed{envoy_rbac_prefix="connect_authz"} 2
+""")
+    linkerd = read(LINKERD, """inbound_http_authz_allow_total{srv_name="web",authz_kind="default",authz_name="audit"} 5
+inbound_http_authz_allow_total{srv_name="web",authz_kind="authorizationpolicy",authz_name="web-allow"} 20
+inbound_tcp_authz_allow_total{srv_name="db",authz_kind="default",authz_name="audit"} 2
+""")
+    dry_run = [(DRY_RUN_DENIED, ""), (DRY_RUN_ALLOWED, ""), (ALLOWED, "")]
+    assert [istio.counters[k] for k in dry_run] == [4, 6, 10]
+    assert [consul.counters[k] for k in dry_run] == [4, 2, 10]
+    assert [linkerd.counters.get(k) for k in dry_run] == [7, None, 27]  # audited requests were let in
 
 
 def test_certificate_kinds_and_admin_certs():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from meshobs import build, config, yamlfmt
+from meshobs import build, config, signals, yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render.rules import ALERT_NAMES
 from tests.rules.traffic import CLUSTER, MeshTraffic, consul_tags, constant, counter, native_denials, series
@@ -342,6 +342,22 @@ def exporter_target_down(mesh: str, title: str) -> list[dict]:
     ]
 
 
+def dry_run_denials(mesh: str, title: str) -> list[dict]:
+    t = MeshTraffic(mesh)
+    name = "MeshPolicyDryRunDenials"
+    healthy = [t.exporter("meshobs_authz_dry_run_denied_total", NS, SVC, constant(0, 15))]
+    if not signals.DRY_RUN_DENIED.available(DIALECTS[mesh]):  # a proxy that reports no dry-run decision
+        return [_case("never rendered", healthy, "15m", name, [])]
+    fires = _alert(mesh, name, "info", WORKLOAD,
+                   f"{title}: a dry-run authorization policy would deny requests to {SVC}",
+                   f"A dry-run (shadow) policy at {SVC} in {NS} would deny 1 requests/s (last 5m): "
+                   "enforcing it now would break these callers (`meshobs authz` lists them).")
+    return [
+        _case("bad", [t.exporter("meshobs_authz_dry_run_denied_total", NS, SVC, counter((1, 15)))], "15m", name, [fires]),
+        _case("healthy", healthy, "15m", name, []),
+    ]
+
+
 def exporter_down(mesh: str, title: str) -> list[dict]:
     name = "MeshExporterDown"
     up = lambda values: [series("up", {"job": "meshobs-exporter", "instance": "10.0.0.9:9942"}, values)]
@@ -375,6 +391,7 @@ SCENARIOS = {
     "MeshProxyConfigRejected": config_rejected,
     "MeshExporterTargetDown": exporter_target_down,
     "MeshExporterDown": exporter_down,
+    "MeshPolicyDryRunDenials": dry_run_denials,
 }
 
 

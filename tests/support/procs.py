@@ -120,9 +120,8 @@ class Process:
         self._log.close()
 
 
-@pytest.fixture
-def processes():
-    """Yields a starter; every process it started is stopped after the test."""
+def process_starter():
+    """A generator yielding a starter; every process it started is stopped when it resumes."""
     started: list[Process] = []
 
     def start(argv: Sequence[str], log_path: Path, **kwargs) -> Process:
@@ -133,3 +132,9 @@ def processes():
     yield start
     for process in reversed(started):
         process.stop()
+
+
+@pytest.fixture
+def processes():
+    """Yields a starter; every process it started is stopped after the test."""
+    yield from process_starter()

@@ -24,6 +24,7 @@ from typing import Sequence
 import yaml
 
 from tests.support.procs import Listening, free_port, http_get, require_binary, wait_until
+from tests.support.victoria import rfc3339_seconds
 
 
 class Webhook:
@@ -106,9 +107,10 @@ def start_alertmanager(processes, tmp_path: Path, webhook_url: str, group_wait: 
 
 
 class RunningPrometheus(Listening):
-    def query(self, expr: str) -> list[dict]:
-        """Instant query; the `result` list of the API answer."""
-        status, body = http_get(f"{self.url}/api/v1/query?query={urllib.parse.quote(expr)}")
+    def query(self, expr: str, at: float | None = None) -> list[dict]:
+        """Instant query (now, or at Unix time `at`); the `result` list of the API answer."""
+        when = "" if at is None else f"&time={at:.3f}"
+        status, body = http_get(f"{self.url}/api/v1/query?query={urllib.parse.quote(expr)}{when}")
         document = json.loads(body)
         assert status == 200 and document["status"] == "success", f"{expr}: {body[:500]!r}"
         return document["data"]["result"]
@@ -116,6 +118,11 @@ class RunningPrometheus(Listening):
     def wait_for(self, expr: str, timeout: float = 60.0) -> list[dict]:
         """Poll until `expr` returns at least one series."""
         return wait_until(lambda: self.query(expr), timeout=timeout, interval=0.2, what=f"Prometheus: {expr}")
+
+    def rule_evaluations(self) -> list[float]:
+        """Unix time of every rule group's last evaluation (year 1 before the first)."""
+        _, body = http_get(f"{self.url}/api/v1/rules")
+        return [rfc3339_seconds(group["lastEvaluation"]) for group in json.loads(body)["data"]["groups"]]
 
     def rule_health(self) -> list[tuple[str, str, str]]:
         """(rule name, health, last error) of every loaded rule."""

@@ -225,6 +225,21 @@ def _tail(name: str, path: str, tag: str, exclude: str | None = None) -> Directi
     ])
 
 
+DENIED_TAG = f"{accesslog.SECURITY_TAG_PREFIX}.access_denied"
+
+
+def attribution() -> Directive:
+    """Denials carry who was denied and by which policy (accesslog's `source_principal` and
+    `matched_policy`, the same pattern), so a log backend can group them."""
+    policy = " || ".join(f'record["{name}"].to_s[/{accesslog.MATCHED_POLICY}/, 1]'
+                         for name in ("response_code_details", "connection_termination_details"))
+    principal = 'record["transport_failure_reason"].to_s.empty? ? record["peer_principal"] : nil'
+    return ("filter", DENIED_TAG, [
+        ("@type", "record_transformer"), ("enable_ruby", "true"),
+        ("record", "", [("matched_policy", f"${{{policy}}}"), ("source_principal", f"${{{principal}}}")]),
+    ])
+
+
 def fluent_conf(cfg: Config, mesh: str) -> str:
     container = PROXY_CONTAINER[mesh]
     istio = mesh == "istio"
@@ -238,6 +253,7 @@ def fluent_conf(cfg: Config, mesh: str) -> str:
         _presented_identity(_tags(mesh)),
         ("filter", _tags(mesh), [("@type", "kubernetes_metadata"), ("@id", "kubernetes_metadata")]),
         _routing(mesh),
+        attribution(),
         ("match", f"{accesslog.SECURITY_TAG_PREFIX}.**", [("@type", "copy"), *_stores(cfg, "meshobs-security")]),
         ("match", f"{ACCESS_TAG_PREFIX}.**", [("@type", "copy"), *_stores(cfg, f"meshobs-access-{mesh}")]),
         _parse_errors(cfg, mesh),
