@@ -1,0 +1,72 @@
+"""Recording rules of the signals that dashboards and alerts both read beyond HTTP: TCP per
+workload and upstream health per caller and service, at the upstream-health window.
+
+Same naming and `mesh` label as meshobs/recordings.py; a signal a mesh does not report is not
+recorded (and its panels and alerts are not rendered)."""
+
+from __future__ import annotations
+
+from meshobs import signals
+from meshobs import signals_traffic as st
+from meshobs.config import Config
+from meshobs.meshes.base import Dialect
+from meshobs.promql import Query
+from meshobs.recordings import Family, Recorded, Rule, extra_matchers
+from meshobs.signals import Signal
+
+tcp_opened = Family("destination_workload", "mesh_tcp_connections_opened", "rate")
+tcp_mtls_opened = Family("destination_workload", "mesh_tcp_connections_opened_mtls", "rate")
+tcp_sent = Family("destination_workload", "mesh_tcp_sent_bytes", "rate")
+tcp_received = Family("destination_workload", "mesh_tcp_received_bytes", "rate")
+no_healthy_upstream = Family("source_workload_destination_service", "mesh_upstream_no_healthy", "rate")
+connect_failures = Family("source_workload_destination_service", "mesh_upstream_connect_failures", "rate")
+overflows = Family("source_workload_destination_service", "mesh_upstream_circuit_breaker_overflows", "rate")
+EJECTIONS = Recorded("source_workload_destination_service", "mesh_upstream_ejected_endpoints", "sum")
+PROXY_LIVE = Recorded("namespace_workload", "mesh_proxy_live", "min")
+
+# (family or fixed name, signal, normalized labels it is recorded by)
+_WINDOWED: tuple[tuple[Family, Signal, tuple[str, ...]], ...] = (
+    (tcp_opened, st.TCP_OPENED, signals.WORKLOAD),
+    (tcp_mtls_opened, st.TCP_MTLS_OPENED, signals.WORKLOAD),
+    (tcp_sent, st.TCP_SENT, signals.WORKLOAD),
+    (tcp_received, st.TCP_RECEIVED, signals.WORKLOAD),
+    (no_healthy_upstream, st.NO_HEALTHY_UPSTREAM, st.CALLER),
+    (connect_failures, st.UPSTREAM_CONNECT_FAILURES, st.CALLER),
+    (overflows, st.CIRCUIT_BREAKER_OVERFLOW, st.CALLER),
+)
+_INSTANT: tuple[tuple[Recorded, Signal, tuple[str, ...]], ...] = (
+    (EJECTIONS, st.OUTLIER_EJECTIONS, st.CALLER),
+    (PROXY_LIVE, st.PROXY_LIVE, st.PROXY),
+)
+
+
+def window(cfg: Config) -> str:
+    return cfg.alerts.upstream_health.window
+
+
+def recorded(cfg: Config, dialect: Dialect, signal: Signal) -> Recorded | None:
+    """The recorded series holding `signal` for this mesh, None where the mesh does not report it."""
+    if not signal.available(dialect):
+        return None
+    for family, candidate, _ in _WINDOWED:
+        if candidate is signal:
+            return family(window(cfg))
+    for name, candidate, _ in _INSTANT:
+        if candidate is signal:
+            return name
+    return None
+
+
+def rules(cfg: Config, dialect: Dialect) -> list[Rule]:
+    mesh = {"mesh": dialect.name}
+    extra = extra_matchers(cfg, dialect)
+    result = []
+    for family, signal, by in _WINDOWED:
+        if signal.available(dialect):
+            query = Query(by=(cfg.cluster_label,) + by, window=window(cfg), cluster_label=cfg.cluster_label)
+            result.append(Rule(family(window(cfg)).name, signal.expr(dialect, query, extra=extra), mesh))
+    for name, signal, by in _INSTANT:
+        if signal.available(dialect):
+            query = Query(by=(cfg.cluster_label,) + by, window="", cluster_label=cfg.cluster_label)
+            result.append(Rule(name.name, signal.expr(dialect, query, extra=extra), mesh))
+    return result
