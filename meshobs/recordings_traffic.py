@@ -23,6 +23,7 @@ connect_failures = Family("source_workload_destination_service", "mesh_upstream_
 overflows = Family("source_workload_destination_service", "mesh_upstream_circuit_breaker_overflows", "rate")
 EJECTIONS = Recorded("source_workload_destination_service", "mesh_upstream_ejected_endpoints", "sum")
 PROXY_LIVE = Recorded("namespace_workload", "mesh_proxy_live", "min")
+PROXY_MEMORY = Recorded("namespace_workload", "mesh_proxy_memory_bytes", "sum")
 
 # (family or fixed name, signal, normalized labels it is recorded by)
 _WINDOWED: tuple[tuple[Family, Signal, tuple[str, ...]], ...] = (
@@ -37,6 +38,7 @@ _WINDOWED: tuple[tuple[Family, Signal, tuple[str, ...]], ...] = (
 _INSTANT: tuple[tuple[Recorded, Signal, tuple[str, ...]], ...] = (
     (EJECTIONS, st.OUTLIER_EJECTIONS, st.CALLER),
     (PROXY_LIVE, st.PROXY_LIVE, st.PROXY),
+    (PROXY_MEMORY, st.PROXY_MEMORY, st.PROXY),
 )
 
 

@@ -12,6 +12,7 @@ import pytest
 from meshobs import build, config, writer
 from meshobs.errors import BuildError
 from meshobs.render.rules import ALERT_NAMES
+from meshobs.render.rules_health import ALERT_NAMES as HEALTH_ALERT_NAMES
 
 
 def meshobs(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -33,10 +34,10 @@ def test_version_and_help():
 
 
 @pytest.mark.parametrize("mesh", ["istio", "linkerd", "consul"])
-def test_each_mesh_gets_five_dashboards_and_rule_files(rendered, mesh):
-    """Every mesh has the overview, service, workload, security and control-plane dashboards and two rule files."""
+def test_each_mesh_gets_six_dashboards_and_rule_files(rendered, mesh):
+    """Every mesh has the overview, service, workload, security, control-plane and proxy dashboards and two rule files."""
     dashboards = sorted(p.name for p in (rendered / "dashboards" / mesh).glob("*.json"))
-    assert dashboards == ["control-plane.json", "overview.json", "security.json", "service.json", "workload.json"]
+    assert dashboards == ["control-plane.json", "overview.json", "proxy.json", "security.json", "service.json", "workload.json"]
     assert sorted(p.name for p in (rendered / "alerts" / mesh).glob("*.yaml")) == ["alerting-rules.yaml", "recording-rules.yaml"]
 
 
@@ -55,7 +56,7 @@ def test_every_mesh_has_every_alert(rendered):
 
     for mesh in ("istio", "linkerd", "consul"):
         rules = yaml.safe_load((rendered / "alerts" / mesh / "alerting-rules.yaml").read_text())["groups"][0]["rules"]
-        assert {r["alert"] for r in rules} == set(ALERT_NAMES)
+        assert {r["alert"] for r in rules} - set(HEALTH_ALERT_NAMES) == set(ALERT_NAMES)
         assert all(r["labels"]["mesh"] == mesh and r["labels"]["severity"] for r in rules)
 
 

@@ -12,6 +12,7 @@ from meshobs import signals
 from meshobs.config import Config
 from meshobs.meshes.base import Dialect
 from meshobs.promql import Filters, Query
+from meshobs.render import dashboards_traffic as more
 from meshobs.render import grafana
 from meshobs.render.grafana import Panel, Row, Variable
 from meshobs.render.grafana import Query as Q
@@ -109,7 +110,7 @@ def _overview(c: _Context) -> tuple[str, bytes]:
               unit="percentunit", max_value=1, thresholds=BAD_HIGH),
     )
     return c.dashboard("overview", "Overview", "Traffic, errors, latency and security of the whole mesh.", (),
-                       (Row("Mesh at a glance", stats), Row("Services", services)))
+                       (Row("Mesh at a glance", stats), Row("Services", services)) + more.overview_rows(c))
 
 
 def _service(c: _Context) -> tuple[str, bytes]:
@@ -142,7 +143,7 @@ def _service(c: _Context) -> tuple[str, bytes]:
         "service", "Service", "Golden signals of one destination service.",
         (c.variable("namespace", "Namespace", rec.requests(w), "destination_namespace"),
          c.variable("service", "Service", rec.requests(w), "destination_service", destination_namespace="namespace")),
-        (Row("Golden signals", golden), Row("Traffic", traffic)),
+        (Row("Golden signals", golden), Row("Traffic", traffic)) + more.service_rows(c),
     )
 
 
@@ -170,7 +171,7 @@ def _workload(c: _Context) -> tuple[str, bytes]:
         "workload", "Workload", "Inbound traffic and security of one workload.",
         (c.variable("namespace", "Namespace", rec.workload_requests(w), "destination_namespace"),
          c.variable("workload", "Workload", rec.workload_requests(w), "destination_workload", destination_namespace="namespace")),
-        (Row("Traffic", traffic), Row("Security", security)),
+        (Row("Traffic", traffic), Row("Security", security)) + more.workload_rows(c),
     )
 
 
@@ -254,10 +255,10 @@ def _control_plane(c: _Context) -> tuple[str, bytes]:
               (Q(f"{c.live(signals.SCRAPE_ERRORS, (c.cluster, 'reason'))} or vector(0)", "{{reason}}"),), unit="ops"),
     )
     return c.dashboard("control-plane", "Control plane", "Health of the control plane and of the meshobs exporter.", (),
-                       (Row("Control plane", tuple(panels)), Row("meshobs exporter", exporter)))
+                       (Row("Control plane", tuple(panels)), Row("meshobs exporter", exporter)) + more.control_plane_rows(c))
 
 
-DASHBOARDS = (_overview, _service, _workload, _security, _control_plane)
+DASHBOARDS = (_overview, _service, _workload, _security, _control_plane, more.proxy)
 
 
 def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:

@@ -178,7 +178,7 @@ KUSTOMIZATIONS = {
     "operator": ["PodMonitor"] * 3 + ["PrometheusRule"] * 6 + ["ServiceMonitor"],
     "prometheus": ["ConfigMap", "ConfigMap"],
     "alertmanager": ["ConfigMap"],
-    "grafana": ["ConfigMap"] * 15,
+    "grafana": ["ConfigMap"] * 18,
 }
 
 
