@@ -58,6 +58,17 @@ EXPECTED: tuple[Expected, ...] = (
     Expected("exists only on sidecars of TCP services (L4 intentions, `connect_authz`)",
              selector="envoy_rbac_", mesh="consul"),
     Expected("exists only on sidecars of HTTP services (L7 intentions)", selector="envoy_http_rbac_", mesh="consul"),
+    # Upstream failures and protocols a mesh may simply not have yet (meshobs/signals_traffic.py)
+    Expected("empty while no call fails for that reason: Envoy response flags UH/UF/URX/UO appear on the callers' "
+             "series with the first such failure", selector='response_flags=~"(.*,)?(', mesh="istio"),
+    Expected("exists only where outlier detection is configured (a DestinationRule) and kept by meshobs's "
+             "proxyStatsMatcher", selector="envoy_cluster_outlier_detection_ejections_active", mesh="istio"),
+    Expected("empty while the mesh has no gRPC service", selector='request_protocol="grpc"', mesh="istio"),
+    Expected("empty while the mesh has no gRPC service", selector='grpc_status!=""', mesh="linkerd"),
+    Expected(_NO_CONTROL_PLANE_ERROR, selector="pilot_total_xds_internal_errors", mesh="istio"),
+    Expected(_NO_CONTROL_PLANE_ERROR, selector="pilot_xds_push_context_errors", mesh="istio"),
+    Expected("empty while no connection closes with an error", selector='errno!=""', mesh="linkerd"),
+    Expected(_NO_ERROR, selector='envoy_response_code=~"5.."', mesh="consul"),
 )
 
 

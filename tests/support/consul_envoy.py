@@ -89,6 +89,7 @@ def _caller(config: dict, backend: RunningEnvoy, client: Issued, port: int) -> N
     }]
     config["static_resources"]["clusters"] = [{
         "name": cluster_name, "type": "STATIC", "connect_timeout": "1s",
+        "outlier_detection": {},  # Consul's upstream clusters have passive health checks by default
         "load_assignment": {"cluster_name": cluster_name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
             "socket_address": {"address": "127.0.0.1", "port_value": backend.listener_port}}}}]}]},
         "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {

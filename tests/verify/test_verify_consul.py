@@ -3,24 +3,33 @@ intention, TLS failures), with Consul's stats tags, normalized by the real expor
 
 from __future__ import annotations
 
+import time
+
 from meshobs import cli
 from meshobs.verify import sources
 from meshobs.verify.check import Checker
 from meshobs.verify.promapi import Prometheus
 from meshobs.verify.variables import Timing
+from tests.support import meshdata_more
 from tests.support.consul_envoy import start_consul_mesh, tcp_connect
 from tests.verify import stack
+from tests.verify.replay import Replay
 from tests.verify.test_verify_replayed import VERIFY_ARGS, panel
 
 
-def start_consul(processes, tmp_path):
+def start_consul(processes, tmp_path, request):
     mesh = start_consul_mesh(processes, tmp_path)
     sidecars = mesh.sidecars()
+    pods = {name: f"{name}-5b7c9-k2m4p" for name in sidecars}
     # the labels the rendered consul-proxies job attaches (namespace, pod, datacenter)
     jobs = {"consul-sidecars": [stack.static_config(f"127.0.0.1:{envoy.admin_port}", namespace="default",
-                                                    pod=f"{name}-5b7c9-k2m4p", datacenter="dc1",
+                                                    pod=pods[name], datacenter="dc1",
                                                     __metrics_path__="/stats/prometheus")
                                 for name, envoy in sidecars.items()]}
+    # Consul servers' telemetry and the kubelet's cAdvisor are replayed beside the real sidecars
+    replayed = Replay.start(request, meshdata_more.consul_servers(time.time()) + [meshdata_more.consul_cadvisor(pods)])
+    jobs["consul-servers-and-kubelet"] = [stack.static_config(address, __metrics_path__=t.path, **t.labels)
+                                          for t, address in replayed.addresses()]
     entries = [{"address": f"127.0.0.1:{envoy.admin_port}", "mesh": "consul", "namespace": "default",
                 "workload": name, "path": "/stats/prometheus"} for name, envoy in sidecars.items()]
 
@@ -38,9 +47,9 @@ def start_consul(processes, tmp_path):
     return mesh, out, prometheus
 
 
-def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes, tmp_path, capsys):
+def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes, tmp_path, request, capsys):
     """Every Consul panel and rule returns series from real Envoys; the denied pair and each TLS failure reason are non-zero."""
-    mesh, out, prometheus = start_consul(processes, tmp_path)
+    mesh, out, prometheus = start_consul(processes, tmp_path, request)
     report = stack.report_dir(tmp_path, "consul")
     code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "consul",
                      "--report", str(report), *VERIFY_ARGS])
