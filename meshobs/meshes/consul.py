@@ -52,7 +52,8 @@ CONSUL_TCP = Tcp(
     client_received_bytes=Source("envoy_cluster_upstream_cx_rx_bytes_total", _UPSTREAM, _CALLER),
     connect_failures=Source("envoy_cluster_upstream_cx_connect_fail", _UPSTREAM, _CALLER),
     unavailable={"closed": "Envoy's tcp_proxy counts opened connections only; closed ones are counted by the "
-                           "listener, which Consul names by address, not as the public listener"},
+                           "listener, which Consul names by address, not as the public listener",
+                 "opened.mtls": _PUBLIC_IS_MTLS},
 )
 CONSUL_CLIENT = Client(
     requests=Source("envoy_cluster_upstream_rq", _UPSTREAM, _CALLER,

@@ -14,9 +14,14 @@ from typing import Iterator, Mapping
 
 from meshobs.promql import Derived, Source
 
-# A pod name with its owner's generated suffix cut off: Deployment / Argo Rollout pods
-# (`name-<replicaset hash>-<5>`), DaemonSet and Job pods (`name-<5>`), StatefulSet pods (`name-N`).
-POD_OWNER = Derived("pod", "(.+?)(?:-[a-z0-9]{5,10}-[a-z0-9]{5}|-[a-z0-9]{5}|-[0-9]+)", "(?:{value})-[a-z0-9-]+")
+# A pod name with its owner's generated suffix cut off. Kubernetes draws ReplicaSet hashes and pod
+# suffixes from an alphabet without vowels (so no word is mistaken for one): Deployment and Argo
+# Rollout pods are `name-<hash>-<5>`, CronJob pods `name-<minutes since epoch>-<5>`, DaemonSet and
+# Job pods `name-<5>`, StatefulSet pods `name-N`.
+_SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
+POD_OWNER = Derived(
+    "pod", f"(.+?)(?:-{_SAFE}{{5,10}}-{_SAFE}{{5}}|-[0-9]{{8,}}-{_SAFE}{{5}}|-{_SAFE}{{5}}|-[0-9]+)", "(?:{value})-[a-z0-9-]+"
+)
 
 
 @dataclass(frozen=True)
