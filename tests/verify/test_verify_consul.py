@@ -42,13 +42,18 @@ def start_consul(processes, tmp_path, request):
             assert mesh.backend.request(None, tls=False) is None  # plaintext to the mTLS port
             assert tcp_connect(mesh.db, mesh.backend.pki.allowed).startswith(b"HTTP/1.1 200")  # L4 intention allows
             assert tcp_connect(mesh.db, mesh.backend.pki.denied) == b""  # L4 intention denies: closed
+            assert mesh.frontend.tcp_request().startswith(b"HTTP/1.1 200")  # through frontend's TCP upstream
 
     out, prometheus = stack.start(processes, tmp_path, "consul", jobs, entries, traffic)
     return mesh, out, prometheus
 
 
+def outcomes_of(checker: Checker, out, dashboard_file: str):
+    return [checker.check(q) for q in sources.load(out, ["consul"]) if q.source.endswith(dashboard_file)]
+
+
 def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes, tmp_path, request, capsys):
-    """Every Consul panel and rule returns series from real Envoys; the denied pair and each TLS failure reason are non-zero."""
+    """Every Consul panel and rule returns series from real Envoys; the denied pair, each TLS failure reason and the TCP caller of db are non-zero."""
     mesh, out, prometheus = start_consul(processes, tmp_path, request)
     report = stack.report_dir(tmp_path, "consul")
     code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "consul",
@@ -71,5 +76,8 @@ def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes
     assert failing == {("backend", "untrusted_cert"), ("backend", "no_client_cert"), ("backend", "not_tls")}
     l4 = panel(outcomes, "security.json", "Authorization denials by destination").result
     assert {s["metric"]["destination_workload"] for s in l4 if float(s["value"][1]) > 0} >= {"backend", "db"}
+    tcp = panel(outcomes_of(checker, out, "service.json"), "service.json", "TCP bytes exchanged with callers").result
+    assert {(s["metric"]["source_workload"], s["metric"]["destination_service"]) for s in tcp
+            if float(s["value"][1]) > 0} >= {("frontend", "db")}
     assert failures == []
     assert code == 0
