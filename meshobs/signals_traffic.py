@@ -82,6 +82,9 @@ REQUESTS_4XX = Signal("requests_4xx", "4xx responses", "reqps", "rate", _client_
                       description="requests answered with a 4xx status at the destination")
 GRPC_REQUESTS = _field("grpc_requests", "gRPC calls", "reqps", "rate", "http.grpc",
                        description="gRPC calls at the destination by grpc-status")
+ROUTE_REQUESTS = _field("route_requests", "Requests by route", "reqps", "rate", "http.routes",
+                        description="requests at the destination by route (Linkerd ServiceProfile routes)")
+ROUTE_ERRORS = _field("route_errors", "Failures by route", "reqps", "rate", "http.routes", facet="5xx")
 REQUEST_SIZE = _field("request_size", "Request size", "bytes", "quantile", "http.request_bytes")
 RESPONSE_SIZE = _field("response_size", "Response size", "bytes", "quantile", "http.response_bytes")
 

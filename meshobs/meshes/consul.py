@@ -64,7 +64,8 @@ CONSUL_HTTP = Http(
     client_errors=('envoy_response_code_class="4"',),
     unavailable={"grpc": "Envoy counts gRPC status only with the grpc_stats filter, which Consul does not configure: "
                          "a gRPC failure is an HTTP 200 to Consul's sidecars",
-                 "request_bytes": _NO_SIZES, "response_bytes": _NO_SIZES},
+                 "request_bytes": _NO_SIZES, "response_bytes": _NO_SIZES,
+                 "routes": "Envoy counts requests per route only for virtual clusters, which Consul does not configure"},
 )
 CONSUL_PROXY_HEALTH = ProxyHealth(
     live=Source("envoy_server_live", _SIDECAR, _PROXY),

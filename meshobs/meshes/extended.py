@@ -68,6 +68,7 @@ class Http(_Group):
     grpc: Source | None = None  # requests of gRPC calls with a `grpc_status` label
     request_bytes: Source | None = None  # histogram buckets
     response_bytes: Source | None = None
+    routes: Source | None = None  # requests at the destination with a `route` label, facet "5xx"
 
 
 @dataclass(frozen=True)

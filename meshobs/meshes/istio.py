@@ -81,6 +81,7 @@ ISTIO_HTTP = Http(
                 dict(_LABELS, grpc_status="grpc_response_status")),
     request_bytes=Source("istio_request_bytes_bucket", _DESTINATION, _LABELS),
     response_bytes=Source("istio_response_bytes_bucket", _DESTINATION, _LABELS),
+    unavailable={"routes": "Istio's standard metrics carry no route label (a Telemetry tag override can add one)"},
 )
 ISTIO_PROXY_HEALTH = ProxyHealth(
     live=Source("envoy_server_live", (), _PROXY),

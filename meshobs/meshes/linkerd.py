@@ -84,6 +84,9 @@ LINKERD_CLIENT = Client(
 LINKERD_HTTP = Http(
     client_errors=('status_code=~"4.."',),
     grpc=Source("response_total", _INBOUND + ('grpc_status!=""',), dict(_INBOUND_LABELS, grpc_status="grpc_status")),
+    # per-route numbers of a ServiceProfile's routes (what Linkerd's route dashboard charts)
+    routes=Source("route_response_total", _INBOUND, dict(_WORKLOAD_LABELS, route="rt_route", code="status_code"),
+                  facets={"5xx": ('classification="failure"',)}),
     unavailable=dict.fromkeys(("request_bytes", "response_bytes"),
                               "linkerd2-proxy measures no per-request sizes; the TCP byte counters are charted instead"),
 )

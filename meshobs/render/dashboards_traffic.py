@@ -152,6 +152,11 @@ def workload_rows(c: "_Context") -> tuple[Row, ...]:
               _percentiles(c, signals.REQUEST_DURATION, by_workload, PERCENTILES, "", **inbound), unit="s"),
         Panel("Inbound 4xx", "timeseries", _queries(c, ((st.REQUESTS_4XX, "{{destination_workload}}"),), by_workload, **inbound),
               unit="reqps"),
+        Panel("Inbound requests by route", "timeseries",
+              _queries(c, ((st.ROUTE_REQUESTS, "{{route}}"),), by_workload + ("route",), **inbound), unit="reqps"),
+        Panel("Inbound success ratio by route", "timeseries",
+              (Q(_success(c, st.ROUTE_ERRORS, st.ROUTE_REQUESTS, by_workload + ("route",), **inbound), "{{route}}"),)
+              if _available(c, st.ROUTE_REQUESTS) else (), unit="percentunit", min_value=0, max_value=1),
     )
     outbound_panels = _panels(
         Panel("Outbound requests by destination and code", "timeseries",

@@ -68,6 +68,9 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_CONTROL_PLANE_ERROR, selector="pilot_total_xds_internal_errors", mesh="istio"),
     Expected(_NO_CONTROL_PLANE_ERROR, selector="pilot_xds_push_context_errors", mesh="istio"),
     Expected("empty while no connection closes with an error", selector='errno!=""', mesh="linkerd"),
+    Expected("exists only for services with a ServiceProfile (per-route metrics)", selector="route_response_total",
+             mesh="linkerd"),
+    Expected("exists on linkerd2-proxy 2.13 and later only", selector="outbound_http_balancer_endpoints", mesh="linkerd"),
     Expected(_NO_ERROR, selector='envoy_response_code=~"5.."', mesh="consul"),
 )
 

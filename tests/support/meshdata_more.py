@@ -122,6 +122,16 @@ def _linkerd_grpc_inbound(edge: Edge) -> list[Series]:
     return [counter("response_total", labels, edge.rate)]
 
 
+def _linkerd_routes(edge: Edge) -> list[Series]:
+    """A ServiceProfile's routes on the destination's inbound side."""
+    labels = {"direction": "inbound", "dst": f"{edge.service}.{edge.namespace}.svc.cluster.local:8080",
+              "rt_route": "GET /api/list", "status_code": edge.code, "tls": "true",
+              "classification": "failure" if edge.code.startswith("5") else "success"}
+    return [counter("route_request_total", {k: v for k, v in labels.items() if k not in ("status_code", "classification")},
+                    edge.rate), counter("route_response_total", labels, edge.rate)] + histogram(
+        "route_response_latency_ms", labels, edge.rate)
+
+
 def _linkerd_balancer(edge: Edge) -> list[Series]:
     backend = {"backend_group": "core", "backend_kind": "Service", "backend_namespace": edge.namespace,
                "backend_name": edge.service, "backend_port": "8080", "parent_group": "core", "parent_kind": "Service",
@@ -141,6 +151,9 @@ def linkerd(now: float) -> list[Target]:
     for edge in meshdata.LINKERD_EDGES:
         if edge.meshed_source:
             pods[(edge.source_namespace, edge.source)].series += _linkerd_tcp_outbound(edge) + _linkerd_balancer(edge)
+    for edge in meshdata.LINKERD_EDGES:
+        if edge.namespace == "emojivoto":
+            pods[(edge.namespace, edge.service)].series += _linkerd_routes(edge)
     for edge in LINKERD_GRPC:
         pods[(edge.namespace, edge.service)].series += _linkerd_grpc_inbound(edge)
     controllers = [t for t in targets if not t.proxy]
