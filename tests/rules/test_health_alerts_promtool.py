@@ -186,3 +186,12 @@ def test_health_alert_fires_on_bad_and_stays_silent_otherwise(mesh, alertname, r
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+
+
+def test_every_health_alert_has_a_runbook_section():
+    """docs/runbooks.md has a section for each health alert, the anchor its runbook_url points at."""
+    from pathlib import Path
+
+    headings = {line[3:].strip() for line in (Path(__file__).parents[2] / "docs/runbooks.md").read_text().splitlines()
+                if line.startswith("## ")}
+    assert set(rules_health.ALERT_NAMES) <= headings
