@@ -31,6 +31,7 @@ _NO_DENIAL = "empty while nothing is denied: the series appear with the first de
 _NO_ERROR = "empty while no request fails: the series appear with the first error response"
 _NO_PLAINTEXT = "empty while all traffic is mutual TLS: the series appear with the first plaintext request"
 _NO_CONTROL_PLANE_ERROR = "empty while the control plane has no errors: the counter appears with the first one"
+_NO_ADMISSION = "empty until the webhook has answered an admission request since it started: the counter appears with the first"
 
 # Series that exist only once something failed. A selector on them may match nothing in a healthy
 # mesh; a query empty only because of such selectors is noted, not failed. When the data has
@@ -71,6 +72,10 @@ EXPECTED: tuple[Expected, ...] = (
     Expected("exists only for services with a ServiceProfile (per-route metrics)", selector="route_response_total",
              mesh="linkerd"),
     Expected("exists on linkerd2-proxy 2.13 and later only", selector="outbound_http_balancer_endpoints", mesh="linkerd"),
+    # Admission-webhook counters are born with the first admission request they count
+    Expected(_NO_ADMISSION, selector="sidecar_injection_", mesh="istio"),
+    Expected(_NO_ADMISSION, selector="galley_validation_", mesh="istio"),
+    Expected(_NO_ADMISSION, selector="proxy_inject_admission_responses_total", mesh="linkerd"),
     Expected(_NO_ERROR, selector='envoy_response_code=~"5.."', mesh="consul"),
 )
 
