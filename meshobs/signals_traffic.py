@@ -124,6 +124,7 @@ CP_LEADER_CONTACT = _field("cp_leader_contact", "Leader last contact p99", "s", 
                            "control_plane_detail.leader_last_contact")
 CP_AUTOPILOT = _field("cp_autopilot", "Autopilot healthy", "short", "gauge_min", "control_plane_detail.autopilot_healthy")
 CP_ELECTIONS = _field("cp_elections", "Leader elections", "short", "increase", "control_plane_detail.leader_elections")
+CP_RAFT_APPLIES = _field("cp_raft_applies", "Raft commits", "ops", "rate", "control_plane_detail.raft_applies")
 CP_DATAPLANES = _field("cp_dataplanes", "Connected dataplanes", "short", "gauge_sum",
                        "control_plane_detail.connected_dataplanes")
 

@@ -17,10 +17,12 @@ from meshobs.render.grafana import FIRST_SCREEN
 # Signals each mesh is expected not to report (docs/parity.md, last section).
 UNAVAILABLE = {
     "istio": {"tcp_active", "route_requests", "route_errors", "upstream_endpoints", "upstream_healthy_endpoints",
-              "cp_grpc", "cp_raft_commit", "cp_leader_contact", "cp_autopilot", "cp_elections", "cp_dataplanes"},
+              "cp_grpc", "cp_raft_commit", "cp_leader_contact", "cp_autopilot", "cp_elections", "cp_dataplanes",
+              "cp_raft_applies"},
     "linkerd": {"request_size", "response_size", "proxy_live", "no_healthy_upstream", "circuit_breaker_overflow",
                 "outlier_ejections", "cp_versions", "cp_pushes_by_type", "cp_push_errors", "cp_push_time",
-                "cp_validations", "cp_raft_commit", "cp_leader_contact", "cp_autopilot", "cp_elections", "cp_dataplanes"},
+                "cp_validations", "cp_raft_commit", "cp_leader_contact", "cp_autopilot", "cp_elections", "cp_dataplanes",
+                "cp_raft_applies"},
     "consul": {"tcp_mtls_opened", "tcp_closed", "grpc_requests", "route_requests", "route_errors", "request_size", "response_size", "cp_cpu",
                "cp_pushes_by_type", "cp_push_errors", "cp_push_time", "cp_injections", "cp_validations", "cp_grpc"},
 }

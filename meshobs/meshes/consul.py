@@ -91,6 +91,7 @@ CONSUL_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
     leader_last_contact=Source("consul_raft_leader_lastContact", _SERVER_SUMMARY_P99, scale=0.001),
     autopilot_healthy=Source("consul_autopilot_healthy"),
     leader_elections=Source("consul_raft_state_candidate"),
+    raft_applies=Source("consul_raft_apply"),
     connected_dataplanes=Source("consul_xds_server_streams"),
     # reported by the leader only: absent without a leader
     required=(Source("consul_autopilot_healthy"),),

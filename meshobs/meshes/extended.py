@@ -106,6 +106,7 @@ class ControlPlaneDetail(_Group):
     leader_last_contact: Source | None = None  # gauge, seconds after scale
     autopilot_healthy: Source | None = None  # gauge, 1 healthy
     leader_elections: Source | None = None  # counter
+    raft_applies: Source | None = None  # counter: transactions committed through the consensus log
     connected_dataplanes: Source | None = None  # gauge
     # gauges that exist while a required component runs; MeshControlPlaneDown fires when one is absent
     required: tuple[Source, ...] = ()

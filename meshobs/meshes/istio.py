@@ -116,6 +116,7 @@ ISTIO_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
         "grpc_requests": "istiod's xDS is charted as pushes, not as gRPC calls",
         "raft_commit_time": "istiod keeps no consensus log", "leader_last_contact": "istiod keeps no consensus log",
         "autopilot_healthy": "istiod has no autopilot", "leader_elections": "istiod keeps no consensus log",
+        "raft_applies": "istiod keeps no consensus log",
         "connected_dataplanes": "the connected proxies panel (`pilot_xds`) is this number",
     },
 )

@@ -125,7 +125,7 @@ LINKERD_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
         "pushes_by_type": _NO_PUSHES, "push_errors": _NO_PUSHES, "push_time": _NO_PUSHES,
         "webhook_validations": "Linkerd's policy validator exports no admission counters",
         "raft_commit_time": _NO_RAFT, "leader_last_contact": _NO_RAFT, "autopilot_healthy": _NO_RAFT,
-        "leader_elections": _NO_RAFT,
+        "leader_elections": _NO_RAFT, "raft_applies": _NO_RAFT,
         "connected_dataplanes": "the destination controller does not count its proxies' streams",
     },
 )

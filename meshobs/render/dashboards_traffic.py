@@ -264,6 +264,8 @@ def control_plane_rows(c: "_Context") -> tuple[Row, ...]:
     )
     servers = _panels(
         Panel("Raft commit time p99", "timeseries", _queries(c, ((st.CP_RAFT_COMMIT, "p99"),), everything), unit="s"),
+        Panel("Raft commits", "timeseries", _queries(c, ((st.CP_RAFT_APPLIES, "commits"),), everything), unit="ops",
+              description="Transactions committed through the servers' consensus log (the leader counts them)."),
         Panel("Leader last contact p99", "timeseries", _queries(c, ((st.CP_LEADER_CONTACT, "p99"),), everything), unit="s"),
         Panel("Autopilot healthy", "timeseries", _queries(c, ((st.CP_AUTOPILOT, "healthy"),), everything), min_value=0, max_value=1),
         Panel("Leader elections", "timeseries", _queries(c, ((st.CP_ELECTIONS, "elections"),), everything)),

@@ -182,6 +182,7 @@ def consul_servers(now: float) -> list[Target]:
             gauge("consul_raft_commitTime", {"quantile": "0.99"}, 12.0),
             gauge("consul_raft_leader_lastContact", {"quantile": "0.99"}, 35.0),
             counter("consul_raft_state_candidate", {}, 0.0),
+            counter("consul_raft_apply", {}, 2.0 if index == 0 else 0.0),
             gauge("consul_xds_server_streams", {}, 4),
         ]
         if index == 0:
