@@ -53,30 +53,27 @@ def _failure_rates(cfg: Config, dialect: Dialect) -> list[Alert]:
     return alerts
 
 
-def _ejections(cfg: Config, dialect: Dialect) -> list[Alert]:
-    recorded = rt.recorded(cfg, dialect, st.OUTLIER_EJECTIONS)
-    if recorded is None:
-        return []
-    up = cfg.alerts.upstream_health
-    return [Alert(
-        "MeshOutlierEjections", f"{recorded.ref(dialect.name)} > 0", up.for_, up.severity,
-        f"{dialect.title}: endpoints of {_SERVICE} are ejected by {{{{ $labels.source_workload }}}}",
-        f"{VALUE} endpoints of {_SERVICE} have been ejected by outlier detection in the proxy of {_CALLER} "
-        f"for {up.for_}: they failed its calls.",
-    )]
+# (alert, gauge signal, condition, summary, description given the `for` duration): states held for `for`
+_STATES = (
+    ("MeshOutlierEjections", st.OUTLIER_EJECTIONS, "> 0",
+     f"endpoints of {_SERVICE} are ejected by {{{{ $labels.source_workload }}}}",
+     lambda for_: f"{VALUE} endpoints of {_SERVICE} have been ejected by outlier detection in the proxy of {_CALLER} "
+                  f"for {for_}: they failed its calls."),
+    ("MeshProxyNotLive", st.PROXY_LIVE, "== 0", "a proxy of {{ $labels.workload }} is not live",
+     lambda for_: "A sidecar proxy of {{ $labels.workload }} in {{ $labels.namespace }} has not been live "
+                  f"(initializing or draining) for {for_}: it serves no traffic."),
+)
 
 
-def _proxy_not_live(cfg: Config, dialect: Dialect) -> list[Alert]:
-    recorded = rt.recorded(cfg, dialect, st.PROXY_LIVE)
-    if recorded is None:
-        return []
+def _states(cfg: Config, dialect: Dialect) -> list[Alert]:
     up = cfg.alerts.upstream_health
-    return [Alert(
-        "MeshProxyNotLive", f"{recorded.ref(dialect.name)} == 0", up.for_, up.severity,
-        f"{dialect.title}: a proxy of {{{{ $labels.workload }}}} is not live",
-        f"A sidecar proxy of {{{{ $labels.workload }}}} in {{{{ $labels.namespace }}}} has not been live (initializing "
-        f"or draining) for {up.for_}: it serves no traffic.",
-    )]
+    alerts = []
+    for name, signal, condition, summary, description in _STATES:
+        recorded = rt.recorded(cfg, dialect, signal)
+        if recorded is not None:
+            alerts.append(Alert(name, f"{recorded.ref(dialect.name)} {condition}", up.for_, up.severity,
+                                f"{dialect.title}: {summary}", description(up.for_)))
+    return alerts
 
 
 def _control_plane_down(cfg: Config, dialect: Dialect) -> list[Alert]:
@@ -96,9 +93,7 @@ def _control_plane_down(cfg: Config, dialect: Dialect) -> list[Alert]:
     )]
 
 
-BUILDERS: tuple[Callable[[Config, Dialect], list[Alert]], ...] = (
-    _failure_rates, _ejections, _proxy_not_live, _control_plane_down,
-)
+BUILDERS: tuple[Callable[[Config, Dialect], list[Alert]], ...] = (_failure_rates, _states, _control_plane_down)
 
 
 def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
