@@ -68,10 +68,11 @@ FIELDS: tuple[Field, ...] = (
     Field("transport_failure_reason", "%DOWNSTREAM_TRANSPORT_FAILURE_REASON%", "str",
           "why the client's TLS handshake failed (listener-level log)", free_text=True),
     Field("connection_id", "%CONNECTION_ID%", "int", "downstream connection id: joins HTTP lines to their connection line"),
-    Field("request_id", "%REQ(X-REQUEST-ID)%", "str", "x-request-id"),
+    # header values are the client's: free text, so that a quote in one cannot break a text line
+    Field("request_id", "%REQ(X-REQUEST-ID)%", "str", "x-request-id", free_text=True),
     Field("trace_id", "%TRACE_ID%", "str", "trace id of the span Envoy started (empty without a tracer)",
           linkerd="trace_id"),
-    Field("traceparent", "%REQ(TRACEPARENT)%", "str", "W3C trace context received"),
+    Field("traceparent", "%REQ(TRACEPARENT)%", "str", "W3C trace context received", free_text=True),
     Field("user_agent", "%REQ(USER-AGENT)%", "str", "user agent", free_text=True, linkerd="user_agent"),
     Field("authority", "%REQ(:AUTHORITY)%", "str", "host / :authority", free_text=True, linkerd="host"),
     Field("bytes_received", "%BYTES_RECEIVED%", "int", "body bytes received from the client", linkerd="request_bytes"),
@@ -210,7 +211,7 @@ def _record(values: dict[str, Any], lineno: int, converters: dict[str, Callable[
             if converters and name in converters:
                 raw = converters[name](raw)
             typed[name] = _typed(f, raw)
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. int() of a list or of Infinity
             raise AccessLogParseError(lineno, name, str(exc)) from None
     return Record(**typed)
 
@@ -220,6 +221,10 @@ def _json_object(line: str, lineno: int) -> dict:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise AccessLogParseError(lineno, None, f"not JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise AccessLogParseError(lineno, None, "not JSON: nested too deep") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise AccessLogParseError(lineno, None, f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise AccessLogParseError(lineno, None, f"expected a JSON object, got {type(data).__name__}")
     return data

@@ -335,7 +335,7 @@ class Logging:
     namespace: str = _setting("logging", "namespace Fluentd runs in", _k8s_name)
     fluentd_image: str = _setting(
         "fluent/fluentd-kubernetes-daemonset:v1.17-debian-elasticsearch8-1",
-        "Fluentd image; needs the elasticsearch, kubernetes_metadata and rewrite_tag_filter plugins",
+        "Fluentd image; needs the elasticsearch, kubernetes_metadata, rewrite_tag_filter and concat plugins",
     )
 
 

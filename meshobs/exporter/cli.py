@@ -50,6 +50,7 @@ series (labels mesh, namespace, workload on all):
   meshobs_cert_expiry_timestamp_seconds{cert}    leaf, ca
   meshobs_scrape_errors_total{reason}            timeout, refused, too_large, bad_payload, http_status
   meshobs_target_up{instance}, meshobs_scrape_duration_seconds{instance}   per scraped proxy
+  meshobs_workloads_dropped_total, meshobs_discovery_rejected_total{reason}  (no workload labels)
 At most 18 series per workload plus 2 per proxy, whatever the proxy exposes. Counters are kept
 per workload and stay monotonic across proxy restarts and pod churn. Only GET /stats/prometheus,
 /metrics and /certs are ever sent to a proxy.
@@ -61,6 +62,7 @@ meshobs_events_dropped_total. Tracing: set OTEL_EXPORTER_OTLP_ENDPOINT (standard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from meshobs.exporter.state import MAX_WORKLOADS
     from meshobs.exporter.targets import TARGET_HELP
 
     parser.description = (
@@ -86,8 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=positive_int, default=64, help="scrapes in flight at most (default 64)")
     parser.add_argument("--max-body-bytes", type=positive_int, default=16 * 1024 * 1024,
                         help="larger bodies are cut off and counted as too_large (default 16777216)")
+    parser.add_argument("--max-workloads", type=positive_int, default=MAX_WORKLOADS, metavar="N",
+                        help="workloads kept at most; targets of further ones are not scraped and counted in "
+                             f"meshobs_workloads_dropped_total (default {MAX_WORKLOADS})")
     parser.add_argument("--fluentd", type=host_port, metavar="HOST:PORT",
                         help="send security events (tag meshobs.security.<kind>) to this Fluentd forward input")
+    parser.add_argument("--fluentd-shared-key-file", type=Path, metavar="FILE",
+                        help="shared key (the file's content, stripped) of the Fluentd forward input's <security> "
+                             "section: events are sent only after the handshake proves both sides know it")
     parser.add_argument("--burst-denials-per-second", type=float, default=1.0, metavar="RATE",
                         help="denials/s over one scrape interval that start a burst whatever the baseline (default 1)")
     parser.add_argument("--burst-factor", type=float, default=5.0, metavar="X",
@@ -128,17 +136,24 @@ async def _main(args: argparse.Namespace) -> int:
     from meshobs.exporter import collector, events, runner, server, state, tracing
 
     discover, pods = _discovery(args)
+    shared_key = _shared_key(args)
     registry = CollectorRegistry()
     exporter_state = state.State(
         state.BurstPolicy(absolute=args.burst_denials_per_second, factor=args.burst_factor),
         cert_window=args.cert_expiry_window,
+        max_workloads=args.max_workloads,
     )
     registry.register(collector.StateCollector(exporter_state))
     ProcessCollector(registry=registry)  # the exporter's own CPU and memory, next to what it scrapes
+    if pods:
+        registry.register(pods.collector())
     scraper: runner.Scraper | None = None
 
     def ready() -> bool:
-        return scraper is not None and scraper.cycles > 0 and (pods is None or pods.synced)
+        if scraper is None or scraper.last_cycle_started is None:
+            return False
+        # a cycle that started before the pod list came in has not scraped the pods
+        return pods is None or (pods.synced_at is not None and scraper.last_cycle_started >= pods.synced_at)
 
     try:
         web_runner = await server.serve(server.app(registry, ready), *args.listen)
@@ -146,7 +161,7 @@ async def _main(args: argparse.Namespace) -> int:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ExporterError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {reason}") from None
     log.info("meshobs exporter listening on %s:%d", *args.listen)
-    sink = events.FluentdEvents(*args.fluentd, registry) if args.fluentd else events.LogEvents()
+    sink = events.FluentdEvents(*args.fluentd, registry, shared_key=shared_key) if args.fluentd else events.LogEvents()
     tracer = tracing.tracer()
     limits = runner.Limits(args.scrape_interval, args.scrape_timeout, args.concurrency, args.max_body_bytes)
     scraper = runner.Scraper(exporter_state, limits, discover, sink, tracer)
@@ -166,6 +181,20 @@ async def _main(args: argparse.Namespace) -> int:
         sink.close()
         tracer.shutdown()
     return 0
+
+
+def _shared_key(args: argparse.Namespace) -> bytes | None:
+    if args.fluentd_shared_key_file is None:
+        return None
+    if not args.fluentd:
+        raise ExporterError("--fluentd-shared-key-file needs --fluentd")
+    try:
+        key = args.fluentd_shared_key_file.read_bytes().strip()
+    except OSError as exc:
+        raise ExporterError(f"--fluentd-shared-key-file {args.fluentd_shared_key_file}: {exc.strerror}") from None
+    if not key:
+        raise ExporterError(f"--fluentd-shared-key-file {args.fluentd_shared_key_file}: empty")
+    return key
 
 
 async def _first_sync(pods, stop: asyncio.Event, limit: float) -> None:

@@ -35,7 +35,8 @@ class StateCollector(Collector):
         bursts = _counter("meshobs_authz_denied_bursts_total", "Bursts of authorization denials started.", LABELS)
         burst = GaugeMetricFamily("meshobs_authz_denied_burst", "1 while a burst of authorization denials is active.", labels=LABELS)
         certs = GaugeMetricFamily(CERT_EXPIRY, "Earliest expiry (unix seconds) of the workload's leaf or CA certificate.", labels=LABELS + ["cert"])
-        for key, workload in sorted(state.workloads.items()):
+        expiries = state.certs_by_workload()
+        for key, workload in state.exported():
             labels = list(key)
             for (name, reason), value in workload.totals.items():
                 if name == FAILURES:
@@ -46,7 +47,7 @@ class StateCollector(Collector):
                 errors.add_metric(labels + [reason], workload.scrape_errors[reason])
             bursts.add_metric(labels, workload.bursts)
             burst.add_metric(labels, 1.0 if workload.burst else 0.0)
-            for kind, ts in sorted(state.certs(key).items()):
+            for kind, ts in sorted(expiries.get(key, {}).items()):
                 certs.add_metric(labels + [kind], ts)
         up = GaugeMetricFamily("meshobs_target_up", "1 if the last scrape of the proxy succeeded.", labels=LABELS + ["instance"])
         duration = GaugeMetricFamily("meshobs_scrape_duration_seconds", "Duration of the last scrape of the proxy.", labels=LABELS + ["instance"])
@@ -55,4 +56,7 @@ class StateCollector(Collector):
             up.add_metric(labels, 1.0 if target_state.up else 0.0)
             duration.add_metric(labels, target_state.duration)
         yield from counters.values()
-        yield from (failures, burst, bursts, certs, up, duration, errors)
+        dropped = _counter("meshobs_workloads_dropped_total", "Workloads left unscraped in a cycle because the exporter "
+                           "holds --max-workloads already, summed over cycles.", [])
+        dropped.add_metric([], state.dropped_workloads)
+        yield from (failures, burst, bursts, certs, up, duration, errors, dropped)

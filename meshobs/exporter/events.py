@@ -1,9 +1,8 @@
-"""Security events to Fluentd (forward protocol via fluent-logger), off the scrape path.
+"""Security events to Fluentd (forward protocol, with the shared-key handshake when a key is
+given), off the scrape path.
 
 `submit` never blocks: events go through a bounded queue to one sender thread; a full queue or a
-failed send drops the event and counts it. fluent-logger keeps unsent bytes to retry with the next
-event; that buffer is cleared after a failure so that a dropped event is really dropped (and
-counted once) rather than resent late or twice.
+failed send drops the event and counts it (a dropped event is never resent late or twice).
 """
 
 from __future__ import annotations
@@ -12,9 +11,9 @@ import logging
 import queue
 import threading
 
-from fluent import sender as fluent_sender
 from prometheus_client import Counter, CollectorRegistry
 
+from meshobs.exporter.forward import ForwardSender
 from meshobs.exporter.state import Event
 
 log = logging.getLogger(__name__)
@@ -23,9 +22,10 @@ TAG_PREFIX = "meshobs.security"
 
 
 class FluentdEvents:
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, queue_size: int = 1000, timeout: float = 1.0):
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, queue_size: int = 1000, timeout: float = 1.0,
+                 shared_key: bytes | None = None):
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=queue_size)
-        self._sender = fluent_sender.FluentSender(TAG_PREFIX, host=host, port=port, timeout=timeout, bufmax=0)
+        self._sender = ForwardSender(host, port, timeout=timeout, shared_key=shared_key)
         self.sent = Counter("meshobs_events_sent", "Security events delivered to Fluentd.", ["kind"], registry=registry)
         self.dropped = Counter("meshobs_events_dropped", "Security events dropped (Fluentd down or slow).",
                                ["kind", "reason"], registry=registry)
@@ -40,10 +40,9 @@ class FluentdEvents:
 
     def _run(self) -> None:
         while (event := self._queue.get()) is not None:
-            if self._sender.emit(event.kind, event.record):
+            if self._sender.emit(f"{TAG_PREFIX}.{event.kind}", event.record):
                 self.sent.labels(event.kind).inc()
             else:
-                self._sender.pendings = None
                 self.dropped.labels(event.kind, "send_failed").inc()
                 log.debug("fluentd: %s dropped: %s", event.kind, self._sender.last_error)
 

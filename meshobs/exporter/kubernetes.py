@@ -8,23 +8,32 @@ replaces /var/run/secrets/kubernetes.io/serviceaccount (out-of-cluster runs and 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
 
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
 from meshobs.errors import ExporterError
-from meshobs.exporter.targets import Target, make_target
-from meshobs.meshes import DIALECTS as MESH_DIALECTS
+from meshobs.exporter.pods import REJECT_REASONS, PodRejected, pod_target, shown
+from meshobs.exporter.targets import Target
 
 log = logging.getLogger(__name__)
 
 SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+PAGE_SIZE = 500
+RUNNING = "status.phase=Running"
+# The API server stores objects up to 1.5 MB (etcd); a watch event is one object
+MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,51 +61,26 @@ def in_cluster() -> ApiServer:
     return ApiServer(f"https://{host}:{port}", folder / "token", folder / "ca.crt")
 
 
-def _workload(pod: dict) -> str:
-    meta = pod["metadata"]
-    labels = meta.get("labels") or {}
-    for owner in meta.get("ownerReferences") or []:
-        if owner.get("controller"):
-            name = owner["name"]
-            template_hash = labels.get("pod-template-hash")
-            if owner.get("kind") == "ReplicaSet" and template_hash and name.endswith("-" + template_hash):
-                return name.removesuffix("-" + template_hash)  # the Deployment
-            return name
-    return labels.get("app.kubernetes.io/name") or labels.get("app") or meta["name"]
-
-
-def pod_target(pod: dict) -> Target | None:
-    """The proxy endpoint of a running meshed pod, or None (not meshed, not running, no IP)."""
-    status, meta = pod.get("status") or {}, pod["metadata"]
-    ip = status.get("podIP")
-    if status.get("phase") != "Running" or not ip:
-        return None
-    annotations = meta.get("annotations") or {}
-    containers = {c.get("name") for c in (pod.get("spec") or {}).get("containers") or []}
-    host = f"[{ip}]" if ":" in ip else ip
-    for mesh, dialect in MESH_DIALECTS.items():
-        endpoint = dialect.discovery.endpoint(annotations, containers)
-        if endpoint is not None:
-            port, path = endpoint
-            url = f"http://{host}:{port}{path}"
-            break
-    else:
-        return None
-    try:
-        return make_target(url, mesh, meta["namespace"], _workload(pod))
-    except ExporterError as exc:
-        log.warning("pod %s/%s skipped: %s", meta["namespace"], meta["name"], exc)
-        return None
-
-
 class PodWatcher:
-    def __init__(self, api: ApiServer, namespaces: list[str], retry_seconds: float = 1.0, watch_seconds: int = 300):
+    """The meshed pods of some namespaces (all by default), as scrape targets.
+
+    One pod can never stop discovery for the others: a pod whose annotations or fields are not
+    acceptable is skipped, logged once per change with its name, and counted under
+    `meshobs_discovery_rejected_total{reason}`; every other pod is taken as usual."""
+
+    def __init__(self, api: ApiServer, namespaces: list[str], retry_seconds: float = 1.0, watch_seconds: int = 300,
+                 page_size: int = PAGE_SIZE):
         self.api = api
         self.scopes = namespaces or [""]
         self.retry_seconds = retry_seconds
         self.watch_seconds = watch_seconds
+        self.page_size = page_size
         self._pods: dict[str, dict[str, Target]] = {scope: {} for scope in self.scopes}  # scope → uid → target
+        # scope → uid → why, so that each change of a rejected pod is logged and counted once
+        self._rejected: dict[str, dict[str, str]] = {scope: {} for scope in self.scopes}
+        self.rejections = dict.fromkeys(REJECT_REASONS, 0)
         self.synced = False
+        self.synced_at: float | None = None  # time.monotonic() when every scope had been listed
         self.first_sync = asyncio.Event()  # set once every scope has been listed
         self._listed: set[str] = set()
 
@@ -106,58 +90,133 @@ class PodWatcher:
     def _path(self, scope: str) -> str:
         return f"/api/v1/namespaces/{scope}/pods" if scope else "/api/v1/pods"
 
-    def _apply(self, scope: str, kind: str, pod: dict) -> None:
-        uid = pod["metadata"].get("uid") or f'{pod["metadata"].get("namespace")}/{pod["metadata"]["name"]}'
-        target = pod_target(pod) if kind != "DELETED" else None
-        if target is None:
-            self._pods[scope].pop(uid, None)
+    def _reject(self, scope: str, uid: str, who: str, reason: str, detail: str) -> None:
+        why = f"{reason}: {detail}"
+        if self._rejected[scope].get(uid) != why:
+            self._rejected[scope][uid] = why
+            self.rejections[reason] += 1
+            log.warning("pod %s skipped (%s)", who, why)
+
+    def _take(self, scope: str, pods: dict[str, Target], kind: str, pod: object) -> str:
+        """Apply one listed or watched pod to `pods`; its uid."""
+        meta = pod.get("metadata") if isinstance(pod, dict) else None
+        if not isinstance(meta, dict):
+            # no name to go by: known by its content, so that a re-list does not count it again
+            uid = "object:" + hashlib.sha1(repr(pod).encode()).hexdigest()
+            self._reject(scope, uid, f"object {shown(pod)}", "bad_object", "not a pod")
+            return uid
+        who = f"{shown(meta.get('namespace'))}/{shown(meta.get('name'))}"
+        uid = str(meta.get("uid") or who)
+        target = None
+        if kind != "DELETED":
+            try:
+                target = pod_target(pod)
+            except PodRejected as exc:
+                self._reject(scope, uid, who, exc.reason, str(exc))
+            except Exception as exc:  # whatever a pod holds, discovery goes on for the others
+                self._reject(scope, uid, who, "bad_object", f"{type(exc).__name__}: {shown(str(exc))}")
+            else:
+                self._rejected[scope].pop(uid, None)
         else:
-            self._pods[scope][uid] = target
+            self._rejected[scope].pop(uid, None)
+        if target is None:
+            pods.pop(uid, None)
+        else:
+            pods[uid] = target
+        return uid
 
     async def _list(self, client: aiohttp.ClientSession, scope: str) -> str:
-        async with client.get(self.api.url + self._path(scope), headers=self.api.headers()) as response:
-            if response.status != 200:
-                raise ExporterError(f"list pods: HTTP {response.status}")
-            document = await response.json()
-        self._pods[scope] = {}
-        for pod in document.get("items") or []:
-            self._apply(scope, "ADDED", pod)
+        """List the running pods page by page; the list's resourceVersion, to watch from."""
+        pods: dict[str, Target] = {}
+        seen: set[str] = set()
+        query = {"limit": str(self.page_size), "fieldSelector": RUNNING}
+        while True:
+            async with client.get(f"{self.api.url}{self._path(scope)}?{urlencode(query)}",
+                                  headers=self.api.headers()) as response:
+                if response.status != 200:
+                    raise ExporterError(f"list pods: HTTP {response.status}")
+                document = await response.json()
+            for pod in document.get("items") or []:
+                seen.add(self._take(scope, pods, "ADDED", pod))
+            resume = document["metadata"].get("continue")
+            if not resume:
+                break
+            query["continue"] = resume
+        self._pods[scope] = pods
+        self._rejected[scope] = {uid: why for uid, why in self._rejected[scope].items() if uid in seen}
         return document["metadata"]["resourceVersion"]
 
     async def _watch(self, client: aiohttp.ClientSession, scope: str, version: str) -> None:
         query = urlencode({"watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true",
-                           "timeoutSeconds": str(self.watch_seconds)})
+                           "fieldSelector": RUNNING, "timeoutSeconds": str(self.watch_seconds)})
         timeout = aiohttp.ClientTimeout(total=None, sock_read=self.watch_seconds + 30)
         async with client.get(f"{self.api.url}{self._path(scope)}?{query}", headers=self.api.headers(),
                               timeout=timeout) as response:
             if response.status != 200:
                 raise ExporterError(f"watch pods: HTTP {response.status}")
-            async for line in response.content:
-                if not line.strip():
-                    continue
+            async for line in _lines(response.content, MAX_EVENT_BYTES):
                 event = json.loads(line)
-                if event["type"] == "ERROR":
+                kind = event.get("type")
+                if kind == "ERROR":
                     return  # 410 Gone and friends: list again
-                if event["type"] != "BOOKMARK":
-                    self._apply(scope, event["type"], event["object"])
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    self._take(scope, self._pods[scope], kind, event.get("object"))
 
-    async def _follow(self, client: aiohttp.ClientSession, scope: str, stop: asyncio.Event) -> None:
+    async def _follow(self, scope: str, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                version = await self._list(client, scope)
-                self._listed.add(scope)
-                if self._listed == set(self.scopes):
-                    self.synced = True
-                    self.first_sync.set()
-                await self._watch(client, scope, version)
-            except (aiohttp.ClientError, OSError, ValueError, KeyError, ExporterError, TimeoutError) as exc:
-                log.warning("kubernetes %s: %s; retrying in %.0fs", self._path(scope), exc, self.retry_seconds)
+                # a new connection per list and watch, with the CA file as it is now: a rotated
+                # API server CA is picked up at the next reconnect
+                connector = aiohttp.TCPConnector(ssl=self.api.ssl_context())
+                async with aiohttp.ClientSession(connector=connector, trust_env=False) as client:
+                    version = await self._list(client, scope)
+                    self._listed.add(scope)
+                    if self._listed == set(self.scopes) and not self.synced:
+                        self.synced, self.synced_at = True, time.monotonic()
+                        self.first_sync.set()
+                    await self._watch(client, scope, version)
+            except Exception as exc:  # whatever the API server answers, discovery goes on
+                log.warning("kubernetes %s: %s; retrying in %.0fs", self._path(scope), shown(str(exc), 300),
+                            self.retry_seconds)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.retry_seconds)
                 except TimeoutError:
                     pass
 
     async def run(self, stop: asyncio.Event) -> None:
-        connector = aiohttp.TCPConnector(ssl=self.api.ssl_context())
-        async with aiohttp.ClientSession(connector=connector, trust_env=False) as client:
-            await asyncio.gather(*(self._follow(client, scope, stop) for scope in self.scopes))
+        await asyncio.gather(*(self._follow(scope, stop) for scope in self.scopes))
+
+    def collector(self) -> "DiscoveryCollector":
+        return DiscoveryCollector(self)
+
+
+class DiscoveryCollector(Collector):
+    def __init__(self, watcher: PodWatcher):
+        self.watcher = watcher
+
+    def collect(self):
+        rejected = CounterMetricFamily("meshobs_discovery_rejected", "Meshed pods skipped by discovery (each change of "
+                                       "a pod counted once), by reason.", labels=["reason"])
+        for reason, count in self.watcher.rejections.items():
+            rejected.add_metric([reason], count)
+        yield rejected
+
+
+async def _lines(stream: aiohttp.StreamReader, limit: int):
+    """Newline-delimited lines of at most `limit` bytes (aiohttp's own line reader fails on a
+    pod with large annotations, which would restart the watch for ever)."""
+    parts: list[bytes] = []  # the line so far, in pieces: joined once, so linear in its length
+    size = 0
+    async for chunk in stream.iter_any():
+        *complete, rest = chunk.split(b"\n")
+        for piece in complete:
+            if size + len(piece) > limit:
+                raise ExporterError(f"watch event above {limit} bytes")
+            line = b"".join(parts) + piece if parts else piece
+            parts, size = [], 0
+            if line.strip():
+                yield line
+        parts.append(rest)
+        size += len(rest)
+        if size > limit:
+            raise ExporterError(f"watch event above {limit} bytes")

@@ -4,7 +4,6 @@ normalize, update the state and hand the resulting events to the sink."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -13,11 +12,14 @@ from typing import Callable
 import aiohttp
 
 from meshobs.exporter import parse, scrape
-from meshobs.exporter.normalize import DIALECTS, certs_from_admin, normalize
+from meshobs.exporter.normalize import DIALECTS, admin_certs, normalize
 from meshobs.exporter.state import State
 from meshobs.exporter.targets import Target
 
 log = logging.getLogger(__name__)
+
+# Envoy's /certs is a few KB per certificate
+MAX_CERTS_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Scraper:
         self.sink = sink
         self.tracer = tracer
         self.cycles = 0
+        self.last_cycle_started: float | None = None  # time.monotonic() at the start of the last complete cycle
         self._semaphore = asyncio.Semaphore(limits.concurrency)
         # /certs answered 404 once: do not ask again (merged metrics endpoints, Envoy without admin)
         self._no_certs: set[str] = set()
@@ -59,8 +62,10 @@ class Scraper:
                     try:
                         await scrape.fetch(client, target.url, self.limits.timeout, self.limits.max_bytes, lines.feed)
                         reading = normalize(dialect, lines.samples())
-                    except parse.PayloadError as exc:
-                        raise scrape.ScrapeError("bad_payload", str(exc)) from None
+                    except Exception as exc:  # whatever a proxy answers, only its own scrape fails
+                        if isinstance(exc, scrape.ScrapeError):
+                            raise
+                        raise scrape.ScrapeError("bad_payload", f"{type(exc).__name__}: {str(exc)[:200]}") from None
                     if not reading.certs:
                         reading.certs = await self._admin_certs(client, target)
                 except scrape.ScrapeError as exc:
@@ -76,24 +81,28 @@ class Scraper:
         if url is None or url in self._no_certs:
             return {}
         try:
-            body = await scrape.fetch(client, url, self.limits.timeout, self.limits.max_bytes)
-            return certs_from_admin(json.loads(body))
-        except (scrape.ScrapeError, ValueError, TypeError, AttributeError) as exc:
-            # optional source: the metrics were read, so the scrape still counts as good
+            body = await scrape.fetch(client, url, self.limits.timeout, min(self.limits.max_bytes, MAX_CERTS_BYTES))
+            return admin_certs(body)
+        except (scrape.ScrapeError, parse.PayloadError) as exc:
+            # optional source: the metrics were read, so the scrape still counts as good; not asked
+            # again, and counted unless the proxy just does not serve it
             log.debug("no certificates from %s: %s", url, exc)
             self._no_certs.add(url)
+            reason = exc.reason if isinstance(exc, scrape.ScrapeError) else "bad_payload"
+            if reason != "http_status":
+                self.state.count_error(target, reason)
             return {}
 
     async def cycle(self, client: aiohttp.ClientSession) -> None:
-        targets = self.discover()
-        now = time.time()
-        self.state.retain(targets, now)
+        started = time.monotonic()
+        targets = self.state.retain(self.discover(), time.time())
         self._no_certs &= {certs_url(t) for t in targets}  # bounded by the live targets
         with self.tracer.span("scrape_cycle", {"targets": len(targets)}):
             await asyncio.gather(*(self.scrape_one(client, t) for t in targets))
         for event in self.state.end_cycle(time.time()):
             self.sink.submit(event)
         self.cycles += 1
+        self.last_cycle_started = started  # readiness: did a whole cycle run after the pod list?
 
     async def run(self, stop: asyncio.Event) -> None:
         async with scrape.session(self.limits.concurrency) as client:

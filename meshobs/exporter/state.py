@@ -4,8 +4,11 @@ Counters are kept per workload (mesh, namespace, workload), not per pod: each ta
 value is turned into deltas (a value below the last one is a proxy restart, and the new value
 is the delta), and the deltas are added to the workload's totals. A pod going away therefore
 leaves its counts in the totals, and the series stay monotonic across restarts and churn.
-State is bounded: one small record per live target, one per workload, dropped `grace` seconds
-after a workload's last target went away.
+State is bounded: one small record per live target, and at most `max_workloads` workloads. A
+workload whose targets are all gone stops being exported at once (its series end with its pods)
+but is remembered for `grace` seconds, so that a workload whose pods come back carries on
+counting; remembered ones make room for new workloads, oldest first. Workloads beyond the cap
+are not scraped, and counted in `dropped_workloads` at every cycle.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from meshobs.exporter.normalize import DENIED, FAILURES, Key, Reading
 from meshobs.exporter.targets import Target
 
 SCRAPE_ERROR_REASONS = ("timeout", "refused", "too_large", "bad_payload", "http_status")
+MAX_WORKLOADS = 5000  # default of --max-workloads
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,13 @@ class WorkloadState:
 
 
 class State:
-    def __init__(self, burst: BurstPolicy = BurstPolicy(), cert_window: float = 7 * 86400, grace: float = 3600.0):
+    def __init__(self, burst: BurstPolicy = BurstPolicy(), cert_window: float = 7 * 86400, grace: float = 600.0,
+                 max_workloads: int = MAX_WORKLOADS):
         self.burst_policy = burst
         self.cert_window = cert_window
         self.grace = grace
+        self.max_workloads = max_workloads
+        self.dropped_workloads = 0
         self.targets: dict[Target, TargetState] = {}
         self.workloads: dict[tuple[str, str, str], WorkloadState] = {}
 
@@ -88,40 +95,69 @@ class State:
     def failed(self, target: Target, reason: str, duration: float) -> None:
         state = self.targets.setdefault(target, TargetState())
         state.up, state.duration = False, duration
+        self.count_error(target, reason)
+
+    def count_error(self, target: Target, reason: str) -> None:
+        """An error of one of the target's requests that did not fail the scrape (its /certs)."""
         self._workload(target).scrape_errors[reason] += 1
 
-    def retain(self, targets: set[Target], now: float) -> None:
-        """Forget targets no longer discovered; drop workloads orphaned for longer than `grace`."""
-        for gone in set(self.targets) - targets:
+    def retain(self, targets: set[Target], now: float) -> set[Target]:
+        """The targets to scrape this cycle: those of at most `max_workloads` workloads (known
+        ones first). Forget targets no longer discovered; forget orphaned workloads after `grace`,
+        or earlier, oldest first, to make room for live ones."""
+        live = {t.workload_key for t in targets}
+        admitted = {key for key in live if key in self.workloads}
+        for key in sorted(live - admitted):
+            if len(admitted) >= self.max_workloads:
+                break
+            admitted.add(key)
+        self.dropped_workloads += len(live) - len(admitted)
+        kept = {t for t in targets if t.workload_key in admitted}
+        for gone in set(self.targets) - kept:
             del self.targets[gone]
-        live = {t.workload_key for t in self.targets} | {t.workload_key for t in targets}
+        orphans = []
         for key, workload in list(self.workloads.items()):
-            if key in live:
+            if key in admitted:
                 workload.orphan_since = None
-            elif workload.orphan_since is None:
+                continue
+            if workload.orphan_since is None:
                 workload.orphan_since = now
-            elif now - workload.orphan_since > self.grace:
+            if now - workload.orphan_since > self.grace:
                 del self.workloads[key]
+            else:
+                orphans.append((workload.orphan_since, key))
+        for _, key in sorted(orphans)[:max(0, len(admitted) + len(orphans) - self.max_workloads)]:
+            del self.workloads[key]
+        return kept
+
+    def exported(self) -> list[tuple[tuple[str, str, str], WorkloadState]]:
+        """The workloads with live targets, in label order: an orphaned one is no longer exported."""
+        return sorted((key, w) for key, w in self.workloads.items() if w.orphan_since is None)
 
     def certs(self, key: tuple[str, str, str]) -> dict[str, float]:
         """Earliest expiry per kind over the workload's live targets."""
-        out: dict[str, float] = {}
+        return self.certs_by_workload().get(key, {})
+
+    def certs_by_workload(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        """`certs` of every workload, in one pass over the targets (not one per workload)."""
+        out: dict[tuple[str, str, str], dict[str, float]] = {}
         for target, state in self.targets.items():
-            if target.workload_key == key:
-                for kind, ts in state.certs.items():
-                    out[kind] = min(out.get(kind, ts), ts)
+            found = out.setdefault(target.workload_key, {})
+            for kind, ts in state.certs.items():
+                found[kind] = min(found.get(kind, ts), ts)
         return out
 
     def end_cycle(self, now: float) -> list[Event]:
         """Evaluate bursts, new failure reasons and certificate windows after a scrape cycle."""
         events: list[Event] = []
+        certs = self.certs_by_workload()
         for key, workload in self.workloads.items():
             if workload.orphan_since is not None:
                 continue
             labels = dict(zip(("mesh", "namespace", "workload"), key))
             events += self._bursts(workload, labels, now)
             events += self._new_reasons(workload, labels)
-            events += self._cert_window(workload, labels, self.certs(key), now)
+            events += self._cert_window(workload, labels, certs.get(key, {}), now)
         return events
 
     def _bursts(self, workload: WorkloadState, labels: dict, now: float) -> list[Event]:

@@ -37,9 +37,28 @@ class Target:
         return int.from_bytes(digest[:8], "big") % count
 
 
+def redact(url: str) -> str:
+    """`url` with any user info replaced by `***`: credentials are never logged or exported."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return f"{scheme}{sep}{netloc}{slash}{path}"
+
+
+def _port(parts) -> int | None:
+    try:
+        return parts.port
+    except ValueError:  # not a number, or outside 0-65535
+        return None
+
+
 def make_target(url: str, mesh: str, namespace: str, workload: str) -> Target:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+    if "@" in parts.netloc:
+        raise ExporterError(f"target {redact(url)!r}: user info is not allowed")
+    port = _port(parts)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port:
         raise ExporterError(f"target {url!r}: expected http(s)://HOST:PORT[/PATH]")
     if mesh not in DIALECTS:
         raise ExporterError(f"target {url!r}: unknown mesh {mesh!r} (one of {', '.join(sorted(DIALECTS))})")

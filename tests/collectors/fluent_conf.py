@@ -7,17 +7,17 @@ import re
 from dataclasses import dataclass, field
 
 # Plugin types per directive that the rendered configs may use (core plus the plugins shipped in
-# the fluentd-kubernetes-daemonset images: elasticsearch, kubernetes_metadata, rewrite_tag_filter).
+# the fluentd-kubernetes-daemonset images: elasticsearch, kubernetes_metadata, rewrite_tag_filter, concat).
 KNOWN_TYPES = {
     "source": {"tail", "forward"},
-    "filter": {"parser", "kubernetes_metadata", "record_transformer", "grep"},
+    "filter": {"parser", "kubernetes_metadata", "record_transformer", "grep", "concat"},
     "match": {"rewrite_tag_filter", "copy", "elasticsearch", "forward", "null", "stdout"},
     "store": {"elasticsearch", "forward", "stdout"},
     "parse": {"regexp", "json"},
     "buffer": {"file", "memory"},
 }
 # Sections that take no @type.
-UNTYPED = {"rule", "record", "server", "system"}
+UNTYPED = {"rule", "record", "server", "system", "security", "label"}
 
 
 class FluentConfError(Exception):

@@ -40,6 +40,18 @@ def test_text_line_gives_typed_values_and_dash_is_absent():
     assert record.user_agent == 'agent "quoted" / 1'
 
 
+def test_a_quote_in_a_traced_header_does_not_break_a_denied_text_line():
+    """x-request-id and traceparent are the client's: quotes in them still give the 403 record, field by field."""
+    record = accesslog.parse_text(text_line(
+        start_time="2026-11-25T20:52:19.156Z", method="GET", response_code="403",
+        response_code_details="rbac_access_denied_matched_policy[none]",
+        request_id='abc" evil="1', traceparent='00-"x"-01', user_agent="curl",
+    ))
+    assert (record.response_code, record.request_id, record.traceparent, record.user_agent) == (
+        403, 'abc" evil="1', '00-"x"-01', "curl")
+    assert accesslog.security_kind(record) == "access_denied"
+
+
 def test_json_and_text_of_the_same_values_parse_equal():
     """A JSON line as Envoy writes it (numbers, nulls) and the text line of the same values give equal records."""
     values = dict(start_time="2026-11-25T20:52:19.156Z", method="GET", path="/a?b=1", response_code=403,

@@ -133,3 +133,44 @@ def test_checker_rejects_unbalanced_and_unknown_directives():
     ]
     conf = fluent_conf.parse("<match **>\n  @type null\n</match>\n<match a.**>\n  @type null\n</match>\n")
     assert fluent_conf.unreachable_matches(conf, ["a.b"]) == ["line 4: <match a.**>"]
+
+
+@pytest.mark.parametrize("mesh,enc", CASES)
+def test_partial_lines_are_joined_before_parsing_and_failures_go_to_a_visible_tag(rendered, mesh, enc):
+    """CRI partial lines are concatenated first; the parser sends what it cannot read to @ERROR, where access-log-looking lines are tagged meshobs.parse_error.<mesh> and stored with their source tag."""
+    conf = directives(rendered, mesh, enc)
+    filters = [d for d in conf if d.name == "filter"]
+    concat, parser = filters[0], next(d for d in filters if d.params["@type"] == "parser")
+    assert concat.params == {"@type": "concat", "key": "log", "use_partial_cri_logtag": "true", "partial_cri_logtag_key": "logtag",
+                             "partial_cri_stream_key": "stream", "separator": '""', "flush_interval": "10"}
+    assert parser.params["emit_invalid_record_to_error"] == "true"
+    (errors,) = [d for d in conf if d.name == "label"]
+    assert errors.arg == "@ERROR"
+    source_tag, rewrite, store = errors.children
+    assert source_tag.child("record").params == {"source_tag": "${tag}"}
+    (rule,) = rewrite.children
+    hint = {"linkerd": '"timestamp":'}.get(mesh, '"start_time":' if enc == "json" else '^start_time="')
+    assert (rule.params["key"], rule.params["pattern"], rule.params["tag"]) == ("log", f"/{hint}/", f"meshobs.parse_error.{mesh}")
+    assert fluent_conf.first_match(errors.children, f"meshobs.parse_error.{mesh}") is store
+    assert store.child("store").params["logstash_prefix"] == "meshobs-parse-errors"
+
+
+@pytest.mark.parametrize("mesh,enc", CASES)
+def test_the_forward_input_wants_the_shared_key(rendered, mesh, enc):
+    """The exporter's forward source has a <security> section whose shared key is read from the mounted Secret."""
+    (forward,) = [d for d in directives(rendered, mesh, enc) if d.name == "source" and d.params["@type"] == "forward"]
+    assert forward.child("security").params == {
+        "self_hostname": '"#{ENV[\'K8S_NODE_NAME\']}"',
+        "shared_key": '"#{File.read(\'/etc/fluentd/forward/shared-key\').strip}"'}
+
+
+def test_a_failed_handshakes_presented_san_never_lands_in_the_identity_field(rendered):
+    """After the parser, peer_principal is emptied when transport_failure_reason is set, and the SAN kept as presented_peer_principal."""
+    conf = directives(rendered, "istio", "json")
+    (moved,) = [d for d in conf if d.name == "filter" and any(
+        c.name == "record" and "presented_peer_principal" in c.params for c in d.children)]
+    assert moved.child("record").params == {
+        "presented_peer_principal": '${record["transport_failure_reason"].to_s.empty? ? nil : record["peer_principal"]}',
+        "peer_principal": '${record["transport_failure_reason"].to_s.empty? ? record["peer_principal"] : nil}'}
+    filters = [d for d in conf if d.name == "filter"]
+    assert filters.index(moved) == [d.params["@type"] for d in filters].index("parser") + 1

@@ -79,7 +79,22 @@ def test_kubernetes_manifests_validate_strictly(rendered, mesh):
             continue
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         kinds.append(doc["kind"])
-    assert sorted(set(kinds)) == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Deployment", "Service", "ServiceAccount"]
+    assert sorted(set(kinds)) == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Deployment",
+                                  "NetworkPolicy", "Service", "ServiceAccount"]
+
+
+def test_fluentd_forward_input_is_reachable_only_from_the_exporter_namespace_and_reads_the_key_from_a_secret(rendered):
+    """A NetworkPolicy admits only the exporter's namespace to port 24224; the DaemonSet mounts the shared key from its Secret, which must exist."""
+    docs = [d for _, d in documents(rendered[("istio", "json")])]
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert (policy["metadata"]["namespace"], policy["spec"]["podSelector"]) == ("logging", {"matchLabels": {"app.kubernetes.io/name": "fluentd"}})
+    assert policy["spec"]["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "meshobs"}}}],
+                                          "ports": [{"protocol": "TCP", "port": 24224}]}]
+    (daemonset,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    pod = daemonset["spec"]["template"]["spec"]
+    assert {"name": "forward-key", "secret": {"secretName": "meshobs-fluentd-forward", "optional": False,
+                                              "items": [{"key": "shared-key", "path": "shared-key"}]}} in pod["volumes"]
+    assert {"name": "forward-key", "mountPath": "/etc/fluentd/forward", "readOnly": True} in pod["containers"][0]["volumeMounts"]
 
 
 def test_strict_validation_catches_a_misspelt_field(rendered):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -29,12 +30,17 @@ def _container(files: dict[str, bytes], path: str) -> dict:
     return container
 
 
-def _argv(container: dict, pod_env: dict[str, str]) -> list[str]:
+def _argv(container: dict, pod_env: dict[str, str], secrets: Path) -> list[str]:
     argv = [_expand(part, pod_env) for part in container["command"] + container["args"]]
     listen = argv.index("--listen") + 1
-    # The one change: tests bind loopback only; the port is the manifest's.
+    # The changes: tests bind loopback only (the port is the manifest's), and the Secret the
+    # kubelet would mount is a file under `secrets`.
     assert argv[listen].startswith("0.0.0.0:")
     argv[listen] = argv[listen].replace("0.0.0.0:", "127.0.0.1:", 1)
+    key = argv.index("--fluentd-shared-key-file") + 1
+    (mount,) = [m["mountPath"] for m in container["volumeMounts"] if argv[key].startswith(m["mountPath"] + "/")]
+    argv[key] = str(secrets / argv[key].removeprefix(mount + "/"))
+    Path(argv[key]).write_text("test-shared-key\n")
     return [require_binary(argv[0]), *argv[1:]]
 
 
@@ -72,7 +78,7 @@ def _targets(port: int) -> set[str]:
 
 def _start(processes, tmp_path, kube, container, ordinal, port, name):
     pod_env = _downward_env(container, ordinal)
-    process = processes(_argv(container, pod_env), tmp_path / f"{name}.log", env={**os.environ, **kube.env(), **pod_env})
+    process = processes(_argv(container, pod_env, tmp_path), tmp_path / f"{name}.log", env={**os.environ, **kube.env(), **pod_env})
     process.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, what=f"{name} /readyz")
     assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
     return process
@@ -87,7 +93,7 @@ def test_deployment_command_line_runs_the_exporter(processes, tmp_path, kube):
     _start(processes, tmp_path, kube, container, 0, port, "exporter")
     wait_until(lambda: _targets(port) == ALL_PODS, timeout=15, what="every listed pod on /metrics")
     assert {method for method, _, _ in kube.requests} == {"GET"}
-    assert kube.requests[0][1:] == ("/api/v1/pods", "Bearer test-token")
+    assert kube.requests[0][1:] == ("/api/v1/pods?limit=500&fieldSelector=status.phase%3DRunning", "Bearer test-token")
 
 
 def test_statefulset_replicas_split_the_pods_between_their_shards(processes, tmp_path, kube):

@@ -95,24 +95,39 @@ def test_exporter_namespace_enforces_the_restricted_standard(deploy):
 
 
 def test_cluster_role_only_reads_pods(deploy):
-    """The exporter's ClusterRole grants get/list/watch on pods and nothing else, bound to its ServiceAccount."""
+    """The exporter's ClusterRole grants what it calls, list and watch on pods, and nothing else, bound to its ServiceAccount."""
     (role,) = documents(deploy / "exporter/base/clusterrole.yaml")
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
     (binding,) = documents(deploy / "exporter/base/clusterrolebinding.yaml")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "meshobs-exporter", "namespace": "meshobs"}]
     for workload in _workloads(deploy):
         assert workload["spec"]["template"]["spec"]["serviceAccountName"] == "meshobs-exporter"
 
 
-def test_network_policy_admits_only_the_monitoring_namespace_to_the_metrics_port(deploy):
-    """Ingress to the exporter pods is allowed from the monitoring namespace, on the metrics port, only."""
+def test_network_policy_admits_only_the_monitoring_namespace_and_limits_egress(deploy):
+    """Ingress to the exporter pods is allowed from the monitoring namespace on the metrics port only; egress only to DNS, the API server's ports, the proxies' metrics ports, Fluentd and the OTLP collector."""
     (policy,) = documents(deploy / "exporter/base/networkpolicy.yaml")
     assert policy["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "meshobs-exporter"}}
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["ingress"] == [{
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
         "ports": [{"protocol": "TCP", "port": 9942}],
     }]
+
+    def tcp(*ports):
+        return [{"protocol": "TCP", "port": port} for port in ports]
+
+    def pods(namespace, name):
+        return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                 "podSelector": {"matchLabels": {name[0]: name[1]}}}]
+
+    assert policy["spec"]["egress"] == [
+        {"to": pods("kube-system", ("k8s-app", "kube-dns")), "ports": [{"protocol": "UDP", "port": 53}, *tcp(53)]},
+        {"ports": tcp(443, 6443)},
+        {"to": [{"namespaceSelector": {}}], "ports": tcp(4191, 15090, 20200)},
+        {"to": pods("logging", ("app.kubernetes.io/name", "fluentd")), "ports": tcp(24224)},
+        {"to": pods("observability", ("app.kubernetes.io/name", "otel-collector")), "ports": tcp(4317, 4318)},
+    ]
 
 
 def test_statefulset_gives_each_replica_its_shard_from_its_ordinal(deploy):

@@ -83,6 +83,7 @@ class FaultServers:
                 request_line = self.rfile.readline().decode("latin-1").strip()
                 while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                     pass
+                self.request_line = request_line  # for responders that answer by path
                 owner.requests.append((self.server.server_address[1], request_line))
                 owner.arrivals.append(time.monotonic())
                 respond(self, owner._stop)

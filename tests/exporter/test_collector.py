@@ -31,7 +31,9 @@ def test_a_50k_line_proxy_becomes_at_most_18_workload_series_and_2_per_proxy():
     state.end_cycle(now=1.0)
     registry = CollectorRegistry()
     registry.register(StateCollector(state))
-    samples = [s for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples]
+    exposed = [s for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples]
+    assert [(s.name, s.value) for s in exposed if "workload" not in s.labels] == [("meshobs_workloads_dropped_total", 0)]
+    samples = [s for s in exposed if "workload" in s.labels]
     per_proxy = [s for s in samples if "instance" in s.labels]
     assert len(samples) - len(per_proxy) == 17  # this exposition has a leaf certificate but no CA
     assert sorted((s.name, s.labels["instance"]) for s in per_proxy) == [

@@ -102,3 +102,44 @@ def test_a_blackholed_fluentd_never_blocks_the_caller(tmp_path):
     # at most the queue (100) and the few the sender thread took out are not dropped at once
     assert dropped > 4800
     events.close(timeout=0.1)
+
+
+def test_events_go_only_through_the_shared_key_handshake(processes, tmp_path, servers):
+    """With --fluentd-shared-key-file, events reach a receiver that checks the key; a receiver with another key refuses the PING and one that cannot prove the key gets nothing; both count as send_failed."""
+    key_file = tmp_path / "shared-key"
+    key_file.write_text("s3cret-forward-key\n")
+    right, wrong, impostor = (ForwardReceiver(b"s3cret-forward-key"), ForwardReceiver(b"another-key"),
+                              ForwardReceiver(b"another-key", prove=False))
+    try:
+        for receiver in (right, wrong, impostor):
+            proxy = MovingProxy(int(time.time()) + 3600)
+            port = servers.add(faults.good(proxy.body))
+            exporter = start_exporter(processes, tmp_path, "--target", f"consul/shop/cart=http://127.0.0.1:{port}",
+                                      "--scrape-interval", "100ms", "--fluentd", receiver.address,
+                                      "--fluentd-shared-key-file", str(key_file), name=f"exporter-{receiver.address}")
+            if receiver is right:
+                [cert] = wait_until(lambda: right.tagged("meshobs.security.cert_expiring"), what="an event over the handshake")
+                assert cert["workload"] == "cart"
+            else:
+                wait_until(lambda: exporter.value("meshobs_events_dropped_total", kind="cert_expiring", reason="send_failed") == 1,
+                           what="the refused event counted")
+                assert receiver.records == []
+        assert (right.refused, wrong.refused, impostor.refused) == (0, 1, 0)
+    finally:
+        for receiver in (right, wrong, impostor):
+            receiver.stop()
+
+
+def test_a_shared_key_file_that_cannot_be_read_stops_the_exporter(tmp_path):
+    """A missing or empty key file is an error naming the file, before anything listens."""
+    import subprocess
+    import sys
+
+    for path, reason in ((tmp_path / "missing", "No such file or directory"), (tmp_path / "empty", "empty")):
+        if path.name == "empty":
+            path.write_text("\n")
+        result = subprocess.run([sys.executable, "-m", "meshobs", "exporter", "--listen", "127.0.0.1:0", "--target",
+                                 "http://127.0.0.1:1", "--fluentd", "127.0.0.1:1", "--fluentd-shared-key-file", str(path)],
+                                capture_output=True, text=True, timeout=30)
+        assert (result.returncode, result.stderr.strip()) == (
+            2, f"meshobs exporter: error: --fluentd-shared-key-file {path}: {reason}")

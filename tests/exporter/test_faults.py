@@ -78,8 +78,8 @@ def test_only_read_only_get_requests_reach_a_proxy(processes, tmp_path, servers)
     assert lines == {"GET /stats/prometheus HTTP/1.1", "GET /certs HTTP/1.1"}
 
 
-def test_a_target_that_disappears_keeps_its_counts_and_loses_its_up_series(processes, tmp_path, servers):
-    """Removing a target from the targets file drops its target_up series; the workload's counters stay."""
+def test_a_workload_whose_target_disappears_stops_being_exported_and_resumes_its_count(processes, tmp_path, servers):
+    """Removing a workload's only target from the targets file ends its series at once; back within the grace period, its counter carries on."""
     ports = {"stays": servers.add(faults.good()), "leaves": servers.add(faults.good())}
     targets = tmp_path / "targets.json"
     targets.write_text(targets_json(ports))
@@ -87,8 +87,11 @@ def test_a_target_that_disappears_keeps_its_counts_and_loses_its_up_series(proce
     wait_until(lambda: exporter.value("meshobs_target_up", workload="leaves") == 1, what="both targets up")
     targets.write_text(targets_json({"stays": ports["stays"]}))
     wait_until(lambda: exporter.value("meshobs_target_up", workload="leaves") is None, what="the target to go")
-    assert exporter.value("meshobs_tls_handshakes_total", workload="leaves") == 7
+    assert exporter.value("meshobs_tls_handshakes_total", workload="leaves") is None
     assert exporter.value("meshobs_target_up", workload="stays") == 1
+    targets.write_text(targets_json(ports))
+    # a target that comes back is a new proxy: its 7 handshakes add to the 7 counted before
+    wait_until(lambda: exporter.value("meshobs_tls_handshakes_total", workload="leaves") == 14, what="the count to resume")
 
 
 def test_concurrency_bounds_the_scrapes_in_flight(processes, tmp_path, servers):

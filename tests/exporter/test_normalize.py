@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from meshobs.exporter.normalize import (
-    ALLOWED, DENIED, DIALECTS, FAILURES, HANDSHAKES, PLAINTEXT, cert_kind, certs_from_admin, normalize,
+    ALLOWED, DENIED, DIALECTS, FAILURES, HANDSHAKES, PLAINTEXT, admin_certs, cert_kind, certs_from_admin, normalize,
 )
 
 ISTIO, CONSUL, LINKERD = DIALECTS["istio"], DIALECTS["consul"], DIALECTS["linkerd"]
-from meshobs.exporter.parse import parse
+from meshobs.exporter.parse import PayloadError, parse
 
 
 def read(dialect, text: str):
@@ -91,3 +95,40 @@ def test_certificate_kinds_and_admin_certs():
         "cert_chain": [{"expiration_time": "2026-12-01T00:00:01Z"}, {"expiration_time": "2026-06-01T00:00:00Z"}],
     }]}
     assert certs_from_admin(document) == {"leaf": 1796083201.0, "ca": 1798859045.0}
+    assert admin_certs(json.dumps(document).encode()) == {"leaf": 1796083201.0, "ca": 1798859045.0}
+
+
+@pytest.mark.parametrize("value", ["-1", "+Inf", "-Inf", "1e300"])
+def test_counter_values_that_no_counter_can_hold_reject_the_scrape(value):
+    """A negative, infinite or beyond-64-bit counter value is a bad payload, never added to a workload."""
+    with pytest.raises(PayloadError) as error:
+        read(CONSUL, f"envoy_listener_ssl_handshake{{}} 3\nenvoy_http_rbac_denied{{}} {value}\n")
+    assert str(error.value) == (f"counter envoy_http_rbac_denied has value {float(value)!r}: "
+                                "a counter is a finite number from 0 to 2^64")
+
+
+def test_non_finite_or_negative_certificate_expiry_is_ignored():
+    """An infinite or negative expiry gauge is no certificate, and never exported."""
+    reading = read(ISTIO, """\
+envoy_listener_ssl_certificate_default_expiration_unix_time_seconds{} +Inf
+envoy_listener_ssl_certificate_ROOTCA_expiration_unix_time_seconds{} -5
+""")
+    assert reading.certs == {}
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"[" * 200_000, "/certs: JSON nested too deep"),
+    (b'{"certificates": [' * 50_000, "/certs: JSON nested too deep"),
+    (b"\xff\xfe", "/certs: not JSON: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+    (b"[]", '/certs: expected {"certificates": [...]}'),
+    (b'{"certificates": {"a": 1}}', '/certs: expected {"certificates": [...]}'),
+    (b'{"certificates": [1]}', "/certs: a certificates entry is not an object"),
+    (b'{"certificates": [{"cert_chain": "x"}]}', "/certs: cert_chain is not a list of objects"),
+    (b'{"certificates": [{"ca_cert": [{"expiration_time": 5}]}]}', "/certs: expiration_time '5' is not an RFC 3339 time"),
+    (b'{"certificates": [{"ca_cert": [{"expiration_time": "soon"}]}]}', "/certs: expiration_time 'soon' is not an RFC 3339 time"),
+])
+def test_hostile_certs_answers_raise_payload_errors(body, message):
+    """Deep nesting, invalid UTF-8 and wrong shapes in /certs are PayloadErrors naming the problem, never RecursionError or TypeError."""
+    with pytest.raises(PayloadError) as error:
+        admin_certs(body)
+    assert str(error.value) == message

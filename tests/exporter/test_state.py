@@ -85,3 +85,39 @@ def test_new_failure_reasons_and_cert_window_events_fire_once():
     assert (cert.kind, cert.record["cert"], cert.record["expires_at"], cert.record["seconds_left"]) == (
         "cert_expiring", "leaf", 10000, 3000)
     assert state.end_cycle(now=7001.0) == []
+
+
+def test_a_workload_whose_pods_are_gone_stops_being_exported_at_once_and_resumes_its_count():
+    """Without live targets a workload leaves the exported set in the same cycle; back within the grace, its totals carry on."""
+    state = State(grace=60)
+    state.observe(POD_A, reading(handshakes=4), 0.01)
+    assert [key for key, _ in state.exported()] == [KEY]
+    assert state.retain(set(), now=0.0) == set()
+    assert state.exported() == []
+    assert state.retain({POD_B}, now=30.0) == {POD_B}
+    state.observe(POD_B, reading(handshakes=3), 0.01)
+    assert [(key, w.totals[(HANDSHAKES, "")]) for key, w in state.exported()] == [(KEY, 7)]
+
+
+def test_workloads_beyond_the_cap_are_not_scraped_and_are_counted_and_orphans_make_room():
+    """With max_workloads=2 a third workload's targets are left out and counted each cycle; a gone workload's place is taken at once."""
+    state = State(max_workloads=2)
+    pods = [make_target(f"http://10.0.0.{i}:19000/stats/prometheus", "consul", "shop", f"w{i}") for i in range(3)]
+    assert state.retain(set(pods), now=0.0) == set(pods[:2])
+    for target in pods[:2]:
+        state.observe(target, reading(handshakes=1), 0.01)
+    assert state.retain(set(pods), now=1.0) == set(pods[:2])
+    assert state.dropped_workloads == 2
+    assert state.retain({pods[1], pods[2]}, now=2.0) == {pods[1], pods[2]}
+    state.observe(pods[2], reading(handshakes=1), 0.01)
+    assert [key[2] for key, _ in state.exported()] == ["w1", "w2"] and len(state.workloads) == 2
+    assert state.dropped_workloads == 2
+
+
+def test_resets_are_per_target_never_across_the_pods_of_a_workload():
+    """Two pods of one workload at different raw values are each tracked on their own: neither looks like a reset of the other."""
+    state = State()
+    for a, b in ((100, 5), (110, 6), (120, 7)):
+        state.observe(POD_A, reading(handshakes=a), 0.01)
+        state.observe(POD_B, reading(handshakes=b), 0.01)
+    assert state.workloads[KEY].totals[(HANDSHAKES, "")] == 127

@@ -147,10 +147,12 @@ def _scrape_config(job: str, targets: Sequence) -> dict:
 
 def start_prometheus(processes, tmp_path: Path, jobs: dict[str, Sequence[str]], rule_files: Sequence[Path] = (),
                      alertmanager: str | None = None, scrape_interval: str = "1s",
-                     evaluation_interval: str = "1s", external_labels: dict | None = None) -> RunningPrometheus:
+                     evaluation_interval: str = "1s", external_labels: dict | None = None,
+                     job_settings: dict[str, dict] | None = None) -> RunningPrometheus:
     """Prometheus scraping `jobs` (job name → host:port list, path /metrics; or a list of
     static_configs dicts, whose `labels` may set `__metrics_path__`) with `rule_files`,
-    sending alerts to the Alertmanager at `alertmanager` (host:port)."""
+    sending alerts to the Alertmanager at `alertmanager` (host:port). `job_settings` adds
+    scrape-config keys per job (limits, metric_relabel_configs of a rendered job)."""
     binary = require_binary("prometheus")
     folder = tmp_path / "prometheus"
     folder.mkdir(exist_ok=True)
@@ -158,7 +160,8 @@ def start_prometheus(processes, tmp_path: Path, jobs: dict[str, Sequence[str]], 
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
                    "external_labels": external_labels or {}},
         "rule_files": [str(path) for path in rule_files],
-        "scrape_configs": [_scrape_config(job, targets) for job, targets in jobs.items()],
+        "scrape_configs": [{**_scrape_config(job, targets), **(job_settings or {}).get(job, {})}
+                           for job, targets in jobs.items()],
     }
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}

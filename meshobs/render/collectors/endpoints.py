@@ -10,6 +10,11 @@ ZIPKIN_PORT = 9411
 JAEGER_UI_PORT = 16686
 FORWARD_PORT = 24224
 
+# The shared key of Fluentd's forward input (<security>): a Secret of this name, holding the key
+# under FORWARD_KEY_ITEM, in Fluentd's namespace and in the exporter's (created by the operator).
+FORWARD_KEY_SECRET = "meshobs-fluentd-forward"
+FORWARD_KEY_ITEM = "shared-key"
+
 COLLECTOR_NAME = "otel-collector"
 JAEGER_NAME = "jaeger"
 FLUENTD_NAME = "fluentd"

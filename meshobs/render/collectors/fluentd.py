@@ -1,9 +1,14 @@
-"""Fluentd: `fluent.conf` per mesh (tail the proxy container, parse with the record's own parser
-definition, add Kubernetes metadata, route security records to their own tag, ship to
-Elasticsearch and optionally forward) and the DaemonSet, ServiceAccount and RBAC running it.
+"""Fluentd: `fluent.conf` per mesh (tail the proxy container, join CRI partial lines, parse with
+the record's own parser definition, add Kubernetes metadata, route security records to their own
+tag, ship to Elasticsearch and optionally forward) and the DaemonSet, ServiceAccount, RBAC and
+NetworkPolicy running it.
 
-The same config receives the meshobs exporter's events on a `forward` source: both arrive
-under `meshobs.security.<kind>` and leave through one `<match meshobs.security.**>`.
+The same config receives the meshobs exporter's events on a `forward` source that takes only
+clients proving the shared key (`<security>`), from the exporter's namespace only: both arrive
+under `meshobs.security.<kind>` and leave through one `<match meshobs.security.**>`. An
+access-log line that fails to parse is never dropped: it leaves under `meshobs.parse_error.<mesh>`
+with its raw text and source file tag. After a failed TLS handshake, the certificate SAN the
+client presented is kept as `presented_peer_principal`, never in the identity field.
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ from typing import Any
 
 from meshobs import accesslog, yamlfmt
 from meshobs.config import Config
-from meshobs.render.collectors.endpoints import FLUENTD_NAME, FORWARD_PORT, PROXY_CONTAINER, labels
+from meshobs.render.collectors.endpoints import (
+    FLUENTD_NAME, FORWARD_KEY_ITEM, FORWARD_KEY_SECRET, FORWARD_PORT, PROXY_CONTAINER, labels,
+)
 
 CONTAINER_TAG = "kubernetes.var.log.containers.**"
 ACCESS_TAG_PREFIX = "meshobs.access"
+PARSE_ERROR_TAG_PREFIX = "meshobs.parse_error"
+FORWARD_KEY_DIR = "/etc/fluentd/forward"
 # CRI log lines as containerd and CRI-O write them: time, stream, partial/full flag, message.
 CRI_REGEXP = r"^(?<time>[^ ]+) (?<stream>stdout|stderr) (?<logtag>[FP]) (?<log>.*)$"
 CRI_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%N%:z"
@@ -100,12 +109,69 @@ def _parse_filters(cfg: Config, mesh: str) -> list[Directive]:
         ])
     else:
         parse = _envoy_parse(cfg.logging.access_log_encoding)
-    # Lines that are not access-log records (the proxy's own logs) are dropped here.
+    # A line that does not parse goes to the @ERROR label (see _parse_errors), not away.
     parser: Directive = ("filter", CONTAINER_TAG, [
         ("@type", "parser"), ("key_name", "log"), ("reserve_data", "false"),
-        ("emit_invalid_record_to_error", "false"), parse,
+        ("emit_invalid_record_to_error", "true"), parse,
     ])
     return [parser, linkerd_mapping()] if mesh == "linkerd" else [parser]
+
+
+def _join_partial_lines() -> Directive:
+    """containerd and CRI-O split a line longer than 16 KiB into partial (P) pieces ended by a
+    full (F) one: a denied request with a long header would otherwise be no record at all. A
+    piece left alone longer than the flush interval goes to @ERROR, and so to the parse errors."""
+    return ("filter", CONTAINER_TAG, [
+        ("@type", "concat"), ("key", "log"), ("use_partial_cri_logtag", "true"),
+        ("partial_cri_logtag_key", "logtag"), ("partial_cri_stream_key", "stream"), ("separator", '""'),
+        ("flush_interval", "10"),
+    ])
+
+
+def _presented_identity() -> Directive:
+    """After a failed handshake Envoy still logs the SAN of the certificate it rejected: keep it,
+    but never as the peer's identity."""
+    failed = 'record["transport_failure_reason"].to_s.empty?'
+    return ("filter", CONTAINER_TAG, [
+        ("@type", "record_transformer"), ("enable_ruby", "true"),
+        ("record", "", [
+            ("presented_peer_principal", f'${{{failed} ? nil : record["peer_principal"]}}'),
+            ("peer_principal", f'${{{failed} ? record["peer_principal"] : nil}}'),
+        ]),
+    ])
+
+
+def access_log_hint(cfg: Config, mesh: str) -> str:
+    """A regexp that only this mesh's access-log lines match (not the proxy's own log lines)."""
+    first = accesslog.FIELDS[0]
+    if mesh == "linkerd":
+        return f'"{first.linkerd}":'
+    return f'"{first.name}":' if cfg.logging.access_log_encoding == "json" else f'^{first.name}="'
+
+
+def _parse_errors(cfg: Config, mesh: str) -> Directive:
+    """Lines the parser refused (and partial lines never completed) that look like access-log
+    records are kept, raw, under meshobs.parse_error.<mesh>; the proxy's own log lines, which
+    share the container's output, are dropped here as before."""
+    return ("label", "@ERROR", [
+        ("filter", CONTAINER_TAG, [("@type", "record_transformer"), ("record", "", [("source_tag", "${tag}")])]),
+        ("match", CONTAINER_TAG, [
+            ("@type", "rewrite_tag_filter"),
+            ("rule", "", [("key", "log"), ("pattern", f"/{access_log_hint(cfg, mesh)}/"),
+                          ("tag", f"{PARSE_ERROR_TAG_PREFIX}.{mesh}")]),
+        ]),
+        ("match", f"{PARSE_ERROR_TAG_PREFIX}.**", [("@type", "copy"), *_stores(cfg, "meshobs-parse-errors")]),
+    ])
+
+
+def _forward_source() -> Directive:
+    return ("source", "", [
+        ("@type", "forward"), ("@id", "meshobs_exporter_events"), ("bind", "0.0.0.0"), ("port", str(FORWARD_PORT)),
+        ("security", "", [
+            ("self_hostname", "\"#{ENV['K8S_NODE_NAME']}\""),
+            ("shared_key", f"\"#{{File.read('{FORWARD_KEY_DIR}/{FORWARD_KEY_ITEM}').strip}}\""),
+        ]),
+    ])
 
 
 def _routing(mesh: str) -> Directive:
@@ -128,18 +194,21 @@ def fluent_conf(cfg: Config, mesh: str) -> str:
             ("parse", "", [("@type", "regexp"), ("expression", f"/{CRI_REGEXP}/"), ("time_key", "time"),
                            ("time_type", "string"), ("time_format", CRI_TIME_FORMAT)]),
         ]),
-        ("source", "", [("@type", "forward"), ("@id", "meshobs_exporter_events"), ("bind", "0.0.0.0"),
-                        ("port", str(FORWARD_PORT))]),
+        _forward_source(),
+        _join_partial_lines(),
         *_parse_filters(cfg, mesh),
+        _presented_identity(),
         ("filter", CONTAINER_TAG, [("@type", "kubernetes_metadata"), ("@id", "kubernetes_metadata")]),
         _routing(mesh),
         ("match", f"{accesslog.SECURITY_TAG_PREFIX}.**", [("@type", "copy"), *_stores(cfg, "meshobs-security")]),
         ("match", f"{ACCESS_TAG_PREFIX}.**", [("@type", "copy"), *_stores(cfg, f"meshobs-access-{mesh}")]),
+        _parse_errors(cfg, mesh),
     ]
     header = [
         f"# Fluentd for {mesh} proxy access logs and meshobs exporter events; rendered by meshobs.",
         "# Records follow the meshobs access-log record (meshobs/accesslog.py); security records are",
-        f"# tagged {accesslog.SECURITY_TAG_PREFIX}.<kind>, the rest {ACCESS_TAG_PREFIX}.{mesh}.",
+        f"# tagged {accesslog.SECURITY_TAG_PREFIX}.<kind>, the rest {ACCESS_TAG_PREFIX}.{mesh}; lines that do not",
+        f"# parse {PARSE_ERROR_TAG_PREFIX}.{mesh}. The forward input needs the shared key of the Secret {FORWARD_KEY_SECRET}.",
     ]
     body = ["\n".join(_lines(d)) for d in directives]
     return "\n".join(header) + "\n\n" + "\n\n".join(body) + "\n"
@@ -150,6 +219,8 @@ def manifests(cfg: Config, mesh: str) -> list[dict[str, Any]]:
     meta = {"name": FLUENTD_NAME, "namespace": ns, "labels": labels(FLUENTD_NAME)}
     selector = {"app.kubernetes.io/name": FLUENTD_NAME}
     host_paths = [("varlog", "/var/log")]
+    key_volume = {"name": "forward-key", "secret": {"secretName": FORWARD_KEY_SECRET, "optional": False,
+                                                    "items": [{"key": FORWARD_KEY_ITEM, "path": FORWARD_KEY_ITEM}]}}
     container = {
         "name": FLUENTD_NAME,
         "image": cfg.logging.fluentd_image,
@@ -161,6 +232,7 @@ def manifests(cfg: Config, mesh: str) -> list[dict[str, Any]]:
         "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "500Mi"}},
         "volumeMounts": [
             {"name": "config", "mountPath": "/fluentd/etc/fluent.conf", "subPath": "fluent.conf", "readOnly": True},
+            {"name": "forward-key", "mountPath": FORWARD_KEY_DIR, "readOnly": True},
             *({"name": name, "mountPath": path} for name, path in host_paths),
         ],
     }
@@ -192,6 +264,7 @@ def manifests(cfg: Config, mesh: str) -> list[dict[str, Any]]:
                         "containers": [container],
                         "volumes": [
                             {"name": "config", "configMap": {"name": f"{FLUENTD_NAME}-config"}},
+                            key_volume,
                             *({"name": name, "hostPath": {"path": path}} for name, path in host_paths),
                         ],
                     },
@@ -202,6 +275,18 @@ def manifests(cfg: Config, mesh: str) -> list[dict[str, Any]]:
             # The exporter sends its events here (`meshobs exporter --fluentd fluentd.<ns>:24224`).
             "apiVersion": "v1", "kind": "Service", "metadata": meta,
             "spec": {"selector": selector, "ports": [{"name": "forward", "port": FORWARD_PORT, "targetPort": "forward", "protocol": "TCP"}]},
+        },
+        {
+            # Only the exporter's namespace reaches the forward input (which also wants the key).
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
+            "spec": {
+                "podSelector": {"matchLabels": selector},
+                "policyTypes": ["Ingress"],
+                "ingress": [{
+                    "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.deploy.namespace}}}],
+                    "ports": [{"protocol": "TCP", "port": FORWARD_PORT}],
+                }],
+            },
         },
     ]
 

@@ -9,6 +9,7 @@ seccomp, read-only root filesystem with an emptyDir for /tmp).
 from __future__ import annotations
 
 from meshobs.config import Config
+from meshobs.render.collectors.endpoints import FORWARD_KEY_ITEM, FORWARD_KEY_SECRET
 from meshobs.render.deploy.common import (
     EXPORTER,
     METRICS_PORT_NAME,
@@ -22,6 +23,7 @@ from meshobs.render.deploy.common import (
 )
 
 SHARD_ENV = "MESHOBS_SHARD_INDEX"
+FORWARD_KEY_MOUNT = "/var/run/secrets/meshobs/fluentd"
 # Set by the StatefulSet controller on every pod (Kubernetes 1.28+): the pod's ordinal.
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 SHARDS_SERVICE = f"{EXPORTER}-shards"
@@ -35,6 +37,7 @@ def container_args(cfg: Config, sharded: bool) -> list[str]:
         "--kubernetes",
         "--scrape-interval", cfg.deploy.scrape_interval,
         "--fluentd", fluentd_address(cfg),
+        "--fluentd-shared-key-file", f"{FORWARD_KEY_MOUNT}/{FORWARD_KEY_ITEM}",
     ]
     if sharded:
         args += ["--shard", f"$({SHARD_ENV})/{cfg.deploy.shards}"]
@@ -67,7 +70,8 @@ def _container(cfg: Config, sharded: bool) -> dict:
             "runAsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "fluentd-forward-key", "mountPath": FORWARD_KEY_MOUNT, "readOnly": True}],
     }
     if sharded:
         container["env"] = [
@@ -91,7 +95,12 @@ def _pod_template(cfg: Config, sharded: bool) -> dict:
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [_container(cfg, sharded)],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+            "volumes": [
+                {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+                # the shared key of Fluentd's forward input; the pod does not start without it
+                {"name": "fluentd-forward-key", "secret": {"secretName": FORWARD_KEY_SECRET, "optional": False,
+                                                           "items": [{"key": FORWARD_KEY_ITEM, "path": FORWARD_KEY_ITEM}]}},
+            ],
             "terminationGracePeriodSeconds": 10,
         },
     }
@@ -144,7 +153,8 @@ def _rbac(cfg: Config) -> tuple[dict, dict, dict]:
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
         "metadata": metadata(EXPORTER),
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+        # what the exporter calls: list and watch of pods (never get, never secrets or anything else)
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}],
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -164,22 +174,55 @@ def _service(cfg: Config, name: str, headless: bool) -> dict:
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata(name, cfg.deploy.namespace), "spec": spec}
 
 
+# The API server is reached through the `kubernetes` Service, which the CNI translates to the
+# control plane's own addresses (cluster-specific, often outside the pod network): allowed by port.
+API_SERVER_PORTS = (443, 6443)
+
+
+def _namespace_selector(name: str) -> dict:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def _tcp(*ports: int) -> list[dict]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+def _egress(cfg: Config) -> list[dict]:
+    """Where the exporter may connect: DNS, the API server, the proxies' metrics ports (a pod
+    naming another port in an annotation is not reached), Fluentd, the OTLP collector."""
+    from meshobs.meshes import DIALECTS
+    from meshobs.render.collectors.endpoints import COLLECTOR_NAME, FLUENTD_NAME, FORWARD_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT
+
+    dns = {**_namespace_selector("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+    proxy_ports = sorted({dialect.discovery.port for dialect in DIALECTS.values()})
+    fluentd = {**_namespace_selector(cfg.logging.namespace),
+               "podSelector": {"matchLabels": {"app.kubernetes.io/name": FLUENTD_NAME}}}
+    collector = {**_namespace_selector(cfg.tracing.collector_namespace),
+                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": COLLECTOR_NAME}}}
+    return [
+        {"to": [dns], "ports": [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]},
+        {"ports": _tcp(*API_SERVER_PORTS)},
+        {"to": [{"namespaceSelector": {}}], "ports": _tcp(*proxy_ports)},
+        {"to": [fluentd], "ports": _tcp(FORWARD_PORT)},
+        {"to": [collector], "ports": _tcp(OTLP_GRPC_PORT, OTLP_HTTP_PORT)},
+    ]
+
+
 def _network_policy(cfg: Config) -> dict:
-    monitoring = {"kubernetes.io/metadata.name": cfg.deploy.monitoring_namespace}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": metadata(EXPORTER, cfg.deploy.namespace),
         "spec": {
             "podSelector": {"matchLabels": selector()},
-            # Ingress only: the exporter must reach the API server and every proxy's admin port.
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {
-                    "from": [{"namespaceSelector": {"matchLabels": monitoring}}],
-                    "ports": [{"protocol": "TCP", "port": cfg.deploy.exporter_port}],
+                    "from": [_namespace_selector(cfg.deploy.monitoring_namespace)],
+                    "ports": _tcp(cfg.deploy.exporter_port),
                 }
             ],
+            "egress": _egress(cfg),
         },
     }
 

@@ -11,10 +11,23 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from meshobs.config import Config, duration_seconds
+from meshobs.exporter.pods import BARE_POD_PREFIX
+from meshobs.exporter.state import MAX_WORKLOADS
 from meshobs.meshes import Dialect
 from meshobs.render.deploy.common import EXPORTER, METRICS_PORT_NAME, kustomization, metadata, selector, yaml_file
 
 CONSUL_METRICS_PORT = 20200
+
+# Every pod is untrusted: a scrape of more samples, labels or longer label values than a real
+# proxy has fails as a whole (up == 0) instead of filling Prometheus. A sidecar of a large mesh
+# without Sidecar scoping exposes some 10,000 series; Istio's richest series have ~30 labels.
+PROXY_LIMITS = {"sample_limit": 50_000, "label_limit": 64, "label_value_length_limit": 1024}
+# The exporter keeps at most MAX_WORKLOADS workloads of 18 series each, plus 2 series per proxy
+# (ten proxies a workload assumed) and its own process series.
+EXPORTER_LIMITS = {"sample_limit": MAX_WORKLOADS * (18 + 2 * 10) + 1000, "label_limit": 16,
+                   "label_value_length_limit": 1024}
+_OPERATOR_LIMIT_KEYS = {"sample_limit": "sampleLimit", "label_limit": "labelLimit",
+                        "label_value_length_limit": "labelValueLengthLimit"}
 # Prometheus rejects a scrape timeout longer than the interval; 10s is its default.
 _DEFAULT_SCRAPE_TIMEOUT = 10
 
@@ -25,6 +38,17 @@ def _pod_labels() -> list[dict]:
         {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
         {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
     ]
+
+
+# A target label that exists only between target and metric relabelling (dropped again).
+_BARE_POD_LABEL = "meshobs_bare_pod"
+
+
+def _bare_pod_workload(target_label: str) -> dict:
+    """A pod without a controller is `pod/<name>`, as the exporter names it, whatever its labels
+    or its proxy claim: it can never report as another workload of its namespace."""
+    return {"source_labels": ["__meta_kubernetes_pod_controller_kind", "__meta_kubernetes_pod_name"], "regex": ";(.+)",
+            "target_label": target_label, "replacement": f"{BARE_POD_PREFIX}$1"}
 
 
 def _keep(source_labels: list[str], regex: str) -> dict:
@@ -40,6 +64,19 @@ def _istio_jobs() -> list[dict]:
             # Istio names the sidecar's Envoy stats port `http-envoy-prom` (15090).
             _keep(["__meta_kubernetes_pod_container_name", "__meta_kubernetes_pod_container_port_name"], "istio-proxy;.*-envoy-prom"),
             *_pod_labels(),
+            _bare_pod_workload(_BARE_POD_LABEL),
+        ],
+        # A proxy reports its own side of each request: the namespace of that side is the scraped
+        # pod's, whatever the proxy claims, so that no pod can report for another namespace; and a
+        # bare pod's workload is its own name.
+        "metric_relabel_configs": [
+            *({"source_labels": ["reporter", source], "regex": f"{reporter};(.+)", "target_label": label, "replacement": "$1"}
+              for reporter, source, label in (("destination", "namespace", "destination_workload_namespace"),
+                                              ("destination", "namespace", "destination_service_namespace"),
+                                              ("source", "namespace", "source_workload_namespace"),
+                                              ("destination", _BARE_POD_LABEL, "destination_workload"),
+                                              ("source", _BARE_POD_LABEL, "source_workload"))),
+            {"action": "labeldrop", "regex": _BARE_POD_LABEL},
         ],
     }
     istiod = {
@@ -63,6 +100,8 @@ def _linkerd_jobs() -> list[dict]:
             # The injector labels pods linkerd.io/proxy-deployment=NAME etc.; the rules group by
             # `deployment`, as Linkerd's own Prometheus does.
             {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_linkerd_io_proxy_(deployment|statefulset|daemonset|replicaset)"},
+            # ...which a bare pod could set itself
+            _bare_pod_workload("deployment"),
         ],
     }
     control_plane = {
@@ -124,7 +163,8 @@ def _exporter_job(cfg: Config) -> dict:
     label = "__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in name)
     return {
         "job_name": EXPORTER,
-        # The exporter's series carry the proxied workload's namespace; keep it over the target's.
+        # The exporter's series carry the proxied workload's namespace and the proxy's `instance`;
+        # the exporter is trusted (it validates what pods say), the proxies' jobs never honour labels.
         "honor_labels": True,
         "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [cfg.deploy.namespace]}}],
         "relabel_configs": [
@@ -136,9 +176,9 @@ def _exporter_job(cfg: Config) -> dict:
 
 def scrape_jobs(cfg: Config, dialects: list[Dialect]) -> list[dict]:
     per_mesh = {"istio": _istio_jobs, "linkerd": _linkerd_jobs, "consul": lambda: _consul_jobs(cfg)}
-    jobs = [_exporter_job(cfg)]
+    jobs = [{**_exporter_job(cfg), **EXPORTER_LIMITS}]
     for dialect in dialects:
-        jobs += per_mesh[dialect.name]()
+        jobs += [{**job, **PROXY_LIMITS} for job in per_mesh[dialect.name]()]
     if cfg.deploy.cluster:
         # A target label, not an external label: the recording rules group by it, and rules
         # never see external labels.
@@ -172,14 +212,22 @@ _OPERATOR_RELABEL_KEYS = {"source_labels": "sourceLabels", "target_label": "targ
                           "replacement": "replacement", "action": "action", "separator": "separator"}
 
 
+def _relabelings(rules: list[dict]) -> list[dict]:
+    return [{_OPERATOR_RELABEL_KEYS[key]: value for key, value in rule.items()} for rule in rules]
+
+
+def _operator_limits(limits: dict) -> dict:
+    return {_OPERATOR_LIMIT_KEYS[key]: value for key, value in limits.items() if key in _OPERATOR_LIMIT_KEYS}
+
+
 def _pod_monitor(cfg: Config, job: dict) -> dict:
     """The operator's form of a pod-discovery scrape job, with the very same relabelling."""
     (sd,) = job["kubernetes_sd_configs"]
     names = sd.get("namespaces", {}).get("names")
     endpoint = {"path": job.get("metrics_path", "/metrics"), "interval": cfg.deploy.scrape_interval}
-    endpoint["relabelings"] = [
-        {_OPERATOR_RELABEL_KEYS[key]: value for key, value in rule.items()} for rule in job["relabel_configs"]
-    ]
+    endpoint["relabelings"] = _relabelings(job["relabel_configs"])
+    if "metric_relabel_configs" in job:
+        endpoint["metricRelabelings"] = _relabelings(job["metric_relabel_configs"])
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
@@ -189,6 +237,7 @@ def _pod_monitor(cfg: Config, job: dict) -> dict:
             # Every pod; the relabelling keeps only the proxy's metrics port.
             "selector": {},
             "podMetricsEndpoints": [endpoint],
+            **_operator_limits(job),
         },
     }
 
@@ -219,6 +268,7 @@ def _operator(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes])
             "endpoints": [
                 {"port": METRICS_PORT_NAME, "path": "/metrics", "interval": cfg.deploy.scrape_interval, "honorLabels": True}
             ],
+            **_operator_limits(EXPORTER_LIMITS),
         },
     }
     files["servicemonitor-exporter.yaml"] = yaml_file(monitor)
