@@ -22,6 +22,8 @@ no_healthy_upstream = Family("source_workload_destination_service", "mesh_upstre
 connect_failures = Family("source_workload_destination_service", "mesh_upstream_connect_failures", "rate")
 overflows = Family("source_workload_destination_service", "mesh_upstream_circuit_breaker_overflows", "rate")
 EJECTIONS = Recorded("source_workload_destination_service", "mesh_upstream_ejected_endpoints", "sum")
+ENDPOINTS = Recorded("source_workload_destination_service", "mesh_upstream_endpoints", "sum")
+HEALTHY_ENDPOINTS = Recorded("source_workload_destination_service", "mesh_upstream_healthy_endpoints", "sum")
 PROXY_LIVE = Recorded("namespace_workload", "mesh_proxy_live", "min")
 PROXY_MEMORY = Recorded("namespace_workload", "mesh_proxy_memory_bytes", "sum")
 
@@ -37,6 +39,8 @@ _WINDOWED: tuple[tuple[Family, Signal, tuple[str, ...]], ...] = (
 )
 _INSTANT: tuple[tuple[Recorded, Signal, tuple[str, ...]], ...] = (
     (EJECTIONS, st.OUTLIER_EJECTIONS, st.CALLER),
+    (ENDPOINTS, st.UPSTREAM_ENDPOINTS, st.CALLER),
+    (HEALTHY_ENDPOINTS, st.UPSTREAM_HEALTHY, st.CALLER),
     (PROXY_LIVE, st.PROXY_LIVE, st.PROXY),
     (PROXY_MEMORY, st.PROXY_MEMORY, st.PROXY),
 )

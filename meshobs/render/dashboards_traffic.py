@@ -213,9 +213,10 @@ def proxy(c: "_Context") -> tuple[str, bytes]:
     )
     upstreams = _panels(
         Panel("Upstream endpoints: healthy and known", "timeseries",
-              _queries(c, ((st.UPSTREAM_HEALTHY, "healthy {{destination_service}}"),
-                           (st.UPSTREAM_ENDPOINTS, "known {{destination_service}}")), (c.cluster, "destination_service"),
-                       **callers)),
+              tuple(Q(f"sum by ({c.cluster}, destination_service) ({c.ref(recorded, **callers)})", f"{kind} {{{{destination_service}}}}")
+                    for recorded, signal, kind in ((rt.HEALTHY_ENDPOINTS, st.UPSTREAM_HEALTHY, "healthy"),
+                                                   (rt.ENDPOINTS, st.UPSTREAM_ENDPOINTS, "known"))
+                    if _available(c, signal))),
         Panel("Calls with no healthy upstream", "timeseries",
               _queries(c, ((st.NO_HEALTHY_UPSTREAM, f"{CALLER_LEGEND} → {{{{destination_service}}}}"),), by_caller, **callers),
               unit="ops"),

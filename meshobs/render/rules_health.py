@@ -36,6 +36,22 @@ _FAILURE_RATES = (
 )
 
 
+def _no_ready_endpoints(cfg: Config, dialect: Dialect) -> list[Alert]:
+    """MeshNoHealthyUpstream where the mesh counts no failed calls but reports its balancers'
+    endpoints (Linkerd): a caller whose balancer for a service has endpoints, none of them ready."""
+    healthy = rt.recorded(cfg, dialect, st.UPSTREAM_HEALTHY)
+    known = rt.recorded(cfg, dialect, st.UPSTREAM_ENDPOINTS)
+    if st.NO_HEALTHY_UPSTREAM.available(dialect) or healthy is None or known is None:
+        return []
+    up = cfg.alerts.upstream_health
+    return [Alert(
+        "MeshNoHealthyUpstream", f"{healthy.ref(dialect.name)} == 0\nand {known.ref(dialect.name)} > 0", up.for_, up.severity,
+        f"{dialect.title}: {{{{ $labels.source_workload }}}} finds no healthy endpoint of {_SERVICE}",
+        f"None of the endpoints of {_SERVICE} known to the proxy of {_CALLER} has been ready for {up.for_}: "
+        "its calls fail fast.",
+    )]
+
+
 def _failure_rates(cfg: Config, dialect: Dialect) -> list[Alert]:
     up = cfg.alerts.upstream_health
     alerts = []
@@ -93,7 +109,9 @@ def _control_plane_down(cfg: Config, dialect: Dialect) -> list[Alert]:
     )]
 
 
-BUILDERS: tuple[Callable[[Config, Dialect], list[Alert]], ...] = (_failure_rates, _states, _control_plane_down)
+BUILDERS: tuple[Callable[[Config, Dialect], list[Alert]], ...] = (
+    _failure_rates, _no_ready_endpoints, _states, _control_plane_down,
+)
 
 
 def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:

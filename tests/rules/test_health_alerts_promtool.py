@@ -21,7 +21,7 @@ CALLER_LABELS = {"source_namespace": NS, "source_workload": CALLER, "destination
 # Which alerts each mesh renders: the others read a signal the mesh does not report (see docs/parity.md).
 RENDERED = {
     "istio": set(rules_health.ALERT_NAMES),
-    "linkerd": {"MeshUpstreamConnectFailures", "MeshControlPlaneDown"},
+    "linkerd": {"MeshNoHealthyUpstream", "MeshUpstreamConnectFailures", "MeshControlPlaneDown"},
     "consul": set(rules_health.ALERT_NAMES),
 }
 
@@ -60,7 +60,30 @@ _RATES = (
 )
 
 
+def _balancer(ready: str, pending: str) -> list[dict]:
+    """linkerd2-proxy's balancer endpoints of one caller for one service, by state."""
+    labels = {"namespace": NS, "deployment": CALLER, "backend_name": SVC, "backend_namespace": NS, "backend_port": "8080"}
+    return [series("outbound_http_balancer_endpoints", dict(labels, endpoint_state="ready"), ready),
+            series("outbound_http_balancer_endpoints", dict(labels, endpoint_state="pending"), pending)]
+
+
+def no_ready_endpoint_cases(mesh: str, name: str) -> list[dict]:
+    """Linkerd: no call counter, but the balancer's endpoints: none ready while some are known."""
+    fires = _expected(mesh, name, "warning", CALLER_LABELS,
+                      f"Linkerd: {CALLER} finds no healthy endpoint of {SVC}",
+                      f"None of the endpoints of {SVC} known to the proxy of {CALLER} in {NS} has been ready for 5m: "
+                      "its calls fail fast.")
+    return [
+        _case("bad: every endpoint pending", _balancer(constant(0, 15), constant(3, 15)), "15m", name, [fires]),
+        _case("healthy", _balancer(constant(2, 15), constant(1, 15)), "15m", name, []),
+        _case("blip: endpoints restarting", _balancer("2x8 0x2 2x5", "1x8 3x2 1x5"), "15m", name, []),
+        _case("idle: no endpoints known", _balancer(constant(0, 15), constant(0, 15)), "15m", name, []),
+    ]
+
+
 def failure_rate_cases(mesh: str, name: str) -> list[dict]:
+    if mesh == "linkerd" and name == "MeshNoHealthyUpstream":
+        return no_ready_endpoint_cases(mesh, name)
     _, kind, verb, what = next(r for r in _RATES if r[0] == name)
     title = DIALECTS[mesh].title
     fires = _expected(mesh, name, "warning", CALLER_LABELS, f"{title}: {CALLER} {verb} {SVC}",
