@@ -6,6 +6,9 @@ recorded (and its panels and alerts are not rendered)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from meshobs import recordings as rec
 from meshobs import signals
 from meshobs import signals_traffic as st
 from meshobs.config import Config
@@ -44,6 +47,29 @@ _INSTANT: tuple[tuple[Recorded, Signal, tuple[str, ...]], ...] = (
     (PROXY_LIVE, st.PROXY_LIVE, st.PROXY),
     (PROXY_MEMORY, st.PROXY_MEMORY, st.PROXY),
 )
+
+
+@dataclass(frozen=True)
+class AnyOfRecorded:
+    """Several recorded series as one selector (`{__name__=~"a|b", ...}`), for dashboard variables
+    that must list a workload whatever it serves: HTTP, TCP, or only a proxy."""
+
+    members: tuple[Recorded, ...]
+
+    def ref(self, mesh: str, **matchers: str) -> str:
+        first = self.members[0]
+        names = "|".join(m.name for m in self.members)
+        return f'{{__name__=~"{names}", {first.ref(mesh, **matchers)[len(first.name) + 1:]}'
+
+
+def any_traffic(cfg: Config) -> AnyOfRecorded:
+    """Where a cluster has any meshed traffic or proxy: a TCP-only mesh (Consul's default protocol)
+    has no HTTP series at all."""
+    return AnyOfRecorded((rec.requests("5m"), tcp_opened(window(cfg)), PROXY_MEMORY))
+
+
+def any_workload_traffic(cfg: Config, http_window: str) -> AnyOfRecorded:
+    return AnyOfRecorded((rec.workload_requests(http_window), tcp_opened(window(cfg))))
 
 
 def window(cfg: Config) -> str:

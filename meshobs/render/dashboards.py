@@ -8,6 +8,7 @@ source, code or reason. No panel names a mesh's metric.
 from __future__ import annotations
 
 from meshobs import recordings as rec
+from meshobs import recordings_traffic
 from meshobs import signals
 from meshobs.config import Config
 from meshobs.meshes.base import Dialect
@@ -55,7 +56,7 @@ class _Context:
 
     @property
     def cluster_variable(self) -> Variable:
-        return Variable("cluster", "Cluster", f"label_values({rec.requests('5m').ref(self.mesh)}, {self.cluster})")
+        return Variable("cluster", "Cluster", f"label_values({recordings_traffic.any_traffic(self.cfg).ref(self.mesh)}, {self.cluster})")
 
     def dashboard(self, slug: str, title: str, description: str, variables: tuple[Variable, ...], rows: tuple[Row, ...]) -> tuple[str, bytes]:
         board = grafana.Dashboard(
@@ -169,8 +170,9 @@ def _workload(c: _Context) -> tuple[str, bytes]:
     )
     return c.dashboard(
         "workload", "Workload", "Inbound traffic and security of one workload.",
-        (c.variable("namespace", "Namespace", rec.workload_requests(w), "destination_namespace"),
-         c.variable("workload", "Workload", rec.workload_requests(w), "destination_workload", destination_namespace="namespace")),
+        (c.variable("namespace", "Namespace", recordings_traffic.any_workload_traffic(c.cfg, w), "destination_namespace"),
+         c.variable("workload", "Workload", recordings_traffic.any_workload_traffic(c.cfg, w), "destination_workload",
+                    destination_namespace="namespace")),
         (Row("Traffic", traffic), Row("Security", security)) + more.workload_rows(c),
     )
 

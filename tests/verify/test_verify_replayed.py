@@ -108,9 +108,10 @@ def test_series_from_one_reporter_only_fail_the_panels_needing_the_other(process
     failures = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
 
     assert code == 1
-    # the dashboards' $cluster variable reads a recording rule built on destination-reported series
+    # $cluster still resolves (from the proxies' own series); the service dashboard's $namespace reads
+    # a recording rule built on destination-reported series
     assert ("FAIL dashboards/istio/service.json: Istio / Service / panel 'Requests by response code' [A]: variable "
-            '$cluster: label_values(destination_service:mesh_requests:rate5m{mesh="istio"}, cluster) returns no values'
-            in failures)
+            '$namespace: label_values(destination_service:mesh_requests:rate5m{mesh="istio", cluster=~".*"}, '
+            "destination_namespace) returns no values" in failures)
     assert any(line.startswith("FAIL alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
                                "'destination_service:mesh_requests:rate5m': returns no series") for line in failures)
