@@ -7,15 +7,19 @@ and takes the per-mesh artefacts too, so it can wrap rule files and dashboards i
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Iterable, Sequence
 
+from meshobs import manifest
+from meshobs._version import __version__
 from meshobs.config import Config
 from meshobs.errors import BuildError, MeshobsError
 from meshobs.meshes import DIALECTS, Dialect
 
-# Folders whose whole content the build owns: files there that it no longer renders are removed.
-_PER_MESH_DIRS = ("dashboards", "alerts", "collectors")
+# Folders whose whole content the build owns, for every mesh it knows whether built this time or
+# not: files there that it no longer renders are removed, so a one-mesh build over an all-mesh one
+# leaves no other mesh's dashboards or rules looking current.
 _SHARED_DIRS = ("deploy",)
 
 
@@ -24,14 +28,15 @@ def select_meshes(names: Sequence[str] | None) -> list[Dialect]:
         return list(DIALECTS.values())
     unknown = [n for n in names if n not in DIALECTS]
     if unknown:
-        raise BuildError(f"unknown mesh {unknown[0]!r} (known: {', '.join(DIALECTS)})")
+        close = difflib.get_close_matches(unknown[0].lower(), list(DIALECTS), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise BuildError(f"unknown mesh {unknown[0]!r} (known: {', '.join(DIALECTS)}){hint}")
     return [DIALECTS[n] for n in dict.fromkeys(names)]
 
 
-def owned_dirs(names: Sequence[str] | None) -> tuple[str, ...]:
-    meshes = [d.name for d in select_meshes(names)]
-    per_mesh = tuple(f"{kind}/{mesh}" for kind in _PER_MESH_DIRS for mesh in meshes)
-    return per_mesh + (_SHARED_DIRS if not names else ())
+def owned_dirs() -> tuple[str, ...]:
+    per_mesh = tuple(f"{kind}/{mesh}" for kind in manifest.PER_MESH_DIRS for mesh in DIALECTS)
+    return per_mesh + _SHARED_DIRS
 
 
 def _optional_renderer(module_name: str):
@@ -72,6 +77,7 @@ def render(cfg: Config, dialects: Iterable[Dialect]) -> dict[str, bytes]:
         raise
     except Exception as exc:
         raise BuildError(f"rendering failed: {type(exc).__name__}: {exc}") from exc
+    artefacts[manifest.NAME] = manifest.render(artefacts, [d.name for d in dialects], __version__, cfg.cluster_label)
     return dict(sorted(artefacts.items()))
 
 

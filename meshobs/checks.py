@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -188,27 +189,77 @@ def known_metrics(mesh: str, rule_files: Iterable[Path]) -> frozenset[str]:
     return frozenset(catalogue | recorded_names(rule_files) | BUILTIN_METRICS)
 
 
+@dataclass
+class TreeReport:
+    """What `check_tree` looked at and what it found."""
+
+    problems: list[str] = field(default_factory=list)
+    dashboards: int = 0
+    panels: int = 0
+    rule_files: int = 0
+    rules: int = 0
+
+    def summary(self) -> str:
+        if not (self.dashboards or self.rule_files):
+            return "nothing checked"
+        return (f"{self.dashboards} dashboards, {self.panels} panels, {self.rule_files} rule files, "
+                f"{self.rules} rules")
+
+
 def check_tree(root: Path) -> list[str]:
     """Check every dashboards/<mesh>/*.json and alerts/<mesh>/*.yaml under `root`."""
-    problems: list[str] = []
-    meshes = sorted({p.name for kind in ("dashboards", "alerts") for p in (root / kind).glob("*") if p.is_dir()})
+    return inspect_tree(root).problems
+
+
+def inspect_tree(root: Path, skip: set[str] = frozenset()) -> TreeReport:
+    """`check_tree` with the counts of what was checked; meshes in `skip` (stale) are not checked."""
+    report = TreeReport()
+    problems = report.problems
+    if not root.exists():
+        problems.append(f"{root}: no such folder; run `meshobs build --out {root}` first")
+        return report
+    if not root.is_dir():
+        problems.append(f"{root}: not a folder")
+        return report
+    meshes = sorted({p.name for kind in ("dashboards", "alerts") for p in (root / kind).glob("*") if p.is_dir()} - skip)
     if not meshes:
-        return [f"{root}: no dashboards/<mesh>/ or alerts/<mesh>/ folders found"]
+        problems.append(f"{root}: no dashboards/<mesh>/ or alerts/<mesh>/ folders in it; "
+                        f"run `meshobs build --out {root}`")
+        return report
     for mesh in meshes:
         if mesh not in DIALECTS:
             problems.append(f"{root / 'alerts' / mesh}: unknown mesh {mesh!r} (known: {', '.join(DIALECTS)})")
         rule_files = sorted((root / "alerts" / mesh).glob("*.yaml"))
+        dashboards = sorted((root / "dashboards" / mesh).glob("*.json"))
+        for folder, found, kind in ((root / "alerts" / mesh, rule_files, "*.yaml rule files"),
+                                    (root / "dashboards" / mesh, dashboards, "*.json dashboards")):
+            if not found:
+                what = "is empty" if folder.is_dir() and not any(folder.iterdir()) else (
+                    f"has no {kind}" if folder.is_dir() else "is missing")
+                problems.append(f"{folder}: {what}")
         known = known_metrics(mesh, rule_files)
         for path in rule_files:
             problems += check_rule_file(path, known)
+            report.rule_files += 1
+            report.rules += _count_rules(path)
         uids: dict[str, Path] = {}
-        for path in sorted((root / "dashboards" / mesh).glob("*.json")):
+        for path in dashboards:
             problems += check_dashboard(path, known)
+            report.dashboards += 1
             try:
-                uid = json.loads(path.read_text()).get("uid")
+                data = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
+            report.panels += sum(1 for panel in _all_panels(data.get("panels") or []) if panel.get("type") != "row")
+            uid = data.get("uid")
             if uid in uids:
                 problems.append(f"{path}: uid {uid!r} is also used by {uids[uid]}")
             uids[uid] = path
-    return problems
+    return report
+
+
+def _count_rules(path: Path) -> int:
+    data, problems = _load_yaml(path)
+    if problems or not isinstance(data, dict):
+        return 0
+    return sum(len(group.get("rules") or []) for group in data.get("groups") or [] if isinstance(group, dict))

@@ -2,12 +2,15 @@
 
 Every section is a frozen dataclass; each field carries its documentation in `metadata["doc"]`
 and, where a value has limits, a `check` that returns the reason it is wrong. `load` rejects
-unknown keys, wrong types and impossible values with a `ConfigError` that names the dotted key.
+unknown keys (suggesting the key meant), wrong types and impossible values, all of them at once,
+each naming its dotted key; it logs a warning for a setting that has no effect without another.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import re
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +20,9 @@ from typing import Any, Callable
 import yaml
 
 from meshobs import yamlfmt
-from meshobs.errors import ConfigError
+from meshobs.errors import ConfigError, ConfigErrors
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
@@ -277,7 +282,11 @@ class Deploy:
         "consul-server.consul.svc:8500", "host:port of the Consul HTTP API for consul_sd_configs", _host_port
     )
     cluster: str = _setting(
-        "", "value of the cluster label (see cluster_label) that every scrape job attaches; empty: none", _label_value
+        "default",
+        "value of the cluster label (see cluster_label) that every scrape job attaches, so the dashboards' "
+        "cluster variable has a value; name each cluster when several share a Grafana; empty: none (your "
+        "Prometheus must then attach the label itself)",
+        _label_value,
     )
     app_namespaces: tuple[str, ...] = _setting(
         ("default",),
@@ -392,41 +401,111 @@ def _coerce(kind: Any, value: Any, key: str) -> Any:
     return value
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _dotted(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _all_keys(cls: type = None, prefix: str = "") -> dict[str, list[str]]:
+    """Every key name of the schema -> the dotted paths it has (for "did you mean")."""
+    found: dict[str, list[str]] = {}
+    hints = typing.get_type_hints(cls or Config)
+    for f in dataclasses.fields(cls or Config):
+        name = _yaml_key(f.name)
+        found.setdefault(name, []).append(_dotted(prefix, name))
+        if dataclasses.is_dataclass(hints[f.name]):
+            for inner, paths in _all_keys(hints[f.name], _dotted(prefix, name)).items():
+                found.setdefault(inner, []).extend(paths)
+    return found
+
+
+def _unknown_key(name: str, known: list[str], key: str) -> ConfigError:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    if close:
+        return ConfigError(key, f"unknown key; did you mean {close[0]}?")
+    elsewhere = _all_keys().get(name)
+    if elsewhere:
+        return ConfigError(key, f"unknown key here; did you mean {' or '.join(elsewhere)}?")
+    return ConfigError(key, f"unknown key (known keys here: {', '.join(known)})")
+
+
+def _build(cls: type, data: Any, prefix: str, errors: list[ConfigError]) -> Any:
+    """The section `cls` from `data`; each wrong value is added to `errors` and left at its
+    default, so that one run names every mistake."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(prefix or "(top level)", f"expected a mapping, got {type(data).__name__}")
+        errors.append(ConfigError(prefix or "(top level)", f"expected a mapping, got {type(data).__name__}"))
+        return cls()
     hints = typing.get_type_hints(cls)
     fields = {_yaml_key(f.name): f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(map(str, data)) - set(fields))
-    if unknown:
-        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(key, f"unknown key (known keys here: {', '.join(sorted(fields))})")
+    for unknown in sorted(set(map(str, data)) - set(fields)):
+        errors.append(_unknown_key(unknown, sorted(fields), _dotted(prefix, unknown)))
     values = {}
     for yaml_key, f in fields.items():
         if yaml_key not in data:
             continue
-        key = f"{prefix}.{yaml_key}" if prefix else yaml_key
+        key = _dotted(prefix, yaml_key)
         kind = hints[f.name]
         if dataclasses.is_dataclass(kind):
-            values[f.name] = _build(kind, data[yaml_key], key)
+            values[f.name] = _build(kind, data[yaml_key], key, errors)
             continue
-        value = _coerce(kind, data[yaml_key], key)
+        try:
+            value = _coerce(kind, data[yaml_key], key)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
         check = f.metadata.get("check")
         reason = check(value) if check else None
         if reason:
-            raise ConfigError(key, f"{_plain(value)!r} {reason}")
+            errors.append(ConfigError(key, f"{_plain(value)!r} {reason}"))
+            continue
         values[f.name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        # a rule across keys: only worth saying when the keys it compares are themselves valid
+        section = exc.key.rpartition(".")[0]
+        if not any(e.key.startswith(f"{section}.") for e in errors):
+            errors.append(exc)
+        return cls()  # never used: the errors are raised; the defaults keep the outer sections buildable
+
+
+# Settings that do nothing alone: (key given in the file, test that it is alone, what to say).
+_TOGETHER: tuple[tuple[str, Callable[["Config"], bool], str], ...] = (
+    ("cluster_label", lambda c: c.deploy.cluster == "",
+     "no scrape job attaches this label while deploy.cluster is empty, so the dashboards' cluster "
+     "variable is empty unless your Prometheus adds the label; set deploy.cluster"),
+    ("logging.forward_port", lambda c: c.logging.forward_host == "",
+     "has no effect while logging.forward_host is empty; set logging.forward_host"),
+)
+
+
+def _given(data: Any, key: str) -> bool:
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def warnings(cfg: "Config", data: Any) -> list[str]:
+    """Settings the file gives that have no effect because another setting is empty."""
+    return [f"{key}: {message}" for key, alone, message in _TOGETHER if _given(data, key) and alone(cfg)]
 
 
 def from_dict(data: Any, source: str = "") -> Config:
-    """A Config from parsed YAML, defaults filling what is absent."""
-    try:
-        return _build(Config, data, "")
-    except ConfigError as exc:
-        raise ConfigError(exc.key, exc.reason, source) from None
+    """A Config from parsed YAML, defaults filling what is absent. Raises a ConfigError naming
+    every wrong key (a ConfigErrors when there are several); logs settings that do nothing alone."""
+    errors: list[ConfigError] = []
+    cfg = _build(Config, data, "", errors)
+    if len(errors) == 1:
+        raise ConfigError(errors[0].key, errors[0].reason, source)
+    if errors:
+        raise ConfigErrors(errors, source)
+    where = f"{source}: " if source else ""
+    for warning in warnings(cfg, data):
+        log.warning("%s%s", where, warning)
+    return cfg
 
 
 def load(path: Path) -> Config:

@@ -2,6 +2,7 @@
 
     MeshobsError                 base; the CLI prints it and exits non-zero
     ├── ConfigError              a bad meshobs.yaml: names the key and the reason (exit 2)
+    │   └── ConfigErrors         several of them, each with its key, reported at once
     ├── BuildError               rendering failed; nothing was written (exit 1)
     ├── CheckError               generated artefacts fail a static check (exit 1)
     ├── ToolNotFoundError        an external binary (promtool, envoy...) is missing
@@ -29,6 +30,16 @@ class ConfigError(MeshobsError):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{key}: {reason}")
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration values are wrong; `errors` holds each, each with its dotted key."""
+
+    def __init__(self, errors: list[ConfigError], source: str = "") -> None:
+        self.errors = errors
+        lines = "".join(f"\n  {error.key}: {error.reason}" for error in errors)
+        MeshobsError.__init__(self, f"{source + ': ' if source else ''}{len(errors)} errors:{lines}")
+        self.key, self.reason, self.source = errors[0].key, errors[0].reason, source
 
 
 class BuildError(MeshobsError):

@@ -28,16 +28,29 @@ def _checked_path(relative: str) -> PurePosixPath:
 
 def diff(artefacts: Artefacts, out: Path) -> list[str]:
     """Paths (relative, sorted) whose content on disk differs from the artefact or is missing."""
-    changed = []
-    for relative in sorted(artefacts):
-        target = out / _checked_path(relative)
-        try:
-            if target.read_bytes() == artefacts[relative]:
-                continue
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            pass
-        changed.append(relative)
-    return changed
+    return sorted(missing(artefacts, out) + changed(artefacts, out))
+
+
+def missing(artefacts: Artefacts, out: Path) -> list[str]:
+    """Artefacts (relative, sorted) with no file on disk."""
+    return [relative for relative in sorted(artefacts) if not (out / _checked_path(relative)).is_file()]
+
+
+def changed(artefacts: Artefacts, out: Path) -> list[str]:
+    """Artefacts (relative, sorted) whose file on disk holds other bytes."""
+    return [relative for relative in sorted(artefacts)
+            if (out / _checked_path(relative)).is_file() and (out / relative).read_bytes() != artefacts[relative]]
+
+
+DIFFERENCES = ("missing", "changed", "stale")
+
+
+def differences(artefacts: Artefacts, out: Path, stale_files: list[str]) -> list[tuple[str, str]]:
+    """(missing|changed|stale, path) for every file `write` would touch, sorted by path."""
+    found = [("missing", path) for path in missing(artefacts, out)]
+    found += [("changed", path) for path in changed(artefacts, out)]
+    found += [("stale", path) for path in stale_files]
+    return sorted(found, key=lambda item: item[1])
 
 
 def stale(artefacts: Artefacts, out: Path, owned_dirs: tuple[str, ...]) -> list[str]:
@@ -53,6 +66,17 @@ def stale(artefacts: Artefacts, out: Path, owned_dirs: tuple[str, ...]) -> list[
                 if relative not in artefacts:
                     found.append(relative)
     return sorted(found)
+
+
+def _remove_empty_parents(path: Path, out: Path) -> None:
+    """Folders left empty by removed files go too: an empty dashboards/istio/ still looks built."""
+    for parent in path.parents:
+        if parent == out or out not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:  # not empty
+            return
 
 
 def write(artefacts: Artefacts, out: Path, owned_dirs: tuple[str, ...] = ()) -> list[str]:
@@ -79,6 +103,7 @@ def write(artefacts: Artefacts, out: Path, owned_dirs: tuple[str, ...] = ()) -> 
             os.replace(staging / relative, target)
         for relative in removed:
             (out / relative).unlink()
+            _remove_empty_parents(out / relative, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return changed + removed

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from meshobs import build, config, writer
 from meshobs.errors import BuildError
@@ -60,10 +61,33 @@ def test_every_mesh_has_every_alert(rendered):
         assert all(r["labels"]["mesh"] == mesh and r["labels"]["severity"] for r in rules)
 
 
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _checked(root: Path) -> str:
+    """What `meshobs check` says it checked in `root`, counted here from the files."""
+    boards = sorted(root.glob("dashboards/*/*.json"))
+    panels = sum(1 for b in boards for p in json.loads(b.read_text())["panels"] if p["type"] != "row")
+    rule_files = sorted(root.glob("alerts/*/*.yaml"))
+    rules = sum(len(g["rules"]) for f in rule_files for g in yaml.safe_load(f.read_text())["groups"])
+    return f"{len(boards)} dashboards, {panels} panels, {len(rule_files)} rule files, {rules} rules"
+
+
 def test_static_checks_pass_on_rendered_output(rendered):
-    """`meshobs check` finds no problem in what `meshobs build` renders."""
+    """`meshobs check` finds no problem in what `meshobs build` renders and says what it checked."""
     result = meshobs("check", str(rendered))
-    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stdout
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{_checked(rendered)}: ok\n", "")
+
+
+def test_verbose_flag_is_accepted_after_the_subcommand(tmp_path):
+    """`meshobs build -v` and `meshobs -v build` both log debug lines (here: each file removed)."""
+    assert meshobs("build", "--out", str(tmp_path)).returncode == 0
+    after = meshobs("build", "-v", "--out", str(tmp_path), "--mesh", "consul")
+    assert after.returncode == 0
+    assert "meshobs build: debug: removed dashboards/istio/overview.json: no longer rendered" in after.stderr.splitlines()
+    before = meshobs("-v", "build", "--out", str(tmp_path), "--mesh", "istio")
+    assert "meshobs build: debug: removed dashboards/consul/overview.json: no longer rendered" in before.stderr.splitlines()
 
 
 def test_rebuild_is_byte_identical():
@@ -84,7 +108,7 @@ def test_dashboards_are_modern_and_linked(rendered):
 
 
 def test_check_reports_every_differing_file(rendered, tmp_path):
-    """`--check` writes nothing, exits 1 and lists each changed, missing or stale file."""
+    """`--check` writes nothing, exits 1 and lists each file as missing, changed or stale, with the counts."""
     out = tmp_path / "copy"
     assert meshobs("build", "--out", str(out)).returncode == 0
     (out / "dashboards/istio/overview.json").write_text("{}")
@@ -93,10 +117,13 @@ def test_check_reports_every_differing_file(rendered, tmp_path):
     result = meshobs("build", "--out", str(out), "--check")
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
-        "out of date: alerts/consul/old.yaml",
-        "out of date: alerts/linkerd/alerting-rules.yaml",
-        "out of date: dashboards/istio/overview.json",
+        "stale: alerts/consul/old.yaml",
+        "missing: alerts/linkerd/alerting-rules.yaml",
+        "changed: dashboards/istio/overview.json",
     ]
+    assert result.stderr == (
+        "3 file(s) differ from what meshobs 0.1.0 renders (1 missing, 1 changed, 1 stale); "
+        f"`meshobs build --out {out}` writes them and removes the stale ones\n")
     assert (out / "dashboards/istio/overview.json").read_text() == "{}"
     assert meshobs("build", "--out", str(out)).returncode == 0
     assert meshobs("build", "--out", str(out), "--check").returncode == 0
@@ -114,13 +141,76 @@ def test_failed_build_leaves_previous_output_untouched(tmp_path):
 
 
 def test_unknown_mesh_is_an_error(tmp_path):
-    """`--mesh` names only known meshes."""
+    """`--mesh` names only known meshes, and suggests the one meant."""
     result = meshobs("build", "--mesh", "kuma", "--out", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr == "meshobs build: error: unknown mesh 'kuma' (known: istio, linkerd, consul)\n"
+    result = meshobs("build", "--mesh", "Linkerd", "--out", str(tmp_path))
+    assert (result.returncode, result.stderr) == (
+        1, "meshobs build: error: unknown mesh 'Linkerd' (known: istio, linkerd, consul); did you mean linkerd?\n")
 
 
 def test_single_mesh_build_leaves_other_meshes_alone(tmp_path):
-    """`--mesh istio` renders and owns only Istio's folders."""
+    """`--mesh istio` into an empty folder renders only Istio's folders."""
     assert meshobs("build", "--out", str(tmp_path), "--mesh", "istio").returncode == 0
     assert sorted(p.name for p in (tmp_path / "dashboards").iterdir()) == ["istio"]
+
+
+def test_one_mesh_build_over_an_all_mesh_build_removes_the_other_meshes(tmp_path):
+    """`build --mesh consul` over an all-mesh build: --check lists the other meshes' files as stale,
+    the build removes them (folders too), and --check then passes."""
+    assert meshobs("build", "--out", str(tmp_path)).returncode == 0
+    before = _files(tmp_path)
+    consul = build.render(config.Config(), build.select_meshes(["consul"]))
+    stale = sorted(set(before) - set(consul))
+    changed = sorted(p for p in consul if p in before and before[p] != consul[p])
+    check = meshobs("build", "--out", str(tmp_path), "--mesh", "consul", "--check")
+    assert check.returncode == 1
+    assert check.stdout.splitlines() == sorted(
+        [f"stale: {p}" for p in stale] + [f"changed: {p}" for p in changed], key=lambda line: line.split(": ")[1])
+    assert "stale: dashboards/istio/overview.json" in check.stdout.splitlines()
+    assert check.stderr == (
+        f"{len(stale) + len(changed)} file(s) differ from what meshobs 0.1.0 renders ({len(changed)} changed, "
+        f"{len(stale)} stale); `meshobs build --out {tmp_path}` writes them and removes the stale ones\n")
+    result = meshobs("build", "--out", str(tmp_path), "--mesh", "consul")
+    assert (result.returncode, result.stdout) == (
+        0, f"{len(consul)} file(s) rendered, {len(changed)} changed, {len(stale)} removed, in {tmp_path}\n")
+    assert _files(tmp_path) == consul
+    assert sorted(p.name for p in (tmp_path / "dashboards").iterdir()) == ["consul"]
+    assert sorted(p.name for p in (tmp_path / "deploy/grafana/dashboards").iterdir()) == ["consul"]
+    assert meshobs("build", "--out", str(tmp_path), "--mesh", "consul", "--check").returncode == 0
+
+
+def test_check_tells_a_missing_folder_from_an_empty_one(tmp_path):
+    """A folder that does not exist and one with nothing built in it get different messages, exit 1."""
+    missing = meshobs("check", str(tmp_path / "out"))
+    assert (missing.returncode, missing.stdout, missing.stderr) == (
+        1, f"{tmp_path / 'out'}: no such folder; run `meshobs build --out {tmp_path / 'out'}` first\n",
+        "nothing checked: 1 problem(s)\n")
+    empty = meshobs("check", str(tmp_path))
+    assert (empty.returncode, empty.stdout) == (
+        1, f"{tmp_path}: no dashboards/<mesh>/ or alerts/<mesh>/ folders in it; run `meshobs build --out {tmp_path}`\n")
+    (tmp_path / "alerts/istio").mkdir(parents=True)
+    (tmp_path / "dashboards/istio").mkdir(parents=True)
+    (tmp_path / "dashboards/istio/notes.txt").write_text("")
+    partial = meshobs("check", str(tmp_path))
+    assert partial.stdout.splitlines() == [f"{tmp_path}/alerts/istio: is empty",
+                                           f"{tmp_path}/dashboards/istio: has no *.json dashboards"]
+
+
+def test_check_warns_about_meshes_and_files_the_last_build_did_not_write(tmp_path):
+    """A mesh folder copied in after `build --mesh consul` is reported stale and not checked; an
+    edited file is reported as changed since the last build."""
+    out, everything = tmp_path / "out", tmp_path / "all"
+    assert meshobs("build", "--out", str(out), "--mesh", "consul").returncode == 0
+    expected = _checked(out)
+    assert meshobs("build", "--out", str(everything)).returncode == 0
+    (everything / "dashboards/istio").rename(out / "dashboards/istio")
+    rules = out / "alerts/consul/alerting-rules.yaml"
+    rules.write_text(rules.read_text().replace("for: 5m", "for: 6m", 1))
+    result = meshobs("check", str(out))
+    assert (result.returncode, result.stdout) == (0, f"{expected}: ok\n")
+    assert result.stderr == (
+        f"meshobs check: warning: {out}: dashboards/istio/ not written by the last build (meshobs build "
+        "--mesh consul, meshobs-build.json): stale, not checked; rebuild with that mesh or remove the folders\n"
+        f"meshobs check: warning: {rules}: changed since the last build\n")

@@ -120,3 +120,65 @@ def test_bad_config_exits_2_and_writes_nothing(tmp_path):
         f"meshobs build: error: {path}: slo.availability_percent: 101.0 must be a percentage above 0 and below 100\n"
     )
     assert not out.exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "meshobs", *args], capture_output=True, text=True)
+
+
+def test_every_error_is_reported_at_once_with_did_you_mean(tmp_path):
+    """A file with several mistakes names each, with its dotted key, and suggests the key meant; exit 2."""
+    path = tmp_path / "meshobs.yaml"
+    path.write_text(
+        "cluster_lable: k8s_cluster\n"
+        "error_rate: {ratio: 0.05}\n"
+        "alerts:\n"
+        "  latency: {treshold_seconds: 2, window: 5 minutes}\n"
+        "  error_rate: {ratio: 5}\n"
+        "slo: {availability_percent: 101}\n"
+    )
+    result = _cli("build", "--config", str(path), "--out", str(tmp_path / "out"))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"meshobs build: error: {path}: 6 errors:\n"
+        "  cluster_lable: unknown key; did you mean cluster_label?\n"
+        "  error_rate: unknown key here; did you mean alerts.error_rate?\n"
+        "  alerts.error_rate.ratio: 5.0 must be a ratio between 0 and 1 (exclusive), e.g. 0.05 for 5%\n"
+        "  alerts.latency.treshold_seconds: unknown key; did you mean threshold_seconds?\n"
+        "  alerts.latency.window: '5 minutes' is not a Prometheus duration such as 30s, 5m, 1h or 7d\n"
+        "  slo.availability_percent: 101.0 must be a percentage above 0 and below 100\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rule_across_keys_is_not_judged_on_an_invalid_key():
+    """When one of two compared keys is itself wrong, only that key is reported."""
+    assert _error({"alerts": {"cert_expiry": {"warning": "soon", "critical": "30d"}}}) == (
+        "alerts.cert_expiry.warning: 'soon' is not a Prometheus duration such as 30s, 5m, 1h or 7d"
+    )
+
+
+def test_cluster_label_alone_labels_series_through_the_default_cluster(tmp_path):
+    """`cluster_label` alone is enough: every scrape job attaches it with deploy.cluster's default value."""
+    path = tmp_path / "meshobs.yaml"
+    path.write_text("cluster_label: k8s_cluster\n")
+    out = tmp_path / "out"
+    result = _cli("build", "--config", str(path), "--out", str(out), "--mesh", "consul")
+    assert (result.returncode, result.stderr) == (0, "")
+    jobs = yaml.safe_load((out / "deploy/prometheus/prometheus.yml").read_text())["scrape_configs"]
+    assert {(job["relabel_configs"][-1]["target_label"], job["relabel_configs"][-1]["replacement"]) for job in jobs} == {
+        ("k8s_cluster", "default")}
+
+
+def test_a_setting_that_needs_another_is_warned_about(tmp_path):
+    """cluster_label with deploy.cluster emptied, or forward_port without forward_host, is a warning naming both keys."""
+    path = tmp_path / "meshobs.yaml"
+    path.write_text("cluster_label: k8s_cluster\ndeploy: {cluster: ''}\nlogging: {forward_port: 24225}\n")
+    result = _cli("config", "--validate", str(path))
+    assert result.returncode == 0
+    assert result.stderr == (
+        f"meshobs config: warning: {path}: cluster_label: no scrape job attaches this label while deploy.cluster is "
+        "empty, so the dashboards' cluster variable is empty unless your Prometheus adds the label; set deploy.cluster\n"
+        f"meshobs config: warning: {path}: logging.forward_port: has no effect while logging.forward_host is empty; "
+        "set logging.forward_host\n"
+    )

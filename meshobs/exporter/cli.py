@@ -133,7 +133,8 @@ def _discovery(args: argparse.Namespace):
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from meshobs.exporter import collector, events, runner, server, state, tracing
+    from meshobs._version import __version__
+    from meshobs.exporter import collector, events, runner, server, state, status, tracing
 
     discover, pods = _discovery(args)
     shared_key = _shared_key(args)
@@ -149,18 +150,20 @@ async def _main(args: argparse.Namespace) -> int:
         registry.register(pods.collector())
     scraper: runner.Scraper | None = None
 
-    def ready() -> bool:
-        if scraper is None or scraper.last_cycle_started is None:
-            return False
+    def ready() -> tuple[bool, str]:
+        if scraper is None:
+            return False, "not ready: starting"
         # a cycle that started before the pod list came in has not scraped the pods
-        return pods is None or (pods.synced_at is not None and scraper.last_cycle_started >= pods.synced_at)
+        started = scraper.last_cycle_started
+        synced = pods is None or (pods.synced_at is not None and started is not None and started >= pods.synced_at)
+        return scraper.status.readiness(synced)
 
     try:
         web_runner = await server.serve(server.app(registry, ready), *args.listen)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ExporterError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {reason}") from None
-    log.info("meshobs exporter listening on %s:%d", *args.listen)
+    log.info("%s", status.startup_line(args, __version__))
     sink = events.FluentdEvents(*args.fluentd, registry, shared_key=shared_key) if args.fluentd else events.LogEvents()
     tracer = tracing.tracer()
     limits = runner.Limits(args.scrape_interval, args.scrape_timeout, args.concurrency, args.max_body_bytes)

@@ -11,7 +11,7 @@ from typing import Callable
 
 import aiohttp
 
-from meshobs.exporter import parse, scrape
+from meshobs.exporter import parse, scrape, status
 from meshobs.exporter.normalize import DIALECTS, admin_certs, normalize
 from meshobs.exporter.state import State
 from meshobs.exporter.targets import Target
@@ -46,6 +46,7 @@ class Scraper:
         self.sink = sink
         self.tracer = tracer
         self.cycles = 0
+        self.status = status.TargetStatus(limits.interval, limits.timeout)
         self.last_cycle_started: float | None = None  # time.monotonic() at the start of the last complete cycle
         self._semaphore = asyncio.Semaphore(limits.concurrency)
         # /certs answered 404 once: do not ask again (merged metrics endpoints, Envoy without admin)
@@ -71,10 +72,12 @@ class Scraper:
                 except scrape.ScrapeError as exc:
                     log.debug("scrape %s failed: %s", target.url, exc)
                     self.state.failed(target, exc.reason, time.perf_counter() - start)
+                    self.status.failed(target, exc.reason, str(exc))
                     if span is not None:
                         span.set_attribute("error.type", exc.reason)
                     return
                 self.state.observe(target, reading, time.perf_counter() - start)
+                self.status.up(target)
 
     async def _admin_certs(self, client: aiohttp.ClientSession, target: Target) -> dict[str, float]:
         url = certs_url(target)
@@ -103,6 +106,7 @@ class Scraper:
             self.sink.submit(event)
         self.cycles += 1
         self.last_cycle_started = started  # readiness: did a whole cycle run after the pod list?
+        self.status.end_cycle(targets)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with scrape.session(self.limits.concurrency) as client:

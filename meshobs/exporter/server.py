@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 
-def app(registry: CollectorRegistry, ready: Callable[[], bool]) -> web.Application:
+def app(registry: CollectorRegistry, ready: Callable[[], tuple[bool, str]]) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -17,9 +17,8 @@ def app(registry: CollectorRegistry, ready: Callable[[], bool]) -> web.Applicati
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        if ready():
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text="first scrape cycle not finished\n")
+        ok, text = ready()  # meshobs.exporter.status: the reason, and the targets' summary
+        return web.Response(status=200 if ok else 503, text=text + "\n")
 
     application = web.Application()
     application.router.add_get("/metrics", metrics)

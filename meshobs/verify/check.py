@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 
 import promql_parser
 
+from meshobs.checks import metric_names
+from meshobs.labels import normalized_from
+from meshobs.meshes import DIALECTS
 from meshobs.verify import exceptions
 from meshobs.verify.promapi import Prometheus, QueryError
 from meshobs.verify.sources import Query
@@ -54,6 +57,18 @@ def _parts(expr: str) -> tuple[list[str], list[float]]:
     return found, windows
 
 
+def grouping_labels(expr: str) -> list[str]:
+    """The `by (...)` labels of the aggregation the expression ends in, if it ends in one."""
+    try:
+        node = promql_parser.parse(expr)
+    except ValueError:
+        return []
+    modifier = getattr(node, "modifier", None) if isinstance(node, promql_parser.AggregateExpr) else None
+    if modifier is None or str(modifier.type) != "AggModifierType.By":
+        return []
+    return list(modifier.labels)
+
+
 class Checker:
     def __init__(self, prometheus: Prometheus, timing: Timing, at: float | None = None, with_ranges: bool = False):
         self.prometheus = prometheus
@@ -91,6 +106,8 @@ class Checker:
             outcome.problems.append(f"query failed: {exc}")
             return outcome
         outcome.result = result
+        if query.kind == "record":
+            self._judge_labels(outcome)
         empty = self._empty_selectors(outcome)
         # an alert expression is empty whenever nothing fires: its selectors are judged instead
         if not result and query.kind != "alert":
@@ -100,6 +117,22 @@ class Checker:
         if self.with_ranges and query.kind == "panel":
             self._fetch_range(outcome)
         return outcome
+
+    def _judge_labels(self, outcome: Outcome) -> None:
+        """A recording rule groups by labels the scraped series must carry (those its mesh's
+        sources map from a native label); a series without one is a second, unlabelled copy of
+        every alert and an empty dashboard variable."""
+        dialect = DIALECTS.get(outcome.query.mesh)
+        if dialect is None or not outcome.result:
+            return
+        try:
+            required = normalized_from(dialect, metric_names(outcome.expr))
+        except ValueError:
+            return
+        for label in grouping_labels(outcome.expr):
+            if label in required and any(not series["metric"].get(label) for series in outcome.result):
+                outcome.problems.append(f"series without the label {label}, which the rule groups by: the scrape "
+                                        f"or the proxy must provide it (docs/labels.md)")
 
     def _judge_empty_result(self, outcome: Outcome, empty_selectors: list[str]) -> None:
         """A query is allowed to be empty when it is declared so, or when it is empty only
@@ -160,8 +193,13 @@ class Checker:
         ]
 
 
-def run(queries: list[Query], checker: Checker) -> list[Outcome]:
-    return [checker.check(query) for query in queries]
+def run(queries: list[Query], checker: Checker, progress=None) -> list[Outcome]:
+    outcomes = []
+    for query in queries:
+        outcomes.append(checker.check(query))
+        if progress is not None:
+            progress(outcomes[-1])
+    return outcomes
 
 
 def summary(outcomes: list[Outcome]) -> str:

@@ -14,6 +14,10 @@ class QueryError(Exception):
     """Prometheus rejected a query; the message is Prometheus's own."""
 
 
+_HINT = ("give the base URL that serves /api/v1/query, e.g. http://127.0.0.1:9090, with the path of "
+         "Prometheus's --web.route-prefix if it has one")
+
+
 class Prometheus:
     def __init__(self, url: str, timeout: float = 30.0):
         self.url = url.rstrip("/")
@@ -23,15 +27,17 @@ class Prometheus:
         url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
         try:
             with urllib.request.urlopen(url, timeout=self.timeout) as response:
-                document = json.loads(response.read())
+                status, kind, body = response.status, response.headers.get_content_type(), response.read()
         except urllib.error.HTTPError as exc:
-            # 400/422 carry Prometheus's reason in the JSON body
-            try:
-                document = json.loads(exc.read())
-            except ValueError:
-                raise QueryError(f"HTTP {exc.code}") from exc
+            # 400/422/503 carry Prometheus's reason in a JSON body; anything else is not Prometheus
+            status, kind, body = exc.code, exc.headers.get_content_type(), exc.read()
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise VerifyError(f"Prometheus at {self.url} is not reachable: {exc}") from exc
+            reason = getattr(exc, "reason", exc)
+            raise VerifyError(f"Prometheus at {self.url} is not reachable: {reason}") from exc
+        document = _api_document(body)
+        if document is None:
+            raise VerifyError(f"{self.url} is not a Prometheus API: GET {path} answered HTTP {status} "
+                              f"{kind}, not a Prometheus JSON document; {_HINT}")
         if document.get("status") != "success":
             raise QueryError(f"{document.get('errorType', 'error')}: {document.get('error', '')}")
         return document["data"]
@@ -56,4 +62,27 @@ class Prometheus:
 
     def ready(self) -> None:
         """Raise VerifyError unless the API answers."""
-        self._get("/api/v1/status/buildinfo", [])
+        try:
+            self._get("/api/v1/status/buildinfo", [])
+        except QueryError as exc:
+            raise VerifyError(f"{self.url} is not a Prometheus API: GET /api/v1/status/buildinfo failed: {exc}; "
+                              f"{_HINT}") from exc
+
+    def runtime_info(self) -> dict:
+        return self._get("/api/v1/status/runtimeinfo", [])
+
+    def rule_groups(self) -> list[dict]:
+        return self._get("/api/v1/rules", [])["groups"]
+
+
+def _api_document(body: bytes) -> dict | None:
+    """The API's JSON envelope (`status`, `data` or `error`), or None when `body` is not one."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or document.get("status") not in ("success", "error"):
+        return None
+    if document["status"] == "success" and "data" not in document:
+        return None
+    return document

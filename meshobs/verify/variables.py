@@ -92,7 +92,12 @@ def _query_variable(variable: Variable, values: dict[str, str], prometheus, timi
     if not match:
         raise VariableError(f"variable ${variable.name}: only label_values(...) queries are supported, got {query!r}")
     selector, label = match.group(1), match.group(2)
-    found = prometheus.label_values(label, selector.strip() if selector else None, end - timing.range, end)
+    selector = selector.strip() if selector else None
+    found = prometheus.label_values(label, selector, end - timing.range, end)
     if not found:
-        raise VariableError(f"variable ${variable.name}: {query} returns no values")
+        if selector and prometheus.instant(f"count({selector})", end):
+            # the series are there, the label is not: a scrape mistake, not missing data
+            raise VariableError(f"${variable.name} has no values: {selector} has series, none with the label {label} "
+                                f"(docs/labels.md says what sets it)")
+        raise VariableError(f"${variable.name} has no values: {query} is empty")
     return format_values(variable, found)

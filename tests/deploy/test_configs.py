@@ -158,12 +158,15 @@ def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
 
 
 def test_cluster_setting_labels_every_scrape_job():
-    """deploy.cluster adds the configured cluster label to every job's targets; by default no job sets it."""
+    """deploy.cluster adds the configured cluster label to every job's targets; by default every job sets cluster="default"."""
     files = render(config.from_dict({"cluster_label": "k8s_cluster", "deploy": {"cluster": "eu-1"}}))
     jobs = yaml.safe_load(files["deploy/prometheus/prometheus.yml"])["scrape_configs"]
     assert all(job["relabel_configs"][-1] == {"target_label": "k8s_cluster", "replacement": "eu-1"} for job in jobs)
     default = yaml.safe_load(render()["deploy/prometheus/prometheus.yml"])["scrape_configs"]
-    assert not [rule for job in default for rule in job["relabel_configs"] if rule.get("target_label") == "cluster"]
+    assert all(job["relabel_configs"][-1] == {"target_label": "cluster", "replacement": "default"} for job in default)
+    none = yaml.safe_load(render(config.from_dict({"deploy": {"cluster": ""}}))["deploy/prometheus/prometheus.yml"])
+    assert not [rule for job in none["scrape_configs"] for rule in job["relabel_configs"]
+                if rule.get("target_label") == "cluster"]
 
 
 def test_every_alert_name_in_routes_and_inhibitions_is_rendered(artefacts, deploy):

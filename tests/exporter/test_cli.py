@@ -59,7 +59,7 @@ def test_health_endpoints_metrics_and_a_clean_stop(processes, tmp_path):
         port = servers.add(faults.good())
         exporter = start_exporter(processes, tmp_path, "--target", f"consul/shop/a=http://127.0.0.1:{port}")
         assert http_get(f"{exporter.url}/healthz") == (200, b"ok\n")
-        assert http_get(f"{exporter.url}/readyz") == (200, b"ready\n")
+        assert http_get(f"{exporter.url}/readyz") == (200, b"ready: 1/1 targets up\n")
         assert exporter.value("meshobs_target_up", workload="a") == 1
         exporter.process.popen.terminate()
         assert exporter.process.popen.wait(10) == 0

@@ -173,13 +173,14 @@ class RunningEnvoy:
 
 def start_envoy(
     processes, tmp_path: Path, pki: EnvoyPKI | None = None, customize: Callable[[dict], None] | None = None,
-    **config_kwargs,
+    admin_port: int | None = None, **config_kwargs,
 ) -> RunningEnvoy:
-    """Start Envoy with `mtls_rbac_config` on free ports and wait until its admin says LIVE.
-    `customize` may change the bootstrap dict in place first (stats matcher, tracing, clusters)."""
+    """Start Envoy with `mtls_rbac_config` on free ports (the admin on `admin_port` if given) and
+    wait until its admin says LIVE. `customize` may change the bootstrap dict in place first
+    (stats matcher, tracing, clusters)."""
     envoy = require_binary("envoy")
     pki = pki or EnvoyPKI.create(tmp_path)
-    admin_port, listener_port = free_port(), free_port()
+    admin_port, listener_port = admin_port or free_port(), free_port()
     config = mtls_rbac_config(pki, admin_port, listener_port, **config_kwargs)
     if customize is not None:
         customize(config)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,7 +29,7 @@ def report_dir(tmp_path: Path, name: str) -> Path:
 def render(out: Path, mesh: str) -> Path:
     """What `meshobs build --out OUT --mesh MESH` writes, with the default configuration."""
     artefacts = build.render(config.Config(), build.select_meshes([mesh]))
-    writer.write(artefacts, out, build.owned_dirs([mesh]))
+    writer.write(artefacts, out, build.owned_dirs())
     return out
 
 
@@ -92,3 +93,27 @@ def _timestamp(rfc3339: str) -> float:
     fraction = "".join(c for c in rest if c.isdigit())[:6]
     zone = rest[len("".join(c for c in rest if c.isdigit())):] if rest else rfc3339[19:]
     return datetime.fromisoformat(f"{head}.{fraction or '0'}{zone.replace('Z', '+00:00')}").timestamp()
+
+
+_PLACE = re.compile(r"^(FAIL|note) (.+? / (?:panel|recording rule|alert) '.*?'(?: \[\w+\])?): (.*)$")
+_GROUP = re.compile(r"^(FAIL|note) (.*) → (\d+) queries:$")
+
+
+def failures(text: str) -> dict[str, list[str]]:
+    """Place -> its problems, from `meshobs verify -v` output: a cause printed once for several
+    queries counts for each place listed under it."""
+    found: dict[str, list[str]] = {}
+    cause = None
+    for line in text.splitlines():
+        group, place = _GROUP.match(line), _PLACE.match(line)
+        if group:
+            cause = group.group(2) if group.group(1) == "FAIL" else None
+        elif place:
+            cause = None
+            if place.group(1) == "FAIL":
+                found.setdefault(place.group(2), []).append(place.group(3))
+        elif line.startswith("    ") and not line.startswith(("    query:", "           ")) and cause:
+            found.setdefault(line.strip(), []).append(cause)
+        else:
+            cause = None
+    return found

@@ -83,7 +83,7 @@ def test_unreachable_prometheus_is_a_clear_error(capsys):
     """A Prometheus that does not answer stops verify with exit 2 and names the URL."""
     assert cli.main(["verify", "--prometheus", "http://127.0.0.1:9", "--dir", str(FIXTURES)]) == 2
     assert capsys.readouterr().err == (
-        "meshobs verify: error: Prometheus at http://127.0.0.1:9 is not reachable: <urlopen error [Errno 111] Connection refused>\n"
+        "meshobs verify: error: Prometheus at http://127.0.0.1:9 is not reachable: [Errno 111] Connection refused\n"
     )
 
 
@@ -115,3 +115,14 @@ def test_a_bad_evaluation_time_is_rejected_by_argparse(capsys):
     with pytest.raises(SystemExit):
         cli.main(["verify", "--prometheus", "http://x", "--at", "yesterday"])
     assert "argument --at: 'yesterday' is neither unix seconds nor an RFC 3339 time" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["verify", "--prometheus"], ["check", "--prometheus"]])
+def test_a_prometheus_url_without_scheme_is_rejected_by_argparse(command, capsys):
+    """`--prometheus localhost:9090` (no scheme) is refused before anything is asked, naming the form expected."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*command, "localhost:9090"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"meshobs {command[0]}: error: argument --prometheus: 'localhost:9090': expected the Prometheus base URL, "
+        "e.g. http://127.0.0.1:9090")

@@ -38,21 +38,27 @@ def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, req
     printed = capsys.readouterr()
 
     assert code == 1
-    lines = [line for line in printed.out.splitlines() if line.startswith(("FAIL", "note"))]
-    assert lines == [
+    report = tmp_path / "report" / "index.html"
+    assert printed.out.splitlines() == [
+        "FAIL selector demo_denied_total matches no series → 2 queries:",
+        "    dashboards/demo/demo.json: Demo / panel 'Masked' [A]",
+        "    alerts/demo/rules.yaml: demo / alert 'DemoDenials'",
         "FAIL dashboards/demo/demo.json: Demo / panel 'Broken' [A]: query failed: bad_data: invalid parameter "
         "\"query\": 1:34: parse error: unclosed left parenthesis",
+        "    query: sum(rate(demo_requests_total[4s])",
         "FAIL dashboards/demo/demo.json: Demo / panel 'Renamed' [A]: returns no series",
         "FAIL dashboards/demo/demo.json: Demo / panel 'Renamed' [A]: selector demo_request_seconds_total matches no series",
-        "FAIL dashboards/demo/demo.json: Demo / panel 'Masked' [A]: selector demo_denied_total matches no series",
+        "    query: sum(rate(demo_request_seconds_total[4s]))",
         "note dashboards/demo/demo.json: Demo / panel 'Denied requests log' [A]: not run: a loki query, not PromQL",
         "FAIL dashboards/demo/demo.json: Demo / panel 'Short window' [A]: range [1s] is shorter than two scrape "
         "intervals (1s each): empty whenever it holds one sample",
+        "    query: sum(rate(demo_requests_total[1s])) or vector(0)",
         "note dashboards/demo/demo.json: Demo / panel 'Firing alerts' [A]: selector ALERTS{alertstate=\"firing\"} "
         "matches no series (expected: ALERTS exist only while an alert fires; the panel shows 0 through `or vector(0)` otherwise)",
         "FAIL dashboards/demo/zones.json: Zones / panel 'Requests by zone' [A]: "
-        "variable $zone: label_values(demo_requests_total, zone) returns no values",
-        "FAIL alerts/demo/rules.yaml: demo / alert 'DemoDenials': selector demo_denied_total matches no series",
+        "$zone has no values: demo_requests_total has series, none with the label zone (docs/labels.md says what "
+        "sets it)",
+        "    query: sum by (zone) (rate(demo_requests_total{zone=~\"$zone\"}[$__rate_interval]))",
         "note dashboards/istio/healthy.json: Healthy mesh / panel 'Denials' [A]: returns no series "
         "(expected: empty while nothing is denied: the series appear with the first denial)",
         "note dashboards/istio/healthy.json: Healthy mesh / panel 'Denials' [A]: selector "
@@ -61,11 +67,18 @@ def test_verify_names_each_failing_query_and_its_reason(processes, tmp_path, req
         "FAIL dashboards/istio/healthy.json: Healthy mesh / panel 'Requests' [A]: returns no series",
         "FAIL dashboards/istio/healthy.json: Healthy mesh / panel 'Requests' [A]: selector "
         "istio_requests_total{reporter=\"destination\"} matches no series",
+        "    query: sum(rate(istio_requests_total{reporter=\"destination\"}[4s]))",
+        f"report: {report}",
+        "",
+        "mesh   kind             queries  ok  failed  excused",
+        "demo   panels                 8   3       5        2",
+        "demo   recording rules        1   1       0        0",
+        "demo   alerts                 2   1       1        0",
+        "istio  panels                 2   1       1        1",
+        "total                        13   6       7        3",
     ]
-    assert "    query: sum by (namespace) (rate(demo_requests_total" not in printed.out  # the good panel is quiet
-    assert "    query: sum(rate(demo_request_seconds_total[4s]))" in printed.out
     assert printed.err.strip() == "13 queries: 6 ok, 7 failed, 3 with declared exceptions"
-    index = (tmp_path / "report" / "index.html").read_text()
+    index = report.read_text()
     assert "Good" in index and 'src="charts/demo-demo-2.png"' in index
     assert (tmp_path / "report" / "charts" / "demo-demo-2.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
@@ -90,11 +103,10 @@ def test_backfilled_data_is_verified_at_its_own_time(processes, tmp_path, capsys
     prometheus = start_prometheus(processes, tmp_path, {})
     wait_until(lambda: prometheus.query(f"demo_requests_total @ {start + 300}"), what="backfilled block loaded")
 
-    def good_panel_lines(*extra: str) -> list[str]:
-        cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(FIXTURES), "--scrape-interval", "15s",
+    def good_panel_problems(*extra: str) -> list[str]:
+        cli.main(["verify", "-v", "--prometheus", prometheus.url, "--dir", str(FIXTURES), "--scrape-interval", "15s",
                   "--range", "10m", *extra])
-        return [line for line in capsys.readouterr().out.splitlines() if "panel 'Good'" in line]
+        return stack.failures(capsys.readouterr().out).get("dashboards/demo/demo.json: Demo / panel 'Good' [A]", [])
 
-    assert good_panel_lines("--at", str(start + 500)) == []
-    assert good_panel_lines() == ["FAIL dashboards/demo/demo.json: Demo / panel 'Good' [A]: "
-                                  "variable $namespace: label_values(demo_requests_total, namespace) returns no values"]
+    assert good_panel_problems("--at", str(start + 500)) == []
+    assert good_panel_problems() == ["$namespace has no values: label_values(demo_requests_total, namespace) is empty"]

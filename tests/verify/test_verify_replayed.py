@@ -88,30 +88,43 @@ def test_a_renamed_metric_fails_every_panel_and_rule_reading_it(processes, tmp_p
     unit = "istio_request_duration_milliseconds"
     rename = {f"{unit}{suffix}": f"istio_request_duration_seconds{suffix}" for suffix in ("_bucket", "_sum", "_count")}
     out, prometheus = start_replayed(processes, tmp_path, request, "istio", rename)
-    code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "istio", *VERIFY_ARGS])
-    failures = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    code = cli.main(["verify", "-v", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "istio", *VERIFY_ARGS])
+    failures = stack.failures(capsys.readouterr().out)
 
     assert code == 1
-    assert "FAIL dashboards/istio/service.json: Istio / Service / panel 'Latency' [A]: returns no series" in failures
-    assert any(line.startswith("FAIL alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
-                               "'destination_service:mesh_request_duration_seconds:histogram_quantile_rate5m': returns no series")
-               for line in failures)
-    assert any("panel 'p99 latency by service'" in line for line in failures)
-    assert all("latency" in line.lower() or "duration" in line for line in failures), failures
+    assert any(problem.startswith("selector istio_request_duration_milliseconds_bucket") for problem in
+               failures["dashboards/istio/service.json: Istio / Service / panel 'Latency' [A]"])
+    assert failures["alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
+                    "'destination_service:mesh_request_duration_seconds:histogram_quantile_rate5m'"]
+    assert any("panel 'p99 latency by service'" in place for place in failures)
+    assert all("latency" in place.lower() or "duration" in place for place in failures), failures
 
 
 def test_series_from_one_reporter_only_fail_the_panels_needing_the_other(processes, tmp_path, request, capsys):
     """Istio data without destination-reported series (a relabelling dropped them) fails the panels that need them."""
     out, prometheus = start_replayed(processes, tmp_path, request, "istio",
                                      keep=lambda s: ("reporter", "destination") not in s.labels)
-    code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "istio", *VERIFY_ARGS])
-    failures = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    code = cli.main(["verify", "-v", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "istio", *VERIFY_ARGS])
+    lines = capsys.readouterr().out.splitlines()
 
     assert code == 1
+
+    def group(cause: str) -> list[str]:
+        """The places listed under the grouped failure `cause`."""
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"FAIL {cause} → "))
+        places = []
+        for line in lines[start + 1:]:
+            if not line.startswith("    "):
+                break
+            places.append(line.strip())
+        assert lines[start] == f"FAIL {cause} → {len(places)} queries:"
+        return places
+
     # $cluster still resolves (from the proxies' own series); the service dashboard's $namespace reads
     # a recording rule built on destination-reported series
-    assert ("FAIL dashboards/istio/service.json: Istio / Service / panel 'Requests by response code' [A]: variable "
-            '$namespace: label_values(destination_service:mesh_requests:rate5m{mesh="istio", cluster=~".*"}, '
-            "destination_namespace) returns no values" in failures)
-    assert any(line.startswith("FAIL alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
-                               "'destination_service:mesh_requests:rate5m': returns no series") for line in failures)
+    assert "dashboards/istio/service.json: Istio / Service / panel 'Requests by response code' [A]" in group(
+        '$namespace has no values: label_values(destination_service:mesh_requests:rate5m{mesh="istio", cluster=~".*"}, '
+        'destination_namespace) is empty')
+    assert ("alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
+            "'destination_service:mesh_requests:rate5m'") in group(
+        'selector istio_requests_total{reporter="destination"} matches no series')
