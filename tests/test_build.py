@@ -68,7 +68,9 @@ def _files(root: Path) -> dict[str, bytes]:
 def _checked(root: Path) -> str:
     """What `meshobs check` says it checked in `root`, counted here from the files."""
     boards = sorted(root.glob("dashboards/*/*.json"))
-    panels = sum(1 for b in boards for p in json.loads(b.read_text())["panels"] if p["type"] != "row")
+    # a collapsed row carries its panels inside it
+    panels = sum(1 for b in boards for row in json.loads(b.read_text())["panels"]
+                 for p in [row] + row.get("panels", []) if p["type"] != "row")
     rule_files = sorted(root.glob("alerts/*/*.yaml"))
     rules = sum(len(g["rules"]) for f in rule_files for g in yaml.safe_load(f.read_text())["groups"])
     return f"{len(boards)} dashboards, {panels} panels, {len(rule_files)} rule files, {rules} rules"
