@@ -1,106 +1,307 @@
-"""Scrape 1,000+ simulated sidecars on loopback with the exporter's own scrape loop; print
-scrapes per second, CPU seconds per scrape cycle and peak RSS of the exporter side.
+"""A fleet of simulated sidecars on loopback, scraped by the real `meshobs exporter` process;
+everything about the exporter is measured from outside (/proc), as an operator would see it.
 
-The sidecars run in a child process (aiohttp, one listening socket each) so that their CPU is
-not counted; each serves an Envoy exposition of --lines lines (default 2,000, ~200 kB).
+For each fleet size (default 1,000 / 2,000 / 5,000 sidecars), in one run:
 
-    python benchmarks/bench_fleet.py [--sidecars 1000] [--lines 2000] [--cycles 5] [--concurrency 64]
+- **baseline**: a ~40-line raw reader (asyncio streams, whole-body reads, one `bytes.count`
+  per body: the least Python can do with these bytes) reads every sidecar once per cycle,
+  in a child process; its CPU per cycle is the yardstick;
+- **exporter**: `python -m meshobs exporter --targets-file ...` scrapes the same fleet every
+  `--interval`; over `--cycles` intervals after its first cycle: CPU seconds of the exporter
+  process per sidecar scraped (scrapes counted by the sidecars) and so per cycle, sidecars
+  read per interval (the fleet size when the replica keeps up), peak and
+  final RSS, targets up at the end, and the latency of `/metrics` (gzipped, as Prometheus asks
+  for it, and plain) and `/healthz`, each polled every 250 ms throughout (p50 / p99 / max).
+
+The sidecars run in another child process (raw asyncio protocol answering a prebuilt response,
+so their CPU stays small and is not counted). Payloads: `istio` (Envoy, ~300 kB / ~3,000 lines)
+or `linkerd` (~50 kB), full, whatever query the exporter sends.
+
+    python benchmarks/bench_fleet.py [--sizes 1000,2000,5000] [--payload istio|linkerd] [--interval 15] [--cycles 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
-import resource
-import socket
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from exposition import clusters_for_lines, envoy_exposition  # noqa: E402
+from exposition import authorities_for_bytes, clusters_for_lines, envoy_exposition, linkerd_exposition  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def serve_sidecars(count: int, lines: int, pipe) -> None:
-    from aiohttp import web
+def payloads(kind: str, lines: int, kb: int) -> list[bytes]:
+    if kind == "istio":
+        return [envoy_exposition(clusters_for_lines(lines), seed) for seed in range(8)]
+    return [linkerd_exposition(authorities_for_bytes(kb * 1000), seed) for seed in range(8)]
 
-    bodies = [envoy_exposition(clusters_for_lines(lines), seed) for seed in range(8)]
+
+# --- sidecars ---------------------------------------------------------------------------------
+
+def serve_sidecars(count: int, bodies: list[bytes], pipe) -> None:
+    responses = [b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %d\r\n\r\n%s"
+                 % (len(body), body) for body in bodies]
+    served = [0]
+
+    class Sidecar(asyncio.Protocol):
+        def __init__(self, response: bytes):
+            self.response = response
+            self.pending = b""
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data: bytes):
+            self.pending += data
+            while b"\r\n\r\n" in self.pending:
+                head, _, self.pending = self.pending.partition(b"\r\n\r\n")
+                served[0] += 1
+                self.transport.write(self.response if b" /certs " not in head.split(b"\r\n", 1)[0]
+                                     else b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
 
     async def main():
-        sockets = []
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        runners = []
-        for index, sock in enumerate(sockets):
-            body = bodies[index % len(bodies)]
-
-            async def stats(request, body=body):
-                return web.Response(body=body, content_type="text/plain")
-
-            app = web.Application()
-            app.router.add_get("/stats/prometheus", stats)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.SockSite(runner, sock, backlog=256).start()
-            runners.append(runner)
-        pipe.send([sock.getsockname()[1] for sock in sockets])
-        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # wait for "stop"
+        loop = asyncio.get_running_loop()
+        ports = []
+        for index in range(count):
+            response = responses[index % len(responses)]
+            server = await loop.create_server(lambda r=response: Sidecar(r), "127.0.0.1", 0, backlog=256)
+            ports.append(server.sockets[0].getsockname()[1])
+        pipe.send(ports)
+        while True:
+            message = await loop.run_in_executor(None, pipe.recv)
+            if message == "stop":
+                return
+            pipe.send(served[0])
 
     asyncio.run(main())
 
 
-async def scrape_fleet(ports: list[int], cycles: int, concurrency: int) -> list[tuple[float, float]]:
-    from meshobs.exporter import events, runner, scrape, state, tracing
-    from meshobs.exporter.targets import make_target
+# --- baseline: the raw reader -----------------------------------------------------------------
 
-    targets = {make_target(f"http://127.0.0.1:{port}/stats/prometheus", "istio", f"ns-{i % 20}", f"w-{i}")
-               for i, port in enumerate(ports)}
-    exporter_state = state.State()
-    scraper = runner.Scraper(exporter_state, runner.Limits(concurrency=concurrency), lambda: targets,
-                             events.LogEvents(), tracing.tracer())
-    results = []
-    async with scrape.session(concurrency) as client:
-        for _ in range(cycles):
-            wall, cpu = time.perf_counter(), time.process_time()
-            await scraper.cycle(client)
-            results.append((time.perf_counter() - wall, time.process_time() - cpu))
-    up = sum(1 for t in exporter_state.targets.values() if t.up)
-    if up != len(targets):
-        raise SystemExit(f"only {up} of {len(targets)} targets scraped successfully")
-    return results
+def raw_scan(ports: list[int], cycles: int, concurrency: int, pipe) -> None:
+    async def read(port: int, connections: dict) -> int:
+        if port not in connections:
+            connections[port] = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        reader, writer = connections[port]
+        writer.write(b"GET /stats/prometheus HTTP/1.1\r\nHost: sidecar\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        body = await reader.readexactly(length)
+        return body.count(b"\n")
+
+    async def main():
+        connections: dict = {}
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(port):
+            async with semaphore:
+                return await read(port, connections)
+
+        for _ in range(cycles + 1):  # the first cycle opens the connections
+            await asyncio.gather(*(one(port) for port in ports))
+            pipe.send("cycle")
+            pipe.recv()
+
+    asyncio.run(main())
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) in MB."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def baseline(ports: list[int], cycles: int, concurrency: int) -> float:
+    """Mean CPU seconds of the raw reader per cycle over the fleet."""
+    parent, child = multiprocessing.Pipe()
+    reader = multiprocessing.Process(target=raw_scan, args=(ports, cycles, concurrency, child), daemon=True)
+    reader.start()
+    parent.recv()
+    start = cpu_seconds(reader.pid)
+    parent.send("go")
+    for _ in range(cycles):
+        parent.recv()
+        parent.send("go")
+    spent = cpu_seconds(reader.pid) - start
+    reader.join(10)
+    return spent / cycles
+
+
+# --- the exporter -----------------------------------------------------------------------------
+
+class Poller(threading.Thread):
+    """GET a path every 250 ms and keep the latencies (a timeout counts as its full length)."""
+
+    def __init__(self, url: str, headers: dict | None = None):
+        super().__init__(daemon=True)
+        self.url = url
+        self.headers = headers or {}
+        self.latencies: list[float] = []
+        self.failures = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(urllib.request.Request(self.url, headers=self.headers), timeout=15) as response:
+                    response.read()
+            except OSError:
+                self.failures += 1
+            self.latencies.append(time.perf_counter() - started)
+            self.stop.wait(0.25)
+
+    def summary(self) -> str:
+        if not self.latencies:
+            return "no answers"
+        ordered = sorted(self.latencies)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        failed = f", {self.failures} failed" if self.failures else ""
+        return (f"p50 {statistics.median(ordered) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+                f"max {ordered[-1] * 1000:.0f} ms ({len(ordered)} polls{failed})")
+
+
+def metric_values(url: str) -> dict[str, list[tuple[str, float]]]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    out: dict[str, list[tuple[str, float]]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            head, _, value = line.rpartition(" ")
+            name = head.split("{", 1)[0]
+            out.setdefault(name, []).append((head, float(value)))
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, served, folder: Path) -> dict:
+    targets = folder / "targets.json"
+    path = "/stats/prometheus" if mesh == "istio" else "/metrics"
+    targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {
+        "mesh": mesh, "namespace": f"ns-{i % 20}", "workload": f"w-{i}", "__metrics_path__": path}}
+        for i, port in enumerate(ports)]))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(folder / "exporter.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}",
+                                "--targets-file", str(targets), "--scrape-interval", f"{interval}s"],
+                               stdout=log, stderr=subprocess.STDOUT)
+    pollers = [Poller(f"{url}/metrics", {"Accept-Encoding": "gzip"}), Poller(f"{url}/metrics"), Poller(f"{url}/healthz")]
+    try:
+        deadline = time.monotonic() + max(120, 10 * interval)
+        while time.monotonic() < deadline:  # ready = the first cycle is over
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise SystemExit(f"exporter not ready within {deadline}s; see {folder / 'exporter.log'}")
+        for poller in pollers:
+            poller.start()
+        cpu0, scrapes0, wall0 = cpu_seconds(process.pid), served(), time.monotonic()
+        time.sleep(cycles * interval)
+        cpu, scrapes, wall = cpu_seconds(process.pid) - cpu0, served() - scrapes0, time.monotonic() - wall0
+        rss, peak = memory_mb(process.pid)
+        for poller in pollers:
+            poller.stop.set()
+            poller.join(20)
+        values = metric_values(f"{url}/metrics")
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()
+    up = sum(1 for _, value in values.get("meshobs_target_up", []) if value == 1)
+    own = {name: values[name][0][1] for name in ("meshobs_cycle_duration_seconds", "meshobs_cycle_overrun_total")
+           if name in values}
+    return {"cpu_per_interval": cpu / (wall / interval), "scrapes_per_interval": scrapes / (wall / interval),
+            "cpu_per_scrape": cpu / max(scrapes, 1), "rss": rss, "peak": peak, "up": up,
+            "metrics": pollers[0].summary(), "plain": pollers[1].summary(), "healthz": pollers[2].summary(), "own": own}
 
 
 def main() -> int:
-    options = argparse.ArgumentParser(description=__doc__)
-    options.add_argument("--sidecars", type=int, default=1000)
-    options.add_argument("--lines", type=int, default=2000)
-    options.add_argument("--cycles", type=int, default=5)
-    options.add_argument("--concurrency", type=int, default=64)
+    options = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    options.add_argument("--sizes", default="1000,2000,5000", help="fleet sizes, comma-separated")
+    options.add_argument("--payload", choices=("istio", "linkerd"), default="istio")
+    options.add_argument("--lines", type=int, default=3000, help="lines per Istio payload (default 3000, ~300 kB)")
+    options.add_argument("--kb", type=int, default=50, help="kB per Linkerd payload (default 50)")
+    options.add_argument("--interval", type=float, default=15.0, help="scrape interval, seconds (default 15)")
+    options.add_argument("--cycles", type=int, default=3, help="intervals measured per size (default 3)")
+    options.add_argument("--baseline-concurrency", type=int, default=64)
     args = options.parse_args()
-    parent, child = multiprocessing.Pipe()
-    simulator = multiprocessing.Process(target=serve_sidecars, args=(args.sidecars, args.lines, child), daemon=True)
-    simulator.start()
-    try:
-        ports = parent.recv()
-        results = asyncio.run(scrape_fleet(ports, args.cycles, args.concurrency))
-    finally:
-        parent.send("stop")
-        simulator.join(10)
-        if simulator.is_alive():
-            simulator.terminate()
-    steady = results[1:] or results  # the first cycle opens every connection
-    wall = sum(r[0] for r in steady) / len(steady)
-    cpu = sum(r[1] for r in steady) / len(steady)
-    body = envoy_exposition(clusters_for_lines(args.lines))
-    lines = body.count(b"\n")
-    print(f"{args.sidecars} sidecars x {lines} lines ({len(body) / 1e3:.0f} kB), concurrency {args.concurrency}")
-    print(f"first cycle: {results[0][0]:.2f} s wall, {results[0][1]:.2f} CPU s")
-    print(f"steady cycle: {wall:.2f} s wall -> {args.sidecars / wall:.0f} scrapes/s; {cpu:.2f} CPU s per cycle "
-          f"({cpu / args.sidecars * 1000:.2f} ms per scrape)")
-    print(f"peak RSS (exporter side): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    bodies = payloads(args.payload, args.lines, args.kb)
+    lines = bodies[0].count(b"\n")
+    print(f"payload: {args.payload}, {len(bodies[0]) / 1e3:.0f} kB, {lines} lines per sidecar; "
+          f"interval {args.interval:g} s, {args.cycles} intervals measured per size")
+    header = (f"{'sidecars':>8} | {'raw scan CPU s/cycle':>20} | {'exporter CPU s/cycle':>20} | {'ms/sidecar':>10} | "
+              f"{'x raw':>6} | {'scraped/interval':>16} | {'up':>5} | {'RSS (peak) MB':>13}")
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        parent, child = multiprocessing.Pipe()
+        simulator = multiprocessing.Process(target=serve_sidecars, args=(size, bodies, child), daemon=True)
+        simulator.start()
+        lock = threading.Lock()
+
+        def served() -> int:
+            with lock:
+                parent.send("count")
+                return parent.recv()
+
+        try:
+            ports = parent.recv()
+            raw = baseline(ports, 2, args.baseline_concurrency)
+            with tempfile.TemporaryDirectory() as folder:
+                result = run_exporter(ports, "istio" if args.payload == "istio" else "linkerd", args.interval,
+                                      args.cycles, served, Path(folder))
+        finally:
+            parent.send("stop")
+            simulator.join(10)
+            if simulator.is_alive():
+                simulator.terminate()
+        per_sidecar = result["cpu_per_scrape"]
+        # a cycle reads every sidecar once: its CPU is the CPU per scrape times the fleet (the measured
+        # window need not hold whole cycles)
+        rows.append((f"{size:>8} | {raw:>20.2f} | {per_sidecar * size:>20.2f} | {per_sidecar * 1000:>10.2f} | "
+                     f"{per_sidecar / (raw / size):>6.1f} | {result['scrapes_per_interval']:>16.0f} | "
+                     f"{result['up']:>5} | {result['rss']:>5.0f} ({result['peak']:.0f})",
+                     f"{size:>8} | /metrics (gzip, as Prometheus asks) {result['metrics']}; /metrics (plain) "
+                     f"{result['plain']}; /healthz {result['healthz']}"
+                     + (f"; exporter says {result['own']}" if result["own"] else "")))
+        print(rows[-1][0], flush=True)
+    print()
+    print(header)
+    for row, _ in rows:
+        print(row)
+    print()
+    for _, latency in rows:
+        print(latency)
     return 0
 
 

@@ -69,3 +69,35 @@ def envoy_exposition(clusters: int, seed: int = 0) -> bytes:
 def clusters_for_lines(lines: int) -> int:
     per_cluster = len(CLUSTER_FAMILIES) + len(BUCKETS) + 2
     return max(1, (lines - HCMS * len(HCM_FAMILIES)) // per_cluster)
+
+
+LINKERD_ROUTES = ["/api/v1/orders", "/api/v1/cart", "/api/v1/users", "/healthz", "/api/v1/search", "/metrics"]
+LINKERD_BUCKETS = ["1", "2", "3", "4", "5", "10", "20", "30", "40", "50", "100", "200", "300", "400", "500",
+                   "1000", "2000", "3000", "4000", "5000", "10000", "20000", "30000", "40000", "50000", "+Inf"]
+
+
+def linkerd_exposition(authorities: int, seed: int = 0) -> bytes:
+    """A linkerd2-proxy /metrics (Linkerd-sized: per authority, request/response counters and a
+    latency histogram), with the inbound authz, tcp_open and identity families the exporter reads."""
+    lines = ["# HELP request_total Total count of HTTP requests.", "# TYPE request_total counter"]
+    for a in range(authorities):
+        authority = f"svc-{a}.ns-{a % 7}.svc.cluster.local:8080"
+        direction = "inbound" if a % 4 == 0 else "outbound"
+        tls = 'tls="true"' if a % 5 else 'tls="no_identity",no_tls_reason="not_provided_by_remote"'
+        base = f'direction="{direction}",authority="{authority}",target_addr="10.0.{a % 250}.7:8080",{tls}'
+        lines.append(f"request_total{{{base}}} {100 + a + seed}")
+        lines.append(f'response_total{{{base},status_code="200",classification="success",error=""}} {90 + a + seed}')
+        for i, le in enumerate(LINKERD_BUCKETS):
+            lines.append(f'response_latency_ms_bucket{{{base},status_code="200",le="{le}"}} {i * 5 + seed}')
+        lines.append(f"tcp_open_total{{{base},peer=\"src\"}} {a + seed}")
+    lines.append('inbound_http_authz_allow_total{target_addr="0.0.0.0:8080",srv_kind="default",srv_name="all-authenticated",authz_kind="default",authz_name="all-authenticated"} ' + str(500 + seed))
+    lines.append('inbound_http_authz_deny_total{target_addr="0.0.0.0:8080",srv_kind="default",srv_name="all-authenticated"} ' + str(7 + seed))
+    lines.append("# TYPE identity_cert_expiration_timestamp_seconds gauge")
+    lines.append("identity_cert_expiration_timestamp_seconds 1800000000")
+    lines.append("process_start_time_seconds 1700000000")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def authorities_for_bytes(size: int) -> int:
+    per_authority = len(linkerd_exposition(2)) - len(linkerd_exposition(1))
+    return max(1, (size - len(linkerd_exposition(0))) // per_authority)

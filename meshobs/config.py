@@ -149,11 +149,15 @@ def _section(cls: type, doc: str) -> Any:
 
 @dataclass(frozen=True)
 class ErrorRateAlert:
-    ratio: float = _setting(0.10, "5xx share of requests above which MeshHighErrorRate fires", _fraction)
+    ratio: float = _setting(
+        0.10, "share of failed requests (5xx, failed gRPC calls, calls no pod answered) above which MeshHighErrorRate fires",
+        _fraction,
+    )
     window: str = _setting("5m", "rate window of the ratio", _duration())
     for_: str = _setting("5m", "how long the ratio must stay high before firing", _duration("must be 0s or longer"))
-    min_requests_per_second: float = _setting(
-        0.5, "minimum traffic at the service for the alert to be considered (guards low traffic)", _non_negative
+    min_requests: float = _setting(
+        20, "requests the service must have received over the window for the ratio to count (a count, not a rate: "
+        "a quiet service is alerted on too)", _non_negative,
     )
     severity: str = _setting("critical", "severity label", _severity)
 
@@ -179,8 +183,21 @@ class UnauthorizedBurstAlert:
     absolute_denials_per_second: float = _setting(
         1.0, "denials per second that fire whatever the baseline (a burst from zero)", _positive
     )
-    for_: str = _setting("1m", "how long the burst must last", _duration("must be 0s or longer"))
+    for_: str = _setting(
+        "1m", "how long the burst must last where it is judged from rates (without the exporter; with it, "
+        "the exporter's real-time burst state fires at once)", _duration("must be 0s or longer"),
+    )
     severity: str = _setting("critical", "severity label", _severity)
+
+
+@dataclass(frozen=True)
+class UnauthorizedSustainedAlert:
+    min_denials_per_second: float = _setting(
+        0.1, "denials per second at a workload (over alerts.unauthorized_burst.window) that fire for as long as they last",
+        _positive,
+    )
+    for_: str = _setting("5m", "how long the denials must go on", _duration("must be 0s or longer"))
+    severity: str = _setting("warning", "severity label", _severity)
 
 
 @dataclass(frozen=True)
@@ -206,8 +223,15 @@ class PlaintextAlert:
 
 @dataclass(frozen=True)
 class CertExpiryAlert:
-    warning: str = _setting("7d", "warn when a certificate expires within this time", _duration())
-    critical: str = _setting("1d", "critical when a certificate expires within this time", _duration())
+    warning: str = _setting("7d", "warn when a CA / issuer / root certificate expires within this time", _duration())
+    critical: str = _setting("1d", "critical when a CA / issuer / root certificate expires within this time", _duration())
+    leaf_warning_fraction: float = _setting(
+        0.1, "warn when a leaf (workload) certificate has less than this share of its lifetime left: its rotation "
+        "has failed (the meshes renew leaves at 50-90% of their lifetime)", _fraction,
+    )
+    leaf_critical_fraction: float = _setting(
+        0.05, "critical when a leaf certificate has less than this share of its lifetime left", _fraction,
+    )
     for_: str = _setting("5m", "how long the condition must hold", _duration("must be 0s or longer"))
 
 
@@ -235,6 +259,7 @@ class Alerts:
     error_rate: ErrorRateAlert = _section(ErrorRateAlert, "MeshHighErrorRate")
     latency: LatencyAlert = _section(LatencyAlert, "MeshHighLatencyP99")
     unauthorized_burst: UnauthorizedBurstAlert = _section(UnauthorizedBurstAlert, "MeshUnauthorizedAccessBurst")
+    unauthorized_sustained: UnauthorizedSustainedAlert = _section(UnauthorizedSustainedAlert, "MeshUnauthorizedAccessSustained")
     mtls_failure: MTLSFailureAlert = _section(MTLSFailureAlert, "MeshMTLSFailure")
     plaintext: PlaintextAlert = _section(PlaintextAlert, "MeshPlaintextTraffic")
     cert_expiry: CertExpiryAlert = _section(CertExpiryAlert, "MeshCertificateExpiringSoon")
@@ -245,11 +270,54 @@ class Alerts:
 
 
 @dataclass(frozen=True)
+class BurnRate:
+    """One multi-window burn-rate alert: the error ratio over both windows above factor x budget."""
+
+    long_window: str
+    short_window: str
+    factor: float
+    for_: str
+    severity: str
+
+
+# The burn-rate alerts per SLO period (SRE workbook, ch. 5; Sloth's 30d and 28d tables): 2% of the
+# budget spent in 1h or 5% in 6h pages, 10% in 1d or 3d opens a ticket. Recording rules, alerts
+# and the dashboards' budget panel all derive from this table.
+BURN_RATES: dict[str, tuple[BurnRate, ...]] = {
+    "30d": (
+        BurnRate("1h", "5m", 14.4, "2m", "page"),
+        BurnRate("6h", "30m", 6.0, "2m", "page"),
+        BurnRate("1d", "2h", 3.0, "15m", "ticket"),
+        BurnRate("3d", "6h", 1.0, "15m", "ticket"),
+    ),
+    "28d": (
+        BurnRate("1h", "5m", 13.44, "2m", "page"),
+        BurnRate("6h", "30m", 5.6, "2m", "page"),
+        BurnRate("1d", "2h", 2.8, "15m", "ticket"),
+        BurnRate("3d", "6h", 0.933, "15m", "ticket"),
+    ),
+}
+
+
+def _slo_period(value: str) -> str | None:
+    if value in BURN_RATES:
+        return None
+    return f"is not a supported SLO period (supported: {', '.join(sorted(BURN_RATES))})"
+
+
+@dataclass(frozen=True)
 class SLO:
     availability_percent: float = _setting(
-        99.9, "availability SLO target in percent (non-5xx share of requests)", _percent_open
+        99.9, "availability SLO target in percent (share of requests that did not fail)", _percent_open
     )
-    period: str = _setting("30d", "SLO period the burn rates are relative to", _duration())
+    period: str = _setting("30d", "SLO period the burn rates are relative to (one of: 28d, 30d)", _slo_period)
+    min_failed_requests: float = _setting(
+        3, "failed requests a burn-rate alert needs in its short window (a single failure never pages)", _non_negative
+    )
+
+    @property
+    def burn_rates(self) -> tuple[BurnRate, ...]:
+        return BURN_RATES[self.period]
 
 
 @dataclass(frozen=True)
@@ -366,6 +434,10 @@ class Config:
         expiry = self.alerts.cert_expiry
         if duration_seconds(expiry.critical) >= duration_seconds(expiry.warning):
             raise ConfigError("alerts.cert_expiry.critical", f"{expiry.critical} must be shorter than warning ({expiry.warning})")
+        if expiry.leaf_critical_fraction >= expiry.leaf_warning_fraction:
+            raise ConfigError("alerts.cert_expiry.leaf_critical_fraction",
+                              f"{expiry.leaf_critical_fraction:g} must be smaller than leaf_warning_fraction "
+                              f"({expiry.leaf_warning_fraction:g})")
         burst = self.alerts.unauthorized_burst
         if duration_seconds(burst.baseline_window) <= duration_seconds(burst.window):
             raise ConfigError(

@@ -12,13 +12,13 @@ is summed into an unlabelled group: a second copy of every alert and an empty da
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meshobs import promql, signals
 from meshobs.config import Config
 from meshobs.meshes import DIALECTS, Dialect
-from meshobs.promql import Derived, Source
+from meshobs.promql import Cut, FirstOf, Source
 
 # What sets a label that no scrape job sets: the proxy's own stats, per mesh.
 _PROXY = {
@@ -35,7 +35,7 @@ _GROUPED = frozenset(signals.SERVICE + signals.WORKLOAD + signals.EDGE)
 
 @dataclass(frozen=True)
 class Need:
-    """`source`'s series must carry the native `label`; meshobs reads it as `normalized`."""
+    """`source`'s series must carry the native `label` (`a|b`: one of them); meshobs reads it as `normalized`."""
 
     source: Source
     label: str
@@ -43,11 +43,30 @@ class Need:
 
     @property
     def metric(self) -> str:
-        return promql.selector(self.source)
+        return promql.selector(self.unscoped)
+
+    @property
+    def unscoped(self) -> Source:
+        """The source without the matchers that require one of its labels to be set (Consul's
+        `local_cluster!=""`): the series lacking the label are what this check looks for."""
+        mapped = {_native_name(native) for native in self.source.labels.values()}
+        present = {f'{name}!=""' for label in mapped for name in label.split("|")}
+        return replace(self.source, matchers=tuple(m for m in self.source.matchers if m not in present))
+
+    @property
+    def missing(self) -> str:
+        """Matchers of the series that carry none of the labels."""
+        return ", ".join(f'{name}=""' for name in self.label.split("|"))
+
+
+def _native_name(native: str | FirstOf | Cut) -> str:
+    if isinstance(native, FirstOf):
+        return "|".join(native.natives)
+    return native.native if isinstance(native, Cut) else native
 
 
 def _native_sources(dialect: Dialect) -> list[Source]:
-    sources = [dialect.requests, dialect.edges, dialect.request_duration, *dialect.authz_denied,
+    sources = [dialect.requests, *dialect.service_requests, dialect.edges, dialect.request_duration, *dialect.authz_denied,
                *dialect.authz_allowed, *dialect.tls_handshakes, *dialect.tls_failures, *dialect.cert_expiry,
                *dialect.config_rejected]
     plane = dialect.control_plane
@@ -87,8 +106,7 @@ def needs(dialect: Dialect, cluster_label: str) -> list[Need]:
         by_native: dict[str, list[str]] = {cluster_label: [cluster_label]}
         for normalized, native in source.labels.items():
             if normalized in _GROUPED:
-                name = native.native if isinstance(native, Derived) else native
-                by_native.setdefault(name, []).append(normalized)
+                by_native.setdefault(_native_name(native), []).append(normalized)
         found += [Need(source, label, tuple(sorted(normalized))) for label, normalized in by_native.items()]
     return found
 
@@ -119,7 +137,8 @@ def provider(cfg: Config, dialect: Dialect, label: str, scrape: dict[str, str]) 
     if label == cfg.cluster_label:
         return f"every scrape job: `deploy.cluster` (`{cfg.deploy.cluster}`) → `{label}`" if cfg.deploy.cluster \
             else scrape[label]
-    return f"scrape job {scrape[label]}" if label in scrape else _PROXY[dialect.name]
+    found = [scrape[name] for name in label.split("|") if name in scrape]
+    return f"scrape job {'; '.join(dict.fromkeys(found))}" if found else _PROXY[dialect.name]
 
 
 def check_live(prometheus, dialect: Dialect, cfg: Config) -> tuple[list[str], int]:
@@ -129,15 +148,22 @@ def check_live(prometheus, dialect: Dialect, cfg: Config) -> tuple[list[str], in
     scrape = providers(cfg, dialect)
     totals: dict[str, int] = {}
     problems, checked = [], 0
+    # one requirement per metric and label, whichever sources read it (as a workload, as a service)
+    merged: dict[tuple[str, str], Need] = {}
     for need in needs(dialect, cfg.cluster_label):
         if need.source == dialect.edges:
             continue
+        key = (need.metric, need.label)
+        if key in merged:
+            need = replace(merged[key], normalized=tuple(sorted(set(merged[key].normalized) | set(need.normalized))))
+        merged[key] = need
+    for need in merged.values():
         if need.metric not in totals:
             totals[need.metric] = _count(prometheus, need.metric)
         if not totals[need.metric]:
             continue  # nothing scraped of it: nothing to judge
         checked += 1
-        missing = _count(prometheus, promql.selector(need.source, extra=f'{need.label}=""'))
+        missing = _count(prometheus, promql.selector(need.unscoped, extra=need.missing))
         if missing:
             problems.append(f"{prometheus.url}: {missing} of {totals[need.metric]} {need.metric} series have no "
                             f"{need.label} label (read as {', '.join(need.normalized)}); it comes from "

@@ -30,12 +30,15 @@ HEALTHY_ENDPOINTS = Recorded("source_workload_destination_service", "mesh_upstre
 PROXY_LIVE = Recorded("namespace_workload", "mesh_proxy_live", "min")
 PROXY_MEMORY = Recorded("namespace_workload", "mesh_proxy_memory_bytes", "sum")
 
-# (family or fixed name, signal, normalized labels it is recorded by)
-_WINDOWED: tuple[tuple[Family, Signal, tuple[str, ...]], ...] = (
+# (family or fixed name, signal, normalized labels it is recorded by): TCP at the traffic window
+# the dashboards read, upstream health at the upstream alerts' window
+_TCP: tuple[tuple[Family, Signal, tuple[str, ...]], ...] = (
     (tcp_opened, st.TCP_OPENED, signals.WORKLOAD),
     (tcp_mtls_opened, st.TCP_MTLS_OPENED, signals.WORKLOAD),
     (tcp_sent, st.TCP_SENT, signals.WORKLOAD),
     (tcp_received, st.TCP_RECEIVED, signals.WORKLOAD),
+)
+_WINDOWED: tuple[tuple[Family, Signal, tuple[str, ...]], ...] = (
     (no_healthy_upstream, st.NO_HEALTHY_UPSTREAM, st.CALLER),
     (connect_failures, st.UPSTREAM_CONNECT_FAILURES, st.CALLER),
     (overflows, st.CIRCUIT_BREAKER_OVERFLOW, st.CALLER),
@@ -62,24 +65,32 @@ class AnyOfRecorded:
         return f'{{__name__=~"{names}", {first.ref(mesh, **matchers)[len(first.name) + 1:]}'
 
 
-def any_traffic(cfg: Config) -> AnyOfRecorded:
+def any_traffic(cfg: Config, http_window: str) -> AnyOfRecorded:
     """Where a cluster has any meshed traffic or proxy: a TCP-only mesh (Consul's default protocol)
     has no HTTP series at all."""
-    return AnyOfRecorded((rec.requests("5m"), tcp_opened(window(cfg)), PROXY_MEMORY))
+    return AnyOfRecorded((rec.requests(http_window), tcp_opened(tcp_window(cfg)), PROXY_MEMORY))
 
 
 def any_workload_traffic(cfg: Config, http_window: str) -> AnyOfRecorded:
-    return AnyOfRecorded((rec.workload_requests(http_window), tcp_opened(window(cfg))))
+    return AnyOfRecorded((rec.workload_requests(http_window), tcp_opened(tcp_window(cfg))))
 
 
 def window(cfg: Config) -> str:
     return cfg.alerts.upstream_health.window
 
 
+def tcp_window(cfg: Config) -> str:
+    """TCP rates are traffic: recorded at the window the dashboards read HTTP traffic at."""
+    return cfg.alerts.error_rate.window
+
+
 def recorded(cfg: Config, dialect: Dialect, signal: Signal) -> Recorded | None:
     """The recorded series holding `signal` for this mesh, None where the mesh does not report it."""
     if not signal.available(dialect):
         return None
+    for family, candidate, _ in _TCP:
+        if candidate is signal:
+            return family(tcp_window(cfg))
     for family, candidate, _ in _WINDOWED:
         if candidate is signal:
             return family(window(cfg))
@@ -93,10 +104,11 @@ def rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     mesh = {"mesh": dialect.name}
     extra = extra_matchers(cfg, dialect)
     result = []
-    for family, signal, by in _WINDOWED:
-        if signal.available(dialect):
-            query = Query(by=(cfg.cluster_label,) + by, window=window(cfg), cluster_label=cfg.cluster_label)
-            result.append(Rule(family(window(cfg)).name, signal.expr(dialect, query, extra=extra), mesh))
+    for windowed, at in ((_TCP, tcp_window(cfg)), (_WINDOWED, window(cfg))):
+        for family, signal, by in windowed:
+            if signal.available(dialect):
+                query = Query(by=(cfg.cluster_label,) + by, window=at, cluster_label=cfg.cluster_label)
+                result.append(Rule(family(at).name, signal.expr(dialect, query, extra=extra), mesh))
     for name, signal, by in _INSTANT:
         if signal.available(dialect):
             query = Query(by=(cfg.cluster_label,) + by, window="", cluster_label=cfg.cluster_label)

@@ -24,10 +24,14 @@ class Signal:
     name: str
     title: str
     unit: str  # Grafana unit id
-    kind: str  # "rate", "increase", "gauge_min", "gauge_max", "gauge_sum", "quantile"
+    kind: str  # "rate", "increase", "gauge_min", "gauge_max", "gauge_sum", "gauge_count", "quantile"
     sources: Callable[[Dialect], tuple[Source, ...]]
     facet: str | None = None
     description: str = ""
+    combine: str = "first"  # how several sources meet: see promql.rate
+    # Native sources count only for workloads the exporter does not read (where it does, it is
+    # the judge: Istio's 403s are also an application's own answers)
+    exporter_judges: bool = False
 
     def available(self, dialect: Dialect) -> bool:
         sources = self.sources(dialect)
@@ -37,10 +41,16 @@ class Signal:
              total: bool = False) -> str:
         """PromQL for this signal; `total` asks a rate signal for the increase over the window instead."""
         sources = self.sources(dialect)
+        if self.exporter_judges and len(sources) > 1:
+            exporter = promql.rate(sources[:1], query, self.facet, extra, func="increase" if total else "rate")
+            native = promql.rate(sources[1:], query, self.facet, extra, func="increase" if total else "rate")
+            present = promql.gauge((dialect.exporter_presence_source(),), query, "group", extra)
+            return promql.or_fallback(exporter, promql.unless_present(native, present, query.by))
         if self.kind == "rate":
-            return promql.rate(sources, query, self.facet, extra, func="increase" if total else "rate")
+            return promql.rate(sources, query, self.facet, extra, func="increase" if total else "rate", combine=self.combine)
         if self.kind == "increase":
-            return promql.rate(sources, query, self.facet, extra, func="increase")
+            # counters born on their first event (Istio's xDS rejections): that event counts
+            return promql.rate(sources, query, self.facet, extra, func="lazy_increase")
         if self.kind.startswith("gauge_"):
             return promql.gauge(sources, query, self.kind.removeprefix("gauge_"), extra)
         if self.kind == "quantile":
@@ -62,14 +72,17 @@ def _one(path: str) -> Callable[[Dialect], tuple[Source, ...]]:
     return sources
 
 
-REQUESTS = Signal("requests", "Requests", "reqps", "rate", _one("requests"),
-                  description="HTTP/gRPC requests received by the destination proxy")
-REQUEST_ERRORS = Signal("request_errors", "5xx responses", "reqps", "rate", _one("requests"), facet="5xx",
-                        description="requests answered with a 5xx status")
+REQUESTS = Signal("requests", "Requests", "reqps", "rate", lambda d: d.service_requests, combine="largest",
+                  description="HTTP/gRPC requests to a destination service, as the larger of its own and its callers' counts")
+REQUEST_ERRORS = Signal("request_errors", "Failed requests", "reqps", "rate", lambda d: d.service_requests, facet="error",
+                        combine="largest",
+                        description="requests that failed (5xx, a failed gRPC status, no answer), as the destination or its callers saw them")
+INBOUND_REQUESTS = Signal("inbound_requests", "Inbound requests", "reqps", "rate", _one("requests"),
+                          description="HTTP/gRPC requests received by the destination workload's proxy")
+INBOUND_ERRORS = Signal("inbound_errors", "Inbound failures", "reqps", "rate", _one("requests"), facet="error",
+                        description="requests the destination workload's proxy answered with a failure (5xx, failed gRPC)")
 REQUEST_DURATION = Signal("request_duration", "Latency", "s", "quantile", _one("request_duration"),
-                          description="time to serve a request at the destination proxy")
-MTLS_REQUESTS = Signal("mtls_requests", "mTLS requests", "reqps", "rate", _one("requests"), facet="mtls",
-                       description="requests that arrived over mutual TLS")
+                          description="time to answer a request to a destination service (Linkerd: as its callers see it)")
 PLAINTEXT_REQUESTS = Signal("plaintext_requests", "Plaintext requests", "reqps", "rate",
                             lambda d: d.plaintext_sources(),
                             description="requests that reached a workload without mutual TLS")
@@ -78,7 +91,7 @@ EDGE_REQUESTS = Signal("edge_requests", "Requests by source", "reqps", "rate", _
 EDGE_FORBIDDEN = Signal("edge_forbidden", "403 responses by source", "reqps", "rate", _one("edges"), facet="403",
                         description="403 responses by source and destination")
 AUTHZ_DENIED = Signal("authz_denied", "Authorization denials", "reqps", "rate", lambda d: d.authz_denied_sources(),
-                      description="requests or connections refused by an authorization policy")
+                      description="requests or connections refused by an authorization policy", exporter_judges=True)
 AUTHZ_ALLOWED = Signal("authz_allowed", "Authorization allowed", "reqps", "rate", lambda d: d.authz_allowed_sources(),
                        description="requests or connections an authorization policy allowed")
 TLS_HANDSHAKES = Signal("tls_handshakes", "TLS handshakes", "ops", "rate", lambda d: d.tls_handshake_sources(),
@@ -87,14 +100,20 @@ TLS_FAILURES = Signal("tls_failures", "TLS handshake failures", "ops", "rate", l
                       description="TLS handshakes or certificate verifications that failed, by reason")
 CERT_EXPIRY = Signal("cert_expiry", "Certificate expiry", "dateTimeAsIso", "gauge_min", lambda d: d.cert_expiry_sources(),
                      description="when the workload's certificates expire (Unix time)")
+CERT_NOT_BEFORE = Signal("cert_not_before", "Certificate issued", "dateTimeAsIso", "gauge_max",
+                         lambda d: d.cert_not_before_sources(),
+                         description="when the workload's certificates became valid (Unix time), where the exporter knows it")
 CONFIG_REJECTIONS = Signal("config_rejections", "Configuration rejected", "short", "increase",
                            lambda d: d.config_rejected,
                            description="configuration updates rejected by proxies or the control plane")
 TARGET_UP = Signal("target_up", "Proxies scraped", "short", "gauge_sum", lambda d: (d.target_up_source(),),
                    description="sidecar proxies the meshobs exporter reads successfully")
+BURSTS_STARTED = Signal("bursts_started", "Denial bursts started", "short", "increase",
+                        lambda d: (d.exporter("meshobs_authz_denied_bursts_total"),),
+                        description="bursts of authorization denials the meshobs exporter saw begin")
 BURST_ACTIVE = Signal("burst_active", "Denial burst active", "short", "gauge_max", lambda d: (d.burst_source(),),
                       description="1 while the exporter sees a burst of authorization denials")
-CONTROL_PLANE_UP = Signal("control_plane_up", "Control plane instances", "short", "gauge_sum", _one("control_plane.up"))
+CONTROL_PLANE_UP = Signal("control_plane_up", "Control plane instances", "short", "gauge_count", _one("control_plane.up"))
 CONNECTED_PROXIES = Signal("connected_proxies", "Connected proxies", "short", "gauge_sum", _one("control_plane.connected_proxies"))
 CONFIG_PUSHES = Signal("config_pushes", "Configuration pushes", "ops", "rate", _one("control_plane.config_pushes"))
 PUSH_DURATION = Signal("push_duration", "Push / convergence time", "s", "quantile", _one("control_plane.push_duration"))

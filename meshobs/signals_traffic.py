@@ -80,6 +80,8 @@ CLIENT_4XX = _field("client_4xx", "4xx (caller side)", "reqps", "rate", "client.
 CLIENT_DURATION = _field("client_duration", "Latency (caller side)", "s", "quantile", "client.duration")
 REQUESTS_4XX = Signal("requests_4xx", "4xx responses", "reqps", "rate", _client_errors, facet="4xx",
                       description="requests answered with a 4xx status at the destination")
+INBOUND_DURATION = _field("inbound_duration", "Inbound latency", "s", "quantile", "http.inbound_duration",
+                          description="time to serve a request at the destination workload's proxy")
 GRPC_REQUESTS = _field("grpc_requests", "gRPC calls", "reqps", "rate", "http.grpc",
                        description="gRPC calls at the destination by grpc-status")
 ROUTE_REQUESTS = _field("route_requests", "Requests by route", "reqps", "rate", "http.routes",

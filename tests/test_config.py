@@ -43,7 +43,7 @@ def test_overrides_keep_other_defaults():
 def test_unknown_key_is_named_with_the_known_ones():
     """A misspelt key is rejected with its dotted path and the keys that exist there."""
     assert _error({"alerts": {"error_rate": {"treshold": 0.1}}}) == (
-        "alerts.error_rate.treshold: unknown key (known keys here: for, min_requests_per_second, ratio, severity, window)"
+        "alerts.error_rate.treshold: unknown key (known keys here: for, min_requests, ratio, severity, window)"
     )
 
 

@@ -64,7 +64,7 @@ def test_consul_tcp_mtls_reason_names_the_public_listener():
 ])
 def test_pod_owner_is_cut_from_the_pod_name_for_every_kind(pod, owner):
     """A proxy's workload is its pod's owner, whatever the kind, as Prometheus's anchored label_replace cuts it."""
-    match = re.fullmatch(POD_OWNER.regex, pod)
+    match = re.fullmatch(POD_OWNER.regexes[0], pod)
     assert match and match.group(1) == owner
 
 

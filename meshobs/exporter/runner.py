@@ -1,33 +1,59 @@
-"""The scrape loop: every interval, scrape the current targets with bounded concurrency,
-normalize, update the state and hand the resulting events to the sink."""
+"""The scrape loop: every interval, read the current targets with a fixed pool of workers,
+normalize, update the state and hand the resulting events to the sink.
+
+Overload degrades into a longer interval, never into targets reported down: targets are read
+oldest first, a cycle that runs past the interval starts the next one at once (and is counted
+and logged with the sizing advice), and a cycle stops starting scrapes at its deadline, leaving
+the targets it did not reach their last values and the first places of the next cycle. Each
+target has one time budget for all its requests and its parsing; a big kept payload is parsed
+in a worker thread so that the event loop (and /metrics) never waits behind it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import aiohttp
 
 from meshobs.exporter import parse, scrape, status
-from meshobs.exporter.normalize import DIALECTS, admin_certs, normalize
+from meshobs.exporter.normalize import DIALECTS, Reading, admin_certs, normalize
 from meshobs.exporter.state import State
 from meshobs.exporter.targets import Target
 
 log = logging.getLogger(__name__)
 
-# Envoy's /certs is a few KB per certificate
-MAX_CERTS_BYTES = 1024 * 1024
+# kept lines above this many are parsed off the event loop (a healthy sidecar has ~20)
+THREAD_PARSE_LINES = 1000
+# repeat the overrun warning at most this often while a replica stays overloaded
+OVERRUN_LOG_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
 class Limits:
     interval: float = 15.0
-    timeout: float = 5.0
+    timeout: float = 5.0  # per target, all its requests and its parsing together
     concurrency: int = 64
     max_bytes: int = 16 * 1024 * 1024
+    certs_bytes: int = 1024 * 1024  # Envoy's /certs is a few kB
+    parse: parse.ParseLimits = field(default_factory=parse.ParseLimits)
+    # a cycle starts no scrape after this many intervals; the rest go first in the next cycle
+    deadline_intervals: float = 2.0
+
+
+@dataclass
+class CycleStats:
+    """The last cycle's work, for `meshobs_cycle_*` and the overrun warning."""
+
+    duration: float = 0.0
+    targets: int = 0
+    deferred: int = 0
+    overruns: int = 0
+    overloaded_since: float | None = None
+    warned_at: float = float("-inf")
 
 
 def certs_url(target: Target) -> str | None:
@@ -38,6 +64,16 @@ def certs_url(target: Target) -> str | None:
     return None
 
 
+def metrics_url(target: Target) -> str:
+    """The target's metrics URL; on Envoy's admin, with the dialect's constant stats filter."""
+    query = DIALECTS[target.mesh].stats_query
+    return f"{target.url}?{query}" if query and target.url.endswith("/stats/prometheus") else target.url
+
+
+def _reading(dialect, kept: list[bytes]) -> Reading:
+    return normalize(dialect, parse.parse_lines(kept))
+
+
 class Scraper:
     def __init__(self, state: State, limits: Limits, discover: Callable[[], set[Target]], sink, tracer):
         self.state = state
@@ -46,45 +82,66 @@ class Scraper:
         self.sink = sink
         self.tracer = tracer
         self.cycles = 0
+        self.stats = CycleStats()
+        # when each target was last read (monotonic): the oldest go first
+        self._last_read: dict[Target, float] = {}
         self.status = status.TargetStatus(limits.interval, limits.timeout)
         self.last_cycle_started: float | None = None  # time.monotonic() at the start of the last complete cycle
-        self._semaphore = asyncio.Semaphore(limits.concurrency)
         # /certs answered 404 once: do not ask again (merged metrics endpoints, Envoy without admin)
         self._no_certs: set[str] = set()
+        # called after every cycle with the scraper (a hook for summaries and snapshots)
+        self.after_cycle: list[Callable[["Scraper"], object]] = []
 
     async def scrape_one(self, client: aiohttp.ClientSession, target: Target) -> None:
         dialect = DIALECTS[target.mesh]
-        async with self._semaphore:
-            start = time.perf_counter()
-            with self.tracer.span("scrape", {"url": target.url, "mesh": target.mesh, "namespace": target.namespace,
-                                             "workload": target.workload}) as span:
-                try:
-                    lines = parse.LineFilter(dialect.prefixes, dialect.names)
-                    try:
-                        await scrape.fetch(client, target.url, self.limits.timeout, self.limits.max_bytes, lines.feed)
-                        reading = normalize(dialect, lines.samples())
-                    except Exception as exc:  # whatever a proxy answers, only its own scrape fails
-                        if isinstance(exc, scrape.ScrapeError):
-                            raise
-                        raise scrape.ScrapeError("bad_payload", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-                    if not reading.certs:
-                        reading.certs = await self._admin_certs(client, target)
-                except scrape.ScrapeError as exc:
-                    log.debug("scrape %s failed: %s", target.url, exc)
-                    self.state.failed(target, exc.reason, time.perf_counter() - start)
-                    self.status.failed(target, exc.reason, str(exc))
-                    if span is not None:
-                        span.set_attribute("error.type", exc.reason)
-                    return
-                self.state.observe(target, reading, time.perf_counter() - start)
-                self.status.up(target)
+        start = time.perf_counter()
+        self._last_read[target] = time.monotonic()
+        with self.tracer.span("scrape", {"url": target.url, "mesh": target.mesh, "namespace": target.namespace,
+                                         "workload": target.workload}) as span:
+            try:
+                async with asyncio.timeout(self.limits.timeout):
+                    reading = await self._read(client, target, dialect)
+            except TimeoutError:
+                self._failed(target, "timeout", f"no complete answer within {self.limits.timeout}s", start, span)
+                return
+            except scrape.ScrapeError as exc:
+                self._failed(target, exc.reason, str(exc), start, span)
+                return
+            self.state.observe(target, reading, time.perf_counter() - start)
+            self.status.up(target)
+
+    def _failed(self, target: Target, reason: str, detail: str, start: float, span) -> None:
+        log.debug("scrape %s failed: %s", target.url, detail)
+        self.state.failed(target, reason, time.perf_counter() - start)
+        self.status.failed(target, reason, detail)
+        if span is not None:
+            span.set_attribute("error.type", reason)
+
+    async def _read(self, client: aiohttp.ClientSession, target: Target, dialect) -> Reading:
+        lines = parse.line_filter(dialect, self.limits.parse)
+        try:
+            await scrape.fetch(client, metrics_url(target), None, self.limits.max_bytes, lines.feed)
+            kept = lines.lines()
+            if len(kept) > THREAD_PARSE_LINES:
+                reading = await asyncio.to_thread(_reading, dialect, kept)
+            else:
+                reading = _reading(dialect, kept)
+        except parse.PayloadError as exc:
+            raise scrape.ScrapeError(exc.reason, str(exc)) from None
+        except scrape.ScrapeError:
+            raise
+        except Exception as exc:  # whatever a proxy answers, only its own scrape fails
+            raise scrape.ScrapeError("bad_payload", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        if not reading.certs:
+            reading.certs = await self._admin_certs(client, target)
+        return reading
 
     async def _admin_certs(self, client: aiohttp.ClientSession, target: Target) -> dict[str, float]:
         url = certs_url(target)
         if url is None or url in self._no_certs:
             return {}
         try:
-            body = await scrape.fetch(client, url, self.limits.timeout, min(self.limits.max_bytes, MAX_CERTS_BYTES))
+            body = await scrape.fetch(client, url, None, self.limits.certs_bytes)
             return admin_certs(body)
         except (scrape.ScrapeError, parse.PayloadError) as exc:
             # optional source: the metrics were read, so the scrape still counts as good; not asked
@@ -100,13 +157,60 @@ class Scraper:
         started = time.monotonic()
         targets = self.state.retain(self.discover(), time.time())
         self._no_certs &= {certs_url(t) for t in targets}  # bounded by the live targets
+        for gone in set(self._last_read) - targets:
+            del self._last_read[gone]
+        # never read first, then the longest unread: targets a cut cycle did not reach lead the next
+        queue = iter(sorted(targets, key=lambda t: self._last_read.get(t, float("-inf"))))
+        deadline = started + self.limits.deadline_intervals * self.limits.interval
+        read = 0
+
+        async def worker() -> None:
+            nonlocal read
+            for target in queue:
+                if time.monotonic() >= deadline:
+                    return
+                try:
+                    await self.scrape_one(client, target)
+                except Exception:  # a bug one answer triggers must not end the cycle of the others
+                    log.exception("scrape of %s failed unexpectedly", target.url)
+                    self.state.failed(target, "bad_payload", 0.0)
+                    self.status.failed(target, "bad_payload", "unexpected error")
+                read += 1
+
         with self.tracer.span("scrape_cycle", {"targets": len(targets)}):
-            await asyncio.gather(*(self.scrape_one(client, t) for t in targets))
-        for event in self.state.end_cycle(time.time()):
+            await asyncio.gather(*(worker() for _ in range(min(self.limits.concurrency, len(targets)))))
+        # ~30 us per workload: at thousands, off the loop (nothing else changes the state meanwhile)
+        for event in await asyncio.to_thread(self.state.end_cycle, time.time()):
             self.sink.submit(event)
         self.cycles += 1
         self.last_cycle_started = started  # readiness: did a whole cycle run after the pod list?
         self.status.end_cycle(targets)
+        self._account(time.monotonic() - started, len(targets), read)
+        for hook in self.after_cycle:
+            hook(self)
+
+    def _account(self, duration: float, targets: int, read: int) -> None:
+        stats, interval = self.stats, self.limits.interval
+        stats.duration, stats.targets, stats.deferred = duration, targets, targets - read
+        now = time.monotonic()
+        if duration <= interval and not stats.deferred:
+            if stats.overloaded_since is not None:
+                log.info("scrape cycles fit the %gs interval again (%d targets in %.1fs)", interval, targets, duration)
+            stats.overloaded_since = None
+            return
+        stats.overruns += 1
+        if stats.overloaded_since is None:
+            stats.overloaded_since = now
+        elif now - stats.warned_at < OVERRUN_LOG_SECONDS:
+            return
+        stats.warned_at = now
+        fit = int(read / duration * interval) if duration > 0 else read
+        log.warning(
+            "scrape cycle overran: %d targets took %.1fs, longer than the %gs interval (%d left for the next "
+            "cycle); each proxy is read about every %.0fs instead, its last values kept meanwhile. This replica "
+            "reads about %d targets per interval: run more replicas (deploy.shards, --shard INDEX/COUNT) so that "
+            "each has fewer, or raise --concurrency if the proxies are slow rather than the exporter busy",
+            targets, duration, interval, stats.deferred, max(duration, interval) * targets / max(read, 1), fit)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with scrape.session(self.limits.concurrency) as client:

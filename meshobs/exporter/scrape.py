@@ -7,12 +7,18 @@ Every failure becomes a `ScrapeError` whose `reason` is one of the
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
+from meshobs.exporter.normalize import DIALECTS
 from meshobs.exporter.targets import READ_ONLY_PATHS
+
+# the only query strings ever sent: none, or a dialect's constant stats filter
+READ_ONLY_QUERIES = frozenset({""} | {dialect.stats_query for dialect in DIALECTS.values()})
 
 
 class ScrapeError(Exception):
@@ -28,17 +34,24 @@ def session(concurrency: int) -> aiohttp.ClientSession:
                                  headers={"User-Agent": "meshobs-exporter", "Accept-Encoding": "identity"})
 
 
-async def fetch(client: aiohttp.ClientSession, url: str, timeout: float, max_bytes: int,
+@functools.lru_cache(maxsize=16384)  # the same few URLs per target, every cycle
+def _read_only(url: str) -> URL:
+    parts = urlsplit(url)
+    if parts.path not in READ_ONLY_PATHS or parts.query not in READ_ONLY_QUERIES:
+        # a guard, not a branch taken: targets are validated when discovered
+        raise ScrapeError("http_status", f"refusing {parts.path}: not a read-only admin path and query")
+    # sent exactly as built (targets are validated, the query is a constant): no re-quoting
+    return URL(url, encoded=True)
+
+
+async def fetch(client: aiohttp.ClientSession, url: str, timeout: float | None, max_bytes: int,
                 sink: Callable[[bytes], None] | None = None) -> bytes:
     """The body; or, with `sink`, each chunk handed to it as it arrives (and b"" returned), so
-    that a large body is never held whole."""
-    path = urlsplit(url).path
-    if path not in READ_ONLY_PATHS:
-        # a guard, not a branch taken: targets are validated when discovered
-        raise ScrapeError("http_status", f"refusing {path}: not a read-only admin path")
+    that a large body is never held whole. `timeout` None: the caller's budget bounds the read."""
+    request_url = _read_only(url)
     try:
         async with asyncio.timeout(timeout):
-            async with client.get(url, allow_redirects=False) as response:
+            async with client.get(request_url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise ScrapeError("http_status", f"HTTP {response.status}")
                 if (response.content_length or 0) > max_bytes:

@@ -101,7 +101,8 @@ class TargetStatus:
     # read by /readyz and the log
     def summary(self) -> str:
         """`412/415 targets up; 3 refused: a, b, c`."""
-        scraped = {t: s for t, s in self.seen.items() if s.up is not None}
+        # list() first: /readyz asks from the HTTP thread while the scrape loop adds targets
+        scraped = {t: s for t, s in list(self.seen.items()) if s.up is not None}
         up = sum(1 for s in scraped.values() if s.up)
         text = f"{up}/{len(scraped)} targets up"
         failing: dict[str, list[Target]] = {}

@@ -27,13 +27,14 @@ EXPORTER_METRICS = (
     "meshobs_authz_denied_burst",
     "meshobs_authz_denied_bursts_total",
     "meshobs_cert_expiry_timestamp_seconds",
+    "meshobs_cert_not_before_timestamp_seconds",
     "meshobs_target_up",
     "meshobs_scrape_duration_seconds",
     "meshobs_scrape_errors_total",
 )
 
 
-def exporter_source(mesh: str, metric: str, **labels: str) -> Source:
+def exporter_source(mesh: str, metric: str | tuple[str, ...], **labels: str) -> Source:
     mapping: dict = dict(_EXPORTER_LABELS)
     mapping.update(labels)
     return Source(metric, (f'mesh="{mesh}"',), mapping, origin="exporter")
@@ -55,10 +56,15 @@ class ControlPlane:
 class Dialect:
     """One mesh.
 
-    - `requests`: HTTP requests as seen by the destination proxy, with facets "5xx", "403",
-      and "mtls"/"plaintext" where the mesh labels them.
-    - `edges`: requests with both source and destination labels (may be `requests` itself).
-    - `request_duration`: latency histogram buckets (scaled to seconds).
+    - `requests`: HTTP requests as seen by the destination workload's proxy, with facets
+      "error" (5xx, and failed gRPC calls where the mesh labels them), "403", and
+      "plaintext" where the mesh labels requests served without mutual TLS.
+    - `service_requests`: requests to a destination service as each end of the call counts
+      them, with facet "error": the destination's proxy, then the callers' (the only ones to
+      see a call no destination pod answered). Both ends count the same calls: per service the
+      larger count is taken, never the sum.
+    - `edges`: requests with both source and destination labels.
+    - `request_duration`: latency histogram buckets of a destination service (scaled to seconds).
     - native security sources, used where the exporter has no series.
     - `proxy` and `discovery`: what the meshobs exporter reads from the sidecars, and where.
     """
@@ -68,6 +74,7 @@ class Dialect:
     proxy: ProxyMetrics  # what the exporter reads from this mesh's sidecars
     discovery: PodDiscovery  # how the exporter finds them in Kubernetes
     requests: Source
+    service_requests: tuple[Source, ...]
     edges: Source
     request_duration: Source
     authz_denied: tuple[Source, ...] = ()
@@ -77,6 +84,9 @@ class Dialect:
     cert_expiry: tuple[Source, ...] = ()
     config_rejected: tuple[Source, ...] = ()
     control_plane: ControlPlane = field(default_factory=ControlPlane)
+    # How long the mesh's workload (leaf) certificates live by default: where only a
+    # certificate's expiry is known, its lifetime is taken to be this.
+    leaf_lifetime: str = "24h"
     # Other metric names this mesh is known to expose (for `meshobs check`), beyond the sources.
     extra_catalogue: tuple[str, ...] = ()
     # Ports besides `discovery.port` where scrapers outside the pod read the proxy's metrics.
@@ -93,7 +103,7 @@ class Dialect:
         return (self.discovery.port, *self.other_metrics_ports)
 
     # Exporter first: its series look the same on every mesh; native ones fill the gaps.
-    def exporter(self, metric: str, **labels: str) -> Source:
+    def exporter(self, metric: str | tuple[str, ...], **labels: str) -> Source:
         return exporter_source(self.name, metric, **labels)
 
     def authz_denied_sources(self) -> tuple[Source, ...]:
@@ -113,7 +123,16 @@ class Dialect:
         return (self.exporter("meshobs_plaintext_requests_total"),) + native
 
     def cert_expiry_sources(self) -> tuple[Source, ...]:
-        return (self.exporter("meshobs_cert_expiry_timestamp_seconds", cert="cert"),) + self.cert_expiry
+        ca = (self.control_plane.ca_expiry,) if self.control_plane.ca_expiry else ()
+        return (self.exporter("meshobs_cert_expiry_timestamp_seconds", cert="cert"),) + self.cert_expiry + ca
+
+    def cert_not_before_sources(self) -> tuple[Source, ...]:
+        return (self.exporter("meshobs_cert_not_before_timestamp_seconds", cert="cert"),)
+
+    def exporter_presence_source(self) -> Source:
+        """Series the exporter has for every workload it reads, whatever happened there."""
+        return self.exporter(("meshobs_target_up", "meshobs_authz_allowed_total", "meshobs_authz_denied_total",
+                              "meshobs_authz_denied_burst", "meshobs_tls_handshakes_total"))
 
     def target_up_source(self) -> Source:
         return self.exporter("meshobs_target_up")
@@ -123,7 +142,7 @@ class Dialect:
 
     def catalogue(self) -> frozenset[str]:
         """Every metric name the rules and dashboards of this mesh may read."""
-        sources: list[Source | None] = [self.requests, self.edges, self.request_duration]
+        sources: list[Source | None] = [self.requests, *self.service_requests, self.edges, self.request_duration]
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
                     *self.cert_expiry, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]

@@ -1,21 +1,34 @@
 """Consul service mesh (Envoy sidecars or consul-dataplane).
 
-Consul's Envoy bootstrap tags every stat with `local_cluster` (the sidecar's own service) and
-upstream stats with `consul_destination_*`. Server-side numbers come from the public listener
-(`envoy_http_conn_manager_prefix="public_listener"`), which only has response classes; per-code
-counts (403) exist only upstream, on the caller's side. `namespace` is the Kubernetes namespace,
-attached by the scrape job. Intentions are Envoy RBAC filters: L4 under stat prefix
-`connect_authz`, L7 as the HTTP RBAC filter."""
+Consul's Envoy bootstrap tags every stat with fixed tags: `local_cluster` (the sidecar's own
+service), `consul_source_service`, `consul_source_namespace`, ...; upstream stats also carry
+`consul_destination_*`. Every source here requires `local_cluster`: another Envoy scraped by the
+same Prometheus (a gateway) has none of these tags, whatever its job is called.
+
+Two namespaces exist and are kept apart: `namespace` is the Kubernetes namespace the scrape job
+attaches, and names a workload (as the exporter does); `consul_*_namespace` is the Consul
+namespace, and names a service, since a caller's upstream stats know only the Consul namespace
+of the service they call. Service numbers take, per service, the larger of the destination's
+public listener (`envoy_http_conn_manager_prefix="public_listener"`) and its callers' upstream
+counts, the only ones to see calls no destination pod answered. Intentions are Envoy RBAC
+filters: L4 under stat prefix `connect_authz`, L7 as the HTTP RBAC filter."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.extended import POD_OWNER, Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
-from meshobs.meshes.envoy import ENVOY_CERTS, ENVOY_RBAC, ENVOY_TLS
+from meshobs.meshes.envoy import ENVOY_CERTS, ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
 from meshobs.promql import Source
 
-_PUBLIC = ('envoy_http_conn_manager_prefix="public_listener"',)
+_CONSUL = ('local_cluster!=""',)  # a bootstrap tag: only Consul's sidecars have it
+_PUBLIC = _CONSUL + ('envoy_http_conn_manager_prefix="public_listener"',)
 _LOCAL = {"destination_namespace": "namespace", "destination_workload": "local_cluster"}
-_LOCAL_SERVICE = dict(_LOCAL, destination_service="local_cluster", code="envoy_response_code_class")
+_LOCAL_WORKLOAD = dict(_LOCAL, code="envoy_response_code_class")
+_LOCAL_SERVICE = {"destination_namespace": "consul_source_namespace", "destination_service": "local_cluster",
+                  "code": "envoy_response_code_class"}
+_UPSTREAM = _CONSUL + ('consul_destination_service!=""',)
+_UPSTREAM_SERVICE = {"destination_namespace": "consul_destination_namespace", "destination_service": "consul_destination_service",
+                     "code": "envoy_response_code_class"}
+_ERROR = {"error": ('envoy_response_code_class="5"',)}
 
 _TLS_FAILURE_COUNTERS = {
     "envoy_listener_ssl_fail_verify_no_cert": "no_client_cert",
@@ -25,10 +38,9 @@ _TLS_FAILURE_COUNTERS = {
 }
 
 # --- TCP, the caller's side, sizes, gRPC, proxies, control plane (meshobs/meshes/extended.py) ---
-# Only series with the bootstrap's tags are a Consul sidecar's (a gateway has none of them).
-_SIDECAR = ('consul_source_service!=""',)
-_TCP_PUBLIC = _SIDECAR + ('envoy_tcp_prefix="public_listener"',)
-_UPSTREAM = _SIDECAR + ('consul_destination_service!=""',)
+_TCP_PUBLIC = _CONSUL + ('envoy_tcp_prefix="public_listener"',)
+# a TCP service's sidecar: its workload in its Kubernetes namespace, and the service it serves
+_TCP_LABELS = dict(_LOCAL, destination_service="local_cluster")
 _CALLER = {
     "source_namespace": "namespace",
     "source_workload": "local_cluster",
@@ -43,11 +55,11 @@ _PUBLIC_IS_MTLS = ("Consul's public listener accepts mutual TLS only: a plaintex
 _NO_SIZES = "Envoy keeps no per-request size histograms; the TCP byte counters are charted instead"
 
 CONSUL_TCP = Tcp(
-    opened=Source("envoy_tcp_downstream_cx_total", _TCP_PUBLIC, _LOCAL_SERVICE),
+    opened=Source("envoy_tcp_downstream_cx_total", _TCP_PUBLIC, _TCP_LABELS),
     # connections from the sidecar to its own app: the ones a TCP service's public listener forwards
-    active=Source("envoy_cluster_upstream_cx_active", _SIDECAR + ('envoy_cluster_name="local_app"',), _LOCAL_SERVICE),
-    sent_bytes=Source("envoy_tcp_downstream_cx_tx_bytes_total", _TCP_PUBLIC, _LOCAL_SERVICE),
-    received_bytes=Source("envoy_tcp_downstream_cx_rx_bytes_total", _TCP_PUBLIC, _LOCAL_SERVICE),
+    active=Source("envoy_cluster_upstream_cx_active", _CONSUL + ('envoy_cluster_name="local_app"',), _TCP_LABELS),
+    sent_bytes=Source("envoy_tcp_downstream_cx_tx_bytes_total", _TCP_PUBLIC, _TCP_LABELS),
+    received_bytes=Source("envoy_tcp_downstream_cx_rx_bytes_total", _TCP_PUBLIC, _TCP_LABELS),
     client_sent_bytes=Source("envoy_cluster_upstream_cx_tx_bytes_total", _UPSTREAM, _CALLER),
     client_received_bytes=Source("envoy_cluster_upstream_cx_rx_bytes_total", _UPSTREAM, _CALLER),
     connect_failures=Source("envoy_cluster_upstream_cx_connect_fail", _UPSTREAM, _CALLER),
@@ -62,17 +74,18 @@ CONSUL_CLIENT = Client(
 )
 CONSUL_HTTP = Http(
     client_errors=('envoy_response_code_class="4"',),
+    inbound_duration=Source("envoy_http_downstream_rq_time_bucket", _PUBLIC, _LOCAL_WORKLOAD, scale=0.001),
     unavailable={"grpc": "Envoy counts gRPC status only with the grpc_stats filter, which Consul does not configure: "
                          "a gRPC failure is an HTTP 200 to Consul's sidecars",
                  "request_bytes": _NO_SIZES, "response_bytes": _NO_SIZES,
                  "routes": "Envoy counts requests per route only for virtual clusters, which Consul does not configure"},
 )
 CONSUL_PROXY_HEALTH = ProxyHealth(
-    live=Source("envoy_server_live", _SIDECAR, _PROXY),
-    memory=Source("envoy_server_memory_allocated", _SIDECAR, _PROXY),
+    live=Source("envoy_server_live", _CONSUL, _PROXY),
+    memory=Source("envoy_server_memory_allocated", _CONSUL, _PROXY),
     cpu=Source("container_cpu_usage_seconds_total", ('container=~"consul-dataplane|envoy-sidecar"',),
                {"namespace": "namespace", "workload": POD_OWNER}),
-    connections=Source("envoy_server_total_connections", _SIDECAR, _PROXY),
+    connections=Source("envoy_server_total_connections", _CONSUL, _PROXY),
     endpoints=Source("envoy_cluster_membership_total", _UPSTREAM, _CALLER),
     healthy_endpoints=Source("envoy_cluster_membership_healthy", _UPSTREAM, _CALLER),
     no_healthy_upstream=Source("envoy_cluster_upstream_cx_none_healthy", _UPSTREAM, _CALLER),
@@ -108,54 +121,57 @@ CONSUL_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
 CONSUL = Dialect(
     name="consul",
     title="Consul",
-    proxy=ProxyMetrics("consul", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC, (ENVOY_CERTS,), admin_certs=True),
+    proxy=ProxyMetrics("consul", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC, (ENVOY_CERTS,), admin_certs=True,
+                       stats_filter=admin_stats_filter()),
     # consul-dataplane merges Envoy's and the app's metrics on 20200 unless the pod says otherwise.
     discovery=PodDiscovery(
         20200, "/metrics", annotations=("consul.hashicorp.com/connect-inject-status",), annotation_value="injected",
         port_annotation="consul.hashicorp.com/prometheus-scrape-port",
         path_annotation="consul.hashicorp.com/prometheus-scrape-path",
     ),
-    requests=Source(
-        "envoy_http_downstream_rq_xx", _PUBLIC, _LOCAL_SERVICE, facets={"5xx": ('envoy_response_code_class="5"',)}
+    requests=Source("envoy_http_downstream_rq_xx", _PUBLIC, _LOCAL_WORKLOAD, facets=_ERROR),
+    service_requests=(
+        Source("envoy_http_downstream_rq_xx", _PUBLIC, _LOCAL_SERVICE, facets=_ERROR),
+        Source("envoy_cluster_upstream_rq_xx", _UPSTREAM, _UPSTREAM_SERVICE, facets=_ERROR),
     ),
     edges=Source(
         "envoy_cluster_upstream_rq",
-        ('consul_destination_service!=""',),
+        _UPSTREAM,
         {
-            "source_namespace": "namespace",
+            "source_namespace": "consul_source_namespace",
             "source_workload": "local_cluster",
             "destination_namespace": "consul_destination_namespace",
             "destination_service": "consul_destination_service",
-            "destination_workload": "consul_destination_service",
             "code": "envoy_response_code",
         },
-        facets={"5xx": ('envoy_response_code=~"5.."',), "403": ('envoy_response_code="403"',)},
+        facets={"error": ('envoy_response_code=~"5.."',), "403": ('envoy_response_code="403"',)},
     ),
     request_duration=Source("envoy_http_downstream_rq_time_bucket", _PUBLIC, _LOCAL_SERVICE, scale=0.001),
-    authz_denied=(Source(("envoy_rbac_denied", "envoy_http_rbac_denied"), (), _LOCAL),),
-    authz_allowed=(Source(("envoy_rbac_allowed", "envoy_http_rbac_allowed"), (), _LOCAL),),
-    tls_handshakes=(Source("envoy_listener_ssl_handshake", (), _LOCAL),),
+    authz_denied=(Source(("envoy_rbac_denied", "envoy_http_rbac_denied"), _CONSUL, _LOCAL),),
+    authz_allowed=(Source(("envoy_rbac_allowed", "envoy_http_rbac_allowed"), _CONSUL, _LOCAL),),
+    tls_handshakes=(Source("envoy_listener_ssl_handshake", _CONSUL, _LOCAL),),
+    # A refused plaintext connection is a `connection_error` (reason not_tls), never plaintext traffic.
     tls_failures=tuple(
-        Source(metric, (), _LOCAL, constant_labels={"reason": reason}) for metric, reason in _TLS_FAILURE_COUNTERS.items()
+        Source(metric, _CONSUL, _LOCAL, constant_labels={"reason": reason}) for metric, reason in _TLS_FAILURE_COUNTERS.items()
     ),
     cert_expiry=(
         Source(
             "envoy_listener_ssl_certificate_expiration_unix_time_seconds",
-            ('envoy_tls_certificate!~".*ca_cert.*"',),
+            _CONSUL + ('envoy_tls_certificate!~".*ca_cert.*"',),
             _LOCAL,
             constant_labels={"cert": "leaf"},
         ),
     ),
     config_rejected=(
-        Source(("envoy_cluster_manager_cds_update_rejected", "envoy_listener_manager_lds_update_rejected"), (), _LOCAL),
+        Source(("envoy_cluster_manager_cds_update_rejected", "envoy_listener_manager_lds_update_rejected"), _CONSUL, _LOCAL),
     ),
     control_plane=ControlPlane(
-        connected_proxies=Source("envoy_control_plane_connected_state", (), _LOCAL),
-        config_pushes=Source(("envoy_cluster_manager_cds_update_success", "envoy_listener_manager_lds_update_success"), (), _LOCAL),
+        connected_proxies=Source("envoy_control_plane_connected_state", _CONSUL, _LOCAL),
+        config_pushes=Source(("envoy_cluster_manager_cds_update_success", "envoy_listener_manager_lds_update_success"), _CONSUL, _LOCAL),
     ),
+    leaf_lifetime="72h",
     extra_catalogue=(
         "envoy_cluster_upstream_rq_total",
-        "envoy_cluster_upstream_rq_xx",
         "envoy_cluster_upstream_rq_time_bucket",
         "envoy_cluster_upstream_cx_active",
         "envoy_http_downstream_rq_total",

@@ -1,6 +1,8 @@
 """Envoy facts shared by the meshes that run Envoy sidecars (Istio, Consul): how its listener
 TLS and RBAC stats map to meshobs series (see envoy-security-signals.md)."""
 
+import re
+
 from meshobs.meshes.proxy import ALLOWED, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, CertFamily, Rule
 
 LISTENER_SSL = "envoy_listener_ssl_"
@@ -27,3 +29,19 @@ ENVOY_RBAC = (
     Rule("envoy_rbac_denied", (DENIED, "")),
 )
 ENVOY_CERTS = CertFamily("envoy_listener_ssl_certificate_expiration_unix_time_seconds", ("envoy_tls_certificate",))
+
+
+def admin_stats_filter(*extra: str) -> str:
+    """Envoy's `/stats/prometheus?filter=` regex for the families above (plus `extra`), so the
+    proxy sends only those. Envoy matches it against its internal stat names, before tags are
+    extracted (`listener.<address>.ssl.handshake`, `http.<prefix>.rbac.denied`), not against
+    the Prometheus names: each family is written here in that form, from the same tables."""
+    ssl = sorted({rule.family.removeprefix(LISTENER_SSL) for rule in ENVOY_TLS})
+    decisions = sorted({rule.family.rsplit("_", 1)[1] for rule in ENVOY_RBAC})
+    cert = ENVOY_CERTS.family.removeprefix(LISTENER_SSL).split("_", 1)  # certificate, expiration_unix_...
+    return "|".join((
+        rf"^listener\..*\.ssl\.(?:{'|'.join(map(re.escape, ssl))})$",
+        rf"^listener\..*\.ssl\.{cert[0]}\..*\.{cert[1]}$",
+        rf"(?:^|\.)rbac\.(?:{'|'.join(decisions)})$",
+        *extra,
+    ))

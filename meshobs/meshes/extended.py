@@ -12,15 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Iterator, Mapping
 
-from meshobs.promql import Derived, Source
+from meshobs.promql import Cut, Source
 
 # A pod name with its owner's generated suffix cut off. Kubernetes draws ReplicaSet hashes and pod
 # suffixes from an alphabet without vowels (so no word is mistaken for one): Deployment and Argo
 # Rollout pods are `name-<hash>-<5>`, CronJob pods `name-<minutes since epoch>-<5>`, DaemonSet and
 # Job pods `name-<5>`, StatefulSet pods `name-N`.
 _SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
-POD_OWNER = Derived(
-    "pod", f"(.+?)(?:-{_SAFE}{{5,10}}-{_SAFE}{{5}}|-[0-9]{{8,}}-{_SAFE}{{5}}|-{_SAFE}{{5}}|-[0-9]+)", "(?:{value})-[a-z0-9-]+"
+POD_OWNER = Cut(
+    "pod", (f"(.+?)(?:-{_SAFE}{{5,10}}-{_SAFE}{{5}}|-[0-9]{{8,}}-{_SAFE}{{5}}|-{_SAFE}{{5}}|-[0-9]+)",), "(?:{value})-[a-z0-9-]+"
 )
 
 
@@ -65,6 +65,7 @@ class Http(_Group):
     """More of HTTP at the destination: 4xx, gRPC status, sizes."""
 
     client_errors: tuple[str, ...] = ()  # native matchers of 4xx responses on `Dialect.requests`
+    inbound_duration: Source | None = None  # latency buckets at the destination workload, seconds after scale
     grpc: Source | None = None  # requests of gRPC calls with a `grpc_status` label
     request_bytes: Source | None = None  # histogram buckets
     response_bytes: Source | None = None

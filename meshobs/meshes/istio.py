@@ -1,18 +1,30 @@
 """Istio (sidecar Envoy with Istio's stats filter, istiod).
 
-Every istio_* series is reported twice, by the source and by the destination proxy; meshobs
-reads only `reporter="destination"`, the side that knows `connection_security_policy` and sees
-what really reached the workload. Envoy's own ssl.* stats are dropped by Istio's default stats
+Every istio_* series is reported twice, by the source and by the destination proxy. Workload
+numbers (mTLS, plaintext, what reached a pod) read `reporter="destination"`, the side that knows
+`connection_security_policy`. Service numbers take, per service, the larger of the two
+reporters' counts: a call no destination pod answered (503 `UH`/`UF`, timeouts) is recorded only
+by the caller, with the destination service's name and namespace but an `unknown` workload.
+A failed gRPC call is an HTTP 200 with `grpc_response_status` other than 0. Envoy's own ssl.* stats are dropped by Istio's default stats
 filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatcher that
 `meshobs build` renders for Istio)."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.extended import POD_OWNER, Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
-from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS
+from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import ALLOWED, DENIED, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is
-from meshobs.promql import Derived, Source
+from meshobs.promql import AnyOf, Cut, Source
 
 _DESTINATION = ('reporter="destination"',)
+# Calls out of the mesh (PassthroughCluster, BlackHoleCluster) have no service namespace: not a mesh service
+_SOURCE = ('reporter="source"', 'destination_service_namespace!="unknown"')
+# HTTP 5xx, or a gRPC call that failed (HTTP 200 with a grpc-status other than 0): disjoint series
+_ERRORS = AnyOf((('response_code=~"5.."',), ('response_code!~"5..", grpc_response_status!~"0|"',)))
+_SERVICE_LABELS = {
+    "destination_namespace": "destination_service_namespace",
+    "destination_service": "destination_service_name",
+    "code": "response_code",
+}
 _LABELS = {
     "destination_namespace": "destination_workload_namespace",
     "destination_service": "destination_service_name",
@@ -22,13 +34,22 @@ _LABELS = {
     "code": "response_code",
 }
 
+# Envoy's own stats carry only the pod (the scrape job's labels): its workload is the pod name
+# without the ReplicaSet and pod hashes (a StatefulSet's or DaemonSet's: without the last part).
+_POD_WORKLOAD = {
+    "destination_namespace": "namespace",
+    "destination_workload": Cut("pod", ("(.+)-[^-]+", "(.+)-[a-z0-9]{5,10}-[a-z0-9]{5}"), "(?:{value})-.*"),
+}
+_RBAC = ("envoy_http_rbac", "envoy_rbac")
+
 # Istio's tag rules fold the decision into the `authz_enforce_result` label (dry-run series carry
 # authz_dry_run_* instead). Whether the filter's stat prefix becomes a label or stays in the name
 # depends on the Istio version's regexes: `envoy_http_rbac{http_conn_manager_prefix=...}` or
 # `envoy_http_inbound_0_0_0_0_8080_rbac{...}`; both are read.
 _ISTIO_RBAC_NAME = r"envoy_(?:http|tcp)_(?:.+_)?rbac|envoy_rbac"
 _ISTIO = (
-    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME)
+    *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME,
+           marker='authz_enforce_result="')
       for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
       for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
     # Where RBAC stats are filtered out, the destination's own 403s are the denials. (An
@@ -53,7 +74,8 @@ _PROXY = {"namespace": "namespace", "workload": POD_OWNER}
 _CALLER_OF_CLUSTER = {
     "source_namespace": "namespace", "source_workload": POD_OWNER,
     # an outbound cluster is `outbound|<port>|<subset>|<service>.<namespace>.svc.<domain>`
-    "destination_service": Derived("cluster_name", "outbound[|][0-9]+[|][^|]*[|]([^.]+)[.].*", "outbound[|][0-9]+[|][^|]*[|](?:{value})[.].*"),
+    "destination_service": Cut("cluster_name", ("outbound[|][0-9]+[|][^|]*[|]([^.]+)[.].*",),
+                               "outbound[|][0-9]+[|][^|]*[|](?:{value})[.].*"),
 }
 _TCP_AND_HTTP_CALLS = ("istio_requests_total", "istio_tcp_connections_closed_total")
 _ISTIOD = ('pod=~"istiod-.*"',)
@@ -77,6 +99,7 @@ ISTIO_CLIENT = Client(
 )
 ISTIO_HTTP = Http(
     client_errors=('response_code=~"4.."',),
+    inbound_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _LABELS, scale=0.001),
     grpc=Source("istio_requests_total", _DESTINATION + ('request_protocol="grpc"',),
                 dict(_LABELS, grpc_status="grpc_response_status")),
     request_bytes=Source("istio_request_bytes_bucket", _DESTINATION, _LABELS),
@@ -124,7 +147,9 @@ ISTIO_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
 ISTIO = Dialect(
     name="istio",
     title="Istio",
-    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,)),
+    proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,),
+                       # Istio's stats carry their tags in the internal name: match the family anywhere
+                       stats_filter=admin_stats_filter("istio_requests_total")),
     # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats.
     discovery=PodDiscovery(15090, "/stats/prometheus", annotations=("sidecar.istio.io/status",)),
     # pilot-agent's merged app + Envoy metrics, what Istio's own prometheus.io/port annotation names
@@ -134,33 +159,42 @@ ISTIO = Dialect(
         _DESTINATION,
         _LABELS,
         facets={
-            "5xx": ('response_code=~"5.."',),
+            "error": _ERRORS,
             "403": ('response_code="403"',),
-            "mtls": ('connection_security_policy="mutual_tls"',),
             "plaintext": ('connection_security_policy="none"',),
         },
+    ),
+    service_requests=(
+        Source("istio_requests_total", _DESTINATION, _SERVICE_LABELS, facets={"error": _ERRORS}),
+        Source("istio_requests_total", _SOURCE, _SERVICE_LABELS, facets={"error": _ERRORS}),
     ),
     edges=Source(
         "istio_requests_total",
         _DESTINATION,
         _LABELS,
-        facets={"5xx": ('response_code=~"5.."',), "403": ('response_code="403"',)},
+        facets={"error": _ERRORS, "403": ('response_code="403"',)},
     ),
-    request_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _LABELS, scale=0.001),
-    # Without the exporter, 403s answered at the destination are the closest native signal:
-    # Istio's RBAC denials carry no response flag that sets them apart from an app's 403.
+    request_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _SERVICE_LABELS, scale=0.001),
+    # Without the exporter: Envoy's RBAC filter stats (kept by Istio's default stats filter); where
+    # a workload has none, 403s answered at the destination (an application's 403 looks the same:
+    # Istio's RBAC denials carry no response flag that sets them apart).
     authz_denied=(
+        Source(_RBAC, ('authz_enforce_result="denied"',), _POD_WORKLOAD),
         Source("istio_requests_total", _DESTINATION + ('response_code="403"',), _LABELS),
     ),
+    authz_allowed=(Source(_RBAC, ('authz_enforce_result="allowed"',), _POD_WORKLOAD),),
+    # Born on the first rejection: read as a lazy counter (signals.CONFIG_REJECTIONS).
     config_rejected=(Source("pilot_total_xds_rejects"),),
     control_plane=ControlPlane(
         up=Source("istio_build", ('component="pilot"',)),
         connected_proxies=Source("pilot_xds"),
-        config_pushes=Source("pilot_xds_pushes"),
+        # `type` also counts failed sends (`cds_senderr`, ...): they are not pushes
+        config_pushes=Source("pilot_xds_pushes", ('type!~".*_senderr"',)),
         push_duration=Source("pilot_proxy_convergence_time_bucket"),
-        ca_expiry=Source("citadel_server_root_cert_expiry_timestamp"),
+        ca_expiry=Source("citadel_server_root_cert_expiry_timestamp", constant_labels={"cert": "root"}),
         cert_issuance_errors=Source("citadel_server_csr_sign_err_count"),
     ),
+    leaf_lifetime="24h",
     extra_catalogue=(
         "istio_request_duration_milliseconds_sum",
         "istio_request_duration_milliseconds_count",
@@ -176,7 +210,6 @@ ISTIO = Dialect(
         "citadel_server_cert_chain_expiry_timestamp",
         "citadel_server_csr_count",
         "citadel_server_authentication_failure_count",
-        "envoy_http_rbac",
         "envoy_listener_ssl_fail_verify_error",
     ),
     tcp=ISTIO_TCP,

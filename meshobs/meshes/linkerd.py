@@ -1,17 +1,21 @@
 """Linkerd (linkerd2-proxy on admin port 4191, control plane in namespace linkerd).
 
-Destination-side numbers come from `direction="inbound"` series, which name the receiving
-workload (`namespace`, `deployment`) and the `authority` the client asked for; the service is
-cut out of the authority. Source/destination pairs come from `direction="outbound"` series.
-mTLS is `tls="true"`; anything else reached the workload in plaintext. Linkerd has no
-handshake-failure counter, so TLS failures come from the meshobs exporter only."""
+Workload numbers come from `direction="inbound"` series, which name the receiving workload by
+the label of whatever owns the pod (`deployment`, `statefulset`, `daemonset`, ...). Service
+numbers come from the callers' `direction="outbound"` series, which name the service
+(`dst_service`), as `linkerd viz stat svc` does: they also count the calls no destination pod
+answered. The `authority` is never cut into a service name (it may be a pod IP). `classification`
+is the proxy's verdict (HTTP 5xx, a gRPC status other than OK, a failed stream). mTLS is
+`tls="true"`; kubelet probes reach the inbound proxy in plaintext by design and are not plaintext
+findings. Linkerd has no handshake-failure counter, so TLS failures come from the meshobs
+exporter only."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.extended import Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.proxy import (
     ALLOWED, DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is, label_not,
 )
-from meshobs.promql import Derived, Source
+from meshobs.promql import FirstOf, Source
 
 # What every linkerd2-proxy dials (identity, destination, policy), in the control plane's namespace.
 CONTROL_PLANE_NAMESPACE = "linkerd"
@@ -22,14 +26,19 @@ MESHED_POD_LABEL = "linkerd.io/control-plane-ns"
 PROXY_PROBE_PATHS = ("/live", "/ready")
 
 _INBOUND = ('direction="inbound"',)
-_INBOUND_LABELS = {
-    "destination_namespace": "namespace",
-    "destination_workload": "deployment",
-    # authority is "web.emojivoto.svc.cluster.local:8080" (or "web:8080"): the service is its first name.
-    "destination_service": Derived("authority", "([^.:]+).*", "(?:{value})([.:].*)?"),
-    "code": "status_code",
-}
-_WORKLOAD_LABELS = {"destination_namespace": "namespace", "destination_workload": "deployment"}
+_OUTBOUND = ('direction="outbound"',)
+# The pod's owner, by kind (Linkerd's Prometheus names a Job's label `k8s_job`: `job` is the scrape job's).
+_OWNER = ("deployment", "statefulset", "daemonset", "k8s_job", "replicaset")
+_WORKLOAD = FirstOf(_OWNER)
+# the callee's owner on outbound series (`dst_deployment`, `dst_statefulset`, ...)
+_DST_WORKLOAD = FirstOf(tuple(f"dst_{owner.removeprefix('k8s_')}" for owner in _OWNER))
+_WORKLOAD_LABELS = {"destination_namespace": "namespace", "destination_workload": _WORKLOAD}
+_INBOUND_LABELS = dict(_WORKLOAD_LABELS, code="status_code")
+_SERVICE_LABELS = {"destination_namespace": "dst_namespace", "destination_service": "dst_service", "code": "status_code"}
+_FAILURE = ('classification="failure"',)
+# Kubelet probes: plaintext from the node to the pod's IP, authorized by the policy controller's
+# default probe route; not an unmeshed client.
+_NOT_PROBE = ('route_name!="probe"', 'authority!~"[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+(:[0-9]+)?"')
 
 _INBOUND_SAMPLE = label_is("direction", "inbound")
 # linkerd2-proxy has no handshake-failure counter; meshed inbound connections are `tls="true"`,
@@ -47,12 +56,11 @@ _PROXY_RULES = (
 # --- TCP, the caller's side, sizes, gRPC, proxies, control plane (meshobs/meshes/extended.py) ---
 # linkerd2-proxy's tcp_* series count every connection through the proxy (HTTP ones too);
 # `write` is towards the peer of that direction, `read` from it.
-_OUTBOUND = ('direction="outbound"',)
 _OUTBOUND_LABELS = {
     "source_namespace": "namespace",
     "source_workload": _WORKLOAD_LABELS["destination_workload"],
     "destination_namespace": "dst_namespace",
-    "destination_workload": "dst_deployment",
+    "destination_workload": _DST_WORKLOAD,
     "destination_service": "dst_service",
     "code": "status_code",
 }
@@ -83,7 +91,10 @@ LINKERD_CLIENT = Client(
 )
 LINKERD_HTTP = Http(
     client_errors=('status_code=~"4.."',),
-    grpc=Source("response_total", _INBOUND + ('grpc_status!=""',), dict(_INBOUND_LABELS, grpc_status="grpc_status")),
+    inbound_duration=Source("response_latency_ms_bucket", _INBOUND, _INBOUND_LABELS, scale=0.001),
+    # by service, as Linkerd's service numbers are read: from the callers (`dst_service`)
+    grpc=Source("response_total", _OUTBOUND + ('dst_service!=""', 'grpc_status!=""'),
+                dict(_SERVICE_LABELS, grpc_status="grpc_status")),
     # per-route numbers of a ServiceProfile's routes (what Linkerd's route dashboard charts)
     routes=Source("route_response_total", _INBOUND, dict(_WORKLOAD_LABELS, route="rt_route", code="status_code"),
                   facets={"5xx": ('classification="failure"',)}),
@@ -140,26 +151,26 @@ LINKERD = Dialect(
         _INBOUND,
         _INBOUND_LABELS,
         facets={
-            "5xx": ('status_code=~"5.."',),
+            "error": _FAILURE,
             "403": ('status_code="403"',),
-            "mtls": ('tls="true"',),
-            "plaintext": ('tls!="true"',),
+            "plaintext": ('tls!="true"', 'no_tls_reason!="loopback"') + _NOT_PROBE,
         },
     ),
+    service_requests=(Source("response_total", _OUTBOUND + ('dst_service!=""',), _SERVICE_LABELS, facets={"error": _FAILURE}),),
     edges=Source(
         "response_total",
-        ('direction="outbound"',),
+        _OUTBOUND + ('dst_service!=""',),
         {
             "source_namespace": "namespace",
-            "source_workload": "deployment",
+            "source_workload": _WORKLOAD,
             "destination_namespace": "dst_namespace",
-            "destination_workload": "dst_deployment",
+            "destination_workload": _DST_WORKLOAD,
             "destination_service": "dst_service",
             "code": "status_code",
         },
-        facets={"5xx": ('status_code=~"5.."',), "403": ('status_code="403"',)},
+        facets={"error": _FAILURE, "403": ('status_code="403"',)},
     ),
-    request_duration=Source("response_latency_ms_bucket", _INBOUND, _INBOUND_LABELS, scale=0.001),
+    request_duration=Source("response_latency_ms_bucket", _OUTBOUND + ('dst_service!=""',), _SERVICE_LABELS, scale=0.001),
     authz_denied=(Source(("inbound_http_authz_deny_total", "inbound_tcp_authz_deny_total"), (), _WORKLOAD_LABELS),),
     authz_allowed=(Source(("inbound_http_authz_allow_total", "inbound_tcp_authz_allow_total"), (), _WORKLOAD_LABELS),),
     cert_expiry=(
@@ -174,12 +185,14 @@ LINKERD = Dialect(
         ),
     ),
     control_plane=ControlPlane(
+        # a start timestamp per instance: counted (signals.CONTROL_PLANE_UP), never summed
         up=Source("process_start_time_seconds", ('namespace="linkerd"',)),
         config_pushes=Source("grpc_server_handled_total", ('grpc_service="io.linkerd.proxy.destination.Destination"',)),
         cert_issuance_errors=Source(
             "grpc_server_handled_total", ('grpc_service="io.linkerd.proxy.identity.Identity"', 'grpc_code!="OK"')
         ),
     ),
+    leaf_lifetime="24h",
     extra_catalogue=(
         "request_total",
         "response_latency_ms_sum",

@@ -16,6 +16,7 @@ import functools
 import re
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol
+from urllib.parse import quote
 
 
 class Sample(Protocol):
@@ -32,6 +33,11 @@ ALLOWED = "meshobs_authz_allowed_total"
 DENIED = "meshobs_authz_denied_total"
 PLAINTEXT = "meshobs_plaintext_requests_total"
 CERT_EXPIRY = "meshobs_cert_expiry_timestamp_seconds"
+
+# The name memo of `ProxyMetrics.rules_for` is bounded in bytes: at most this many names of at
+# most this many characters (~2.5 MB); longer names are matched every time.
+NAME_CACHE_ENTRIES = 10_000
+NAME_CACHE_MAX_NAME = 200
 
 # A counter key: (meshobs series, reason or "" when the series has no reason).
 Key = tuple[str, str]
@@ -65,6 +71,10 @@ class Rule:
     # used only when no other rule of the same key matched a sample in this scrape
     fallback: bool = False
     pattern: str = ""
+    # with `pattern`: a literal every line this rule counts contains (a label `match` requires),
+    # so that the exporter's scan looks for it rather than for every line sharing `family`
+    # (Istio's `envoy_http_` lines are a third of a sidecar's exposition)
+    marker: str = ""
 
     def applies(self, name: str) -> bool:
         return re.fullmatch(self.pattern, name) is not None if self.pattern else name == self.family
@@ -104,10 +114,27 @@ class ProxyMetrics:
     certs: tuple[CertFamily, ...] = ()
     # read /certs from the same host when the metrics path is Envoy's admin
     admin_certs: bool = False
+    # Envoy admin: a regex over its internal stat names for `/stats/prometheus?usedonly&filter=`,
+    # so that the proxy sends only these families (see envoy.admin_stats_filter)
+    stats_filter: str = ""
+
+    @property
+    def stats_query(self) -> str:
+        """The query string the exporter adds to the metrics path ("" for none); a constant."""
+        return "usedonly&filter=" + quote(self.stats_filter, safe="") if self.stats_filter else ""
 
     @property
     def prefixes(self) -> tuple[str, ...]:
         return tuple(sorted({rule.family for rule in self.counters} | {cert.family for cert in self.certs}))
+
+    @functools.cached_property
+    def scan(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """What the exporter's line scan looks for: (line prefixes, markers, the prefixes a line
+        found by its marker must start with). A line found is then checked against `names`."""
+        marked = [rule for rule in self.counters if rule.pattern and rule.marker]
+        prefixes = {rule.family for rule in self.counters if rule not in marked} | {c.family for c in self.certs}
+        return (tuple(sorted(prefixes)), tuple(sorted({rule.marker for rule in marked})),
+                tuple(sorted({rule.family for rule in marked})))
 
     @functools.cached_property
     def names(self) -> re.Pattern[bytes] | None:
@@ -125,14 +152,17 @@ class ProxyMetrics:
 
     def rules_for(self, name: str) -> tuple[tuple[Rule, ...], tuple[CertFamily, ...]]:
         """Counter rules and certificate families for a sample name (memoised: names repeat)."""
-        found = self._by_name.get(name)
+        cache = self._by_name
+        found = cache.get(name)
         if found is None:
-            if len(self._by_name) > 50_000:  # a proxy inventing names must not grow memory for ever
-                self._by_name.clear()
-            found = self._by_name[name] = (
+            found = (
                 tuple(r for r in self.counters if name.startswith(r.family) and r.applies(name)),
                 tuple(c for c in self.certs if name.startswith(c.family)),
             )
+            if len(name) <= NAME_CACHE_MAX_NAME:  # a proxy inventing long names gets no cache entry
+                if len(cache) >= NAME_CACHE_ENTRIES:  # nor can many new short ones grow memory for ever
+                    cache.clear()
+                cache[name] = found
         return found
 
 

@@ -7,9 +7,9 @@ source, code or reason. No panel names a mesh's metric.
 
 from __future__ import annotations
 
+from meshobs import promql, signals
 from meshobs import recordings as rec
 from meshobs import recordings_traffic
-from meshobs import signals
 from meshobs.config import Config
 from meshobs.meshes.base import Dialect
 from meshobs.promql import Filters, Query
@@ -19,6 +19,8 @@ from meshobs.render.grafana import Panel, Row, Variable
 from meshobs.render.grafana import Query as Q
 
 RATE = "$__rate_interval"
+FAILED = ("Failed: answered with 5xx, a gRPC call with a status other than OK (HTTP 200), or a call no pod answered "
+          "(seen by the callers only).")
 GOOD_HIGH = ((None, "red"), (0.95, "orange"), (0.99, "green"))
 BAD_HIGH = ((None, "green"), (0.01, "orange"), (1, "red"))
 
@@ -55,8 +57,12 @@ class _Context:
         return Variable(name, label, f"label_values({self.ref(recorded, **depends)}, {value_label})")
 
     @property
+    def traffic_window(self) -> str:
+        return self.cfg.alerts.error_rate.window
+
+    @property
     def cluster_variable(self) -> Variable:
-        return Variable("cluster", "Cluster", f"label_values({recordings_traffic.any_traffic(self.cfg).ref(self.mesh)}, {self.cluster})")
+        return Variable("cluster", "Cluster", f"label_values({recordings_traffic.any_traffic(self.cfg, self.traffic_window).ref(self.mesh)}, {self.cluster})")
 
     def dashboard(self, slug: str, title: str, description: str, variables: tuple[Variable, ...], rows: tuple[Row, ...]) -> tuple[str, bytes]:
         board = grafana.Dashboard(
@@ -72,38 +78,43 @@ class _Context:
         return f"dashboards/{self.mesh}/{slug}.json", grafana.render(board)
 
 
-def _sum(expr: str) -> str:
-    return f"sum({expr})"
+def _total(expr: str) -> str:
+    """The sum of a rate as one number, 0 where nothing has series."""
+    return promql.or_value(f"sum({expr})", 0)
 
 
-def _ratio_of_sums(numerator: str, denominator: str) -> str:
-    return f"sum({numerator}) / sum({denominator})"
+def _success_ratio(errors: str, requests: str) -> str:
+    """1 on a mesh that never failed or is idle; never NaN."""
+    return f"1 - ({promql.ratio_of_sums(errors, requests, 0)})"
 
 
 def _overview(c: _Context) -> tuple[str, bytes]:
-    w = "5m"
+    w = c.traffic_window
+    a = c.cfg.alerts
     requests, errors = c.ref(rec.requests(w)), c.ref(rec.request_errors(w))
+    workloads = c.ref(rec.workload_requests(a.plaintext.window))
     stats = (
-        Panel("Requests", "stat", (Q(_sum(requests)),), unit="reqps", width=4, height=4,
+        Panel("Requests", "stat", (Q(_total(requests)),), unit="reqps", width=4, height=4,
               description="Requests per second received by all meshed services."),
-        Panel("Success ratio", "stat", (Q(f"1 - ({_ratio_of_sums(errors, requests)})"),), unit="percentunit",
-              width=4, height=4, thresholds=GOOD_HIGH, description="Share of requests not answered with 5xx."),
+        Panel("Success ratio", "stat", (Q(_success_ratio(errors, requests)),), unit="percentunit",
+              width=4, height=4, thresholds=GOOD_HIGH,
+              description=f"Share of requests that did not fail. {FAILED}"),
         Panel("mTLS coverage", "stat",
-              (Q(_ratio_of_sums(f"{c.ref(rec.mtls_ratio(w))} * {c.ref(rec.workload_requests(w))}", c.ref(rec.workload_requests(w)))),),
+              (Q(promql.ratio_of_sums(c.ref(rec.mtls_requests(a.plaintext.window)), workloads, 1)),),
               unit="percentunit", width=4, height=4, thresholds=GOOD_HIGH,
               description="Share of requests that arrived over mutual TLS."),
-        Panel("Authorization denials", "stat", (Q(f"{_sum(c.ref(rec.authz_denied(w)))} or vector(0)"),), unit="reqps",
+        Panel("Authorization denials", "stat", (Q(_total(c.ref(rec.authz_denied(a.unauthorized_burst.window)))),), unit="reqps",
               width=4, height=4, thresholds=BAD_HIGH, description="Requests refused by authorization policies."),
-        Panel("TLS handshake failures", "stat", (Q(f"{_sum(c.ref(rec.tls_failures(w)))} or vector(0)"),), unit="ops",
+        Panel("TLS handshake failures", "stat", (Q(_total(c.ref(rec.tls_failures(a.mtls_failure.window)))),), unit="ops",
               width=4, height=4, thresholds=BAD_HIGH, description="Failed mTLS handshakes per second, all reasons."),
-        Panel("Firing alerts", "stat", (Q(f'count(ALERTS{{alertstate="firing", mesh="{c.mesh}"}}) or vector(0)'),),
+        Panel("Firing alerts", "stat", (Q(promql.or_value(f'count(ALERTS{{alertstate="firing", mesh="{c.mesh}"}})', 0)),),
               width=4, height=4, thresholds=((None, "green"), (1, "red")), description="meshobs alerts firing now."),
     )
     services = (
         Panel("Requests by service", "timeseries", (Q(requests, "{{destination_service}}.{{destination_namespace}}"),),
               unit="reqps"),
         Panel("5xx ratio by service", "timeseries", (Q(c.ref(rec.error_ratio(w)), "{{destination_service}}.{{destination_namespace}}"),),
-              unit="percentunit"),
+              unit="percentunit", description=FAILED),
         Panel("p99 latency by service", "timeseries",
               (Q(c.ref(rec.latency(c.cfg.alerts.latency.window), {"quantile": "0.99"}), "{{destination_service}}.{{destination_namespace}}"),),
               unit="s"),
@@ -115,24 +126,30 @@ def _overview(c: _Context) -> tuple[str, bytes]:
 
 
 def _service(c: _Context) -> tuple[str, bytes]:
-    w = "5m"
+    w = c.traffic_window
     sel = dict(destination_namespace="namespace", destination_service="service")
     by_service = (c.cluster, "destination_namespace", "destination_service")
-    budget = 1 - c.cfg.slo.availability_percent / 100
+    slo = c.cfg.slo
+    budget = 1 - slo.availability_percent / 100
+    fastest = slo.burn_rates[0]
     golden = (
-        Panel("Requests", "stat", (Q(_sum(c.ref(rec.requests(w), **sel))),), unit="reqps", width=6, height=4),
-        Panel("5xx ratio", "stat", (Q(_ratio_of_sums(c.ref(rec.request_errors(w), **sel), c.ref(rec.requests(w), **sel))),),
-              unit="percentunit", width=6, height=4, thresholds=BAD_HIGH),
+        Panel("Requests", "stat", (Q(_total(c.ref(rec.requests(w), **sel))),), unit="reqps", width=6, height=4),
+        Panel("5xx ratio", "stat",
+              (Q(promql.ratio_of_sums(c.ref(rec.request_errors(w), **sel), c.ref(rec.requests(w), **sel), 0)),),
+              unit="percentunit", width=6, height=4, thresholds=BAD_HIGH, description=FAILED),
         Panel("p99 latency", "stat", (Q(f"max({c.ref(rec.latency(c.cfg.alerts.latency.window), {'quantile': '0.99'}, **sel)})"),),
               unit="s", width=6, height=4),
-        Panel("Error budget burn (1h)", "stat", (Q(f"max({c.ref(rec.error_ratio('1h'), **sel)}) / {budget:g}"),),
-              unit="x", width=6, height=4, thresholds=((None, "green"), (1, "orange"), (14.4, "red")),
-              description=f"How fast the {c.cfg.slo.availability_percent:g}% SLO's error budget burns: 1 spends it in exactly {c.cfg.slo.period}."),
+        Panel(f"Error budget burn ({fastest.long_window})", "stat",
+              (Q(promql.or_value(f"max({c.ref(rec.error_ratio(fastest.long_window), **sel)}) / {budget:g}", 0)),),
+              unit="x", width=6, height=4, thresholds=((None, "green"), (1, "orange"), (fastest.factor, "red")),
+              description=f"How fast the {slo.availability_percent:g}% SLO's error budget burns: 1 spends it in exactly "
+                          f"{slo.period}; {fastest.factor:g} pages."),
     )
     traffic = (
         Panel("Requests by response code", "timeseries",
               (Q(c.live(signals.REQUESTS, by_service + ("code",), **sel), "{{code}}"),), unit="reqps"),
-        Panel("5xx ratio", "timeseries", (Q(c.ref(rec.error_ratio(w), **sel), "{{destination_service}}"),), unit="percentunit"),
+        Panel("5xx ratio", "timeseries", (Q(c.ref(rec.error_ratio(w), **sel), "{{destination_service}}"),), unit="percentunit",
+              description=FAILED),
         Panel("Latency", "timeseries",
               tuple(Q(c.live(signals.REQUEST_DURATION, by_service, quantile=q, **sel), f"p{q * 100:g} {{{{destination_service}}}}")
                     for q in rec.QUANTILES), unit="s"),
@@ -153,9 +170,9 @@ def _workload(c: _Context) -> tuple[str, bytes]:
     sel = dict(destination_namespace="namespace", destination_workload="workload")
     by_workload = (c.cluster,) + signals.WORKLOAD
     traffic = (
-        Panel("Inbound requests", "timeseries", (Q(c.live(signals.REQUESTS, by_workload, **sel), "{{destination_workload}}"),),
+        Panel("Inbound requests", "timeseries", (Q(c.live(signals.INBOUND_REQUESTS, by_workload, **sel), "{{destination_workload}}"),),
               unit="reqps"),
-        Panel("Inbound 5xx", "timeseries", (Q(c.live(signals.REQUEST_ERRORS, by_workload, **sel), "{{destination_workload}}"),),
+        Panel("Inbound 5xx", "timeseries", (Q(c.live(signals.INBOUND_ERRORS, by_workload, **sel), "{{destination_workload}}"),),
               unit="reqps"),
     )
     security = (
@@ -178,21 +195,21 @@ def _workload(c: _Context) -> tuple[str, bytes]:
 
 
 def _security(c: _Context) -> tuple[str, bytes]:
-    w = "5m"
+    a = c.cfg.alerts
     sel = dict(destination_namespace="namespace")
     by_workload = (c.cluster,) + signals.WORKLOAD
-    workloads = c.ref(rec.workload_requests(c.cfg.alerts.plaintext.window), **sel)
+    workloads = c.ref(rec.workload_requests(a.plaintext.window), **sel)
     glance = (
         Panel("mTLS coverage", "stat",
-              (Q(_ratio_of_sums(f"{c.ref(rec.mtls_ratio(c.cfg.alerts.plaintext.window), **sel)} * {workloads}", workloads)),),
+              (Q(promql.ratio_of_sums(c.ref(rec.mtls_requests(a.plaintext.window), **sel), workloads, 1)),),
               unit="percentunit", width=4, height=4, thresholds=GOOD_HIGH),
-        Panel("Plaintext requests", "stat", (Q(f"{_sum(c.ref(rec.plaintext(c.cfg.alerts.plaintext.window), **sel))} or vector(0)"),),
+        Panel("Plaintext requests", "stat", (Q(_total(c.ref(rec.plaintext(a.plaintext.window), **sel))),),
               unit="reqps", width=4, height=4, thresholds=BAD_HIGH),
-        Panel("TLS failures", "stat", (Q(f"{_sum(c.ref(rec.tls_failures(c.cfg.alerts.mtls_failure.window), **sel))} or vector(0)"),),
+        Panel("TLS failures", "stat", (Q(_total(c.ref(rec.tls_failures(a.mtls_failure.window), **sel))),),
               unit="ops", width=4, height=4, thresholds=BAD_HIGH),
-        Panel("Authorization denials", "stat", (Q(f"{_sum(c.ref(rec.authz_denied(w), **sel))} or vector(0)"),),
+        Panel("Authorization denials", "stat", (Q(_total(c.ref(rec.authz_denied(a.unauthorized_burst.window), **sel))),),
               unit="reqps", width=4, height=4, thresholds=BAD_HIGH),
-        Panel("Denial bursts active", "stat", (Q(f"{c.live(signals.BURST_ACTIVE, (), **sel)} or vector(0)"),),
+        Panel("Denial bursts active", "stat", (Q(promql.or_value(c.live(signals.BURST_ACTIVE, (), **sel), 0)),),
               width=4, height=4, thresholds=((None, "green"), (1, "red"))),
         Panel("Soonest certificate expiry", "stat", (Q(f"min({c.ref(rec.CERT_EXPIRY, **sel)}) - time()"),),
               unit="s", width=4, height=4, thresholds=((None, "red"), (86400, "orange"), (604800, "green"))),
@@ -250,11 +267,11 @@ def _control_plane(c: _Context) -> tuple[str, bytes]:
     if signals.CONFIG_REJECTIONS.available(c.dialect):
         window = c.cfg.alerts.config_rejected.window
         panels.append(Panel(f"Configuration rejected ({window})", "timeseries",
-                            (Q(f"sum({c.ref(rec.config_rejections(window))}) or vector(0)", "rejected"),), unit="short"))
+                            (Q(_total(c.ref(rec.config_rejections(window))), "rejected"),), unit="short"))
     exporter = (
         Panel("Proxies scraped", "timeseries", (Q(c.live(signals.TARGET_UP, (c.cluster, "destination_namespace")), "{{destination_namespace}}"),)),
         Panel("Scrape errors by reason", "timeseries",
-              (Q(f"{c.live(signals.SCRAPE_ERRORS, (c.cluster, 'reason'))} or vector(0)", "{{reason}}"),), unit="ops"),
+              (Q(promql.or_value(c.live(signals.SCRAPE_ERRORS, (c.cluster, 'reason')), 0), "{{reason}}"),), unit="ops"),
     )
     return c.dashboard("control-plane", "Control plane", "Health of the control plane and of the meshobs exporter.", (),
                        (Row("Control plane", tuple(panels)), Row("meshobs exporter", exporter)) + more.control_plane_rows(c))

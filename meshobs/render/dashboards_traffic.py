@@ -62,7 +62,7 @@ def _stat(title: str, queries: tuple[Q, ...], unit: str, description: str = "", 
 
 # --- overview ----------------------------------------------------------------------------------
 def overview_rows(c: "_Context") -> tuple[Row, ...]:
-    w = rt.window(c.cfg)
+    w = rt.tcp_window(c.cfg)
     by_workload = (c.cluster,) + signals.WORKLOAD
     tcp: list[Panel | None] = []
     if _available(c, st.TCP_OPENED):
@@ -83,8 +83,9 @@ def overview_rows(c: "_Context") -> tuple[Row, ...]:
     http = _panels(
         Panel("HTTP/gRPC workloads", "table", (Q(f"sum by ({', '.join(by_workload)}) ({workloads})", instant=True),),
               unit="reqps", description="Workloads serving HTTP or gRPC, by requests per second."),
-        Panel("4xx responses by service", "timeseries",
-              _queries(c, ((st.REQUESTS_4XX, SERVICE_LEGEND),), (c.cluster,) + signals.SERVICE), unit="reqps"),
+        Panel("4xx responses by workload", "timeseries",
+              _queries(c, ((st.REQUESTS_4XX, "{{destination_workload}}.{{destination_namespace}}"),), by_workload),
+              unit="reqps"),
         Panel("Success ratio seen by callers", "timeseries",
               (Q(_success(c, st.CLIENT_ERRORS, st.CLIENT_REQUESTS, (c.cluster, "destination_service")),
                  "{{destination_service}}"),) if _available(c, st.CLIENT_REQUESTS) else (),
@@ -117,8 +118,6 @@ def service_rows(c: "_Context") -> tuple[Row, ...]:
     detail = _panels(
         Panel("Latency percentiles", "timeseries",
               _percentiles(c, signals.REQUEST_DURATION, by_service, PERCENTILES, "", **sel), unit="s"),
-        Panel("4xx responses", "timeseries", _queries(c, ((st.REQUESTS_4XX, "{{destination_service}}"),), by_service, **sel),
-              unit="reqps"),
         Panel("gRPC calls by status", "timeseries",
               _queries(c, ((st.GRPC_REQUESTS, "{{grpc_status}}"),), by_service + ("grpc_status",), **sel), unit="reqps",
               description="gRPC calls by grpc-status (0 OK): gRPC failures travel as HTTP 200."),
@@ -146,10 +145,10 @@ def workload_rows(c: "_Context") -> tuple[Row, ...]:
     outbound = dict(source_namespace="namespace", source_workload="workload")
     by_workload = (c.cluster,) + signals.WORKLOAD
     by_destination = (c.cluster, "source_namespace", "source_workload", "destination_service")
-    w = rt.window(c.cfg)
+    w = rt.tcp_window(c.cfg)
     inbound_panels = _panels(
         Panel("Inbound latency percentiles", "timeseries",
-              _percentiles(c, signals.REQUEST_DURATION, by_workload, PERCENTILES, "", **inbound), unit="s"),
+              _percentiles(c, st.INBOUND_DURATION, by_workload, PERCENTILES, "", **inbound), unit="s"),
         Panel("Inbound 4xx", "timeseries", _queries(c, ((st.REQUESTS_4XX, "{{destination_workload}}"),), by_workload, **inbound),
               unit="reqps"),
         Panel("Inbound requests by route", "timeseries",

@@ -1,41 +1,39 @@
 """Prometheus rule files per mesh: `alerts/<mesh>/recording-rules.yaml` and `alerting-rules.yaml`.
 
-Alert expressions read only recorded series (meshobs/recordings.py), so a ratio is always a
-ratio of aggregated rates and every mesh's alerts look the same but for the `mesh` matcher.
+Alert expressions read recorded series (meshobs/recordings.py), so a ratio is always a ratio of
+aggregated rates and every mesh's alerts look the same but for the `mesh` matcher. Three read
+raw series on purpose: the exporter's real-time burst state (a recording rule in between would
+add an evaluation interval to the onset), its per-proxy `meshobs_target_up`, and Prometheus's
+own `up` of the exporter.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from meshobs import promql, signals
 from meshobs import recordings as rec
 from meshobs import yamlfmt
 from meshobs.config import Config, duration_seconds
 from meshobs.meshes.base import Dialect
+from meshobs.promql import Query
 
 ALERT_NAMES = (
     "MeshHighErrorRate",
     "MeshHighLatencyP99",
     "MeshUnauthorizedAccessBurst",
+    "MeshUnauthorizedAccessSustained",
     "MeshMTLSFailure",
     "MeshPlaintextTraffic",
     "MeshCertificateExpiringSoon",
     "MeshErrorBudgetBurn",
     "MeshProxyConfigRejected",
     "MeshExporterTargetDown",
+    "MeshExporterDown",
 )
 
-# (long window, short window, burn-rate factor, severity): the SRE workbook's 30-day table.
 # Rates read better as 0.5 than as humanize's 500m.
 VALUE = '{{ $value | printf "%.3g" }}'
-
-BURN_RATE_WINDOWS = (
-    ("1h", "5m", 14.4, "page"),
-    ("6h", "30m", 6.0, "page"),
-    ("1d", "2h", 3.0, "ticket"),
-    ("3d", "6h", 1.0, "ticket"),
-)
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,10 @@ def _seconds_text(duration: str) -> str:
     return f"{duration_seconds(duration):g}"
 
 
+def _workload_key(cfg: Config) -> tuple[str, ...]:
+    return (cfg.cluster_label,) + signals.WORKLOAD
+
+
 def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
     a = cfg.alerts
     mesh = dialect.name
@@ -64,11 +66,11 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
     result.append(Alert(
         "MeshHighErrorRate",
         f"{rec.error_ratio(err.window).ref(mesh)} > {err.ratio:g}\n"
-        f"and {rec.requests(err.window).ref(mesh)} > {err.min_requests_per_second:g}",
+        f"and {rec.requests(err.window).ref(mesh)} * {_seconds_text(err.window)} >= {err.min_requests:g}",
         err.for_, err.severity,
-        f"{dialect.title}: {{{{ $labels.destination_service }}}} answers more than {err.ratio:.0%} of requests with 5xx",
-        f"{{{{ $value | humanizePercentage }}}} of requests to {where_service} failed with 5xx over the last {err.window} "
-        f"(threshold {err.ratio:.0%}, at least {err.min_requests_per_second:g} req/s).",
+        f"{dialect.title}: {{{{ $labels.destination_service }}}} fails more than {err.ratio:.0%} of requests",
+        f"{{{{ $value | humanizePercentage }}}} of requests to {where_service} failed (5xx, failed gRPC calls, "
+        f"calls no pod answered) over the last {err.window} (threshold {err.ratio:.0%}, at least {err.min_requests:g} requests).",
     ))
 
     lat = a.latency
@@ -83,15 +85,39 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
     ))
 
     burst = a.unauthorized_burst
-    now, baseline = rec.authz_denied(burst.window).ref(mesh), rec.authz_denied(burst.baseline_window).ref(mesh)
+    workload = Query(by=_workload_key(cfg), window="", cluster_label=cfg.cluster_label)
+    extra = rec.extra_matchers(cfg, dialect)
+    burst_state = signals.BURST_ACTIVE.expr(dialect, workload, extra=extra)
+    started = signals.BURSTS_STARTED.expr(dialect, replace(workload, window=burst.window), extra=extra)
+    summary = f"{dialect.title}: burst of authorization denials at {{{{ $labels.destination_workload }}}}"
+    # The exporter judges a burst in real time: firing at the first evaluation that sees it, and,
+    # since a burst shorter than a scrape interval may never be sampled as 1, for `window` after
+    # the exporter counted one starting.
     result.append(Alert(
-        "MeshUnauthorizedAccessBurst",
-        f"(\n  {now} > {burst.factor:g} * {baseline}\n  and {now} > {burst.min_denials_per_second:g}\n)\n"
-        f"or {now} > {burst.absolute_denials_per_second:g}",
-        burst.for_, burst.severity,
-        f"{dialect.title}: burst of authorization denials at {{{{ $labels.destination_workload }}}}",
+        "MeshUnauthorizedAccessBurst", f"{burst_state} > 0\nor\n{started} > 0", "0s", burst.severity, summary,
+        f"The meshobs exporter saw a burst of authorization denials at {where_workload} (in the last {burst.window}): "
+        f"more than {burst.factor:g}x its baseline, or above {burst.absolute_denials_per_second:g}/s.",
+        (("basis", "exporter"),),
+    ))
+    now, baseline = rec.authz_denied(burst.window).ref(mesh), rec.authz_denied(burst.baseline_window).ref(mesh)
+    from_rates = (f"(\n  {now} > {burst.factor:g} * {baseline}\n  and {now} > {burst.min_denials_per_second:g}\n)\n"
+                  f"or {now} > {burst.absolute_denials_per_second:g}")
+    result.append(Alert(
+        "MeshUnauthorizedAccessBurst", promql.unless_present(from_rates, burst_state, workload.by),
+        burst.for_, burst.severity, summary,
         f"{where_workload} denies {VALUE} requests/s by authorization policy over the last {burst.window}, "
         f"more than {burst.factor:g}x its {burst.baseline_window} baseline or above {burst.absolute_denials_per_second:g}/s.",
+        (("basis", "rates"),),
+    ))
+
+    sustained = a.unauthorized_sustained
+    result.append(Alert(
+        "MeshUnauthorizedAccessSustained",
+        f"{now} > {sustained.min_denials_per_second:g}",
+        sustained.for_, sustained.severity,
+        f"{dialect.title}: {{{{ $labels.destination_workload }}}} keeps denying requests",
+        f"{where_workload} has denied {VALUE} requests/s by authorization policy for at least {sustained.for_} "
+        f"(threshold {sustained.min_denials_per_second:g}/s over {burst.window}); it fires for as long as this lasts.",
     ))
 
     tls = a.mtls_failure
@@ -110,33 +136,45 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
         f"{rec.plaintext(plain.window).ref(mesh)} > {plain.min_requests_per_second:g}",
         plain.for_, plain.severity,
         f"{dialect.title}: plaintext traffic reaches {{{{ $labels.destination_workload }}}}",
-        f"{where_workload} receives {VALUE} requests/s without mutual TLS over the last {plain.window}.",
+        f"{where_workload} serves {VALUE} requests/s without mutual TLS over the last {plain.window}.",
     ))
 
     exp = a.cert_expiry
+    of_workload = "{{ with $labels.destination_workload }} of {{ . }}{{ end }}"
+    in_namespace = "{{ with $labels.destination_namespace }} in {{ . }}{{ end }}"
+    leaf_left = f"({rec.CERT_EXPIRY.ref(mesh, cert='leaf')} - time()) / {rec.CERT_LIFETIME.ref(mesh, cert='leaf')}"
+    for severity, fraction in (("warning", exp.leaf_warning_fraction), ("critical", exp.leaf_critical_fraction)):
+        result.append(Alert(
+            "MeshCertificateExpiringSoon", f"{leaf_left} < {fraction:g}", exp.for_, severity,
+            f"{dialect.title}: leaf certificate{of_workload} is not being renewed",
+            f"The leaf certificate{of_workload}{in_namespace} has {{{{ $value | humanizePercentage }}}} of its lifetime "
+            f"left (threshold {fraction:.0%}): the mesh renews it long before, so its rotation has failed.",
+            (("basis", "lifetime"),),
+        ))
     for severity, within in (("warning", exp.warning), ("critical", exp.critical)):
         result.append(Alert(
             "MeshCertificateExpiringSoon",
-            f"{rec.CERT_EXPIRY.ref(mesh)} - time() < {_seconds_text(within)}",
+            f"{rec.CERT_EXPIRY.ref(mesh, cert='~(?:ca|root|issuer)')} - time() < {_seconds_text(within)}",
             exp.for_, severity,
-            f"{dialect.title}: {{{{ $labels.cert }}}} certificate of {{{{ $labels.destination_workload }}}} expires within {within}",
-            f"The {{{{ $labels.cert }}}} certificate of {where_workload} expires in {{{{ $value | humanizeDuration }}}}.",
+            f"{dialect.title}: {{{{ $labels.cert }}}} certificate{of_workload} expires within {within}",
+            f"The {{{{ $labels.cert }}}} certificate{of_workload}{in_namespace} expires in {{{{ $value | humanizeDuration }}}}.",
+            (("basis", "expiry"),),
         ))
 
-    budget = 1 - cfg.slo.availability_percent / 100
-    guard = err.min_requests_per_second
-    for long, short, factor, severity in BURN_RATE_WINDOWS:
-        threshold = f"{factor * budget:.6g}"
+    slo = cfg.slo
+    budget = 1 - slo.availability_percent / 100
+    for burn in slo.burn_rates:
+        threshold = f"{burn.factor * budget:.6g}"
         result.append(Alert(
             "MeshErrorBudgetBurn",
-            f"{rec.error_ratio(long).ref(mesh)} > {threshold}\n"
-            f"and {rec.error_ratio(short).ref(mesh)} > {threshold}\n"
-            f"and {rec.requests(short).ref(mesh)} > {guard:g}",
-            "2m" if severity == "page" else "15m", severity,
-            f"{dialect.title}: {{{{ $labels.destination_service }}}} burns its error budget {factor:g}x too fast",
-            f"{where_service} has an error ratio of {{{{ $value | humanizePercentage }}}} over {long} and {short}: "
-            f"{factor:g}x the rate that spends the {cfg.slo.availability_percent:g}% SLO's budget in {cfg.slo.period}.",
-            (("long_window", long), ("short_window", short)),
+            f"{rec.error_ratio(burn.long_window).ref(mesh)} > {threshold}\n"
+            f"and {rec.error_ratio(burn.short_window).ref(mesh)} > {threshold}\n"
+            f"and {rec.request_errors(burn.short_window).ref(mesh)} * {_seconds_text(burn.short_window)} >= {slo.min_failed_requests:g}",
+            burn.for_, burn.severity,
+            f"{dialect.title}: {{{{ $labels.destination_service }}}} burns its error budget {burn.factor:g}x too fast",
+            f"{where_service} has an error ratio of {{{{ $value | humanizePercentage }}}} over {burn.long_window} and "
+            f"{burn.short_window}: {burn.factor:g}x the rate that spends the {slo.availability_percent:g}% SLO's budget in {slo.period}.",
+            (("long_window", burn.long_window), ("short_window", burn.short_window)),
         ))
 
     if signals.CONFIG_REJECTIONS.available(dialect):
@@ -151,13 +189,29 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
             "{{ with $labels.destination_namespace }} in {{ . }}{{ end }}.",
         ))
 
+    # The proxy's namespace and workload under both names: the exporter's own and the
+    # destination_* of the alerts it feeds (Alertmanager inhibits those of the same workload).
+    up = promql.selector(dialect.target_up_source(), extra=cfg.selectors.exporter, cluster_label=cfg.cluster_label)
+    by_proxy = f"min by ({cfg.cluster_label}, namespace, workload) ({up}) == 0"
     result.append(Alert(
         "MeshExporterTargetDown",
-        f"{promql.selector(dialect.target_up_source(), extra=cfg.selectors.exporter, cluster_label=cfg.cluster_label)} == 0",
+        promql.copy_labels(by_proxy, {"destination_namespace": "namespace", "destination_workload": "workload"}),
         "5m", "warning",
         f"{dialect.title}: the meshobs exporter cannot read proxy {{{{ $labels.workload }}}}",
         "The meshobs exporter has failed to scrape the proxy of {{ $labels.workload }} in {{ $labels.namespace }} "
         "for 5 minutes; its security signals are missing.",
+    ))
+    # deploy/ imports this module (alert names for the Alertmanager routes): import its job name late
+    from meshobs.render.deploy.common import EXPORTER
+
+    exporter_up = f'up{{job="{EXPORTER}"}}'
+    result.append(Alert(
+        "MeshExporterDown",
+        f"{exporter_up} == 0\nor absent({exporter_up})",
+        "5m", "critical",
+        f"{dialect.title}: the meshobs exporter is down",
+        f"Prometheus has not scraped the meshobs exporter (job {EXPORTER}){{{{ with $labels.instance }}}} at {{{{ . }}}}{{{{ end }}}} "
+        "for 5 minutes: TLS failures, denial bursts, plaintext and certificate expiry of the proxies it reads are unknown.",
     ))
     return result
 

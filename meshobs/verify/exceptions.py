@@ -45,6 +45,8 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_ERROR, selector='response_code=~"5.."', mesh="istio"),
     Expected(_NO_PLAINTEXT, selector='connection_security_policy="none"', mesh="istio"),
     Expected(_NO_CONTROL_PLANE_ERROR, selector="pilot_total_xds_rejects", mesh="istio"),
+    Expected("network RBAC stats exist only on sidecars of TCP services with an L4 AuthorizationPolicy",
+             selector="envoy_rbac{", mesh="istio"),
     Expected(_NO_CONTROL_PLANE_ERROR, selector="citadel_server_csr_sign_err_count", mesh="istio"),
     Expected(_NO_DENIAL, selector='status_code="403"', mesh="linkerd"),
     Expected(_NO_DENIAL, selector="inbound_http_authz_deny_total", mesh="linkerd"),
@@ -54,6 +56,15 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_CONTROL_PLANE_ERROR, selector='grpc_code=~"', mesh="linkerd"),
     # Envoy creates per-code upstream counters on first use (downstream class counters always exist)
     Expected(_NO_DENIAL, selector='envoy_response_code="403"', mesh="consul"),
+    # ... and the callers' per-class upstream counters too
+    Expected(_NO_ERROR, selector='envoy_cluster_upstream_rq_xx{local_cluster!="",consul_destination_service!="",'
+                                 'envoy_response_code_class="5"}', mesh="consul"),
+    Expected("exported only where the exporter learns a certificate's start (Envoy's /certs); the rules fall back "
+             "to the mesh's default leaf lifetime", selector="meshobs_cert_not_before_timestamp_seconds"),
+    Expected("linkerd2-proxy exposes only its own leaf's expiry: issuer and trust anchor expiry come from the "
+             "exporter where it knows them", selector='cert=~"(?:ca|root|issuer)"', mesh="linkerd"),
+    Expected("a lazy counter compared with its value a window ago: empty while Prometheus holds less history "
+             "than the window", selector=" offset "),
     # Consul puts the network RBAC filter (L4 intentions) on TCP services' sidecars and the HTTP
     # RBAC filter (L7) on HTTP services' sidecars: a mesh of one kind has only one family
     Expected("exists only on sidecars of TCP services (L4 intentions, `connect_authz`)",

@@ -99,3 +99,58 @@ class FaultServers:
         for server in self._servers:
             server.shutdown()
             server.server_close()
+
+
+def _stream_head(handler) -> None:
+    # no Content-Length: only counting can bound the body
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+
+
+def _write_all(handler, blocks) -> None:
+    for block in blocks:
+        try:
+            handler.wfile.write(block)
+            handler.wfile.flush()
+        except OSError:
+            return
+
+
+def drip(start: bytes, size: int, chunk: int = 4096) -> Respond:
+    """One endless line beginning with `start`, dripped `chunk` bytes at a time."""
+    def respond(handler, stop) -> None:
+        _stream_head(handler)
+        _write_all(handler, [GOOD_BODY + start] + [b"x" * chunk] * (size // chunk))
+    return respond
+
+
+def new_long_name(size: int) -> Respond:
+    """Each scrape, a sample of a kept family whose name is `size` bytes long and new."""
+    scrapes = iter(range(1_000_000))
+
+    def respond(handler, stop) -> None:
+        name = b"envoy_listener_ssl_handshake_" + b"%08d" % next(scrapes) + b"x" * size
+        _reply(handler, "200 OK", GOOD_BODY + name + b"{} 1\n")
+    return respond
+
+
+def kept_flood(size: int) -> Respond:
+    """`size` bytes of well-formed lines of a kept family, each a new series."""
+    def respond(handler, stop) -> None:
+        _stream_head(handler)
+        lines = (b'envoy_listener_ssl_handshake{envoy_listener_address="l%d"} 1\n' % i for i in range(size // 60))
+        blocks, block = [], []
+        for index, line in enumerate(lines):
+            block.append(line)
+            if index % 5000 == 4999:
+                blocks.append(b"".join(block))
+                block = []
+        _write_all(handler, [GOOD_BODY] + blocks + [b"".join(block)])
+    return respond
+
+
+def slow(delay: float, body: bytes = GOOD_BODY) -> Respond:
+    """A healthy proxy that takes `delay` seconds to answer."""
+    def respond(handler, stop) -> None:
+        stop.wait(delay)
+        _reply(handler, "200 OK", body)
+    return respond

@@ -3,15 +3,20 @@ and a poisoned /certs, or poisoned metrics and a good /certs."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 from tests.exporter.faults import _reply
 
 
-def by_path(answers: dict[str, bytes]):
-    """A proxy answering each path of `answers` with 200 and that body, any other path 404."""
+def by_path(answers: dict[str, bytes | Callable[[], bytes]]):
+    """A proxy answering each path of `answers` (whatever the query) with 200 and that body (or
+    what calling it gives), any other path 404."""
     def respond(handler, stop) -> None:
-        path = handler.request_line.split(" ")[1] if handler.request_line.count(" ") >= 2 else ""
+        target = handler.request_line.split(" ")[1] if handler.request_line.count(" ") >= 2 else ""
+        path = target.partition("?")[0]  # the exporter adds Envoy's stats filter as a query
         if path in answers:
-            _reply(handler, "200 OK", answers[path])
+            body = answers[path]
+            _reply(handler, "200 OK", body() if callable(body) else body)
         else:
             _reply(handler, "404 Not Found", b"")
     return respond

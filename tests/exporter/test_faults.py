@@ -5,18 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
+from meshobs.exporter.normalize import DIALECTS
 from tests.exporter import faults
 from tests.exporter.running import start_exporter
 from tests.support.procs import free_port, http_get, wait_until
-
-
-@pytest.fixture
-def servers():
-    fleet = faults.FaultServers()
-    yield fleet
-    fleet.stop()
 
 
 def targets_json(ports: dict[str, int]) -> str:
@@ -25,18 +17,18 @@ def targets_json(ports: dict[str, int]) -> str:
                        for name, port in sorted(ports.items())])
 
 
-def test_each_fault_is_counted_under_its_reason_while_metrics_keep_answering(processes, tmp_path, servers):
+def test_each_fault_is_counted_under_its_reason_while_metrics_keep_answering(processes, tmp_path, proxies):
     """Hang, refusal, error status, garbage, a non-HTTP answer, invalid UTF-8, truncation and an oversized body each count once per scrape under their reason."""
     ports = {
-        "hangs": servers.add(faults.hang),
+        "hangs": proxies.add(faults.hang),
         "refuses": free_port(),
-        "errors": servers.add(faults.error_status),
-        "garbage": servers.add(faults.garbage),
-        "not_http": servers.add(faults.not_http),
-        "utf8": servers.add(faults.invalid_utf8),
-        "truncated": servers.add(faults.truncated),
-        "huge": servers.add(faults.huge(4 * 1024 * 1024)),
-        "good": servers.add(faults.good()),
+        "errors": proxies.add(faults.error_status),
+        "garbage": proxies.add(faults.garbage),
+        "not_http": proxies.add(faults.not_http),
+        "utf8": proxies.add(faults.invalid_utf8),
+        "truncated": proxies.add(faults.truncated),
+        "huge": proxies.add(faults.huge(4 * 1024 * 1024)),
+        "good": proxies.add(faults.good()),
     }
     targets = tmp_path / "targets.json"
     targets.write_text(targets_json(ports))
@@ -67,20 +59,20 @@ def test_each_fault_is_counted_under_its_reason_while_metrics_keep_answering(pro
     assert exporter.process.alive()
 
 
-def test_only_read_only_get_requests_reach_a_proxy(processes, tmp_path, servers):
-    """The exporter sends GET /stats/prometheus and GET /certs to an Envoy admin, and nothing else."""
-    port = servers.add(faults.good())
+def test_only_read_only_get_requests_reach_a_proxy(processes, tmp_path, proxies):
+    """The exporter sends GET /stats/prometheus with the dialect's constant stats filter and GET /certs to an Envoy admin, and nothing else."""
+    port = proxies.add(faults.good())
     exporter = start_exporter(processes, tmp_path, "--target", f"consul/default/web=http://127.0.0.1:{port}",
                               "--scrape-interval", "100ms")
-    wait_until(lambda: len(servers.requests) >= 6, what="a few scrapes")
+    wait_until(lambda: len(proxies.requests) >= 6, what="a few scrapes")
     assert exporter.value("meshobs_target_up", workload="web") == 1
-    lines = {line for _, line in servers.requests}
-    assert lines == {"GET /stats/prometheus HTTP/1.1", "GET /certs HTTP/1.1"}
+    lines = {line for _, line in proxies.requests}
+    assert lines == {f"GET /stats/prometheus?{DIALECTS['consul'].stats_query} HTTP/1.1", "GET /certs HTTP/1.1"}
 
 
-def test_a_workload_whose_target_disappears_stops_being_exported_and_resumes_its_count(processes, tmp_path, servers):
+def test_a_workload_whose_target_disappears_stops_being_exported_and_resumes_its_count(processes, tmp_path, proxies):
     """Removing a workload's only target from the targets file ends its series at once; back within the grace period, its counter carries on."""
-    ports = {"stays": servers.add(faults.good()), "leaves": servers.add(faults.good())}
+    ports = {"stays": proxies.add(faults.good()), "leaves": proxies.add(faults.good())}
     targets = tmp_path / "targets.json"
     targets.write_text(targets_json(ports))
     exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "100ms")
@@ -94,16 +86,16 @@ def test_a_workload_whose_target_disappears_stops_being_exported_and_resumes_its
     wait_until(lambda: exporter.value("meshobs_tls_handshakes_total", workload="leaves") == 14, what="the count to resume")
 
 
-def test_concurrency_bounds_the_scrapes_in_flight(processes, tmp_path, servers):
+def test_concurrency_bounds_the_scrapes_in_flight(processes, tmp_path, proxies):
     """With --concurrency 3 and ten hanging proxies, the next scrapes start only as earlier ones time out."""
-    ports = {f"hang{i}": servers.add(faults.hang) for i in range(10)}
+    ports = {f"hang{i}": proxies.add(faults.hang) for i in range(10)}
     targets = tmp_path / "targets.json"
     targets.write_text(targets_json(ports))
     exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--concurrency", "3",
                               "--scrape-timeout", "1s", "--scrape-interval", "10s")
 
-    wait_until(lambda: len(servers.arrivals) >= 10, what="every proxy asked once")
-    first = sorted(servers.arrivals)[:10]
+    wait_until(lambda: len(proxies.arrivals) >= 10, what="every proxy asked once")
+    first = sorted(proxies.arrivals)[:10]
     # three at once; the next three only when the first ones time out (1s), and so on
     assert first[2] - first[0] < 0.5
     assert first[3] - first[0] >= 0.9 and first[6] - first[3] >= 0.9 and first[9] - first[6] >= 0.9

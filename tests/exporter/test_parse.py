@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import random
+import sys
+from pathlib import Path
+
 import pytest
 
-from meshobs.exporter.parse import PayloadError, Sample, parse
+from meshobs.exporter.normalize import DIALECTS
+from meshobs.exporter.parse import ParseLimits, PayloadError, Sample, line_filter, parse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from exposition import envoy_exposition  # noqa: E402
 
 BODY = (
     b"# TYPE envoy_listener_ssl_handshake counter\n"
@@ -37,3 +45,75 @@ def test_what_is_not_an_exposition_is_rejected_with_the_line(body, message):
     with pytest.raises(PayloadError) as error:
         parse(body, ("envoy_listener_ssl_",))
     assert str(error.value) == message
+
+
+def _reference(body: bytes, dialect) -> list[bytes]:
+    """What the filter must keep: every line of a kept family, found the slow, obvious way."""
+    prefixes, markers, marked = dialect.scan
+    kept = []
+    for line in body.split(b"\n"):
+        by_prefix = line.startswith(tuple(p.encode() for p in prefixes))
+        by_marker = any(m.encode() in line for m in markers) and line.startswith(tuple(p.encode() for p in marked))
+        if (by_prefix or by_marker) and (dialect.names is None or dialect.names.match(line)):
+            kept.append(line)
+    return kept
+
+
+TRICKY = (
+    b'envoy_http_inbound_0_0_0_0_8080_rbac{authz_enforce_result="denied"} 5\n'
+    b'envoy_http_rbac_denied{} 2\n'
+    b'envoy_http_downstream_rq_total{x="rbac{"} 9\n'
+    b'envoy_tcp_outbound_rbac{authz_enforce_result="allowed"} 1\n'
+    b'envoy_listener_ssl_certificate_ROOTCA_expiration_unix_time_seconds{} 1800000000\n'
+    b'envoy_listener_ssl_handshake 4\n'
+)
+
+
+@pytest.mark.parametrize("mesh", ["istio", "consul"])
+def test_the_kept_lines_do_not_depend_on_how_the_body_is_cut_into_chunks(mesh):
+    """Fed in random chunk sizes (1 byte to 64 kB, seeded), the filter keeps exactly the lines of the kept families."""
+    dialect = DIALECTS[mesh]
+    body = envoy_exposition(40) + TRICKY + envoy_exposition(3, seed=1)
+    expected = _reference(body, dialect)
+    assert len(expected) > 20
+    chooser = random.Random(11)
+    for _ in range(40):
+        lines = line_filter(dialect)
+        pos = 0
+        while pos < len(body):
+            size = chooser.choice((1, 2, 7, 30, 100, 4096, 65536))
+            lines.feed(body[pos:pos + size])
+            pos += size
+        assert lines.lines() == expected
+
+
+def test_an_endless_kept_line_is_cut_off_at_the_line_cap():
+    """A line of a kept family longer than the cap ends the read with a too_large error naming the cap."""
+    lines = line_filter(DIALECTS["consul"], ParseLimits(line_bytes=10_000))
+    lines.feed(b"envoy_server_live{} 1\nenvoy_listener_ssl_handshake{a=\"")
+    with pytest.raises(PayloadError) as error:
+        for _ in range(10):
+            lines.feed(b"x" * 4096)
+    assert (error.value.reason, str(error.value)) == (
+        "too_large", "a line of a kept family is longer than 10000 bytes (from byte 22)")
+
+
+def test_more_kept_samples_than_the_cap_is_too_large():
+    """A body with more lines of kept families than the sample cap is rejected as too_large."""
+    lines = line_filter(DIALECTS["consul"], ParseLimits(samples=100))
+    with pytest.raises(PayloadError) as error:
+        lines.feed(b"".join(b'envoy_listener_ssl_handshake{n="%d"} 1\n' % i for i in range(101)))
+    assert (error.value.reason, str(error.value)) == ("too_large", "more than 100 samples of the kept families")
+
+
+def test_the_name_memo_stays_bounded_whatever_names_a_proxy_invents():
+    """New names every scrape never grow the rules_for memo past its entry cap, and long names are never kept in it."""
+    from meshobs.meshes.proxy import NAME_CACHE_ENTRIES, NAME_CACHE_MAX_NAME
+
+    dialect = DIALECTS["consul"]
+    for index in range(2 * NAME_CACHE_ENTRIES):
+        dialect.rules_for(f"envoy_listener_ssl_handshake_{index}")
+    assert len(dialect._by_name) <= NAME_CACHE_ENTRIES
+    long_name = "envoy_listener_ssl_handshake" + "x" * NAME_CACHE_MAX_NAME
+    assert dialect.rules_for(long_name) == ((), ())
+    assert long_name not in dialect._by_name

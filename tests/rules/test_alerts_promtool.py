@@ -1,6 +1,8 @@
 """Every alert of every mesh, run by the real `promtool test rules` on series written in that
-mesh's own metric names: it fires on the bad case with the documented labels and annotations,
-and stays silent on the healthy and on the low-traffic case."""
+mesh's own metric names, both ends of a call present: it fires on the bad cases (gRPC failures,
+calls only callers saw, low but real traffic, failed certificate rotation, a sustained attack)
+with the documented labels and annotations, and stays silent on the healthy and low-traffic ones
+(a leaf certificate at its normal age, one failed request, application 403s, kubelet probes)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 from meshobs import build, config, yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render.rules import ALERT_NAMES
-from tests.rules.traffic import CLUSTER, MeshTraffic, constant, counter, native_denials, series
+from tests.rules.traffic import CLUSTER, MeshTraffic, consul_tags, constant, counter, native_denials, series
 from tests.support.procs import require_binary
 
 CFG = config.Config()
@@ -50,27 +52,58 @@ def _case(name: str, input_series: list[dict], eval_time: str, alertname: str, e
     }
 
 
-SERVICE = {"destination_namespace": NS, "destination_service": SVC}
 WORKLOAD = {"destination_namespace": NS, "destination_workload": SVC}
+FAILED = "(5xx, failed gRPC calls, calls no pod answered)"
+
+
+def _service(t: MeshTraffic) -> tuple[dict, str]:
+    labels = t.service_labels(NS, SVC)
+    return labels, f"{SVC} in {labels['destination_namespace']}"
 
 
 def high_error_rate(mesh: str, title: str) -> list[dict]:
     t = MeshTraffic(mesh)
     name = "MeshHighErrorRate"
-    fires = _alert(mesh, name, "critical", SERVICE, f"{title}: {SVC} answers more than 10% of requests with 5xx",
-                   f"50% of requests to {SVC} in {NS} failed with 5xx over the last 5m (threshold 10%, at least 0.5 req/s).")
-    return [
-        _case("bad", t.requests(NS, SVC, "200", (5, 20)) + t.requests(NS, SVC, "503", (5, 20)), "15m", name, [fires]),
+    labels, where = _service(t)
+
+    def fires(percent: str) -> dict:
+        return _alert(mesh, name, "critical", labels, f"{title}: {SVC} fails more than 10% of requests",
+                      f"{percent} of requests to {where} failed {FAILED} over the last 5m (threshold 10%, at least 20 requests).")
+
+    cases = [
+        _case("bad: half the requests answered 503", t.requests(NS, SVC, "200", (5, 20)) + t.requests(NS, SVC, "503", (5, 20)),
+              "15m", name, [fires("50%")]),
+        # callers alone count the calls no pod answered: 5 answered + 5 unanswered is 50%, not 5 of 15
+        _case("bad: half the calls find no healthy pod (only callers record them)",
+              t.requests(NS, SVC, "200", (5, 20)) + t.requests(NS, SVC, "503", (5, 20), answered=False), "15m", name,
+              [fires("50%")]),
+        _case("bad: every pod gone, callers see only 503s", t.requests(NS, SVC, "503", (2, 20), answered=False),
+              "15m", name, [fires("100%")]),
+        _case("bad: low traffic, 0.1 req/s failing half for 30 minutes",
+              t.requests(NS, SVC, "200", (0.05, 30)) + t.requests(NS, SVC, "503", (0.05, 30)), "30m", name, [fires("50%")]),
         _case("healthy", t.requests(NS, SVC, "200", (10, 20)) + t.requests(NS, SVC, "503", (0.1, 20)), "15m", name, []),
-        _case("low traffic", t.requests(NS, SVC, "200", (0.1, 20)) + t.requests(NS, SVC, "503", (0.1, 20)), "15m", name, []),
+        _case("low traffic: a single failed request in 5 minutes",
+              t.requests(NS, SVC, "200", (0.02, 20)) + [
+                  {**s, "values": "0x15 1x5"} for s in t.requests(NS, SVC, "503", (0, 1))], "20m", name, []),
     ]
+    if mesh != "consul":  # Consul's Envoy has no gRPC status in its default stats
+        cases.append(_case("bad: gRPC calls failing with status 14 (HTTP 200)",
+                           t.requests(NS, SVC, "200", (7, 20), grpc_status="0") + t.requests(NS, SVC, "200", (3, 20), grpc_status="14"),
+                           "15m", name, [fires("30%")]))
+        cases.append(_case("healthy: gRPC calls all OK", t.requests(NS, SVC, "200", (10, 20), grpc_status="0"), "15m", name, []))
+    if mesh == "linkerd":  # the workload is a StatefulSet: no deployment label at all
+        st = MeshTraffic(mesh, owner="statefulset")
+        cases.append(_case("bad: a StatefulSet answering 503", st.requests(NS, SVC, "200", (5, 20)) + st.requests(NS, SVC, "503", (5, 20)),
+                           "15m", name, [fires("50%")]))
+    return cases
 
 
 def high_latency(mesh: str, title: str) -> list[dict]:
     t = MeshTraffic(mesh)
     name = "MeshHighLatencyP99"
-    fires = _alert(mesh, name, "warning", dict(SERVICE, quantile="0.99"), f"{title}: {SVC} p99 latency above 1s",
-                   f"p99 latency of {SVC} in {NS} is 4.96s over the last 5m (threshold 1s).")
+    labels, where = _service(t)
+    fires = _alert(mesh, name, "warning", dict(labels, quantile="0.99"), f"{title}: {SVC} p99 latency above 1s",
+                   f"p99 latency of {where} is 4.96s over the last 5m (threshold 1s).")
     return [
         _case("bad", t.requests(NS, SVC, "200", (2, 30)) + t.latency(NS, SVC, 2, 30, slow=True), "25m", name, [fires]),
         _case("healthy", t.requests(NS, SVC, "200", (2, 30)) + t.latency(NS, SVC, 2, 30, slow=False), "25m", name, []),
@@ -84,15 +117,61 @@ def unauthorized_burst(mesh: str, title: str) -> list[dict]:
     denied = lambda *phases: [t.exporter("meshobs_authz_denied_total", NS, SVC, counter(*phases))]
     description = (f"{SVC} in {NS} denies 2 requests/s by authorization policy over the last 5m, "
                    "more than 5x its 1h baseline or above 1/s.")
-    fires = _alert(mesh, name, "critical", WORKLOAD, f"{title}: burst of authorization denials at {SVC}", description)
-    relative = _alert(mesh, name, "critical", WORKLOAD, f"{title}: burst of authorization denials at {SVC}",
-                      description.replace("denies 2 ", "denies 0.8 "))
+    summary = f"{title}: burst of authorization denials at {SVC}"
+    fires = _alert(mesh, name, "critical", dict(WORKLOAD, basis="rates"), summary, description)
+    relative = _alert(mesh, name, "critical", dict(WORKLOAD, basis="rates"), summary, description.replace("denies 2 ", "denies 0.8 "))
+    from_exporter = _alert(mesh, name, "critical", dict(WORKLOAD, basis="exporter"), summary,
+                           f"The meshobs exporter saw a burst of authorization denials at {SVC} in {NS} (in the last 5m): "
+                           "more than 5x its baseline, or above 1/s.")
+    burst_state = lambda values: [t.exporter("meshobs_authz_denied_burst", NS, SVC, values)]
+    exporter_sees_none = [t.exporter("meshobs_authz_denied_total", NS, SVC, constant(0, 130)),
+                          t.exporter("meshobs_target_up", NS, SVC, constant(1, 130), instance="10.0.0.7:15090")]
     return [
+        # the first evaluation after the scrape that saw the burst: no `for` delay
+        _case("bad: the exporter's burst state, at once", burst_state("0x5 1x5") + denied((0, 5), (2, 5)), "6m", name,
+              [from_exporter]),
+        _case("bad: a burst shorter than a scrape interval, seen only by the exporter's count of bursts",
+              burst_state("0x10") + [t.exporter("meshobs_authz_denied_bursts_total", NS, SVC, "0x5 1x5")], "6m", name,
+              [from_exporter]),
         _case("bad: burst over a baseline", denied((0.02, 120), (2, 10)), "130m", name, [fires]),
         _case("bad: relative burst below the absolute rate", denied((0.02, 120), (0.8, 10)), "126m", name, [relative]),
         _case("bad: native proxy metrics only", native_denials(mesh, NS, SVC, (0, 120), (2, 10)), "130m", name, [fires]),
+        _case("healthy: the exporter runs and reports no denial; the proxy's own 403s/denials are not counted",
+              exporter_sees_none + native_denials(mesh, NS, SVC, (0, 120), (2, 10)), "130m", name, []),
+        _case("healthy: the exporter reads the workload (no denial series yet); application 403s are not denials",
+              exporter_sees_none[1:] + native_denials(mesh, NS, SVC, (0, 120), (2, 10)), "130m", name, []),
+        _case("healthy: burst over", burst_state("1x5 0x5") + denied((0.02, 10)), "10m", name, []),
+        *(_istio_rbac_cases(t, name, fires) if mesh == "istio" else []),
         _case("healthy: steady trickle of denials", denied((0.02, 130)), "130m", name, []),
         _case("low traffic: from zero to a trickle", denied((0, 120), (0.02, 10)), "130m", name, []),
+    ]
+
+
+def _istio_rbac_cases(t: MeshTraffic, name: str, fires: dict) -> list[dict]:
+    """Without the exporter, Istio's own RBAC filter stats (on the pod, named by the scrape job) judge denials."""
+    pod = {"namespace": NS, "pod": f"{SVC}-7d4b9c-x2x7q", "http_conn_manager_prefix": "inbound_0.0.0.0_8080"}
+    rbac = lambda *phases: [series("envoy_http_rbac", dict(pod, authz_enforce_result="denied"), counter(*phases)),
+                            series("envoy_http_rbac", dict(pod, authz_enforce_result="allowed"), counter((5, 130)))]
+    return [
+        _case("bad: Istio RBAC stats only", rbac((0, 120), (2, 10)), "130m", name, [fires]),
+        _case("healthy: the application answers 403, the RBAC filter denied nothing",
+              rbac((0, 130)) + t.requests(NS, SVC, "403", (0, 120), (2, 10)), "130m", name, []),
+    ]
+
+
+def unauthorized_sustained(mesh: str, title: str) -> list[dict]:
+    t = MeshTraffic(mesh)
+    name = "MeshUnauthorizedAccessSustained"
+    denied = lambda *phases: [t.exporter("meshobs_authz_denied_total", NS, SVC, counter(*phases))]
+    fires = _alert(mesh, name, "warning", WORKLOAD, f"{title}: {SVC} keeps denying requests",
+                   f"{SVC} in {NS} has denied 0.5 requests/s by authorization policy for at least 5m "
+                   "(threshold 0.1/s over 5m); it fires for as long as this lasts.")
+    return [
+        # three hours in, the burst alert has long stopped (its baseline caught up); this one has not
+        _case("bad: a steady 0.5 denials/s attack, three hours on", denied((0, 10), (0.5, 170)), "180m", name, [fires]),
+        _case("bad: native proxy metrics only", native_denials(mesh, NS, SVC, (0.5, 60)), "60m", name, [fires]),
+        _case("healthy: steady trickle of denials", denied((0.02, 60)), "60m", name, []),
+        _case("low traffic: a few denials", denied((0, 50), (0.05, 10)), "60m", name, []),
     ]
 
 
@@ -109,11 +188,15 @@ def mtls_failure(mesh: str, title: str) -> list[dict]:
         _case("low traffic: one stray failure", failures("0x5 1x5"), "10m", name, []),
     ]
     if mesh == "consul":
-        native = [series("envoy_listener_ssl_fail_verify_no_cert", {"namespace": NS, "local_cluster": SVC}, counter((0.5, 10)))]
+        native = [series("envoy_listener_ssl_fail_verify_no_cert", consul_tags(SVC, NS), counter((0.5, 10)))]
         expected = _alert(mesh, name, "critical", dict(WORKLOAD, reason="no_client_cert"),
                           f"{title}: mTLS handshakes fail at {SVC} (no_client_cert)",
                           f"{SVC} in {NS} rejects 0.5 TLS handshakes/s with reason no_client_cert over the last 5m.")
         cases.append(_case("bad: native Envoy counters only", native, "10m", name, [expected]))
+        # an ingress gateway's Envoy in the same Prometheus: no Consul bootstrap tags, not the mesh
+        gateway = [series("envoy_listener_ssl_connection_error", {"namespace": "ingress", "envoy_listener_address": "0.0.0.0_443"},
+                          counter((5, 10)))]
+        cases.append(_case("healthy: a gateway hit by TLS scanners is not the mesh", gateway, "10m", name, []))
     return cases
 
 
@@ -121,60 +204,108 @@ def plaintext(mesh: str, title: str) -> list[dict]:
     t = MeshTraffic(mesh)
     name = "MeshPlaintextTraffic"
     fires = _alert(mesh, name, "warning", WORKLOAD, f"{title}: plaintext traffic reaches {SVC}",
-                   f"{SVC} in {NS} receives 1 requests/s without mutual TLS over the last 5m.")
+                   f"{SVC} in {NS} serves 1 requests/s without mutual TLS over the last 5m.")
+    cases = []
     if mesh == "consul":  # Consul labels no request as plaintext: only the exporter sees it
         bad = t.requests(NS, SVC, "200", (1, 15)) + [t.exporter("meshobs_plaintext_requests_total", NS, SVC, counter((1, 15)))]
         healthy = t.requests(NS, SVC, "200", (1, 15)) + [t.exporter("meshobs_plaintext_requests_total", NS, SVC, constant(0, 15))]
         low = t.requests(NS, SVC, "200", (1, 15)) + [t.exporter("meshobs_plaintext_requests_total", NS, SVC, "0x10 1x5")]
+        # the public listener refuses plaintext: a TLS failure (not_tls), never plaintext traffic
+        refused = healthy + [series("envoy_listener_ssl_connection_error", consul_tags(SVC, NS), counter((1, 15))),
+                             t.exporter("meshobs_tls_handshake_failures_total", NS, SVC, counter((1, 15)), reason="not_tls")]
+        cases.append(_case("healthy: refused plaintext is not plaintext traffic", refused, "15m", name, []))
     else:
         bad = t.requests(NS, SVC, "200", (1, 15), mtls=False)
         healthy = t.requests(NS, SVC, "200", (1, 15), mtls=True)
         low = t.requests(NS, SVC, "200", (1, 15)) + [
             {**s, "values": "0x10 1x5"} for s in t.requests(NS, SVC, "200", (0, 1), mtls=False)]
-    return [
+    if mesh == "linkerd":  # kubelet probes: plaintext to the pod IP, the policy's default probe route
+        probes = [series("response_total", {
+            "direction": "inbound", "namespace": NS, "deployment": SVC, "authority": "10.42.0.17:8080", "tls": "no_identity",
+            "no_tls_reason": "no_tls_from_remote", "status_code": "200", "classification": "success",
+            "srv_kind": "default", "srv_name": "all-unauthenticated", "route_kind": "default", "route_name": "probe"}, counter((1, 15)))]
+        cases.append(_case("healthy: kubelet probes", healthy + probes, "15m", name, []))
+    return cases + [
         _case("bad", bad, "15m", name, [fires]),
         _case("healthy", healthy, "15m", name, []),
         _case("low traffic: one plaintext request", low, "15m", name, []),
     ]
 
 
+LEAF_LIFETIME = {"istio": 24 * 3600, "linkerd": 24 * 3600, "consul": 72 * 3600}
+
+
 def cert_expiry(mesh: str, title: str) -> list[dict]:
     t = MeshTraffic(mesh)
     name = "MeshCertificateExpiringSoon"
-    cert = lambda seconds: [t.exporter("meshobs_cert_expiry_timestamp_seconds", NS, SVC, constant(seconds, 10), cert="leaf")]
+    at = 600  # evaluated at 10m: time() is 600
+    cert = lambda kind, left, **extra: [t.exporter("meshobs_cert_expiry_timestamp_seconds", NS, SVC, constant(at + left, 10),
+                                                   cert=kind)]
+    lifetime = LEAF_LIFETIME[mesh]
 
-    def expected(severity: str, within: str, left: str) -> dict:
-        return _alert(mesh, name, severity, dict(WORKLOAD, cert="leaf"),
-                      f"{title}: leaf certificate of {SVC} expires within {within}",
-                      f"The leaf certificate of {SVC} in {NS} expires in {left}.")
+    def leaf(severity: str, fraction: str, percent: str) -> dict:
+        return _alert(mesh, name, severity, dict(WORKLOAD, cert="leaf", basis="lifetime"),
+                      f"{title}: leaf certificate of {SVC} is not being renewed",
+                      f"The leaf certificate of {SVC} in {NS} has {percent} of its lifetime left (threshold {fraction}): "
+                      "the mesh renews it long before, so its rotation has failed.")
 
+    def ca(severity: str, within: str, left: str) -> dict:
+        return _alert(mesh, name, severity, dict(WORKLOAD, cert="ca", basis="expiry"),
+                      f"{title}: ca certificate of {SVC} expires within {within}",
+                      f"The ca certificate of {SVC} in {NS} expires in {left}.")
+
+    hour_left = f"{100 * 3600 / lifetime:.4g}%"
     cases = [
-        _case("bad: 3 days left", cert(3 * 86400), "10m", name, [expected("warning", "7d", "2d 23h 50m 0s")]),
-        _case("bad: 12 hours left", cert(12 * 3600), "10m", name,
-              [expected("critical", "1d", "11h 50m 0s"), expected("warning", "7d", "11h 50m 0s")]),
-        _case("healthy: 30 days left", cert(30 * 86400), "10m", name, []),
+        _case("healthy: a leaf at its normal age (three quarters of its lifetime left)", cert("leaf", lifetime * 3 // 4), "10m", name, []),
+        _case("healthy: a leaf half-way, about to be renewed", cert("leaf", lifetime // 2), "10m", name, []),
+        _case("bad: a leaf with one hour left (rotation failed)", cert("leaf", 3600), "10m", name,
+              [leaf("critical", "5%", hour_left), leaf("warning", "10%", hour_left)]),
+        # a 2 h certificate 5 minutes from expiry at 130m: its own lifetime judges it (4%: only the
+        # warning has held for 5 minutes), not the mesh default (which would call it 0.3%)
+        _case("bad: a short-lived leaf whose start is known", [
+            t.exporter("meshobs_cert_expiry_timestamp_seconds", NS, SVC, constant(7800 + 300, 130), cert="leaf"),
+            t.exporter("meshobs_cert_not_before_timestamp_seconds", NS, SVC, constant(7800 + 300 - 7200, 130), cert="leaf")],
+              "130m", name, [leaf("warning", "10%", "4.167%")]),
+        _case("bad: CA with 3 days left", cert("ca", 3 * 86400), "10m", name, [ca("warning", "7d", "3d 0h 0m 0s")]),
+        _case("bad: CA with 12 hours left", cert("ca", 12 * 3600), "10m", name,
+              [ca("critical", "1d", "12h 0m 0s"), ca("warning", "7d", "12h 0m 0s")]),
+        _case("healthy: CA with 30 days left", cert("ca", 30 * 86400), "10m", name, []),
     ]
     if mesh == "linkerd":
-        native = [series("identity_cert_expiration_timestamp_seconds", {"namespace": NS, "deployment": SVC}, constant(3 * 86400, 10))]
-        cases.append(_case("bad: native proxy metric only", native, "10m", name, [expected("warning", "7d", "2d 23h 50m 0s")]))
+        native = lambda left: [series("identity_cert_expiration_timestamp_seconds", {"namespace": NS, "statefulset": SVC},
+                                      constant(at + left, 10))]
+        cases.append(_case("bad: native proxy metric only, a StatefulSet's leaf with one hour left", native(3600), "10m", name,
+                           [leaf("critical", "5%", hour_left), leaf("warning", "10%", hour_left)]))
+        cases.append(_case("healthy: native proxy metric only, a leaf 18 hours from expiry", native(18 * 3600), "10m", name, []))
+    if mesh == "istio":
+        root = [series("citadel_server_root_cert_expiry_timestamp", {"namespace": "istio-system", "pod": "istiod-1"},
+                       constant(at + 3 * 86400, 10))]
+        expected = _alert(mesh, name, "warning", {"cert": "root", "basis": "expiry"},
+                          f"{title}: root certificate expires within 7d", "The root certificate expires in 3d 0h 0m 0s.")
+        cases.append(_case("bad: istiod's root CA with 3 days left", root, "10m", name, [expected]))
     return cases
 
 
 def error_budget(mesh: str, title: str) -> list[dict]:
     t = MeshTraffic(mesh)
     name = "MeshErrorBudgetBurn"
-    bad = []
-    for long, short, factor, severity in (("1h", "5m", 14.4, "page"), ("6h", "30m", 6, "page"),
-                                          ("1d", "2h", 3, "ticket"), ("3d", "6h", 1, "ticket")):
-        bad.append(_alert(mesh, name, severity, dict(SERVICE, long_window=long, short_window=short),
-                          f"{title}: {SVC} burns its error budget {factor:g}x too fast",
-                          f"{SVC} in {NS} has an error ratio of 10% over {long} and {short}: "
-                          f"{factor:g}x the rate that spends the 99.9% SLO's budget in 30d."))
+    labels, where = _service(t)
+
+    def every_burn_rate(percent: str) -> list[dict]:
+        fired = [_alert(mesh, name, burn.severity, dict(labels, long_window=burn.long_window, short_window=burn.short_window),
+                        f"{title}: {SVC} burns its error budget {burn.factor:g}x too fast",
+                        f"{where} has an error ratio of {percent} over {burn.long_window} and {burn.short_window}: "
+                        f"{burn.factor:g}x the rate that spends the 99.9% SLO's budget in 30d.") for burn in CFG.slo.burn_rates]
+        return sorted(fired, key=lambda a: a["exp_labels"]["severity"])
+
     return [
         _case("bad: 10% errors for 70 minutes", t.requests(NS, SVC, "200", (9, 80)) + t.requests(NS, SVC, "503", (1, 80)),
-              "70m", name, sorted(bad, key=lambda a: a["exp_labels"]["severity"])),
+              "70m", name, every_burn_rate("10%")),
+        _case("bad: low traffic, 0.1 req/s failing half", t.requests(NS, SVC, "200", (0.05, 40)) + t.requests(NS, SVC, "503", (0.05, 40)),
+              "40m", name, every_burn_rate("50%")),
         _case("healthy: 0.01% errors", t.requests(NS, SVC, "200", (10, 80)) + t.requests(NS, SVC, "503", (0.001, 80)), "70m", name, []),
-        _case("low traffic", t.requests(NS, SVC, "200", (0.1, 80)) + t.requests(NS, SVC, "503", (0.1, 80)), "70m", name, []),
+        _case("low traffic: a single failed request", t.requests(NS, SVC, "200", (0.1, 40)) + [
+            {**s, "values": "0x35 1x5"} for s in t.requests(NS, SVC, "503", (0, 1))], "40m", name, []),
     ]
 
 
@@ -183,10 +314,16 @@ def config_rejected(mesh: str, title: str) -> list[dict]:
     name = "MeshProxyConfigRejected"
     where = {"consul": " by checkout in shop"}.get(mesh, "")
     labels = WORKLOAD if mesh == "consul" else {}
-    fires = _alert(mesh, name, "warning", labels, f"{title}: configuration rejected",
-                   f"60 configuration updates were rejected in the last 10m{where}.")
+
+    def fires(count: str) -> dict:
+        return _alert(mesh, name, "warning", labels, f"{title}: configuration rejected",
+                      f"{count} configuration updates were rejected in the last 10m{where}.")
+
+    # the counter is born with the first rejection (value 1): increase() alone never sees it
+    first = [{**s, "values": "_x5 1x10"} for s in t.config_rejections((0, 15))]
     return [
-        _case("bad", t.config_rejections((0.1, 15)), "15m", name, [fires]),
+        _case("bad", t.config_rejections((0.1, 15)), "15m", name, [fires("60")]),
+        _case("bad: the first rejection", first, "12m", name, [fires("2" if mesh == "consul" else "1")]),
         _case("healthy", t.config_rejections((0, 15)), "15m", name, []),
     ]
 
@@ -194,8 +331,8 @@ def config_rejected(mesh: str, title: str) -> list[dict]:
 def exporter_target_down(mesh: str, title: str) -> list[dict]:
     t = MeshTraffic(mesh)
     name = "MeshExporterTargetDown"
-    up = lambda values: [t.exporter("meshobs_target_up", NS, SVC, values)]
-    fires = _alert(mesh, name, "warning", {"namespace": NS, "workload": SVC},
+    up = lambda values: [t.exporter("meshobs_target_up", NS, SVC, values, instance="10.0.0.7:15090")]
+    fires = _alert(mesh, name, "warning", dict(WORKLOAD, namespace=NS, workload=SVC),
                    f"{title}: the meshobs exporter cannot read proxy {SVC}",
                    f"The meshobs exporter has failed to scrape the proxy of {SVC} in {NS} for 5 minutes; its security signals are missing.")
     return [
@@ -205,16 +342,39 @@ def exporter_target_down(mesh: str, title: str) -> list[dict]:
     ]
 
 
+def exporter_down(mesh: str, title: str) -> list[dict]:
+    name = "MeshExporterDown"
+    up = lambda values: [series("up", {"job": "meshobs-exporter", "instance": "10.0.0.9:9942"}, values)]
+    description = ("Prometheus has not scraped the meshobs exporter (job meshobs-exporter){} for 5 minutes: TLS failures, "
+                   "denial bursts, plaintext and certificate expiry of the proxies it reads are unknown.")
+    down = {"exp_labels": {"severity": "critical", "mesh": mesh, "job": "meshobs-exporter", "instance": "10.0.0.9:9942",
+                           "cluster": CLUSTER},
+            "exp_annotations": {"summary": f"{title}: the meshobs exporter is down",
+                                "description": description.format(" at 10.0.0.9:9942"), "runbook_url": f"{RUNBOOK}meshexporterdown"}}
+    absent = {"exp_labels": {"severity": "critical", "mesh": mesh, "job": "meshobs-exporter"},
+              "exp_annotations": {"summary": f"{title}: the meshobs exporter is down",
+                                  "description": description.format(""), "runbook_url": f"{RUNBOOK}meshexporterdown"}}
+    other = [series("up", {"job": "istio-proxies", "instance": "10.0.0.7:15090"}, constant(1, 10))]
+    return [
+        _case("bad: its scrape fails", up(constant(0, 10)), "10m", name, [down]),
+        _case("bad: no scrape job for it at all", other, "10m", name, [absent]),
+        _case("healthy", up(constant(1, 10)), "10m", name, []),
+        _case("blip: one failed scrape", up("1x5 0x1 1x4"), "10m", name, []),
+    ]
+
+
 SCENARIOS = {
     "MeshHighErrorRate": high_error_rate,
     "MeshHighLatencyP99": high_latency,
     "MeshUnauthorizedAccessBurst": unauthorized_burst,
+    "MeshUnauthorizedAccessSustained": unauthorized_sustained,
     "MeshMTLSFailure": mtls_failure,
     "MeshPlaintextTraffic": plaintext,
     "MeshCertificateExpiringSoon": cert_expiry,
     "MeshErrorBudgetBurn": error_budget,
     "MeshProxyConfigRejected": config_rejected,
     "MeshExporterTargetDown": exporter_target_down,
+    "MeshExporterDown": exporter_down,
 }
 
 

@@ -93,6 +93,7 @@ class Edge:
     rate: float
     mtls: bool = True
     meshed_source: bool = True
+    grpc_status: str = ""  # a gRPC call: HTTP 200 with this grpc-status ("0" is OK)
 
 
 CERT_NOT_AFTER_IN = 20 * 3600  # workload certificates live 24 h and rotate at ~80%
@@ -107,6 +108,8 @@ ISTIO_EDGES = (
     Edge("payments", "checkout", "payments", "ledger", "200", 2.0),
     Edge("other", "intruder", "payments", "ledger", "403", 1.0),  # denied by AuthorizationPolicy
     Edge("legacy", "batch", "shop", "productpage", "200", 0.5, mtls=False, meshed_source=False),  # PERMISSIVE
+    Edge("shop", "reviews", "shop", "ratings", "200", 2.0, grpc_status="0"),
+    Edge("shop", "reviews", "shop", "ratings", "200", 0.2, grpc_status="14"),  # gRPC UNAVAILABLE, as HTTP 200
 )
 # TCP traffic (no response code; counters only: Istio has no `istio_tcp_*_bucket` series)
 ISTIO_TCP_EDGES = (Edge("shop", "reviews", "shop", "mongodb", "", 1.0),)
@@ -139,7 +142,8 @@ def _istio_request_labels(edge: Edge, reporter: str) -> Labels:
         **_istio_peer("destination", edge.namespace, edge.service),
         "destination_service": f"{edge.service}.{edge.namespace}.svc.cluster.local",
         "destination_service_name": edge.service, "destination_service_namespace": edge.namespace,
-        "request_protocol": "http", "response_code": edge.code, "grpc_response_status": "",
+        "request_protocol": "grpc" if edge.grpc_status else "http", "response_code": edge.code,
+        "grpc_response_status": edge.grpc_status,
         "response_flags": "-", "connection_security_policy": policy,
     }
 
@@ -239,11 +243,17 @@ LINKERD_EDGES = (
     Edge("booksapp", "webapp", "booksapp", "books", "200", 3.0),
     Edge("attacker", "scanner", "booksapp", "books", "403", 1.0),  # denied by AuthorizationPolicy
     Edge("monitoring", "probe", "emojivoto", "emoji", "200", 0.5, mtls=False, meshed_source=False),
+    Edge("emojivoto", "vote-bot", "emojivoto", "emoji", "200", 0.3, grpc_status="14"),  # gRPC UNAVAILABLE, as HTTP 200
 )
 
 
 def _identity(namespace: str, workload: str) -> str:
     return f"{workload}.{namespace}.serviceaccount.identity.linkerd.cluster.local"
+
+
+def _classification(edge: Edge) -> str:
+    """linkerd2-proxy's verdict: HTTP 5xx or a gRPC status other than OK fails."""
+    return "failure" if edge.code.startswith("5") or edge.grpc_status not in ("", "0") else "success"
 
 
 def _linkerd_inbound(edge: Edge) -> list[Series]:
@@ -254,8 +264,8 @@ def _linkerd_inbound(edge: Edge) -> list[Series]:
         base.update(tls="true", client_id=_identity(edge.source_namespace, edge.source))
     else:
         base.update(tls="no_identity", no_tls_reason="no_tls_from_remote")
-    classification = "failure" if edge.code.startswith("5") else "success"
-    response = {**base, "status_code": edge.code, "classification": classification, "error": ""}
+    response = {**base, "status_code": edge.code, "classification": _classification(edge), "error": "",
+                **({"grpc_status": edge.grpc_status} if edge.grpc_status else {})}
     out = [counter("request_total", base, edge.rate), counter("response_total", response, edge.rate)]
     out += histogram("response_latency_ms", response, edge.rate)
     route = {"route_group": "", "route_kind": "default", "route_name": "default"}
@@ -279,8 +289,8 @@ def _linkerd_outbound(edge: Edge) -> list[Series]:
            "dst_serviceaccount": edge.service, "dst_pod_template_hash": "6d8b7f"}
     base = {"direction": "outbound", "authority": f"{edge.service}.{edge.namespace}.svc.cluster.local:8080",
             "target_addr": "10.42.0.17:8080", "tls": "true", "server_id": _identity(edge.namespace, edge.service), **dst}
-    response = {**base, "status_code": edge.code,
-                "classification": "failure" if edge.code.startswith("5") else "success", "error": ""}
+    response = {**base, "status_code": edge.code, "classification": _classification(edge), "error": "",
+                **({"grpc_status": edge.grpc_status} if edge.grpc_status else {})}
     return [counter("request_total", base, edge.rate), counter("response_total", response, edge.rate)] + histogram(
         "response_latency_ms", response, edge.rate)
 

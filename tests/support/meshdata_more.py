@@ -115,6 +115,14 @@ def _linkerd_tcp_outbound(edge: Edge) -> list[Series]:
             counter("tcp_read_bytes_total", base, edge.rate * 2400), counter("tcp_write_bytes_total", base, edge.rate * 600)]
 
 
+def _linkerd_grpc_outbound(edge: Edge) -> list[Series]:
+    labels = {"direction": "outbound", "authority": f"{edge.service}.{edge.namespace}.svc.cluster.local:8080",
+              "target_addr": "10.42.0.17:8080", "tls": "true", "dst_namespace": edge.namespace, "dst_deployment": edge.service,
+              "dst_service": edge.service, "status_code": "200", "grpc_status": edge.code,
+              "classification": "success" if edge.code == "0" else "failure", "error": ""}
+    return [counter("response_total", labels, edge.rate)]
+
+
 def _linkerd_grpc_inbound(edge: Edge) -> list[Series]:
     labels = {"direction": "inbound", "authority": f"{edge.service}.{edge.namespace}.svc.cluster.local:8080",
               "target_addr": "10.42.0.17:8080", "tls": "true", "status_code": "200", "grpc_status": edge.code,
@@ -156,6 +164,7 @@ def linkerd(now: float) -> list[Target]:
             pods[(edge.namespace, edge.service)].series += _linkerd_routes(edge)
     for edge in LINKERD_GRPC:
         pods[(edge.namespace, edge.service)].series += _linkerd_grpc_inbound(edge)
+        pods[(edge.source_namespace, edge.source)].series += _linkerd_grpc_outbound(edge)
     controllers = [t for t in targets if not t.proxy]
     for target in controllers:
         target.series += [gauge("process_resident_memory_bytes", {}, 60e6), counter("process_cpu_seconds_total", {}, 0.02),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -14,11 +15,24 @@ from typing import Callable, Sequence
 import pytest
 
 
+# Below the kernel's ephemeral range (32768-60999 by default): a port the kernel handed out
+# for bind(0) is soon handed to some outgoing connection too, before the program under test
+# binds it ("Address already in use"); a random port from here is taken only by another test.
+_PORTS = range(20000, 32000)
+_random = random.Random()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range."""
+    for _ in range(200):
+        port = _random.choice(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on 127.0.0.1 in {_PORTS.start}-{_PORTS.stop - 1}")
 
 
 def require_binary(name: str) -> str:

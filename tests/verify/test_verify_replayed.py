@@ -101,7 +101,8 @@ def test_a_renamed_metric_fails_every_panel_and_rule_reading_it(processes, tmp_p
 
 
 def test_series_from_one_reporter_only_fail_the_panels_needing_the_other(processes, tmp_path, request, capsys):
-    """Istio data without destination-reported series (a relabelling dropped them) fails the panels that need them."""
+    """Istio data without destination-reported series (a relabelling dropped them) fails the workload panels and
+    the destination selectors by name, while service numbers still come from the callers' side."""
     out, prometheus = start_replayed(processes, tmp_path, request, "istio",
                                      keep=lambda s: ("reporter", "destination") not in s.labels)
     code = cli.main(["verify", "-v", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "istio", *VERIFY_ARGS])
@@ -120,11 +121,12 @@ def test_series_from_one_reporter_only_fail_the_panels_needing_the_other(process
         assert lines[start] == f"FAIL {cause} → {len(places)} queries:"
         return places
 
-    # $cluster still resolves (from the proxies' own series); the service dashboard's $namespace reads
-    # a recording rule built on destination-reported series
-    assert "dashboards/istio/service.json: Istio / Service / panel 'Requests by response code' [A]" in group(
-        '$namespace has no values: label_values(destination_service:mesh_requests:rate5m{mesh="istio", cluster=~".*"}, '
+    # workload numbers (mTLS, plaintext, the security dashboards' $namespace) need the destination's view
+    assert "dashboards/istio/security.json: Istio / Security / panel 'mTLS coverage' [A]" in group(
+        '$namespace has no values: label_values(destination_workload:mesh_requests:rate5m{mesh="istio", cluster=~".*"}, '
         'destination_namespace) is empty')
     assert ("alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
             "'destination_service:mesh_requests:rate5m'") in group(
         'selector istio_requests_total{reporter="destination"} matches no series')
+    # the callers still count every call: the service's request rate has series
+    assert not any(line.startswith("FAIL returns no series") and "mesh_requests:rate5m" in line for line in lines)

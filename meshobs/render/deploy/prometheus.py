@@ -100,6 +100,8 @@ def _linkerd_jobs() -> list[dict]:
             # The injector labels pods linkerd.io/proxy-deployment=NAME etc.; the rules group by
             # `deployment`, as Linkerd's own Prometheus does.
             {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_linkerd_io_proxy_(deployment|statefulset|daemonset|replicaset)"},
+            # a Job's pods: `job` is the scrape job's label, so k8s_job (as Linkerd's own Prometheus)
+            {"source_labels": ["__meta_kubernetes_pod_label_linkerd_io_proxy_job"], "regex": "(.+)", "target_label": "k8s_job"},
             # ...which a bare pod could set itself
             _bare_pod_workload("deployment"),
         ],

@@ -1,0 +1,105 @@
+"""The configuration is the one source of truth of the rules and dashboards: non-default windows,
+SLO periods and thresholds build output that `meshobs check` and promtool accept, dashboards read
+only windows the rules record, and an SLO period without a burn-rate table is a config error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from meshobs import checks, config
+from meshobs.errors import ConfigError
+from meshobs.recordings import burn_windows
+from tests.support.procs import require_binary
+
+NON_DEFAULT = {
+    "cluster_label": "k8s_cluster",
+    "alerts": {
+        "error_rate": {"window": "2m", "ratio": 0.2, "min_requests": 50},
+        "latency": {"window": "10m", "quantile": 0.95},
+        "unauthorized_burst": {"window": "3m", "baseline_window": "30m", "factor": 10},
+        "unauthorized_sustained": {"min_denials_per_second": 0.5, "for": "20m"},
+        "mtls_failure": {"window": "1m"},
+        "plaintext": {"window": "10m"},
+        "cert_expiry": {"leaf_warning_fraction": 0.2, "leaf_critical_fraction": 0.1, "warning": "14d", "critical": "2d"},
+        "config_rejected": {"window": "30m"},
+    },
+    "slo": {"availability_percent": 99.5, "period": "28d", "min_failed_requests": 10},
+}
+
+
+def _build(tmp_path: Path, data: dict) -> Path:
+    cfg = tmp_path / "meshobs.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "meshobs", "build", "--out", str(out), "--config", str(cfg)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("name, data", [
+    ("non-default windows, thresholds and a 28d SLO", NON_DEFAULT),
+    ("error and latency windows of 10m", {"alerts": {"error_rate": {"window": "10m"}, "latency": {"window": "10m"}}}),
+    ("burst baseline shorter than an hour", {"alerts": {"unauthorized_burst": {"window": "1m", "baseline_window": "10m"}}}),
+])
+def test_a_non_default_config_builds_output_meshobs_check_accepts(name, data, tmp_path):
+    """`meshobs check` and `promtool check rules` pass on what `meshobs build` writes for a non-default config."""
+    out = _build(tmp_path, data)
+    check = subprocess.run([sys.executable, "-m", "meshobs", "check", str(out)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert checks.check_tree(out) == []
+    files = sorted(str(p) for p in out.glob("alerts/*/*.yaml"))
+    result = subprocess.run([require_binary("promtool"), "check", "rules", *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboards_and_alerts_read_the_configured_windows(tmp_path):
+    """With a 2m error window and a 28d SLO, dashboards read the 2m series and the 28d table's windows."""
+    out = _build(tmp_path, NON_DEFAULT)
+    overview = (out / "dashboards/istio/overview.json").read_text()
+    assert 'destination_service:mesh_requests:rate2m{mesh=\\"istio\\"' in overview
+    assert "rate5m" not in overview
+    alerts = yaml.safe_load((out / "alerts/istio/alerting-rules.yaml").read_text())["groups"][0]["rules"]
+    burns = [(r["labels"]["long_window"], r["labels"]["short_window"], r["annotations"]["summary"])
+             for r in alerts if r["alert"] == "MeshErrorBudgetBurn"]
+    assert burns == [
+        ("1h", "5m", "Istio: {{ $labels.destination_service }} burns its error budget 13.44x too fast"),
+        ("6h", "30m", "Istio: {{ $labels.destination_service }} burns its error budget 5.6x too fast"),
+        ("1d", "2h", "Istio: {{ $labels.destination_service }} burns its error budget 2.8x too fast"),
+        ("3d", "6h", "Istio: {{ $labels.destination_service }} burns its error budget 0.933x too fast"),
+    ]
+    recorded = yaml.safe_load((out / "alerts/istio/recording-rules.yaml").read_text())["groups"][0]["rules"]
+    names = {r["record"] for r in recorded}
+    for window in burn_windows(config.from_dict(NON_DEFAULT)) + ["2m"]:
+        assert f"destination_service:mesh_request_errors:ratio_rate{window}" in names
+
+
+def test_long_windows_are_derived_from_recorded_rates():
+    """Windows of 30 minutes or more average the shortest recorded rate instead of re-reading raw samples."""
+    from meshobs import recordings
+    from meshobs.meshes import DIALECTS
+
+    rules = {r.record: r.expr for r in recordings.traffic_rules(config.Config(), DIALECTS["istio"])}
+    assert rules["destination_service:mesh_requests:rate3d"] == 'avg_over_time(destination_service:mesh_requests:rate5m{mesh="istio"}[3d])'
+    assert "istio_requests_total" not in rules["destination_service:mesh_request_errors:rate1d"]
+    assert "istio_requests_total" not in rules["destination_service:mesh_request_errors:rate30m"]
+    assert "istio_requests_total" in rules["destination_service:mesh_request_errors:rate5m"]
+
+
+def test_an_slo_period_without_a_burn_rate_table_is_a_config_error():
+    """An SLO period with no burn-rate table is rejected, naming the supported ones."""
+    with pytest.raises(ConfigError) as info:
+        config.from_dict({"slo": {"period": "7d"}})
+    assert str(info.value) == "slo.period: '7d' is not a supported SLO period (supported: 28d, 30d)"
+
+
+def test_leaf_fractions_must_be_ordered():
+    """The critical share of a leaf's lifetime must be below the warning share."""
+    with pytest.raises(ConfigError) as info:
+        config.from_dict({"alerts": {"cert_expiry": {"leaf_warning_fraction": 0.05, "leaf_critical_fraction": 0.1}}})
+    assert str(info.value) == "alerts.cert_expiry.leaf_critical_fraction: 0.1 must be smaller than leaf_warning_fraction (0.05)"
