@@ -301,6 +301,8 @@ SECURITY_RULES: tuple[tuple[str, str, str], ...] = (
     ("access_denied", "response_code", "^403$"),
     ("access_denied", "response_code_details", "rbac_access_denied"),
     ("access_denied", "connection_termination_details", "rbac_access_denied"),
+    # ztunnel's L4 denial (meshobs.ztunnellog): its own flag, which no Envoy response flag equals
+    ("access_denied", "response_flags", "^DENY$"),
 )
 
 

@@ -7,25 +7,24 @@ import asyncio
 import gc
 import logging
 import os
-import re
 import signal
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from meshobs.config import duration_seconds
 from meshobs.errors import ExporterError
 
 log = logging.getLogger(__name__)
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def duration(text: str) -> float:
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
+    try:
+        seconds = duration_seconds(text)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive duration like 500ms, 15s, 1m")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    return seconds
 
 
 def host_port(text: str) -> tuple[str, int]:
@@ -46,16 +45,17 @@ series (labels mesh, namespace, workload on all):
   meshobs_tls_handshakes_total                   successful handshakes
   meshobs_tls_handshake_failures_total{reason}   no_client_cert, untrusted_cert, san_mismatch, not_tls, other
   meshobs_authz_allowed_total, meshobs_authz_denied_total
-  meshobs_plaintext_requests_total               traffic that reached the workload without mutual TLS
+  meshobs_plaintext_requests_total               traffic served without mutual TLS (refused plaintext: not_tls)
   meshobs_authz_denied_burst, meshobs_authz_denied_bursts_total
   meshobs_cert_expiry_timestamp_seconds{cert}    leaf, ca
+  meshobs_cert_not_before_timestamp_seconds{cert}  the same certificates' notBefore, where the proxy tells it
   meshobs_scrape_errors_total{reason}            timeout, refused, too_large, bad_payload, http_status
   meshobs_target_up{instance}, meshobs_scrape_duration_seconds{instance}   per scraped proxy
   meshobs_workloads_dropped_total, meshobs_discovery_rejected_total{reason}  (no workload labels)
   meshobs_cycle_duration_seconds, meshobs_cycle_targets, meshobs_cycle_deferred_targets,
   meshobs_cycle_overrun_total    the scrape loop's own work: a cycle longer than the interval
                                  means this replica needs another shard (no workload labels)
-At most 18 series per workload plus 2 per proxy, whatever the proxy exposes. Counters are kept
+At most 20 series per workload plus 2 per proxy, whatever the proxy exposes. Counters are kept
 per workload and stay monotonic across proxy restarts and pod churn. Only GET /stats/prometheus
 (on Envoy with ?usedonly&filter= a constant regex of the families read), /metrics and /certs are
 ever sent to a proxy.
@@ -67,6 +67,7 @@ meshobs_events_dropped_total. Tracing: set OTEL_EXPORTER_OTLP_ENDPOINT (standard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from meshobs.exporter import settings
     from meshobs.exporter.state import MAX_WORKLOADS
     from meshobs.exporter.targets import TARGET_HELP
 
@@ -88,7 +89,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only pods of this namespace (repeatable; default: all namespaces)")
     parser.add_argument("--shard", default="0/1", metavar="INDEX/COUNT",
                         help="keep only targets whose hash falls in shard INDEX of COUNT (default 0/1)")
-    parser.add_argument("--scrape-interval", type=duration, default=15.0, metavar="DURATION", help="default 15s")
     parser.add_argument("--scrape-timeout", type=duration, default=5.0, metavar="DURATION", help="per target, default 5s")
     parser.add_argument("--concurrency", type=positive_int, default=64, help="scrapes in flight at most (default 64)")
     parser.add_argument("--max-body-bytes", type=positive_int, default=16 * 1024 * 1024,
@@ -101,12 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fluentd-shared-key-file", type=Path, metavar="FILE",
                         help="shared key (the file's content, stripped) of the Fluentd forward input's <security> "
                              "section: events are sent only after the handshake proves both sides know it")
-    parser.add_argument("--burst-denials-per-second", type=float, default=1.0, metavar="RATE",
-                        help="denials/s over one scrape interval that start a burst whatever the baseline (default 1)")
-    parser.add_argument("--burst-factor", type=float, default=5.0, metavar="X",
-                        help="a burst is also a denial rate above X times the workload's 1h baseline (default 5)")
-    parser.add_argument("--cert-expiry-window", type=duration, default=7 * 86400.0, metavar="DURATION",
-                        help="a certificate expiring within this window sends a cert_expiring event (default 168h)")
+    # thresholds and windows shared with the alerts: defaults and checks are meshobs.yaml's
+    for flag in settings.CONFIG_FLAGS:
+        parser.add_argument(flag.flag, type=flag.parse, default=settings.text(flag.default), metavar=flag.metavar,
+                            help=flag.help)
 
 
 def _discovery(args: argparse.Namespace):
@@ -145,8 +143,9 @@ async def _main(args: argparse.Namespace) -> int:
     shared_key = _shared_key(args)
     registry = CollectorRegistry()
     exporter_state = state.State(
-        state.BurstPolicy(absolute=args.burst_denials_per_second, factor=args.burst_factor),
-        cert_window=args.cert_expiry_window,
+        state.BurstPolicy(absolute=args.burst_denials_per_second, factor=args.burst_factor,
+                          minimum=args.burst_min_denials_per_second, baseline_seconds=args.burst_baseline_window),
+        state.CertPolicy(ca_window=args.ca_expiry_window, leaf_fraction=args.leaf_warning_fraction),
         max_workloads=args.max_workloads,
     )
     ProcessCollector(registry=registry)  # the exporter's own CPU and memory, next to what it scrapes

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
 
-from meshobs.exporter.normalize import ALLOWED, CERT_EXPIRY, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS
+from meshobs.exporter.normalize import ALLOWED, CERT_EXPIRY, CERT_NOT_BEFORE, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS
 from meshobs.exporter.state import SCRAPE_ERROR_REASONS, State
 
 LABELS = ["mesh", "namespace", "workload"]
@@ -25,7 +25,7 @@ _COUNTERS = (
     (HANDSHAKES, "Successful TLS handshakes at the workload's inbound listeners."),
     (ALLOWED, "Requests or connections allowed by authorization policy."),
     (DENIED, "Requests or connections denied by authorization policy."),
-    (PLAINTEXT, "Traffic that reached the workload without mutual TLS."),
+    (PLAINTEXT, "Traffic the workload served without mutual TLS (plaintext it refused is a not_tls failure)."),
 )
 
 
@@ -46,7 +46,9 @@ class StateCollector(Collector):
         bursts = _counter("meshobs_authz_denied_bursts_total", "Bursts of authorization denials started.", LABELS)
         burst = GaugeMetricFamily("meshobs_authz_denied_burst", "1 while a burst of authorization denials is active.", labels=LABELS)
         certs = GaugeMetricFamily(CERT_EXPIRY, "Earliest expiry (unix seconds) of the workload's leaf or CA certificate.", labels=LABELS + ["cert"])
-        expiries = state.certs_by_workload()
+        not_before = GaugeMetricFamily(CERT_NOT_BEFORE, "notBefore (unix seconds) of the certificate whose expiry "
+                                       f"{CERT_EXPIRY} reports, where the proxy tells it.", labels=LABELS + ["cert"])
+        cert_times = state.cert_times()
         for key, workload in state.exported():
             labels = list(key)
             for (name, reason), value in workload.totals.items():
@@ -58,8 +60,10 @@ class StateCollector(Collector):
                 errors.add_metric(labels + [reason], workload.scrape_errors[reason])
             bursts.add_metric(labels, workload.bursts)
             burst.add_metric(labels, 1.0 if workload.burst else 0.0)
-            for kind, ts in sorted(expiries.get(key, {}).items()):
-                certs.add_metric(labels + [kind], ts)
+            for kind, (expires, valid_from) in sorted(cert_times.get(key, {}).items()):
+                certs.add_metric(labels + [kind], expires)
+                if valid_from is not None:
+                    not_before.add_metric(labels + [kind], valid_from)
         up = GaugeMetricFamily("meshobs_target_up", "1 if the last scrape of the proxy succeeded.", labels=LABELS + ["instance"])
         duration = GaugeMetricFamily("meshobs_scrape_duration_seconds", "Duration of the last scrape of the proxy.", labels=LABELS + ["instance"])
         for target, target_state in sorted(state.targets.items(), key=lambda item: item[0].url):
@@ -70,7 +74,7 @@ class StateCollector(Collector):
         dropped = _counter("meshobs_workloads_dropped_total", "Workloads left unscraped in a cycle because the exporter "
                            "holds --max-workloads already, summed over cycles.", [])
         dropped.add_metric([], state.dropped_workloads)
-        yield from (failures, burst, bursts, certs, up, duration, errors, dropped)
+        yield from (failures, burst, bursts, certs, not_before, up, duration, errors, dropped)
 
 
 # objects copied between two turns of the event loop

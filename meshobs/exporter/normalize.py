@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from meshobs.exporter.parse import PayloadError, Sample
 from meshobs.meshes import DIALECTS as MESH_DIALECTS
 from meshobs.meshes.proxy import (  # re-exported: the exporter's modules speak these names
-    ALLOWED, CERT_EXPIRY, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS, Key, ProxyMetrics,
+    ALLOWED, CERT_EXPIRY, CERT_NOT_BEFORE, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS, Key, ProxyMetrics,
 )
 
 __all__ = [
-    "ALLOWED", "CERT_EXPIRY", "DENIED", "FAILURES", "HANDSHAKES", "PLAINTEXT", "REASONS", "Key",
+    "ALLOWED", "CERT_EXPIRY", "CERT_NOT_BEFORE", "DENIED", "FAILURES", "HANDSHAKES", "PLAINTEXT", "REASONS", "Key",
     "DIALECTS", "Reading", "admin_certs", "cert_kind", "certs_from_admin", "normalize",
 ]
 
@@ -35,17 +35,17 @@ def cert_kind(name: str) -> str:
 
 @dataclass
 class Reading:
-    """One target's scrape, normalized: raw counter values (the proxy's own, may reset) and
-    certificate expiry timestamps by kind."""
+    """One target's scrape, normalized: raw counter values (the proxy's own, may reset),
+    certificate expiry timestamps by kind and, where the source tells, the notBefore of the same
+    certificates."""
 
     counters: dict[Key, float]
     certs: dict[str, float]
+    not_before: dict[str, float] = field(default_factory=dict)
 
 
 def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
     counters: dict[Key, float] = {rule.key: 0.0 for rule in dialect.counters}
-    fallbacks: dict[Key, float] = {}
-    primary_seen: set[Key] = set()
     certs: dict[str, float] = {}
     for sample in samples:
         rules, cert_families = dialect.rules_for(sample.name)
@@ -55,27 +55,20 @@ def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
                     # one poisoned value would stay in the workload's totals for ever
                     raise PayloadError(f"counter {sample.name[:100]} has value {sample.value!r}: "
                                        f"a counter is a finite number from 0 to 2^64")
-                if rule.fallback:
-                    fallbacks[rule.key] = fallbacks.get(rule.key, 0.0) + sample.value
-                else:
-                    counters[rule.key] += sample.value
-                    primary_seen.add(rule.key)
+                counters[rule.key] += sample.value
         for family in cert_families:
             name = family.cert_name(sample)
             if name is not None and 0 < sample.value < math.inf:
                 kind = cert_kind(name)
                 certs[kind] = min(certs.get(kind, sample.value), sample.value)
-    for key, value in fallbacks.items():
-        if key not in primary_seen:
-            counters[key] = value
     for reason in REASONS:
         counters.setdefault((FAILURES, reason), 0.0)
     return Reading(counters, certs)
 
 
-def admin_certs(body: bytes) -> dict[str, float]:
-    """Expiry by kind from the body of Envoy's /certs; anything else, however deep or odd, raises
-    `PayloadError`."""
+def admin_certs(body: bytes) -> tuple[dict[str, float], dict[str, float]]:
+    """Expiry and notBefore by kind from the body of Envoy's /certs (see `certs_from_admin`);
+    anything else, however deep or odd, raises `PayloadError`."""
     try:
         document = json.loads(body.decode("utf-8"))  # Envoy writes UTF-8; no guessing of UTF-16/32
     except RecursionError:
@@ -85,28 +78,41 @@ def admin_certs(body: bytes) -> dict[str, float]:
     return certs_from_admin(document)
 
 
-def certs_from_admin(document: object) -> dict[str, float]:
-    """Expiry by kind from Envoy's /certs JSON document (`expiration_time` is RFC 3339, exact to
-    the second); a document of another shape raises `PayloadError`."""
+def _admin_time(cert: dict, field: str) -> float | None:
+    raw = cert.get(field)
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except (AttributeError, ValueError, OverflowError):
+        raise PayloadError(f"/certs: {field} {str(raw)[:64]!r} is not an RFC 3339 time") from None
+
+
+def certs_from_admin(document: object) -> tuple[dict[str, float], dict[str, float]]:
+    """Expiry and notBefore by kind from Envoy's /certs JSON document, of the certificate of each
+    kind that expires first (`expiration_time` and `valid_from` are RFC 3339, exact to the
+    second); a document of another shape raises `PayloadError`."""
     entries = document.get("certificates", []) if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise PayloadError('/certs: expected {"certificates": [...]}')
     certs: dict[str, float] = {}
+    not_before: dict[str, float] = {}
     for entry in entries:
         if not isinstance(entry, dict):
             raise PayloadError("/certs: a certificates entry is not an object")
         # the leaf is the first element of the chain; the rest are intermediates
-        for kind, field in (("leaf", "cert_chain"), ("ca", "ca_cert")):
-            chain = entry.get(field) or []
+        for kind, member in (("leaf", "cert_chain"), ("ca", "ca_cert")):
+            chain = entry.get(member) or []
             if not isinstance(chain, list) or not all(isinstance(cert, dict) for cert in chain):
-                raise PayloadError(f"/certs: {field} is not a list of objects")
+                raise PayloadError(f"/certs: {member} is not a list of objects")
             for cert in chain[:1] if kind == "leaf" else chain:
-                raw = cert.get("expiration_time")
-                if not raw:
+                expires = _admin_time(cert, "expiration_time")
+                if expires is None or expires >= certs.get(kind, math.inf):
                     continue
-                try:
-                    ts = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-                except (AttributeError, ValueError, OverflowError):
-                    raise PayloadError(f"/certs: expiration_time {str(raw)[:64]!r} is not an RFC 3339 time") from None
-                certs[kind] = min(certs.get(kind, ts), ts)
-    return certs
+                certs[kind] = expires
+                valid_from = _admin_time(cert, "valid_from")
+                if valid_from is None:
+                    not_before.pop(kind, None)
+                else:
+                    not_before[kind] = valid_from
+    return certs, not_before

@@ -89,6 +89,8 @@ class Scraper:
         self.last_cycle_started: float | None = None  # time.monotonic() at the start of the last complete cycle
         # /certs answered 404 once: do not ask again (merged metrics endpoints, Envoy without admin)
         self._no_certs: set[str] = set()
+        # per /certs URL: (expiries by kind, notBefores by kind) of its last answer
+        self._certs: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
         # called after every cycle with the scraper (a hook for summaries and snapshots)
         self.after_cycle: list[Callable[["Scraper"], object]] = []
 
@@ -132,31 +134,42 @@ class Scraper:
             raise
         except Exception as exc:  # whatever a proxy answers, only its own scrape fails
             raise scrape.ScrapeError("bad_payload", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        if not reading.certs:
-            reading.certs = await self._admin_certs(client, target)
+        await self._admin_certs(client, target, reading)
         return reading
 
-    async def _admin_certs(self, client: aiohttp.ClientSession, target: Target) -> dict[str, float]:
+    async def _admin_certs(self, client: aiohttp.ClientSession, target: Target, reading) -> None:
+        """Complete `reading` from Envoy's /certs: the expiry where the stats lack it, and the
+        notBefore, which no stat carries. While the stats' expiries stay the same (no rotation),
+        the last answer is reused rather than asked for again."""
         url = certs_url(target)
         if url is None or url in self._no_certs:
-            return {}
-        try:
-            body = await scrape.fetch(client, url, None, self.limits.certs_bytes)
-            return admin_certs(body)
-        except (scrape.ScrapeError, parse.PayloadError) as exc:
-            # optional source: the metrics were read, so the scrape still counts as good; not asked
-            # again, and counted unless the proxy just does not serve it
-            log.debug("no certificates from %s: %s", url, exc)
-            self._no_certs.add(url)
-            reason = exc.reason if isinstance(exc, scrape.ScrapeError) else "bad_payload"
-            if reason != "http_status":
-                self.state.count_error(target, reason)
-            return {}
+            return
+        cached = self._certs.get(url)
+        if cached is None or not reading.certs or cached[0] != reading.certs:
+            try:
+                body = await scrape.fetch(client, url, None, self.limits.certs_bytes)
+                certs, not_before = admin_certs(body)
+            except (scrape.ScrapeError, parse.PayloadError) as exc:
+                # optional source: the metrics were read, so the scrape still counts as good; not asked
+                # again, and counted unless the proxy just does not serve it
+                log.debug("no certificates from %s: %s", url, exc)
+                self._no_certs.add(url)
+                reason = exc.reason if isinstance(exc, scrape.ScrapeError) else "bad_payload"
+                if reason != "http_status":
+                    self.state.count_error(target, reason)
+                return
+            # a notBefore belongs to the certificate the expiry describes: the same expiry
+            stats = reading.certs or certs
+            not_before = {kind: ts for kind, ts in not_before.items() if stats.get(kind) == certs.get(kind)}
+            cached = self._certs[url] = (dict(stats), not_before)
+        reading.certs, reading.not_before = dict(cached[0]), dict(cached[1])
 
     async def cycle(self, client: aiohttp.ClientSession) -> None:
         started = time.monotonic()
         targets = self.state.retain(self.discover(), time.time())
-        self._no_certs &= {certs_url(t) for t in targets}  # bounded by the live targets
+        live = {certs_url(t) for t in targets}
+        self._no_certs &= live  # bounded by the live targets
+        self._certs = {url: known for url, known in self._certs.items() if url in live}
         for gone in set(self._last_read) - targets:
             del self._last_read[gone]
         # never read first, then the longest unread: targets a cut cycle did not reach lead the next

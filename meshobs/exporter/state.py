@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from meshobs.config import Config, duration_seconds
 from meshobs.exporter.normalize import DENIED, FAILURES, Key, Reading
+from meshobs.meshes import DIALECTS as MESH_DIALECTS
 from meshobs.exporter.targets import Target
 
 SCRAPE_ERROR_REASONS = ("timeout", "refused", "too_large", "bad_payload", "http_status")
@@ -25,14 +27,49 @@ MAX_WORKLOADS = 5000  # default of --max-workloads
 @dataclass(frozen=True)
 class BurstPolicy:
     """A burst is a denial rate over one scrape interval at or above `absolute` per second, or
-    above `factor` x the workload's own baseline (an hour-long moving average) and at least
-    `minimum` per second. It ends when neither holds, with the absolute threshold halved so that
-    a rate hovering at the threshold does not flap."""
+    above `factor` x the workload's own baseline (a moving average over `baseline_seconds`) and
+    at least `minimum` per second. It ends when neither holds, with the absolute threshold halved
+    so that a rate hovering at the threshold does not flap. The numbers are meshobs.yaml's
+    `alerts.unauthorized_burst`, as the burst alert uses them."""
 
-    absolute: float = 1.0
-    factor: float = 5.0
-    minimum: float = 0.05
-    baseline_seconds: float = 3600.0
+    absolute: float
+    factor: float
+    minimum: float
+    baseline_seconds: float
+
+    @classmethod
+    def from_config(cls, cfg: Config = Config()) -> "BurstPolicy":
+        burst = cfg.alerts.unauthorized_burst
+        return cls(burst.absolute_denials_per_second, burst.factor, burst.min_denials_per_second,
+                   duration_seconds(burst.baseline_window))
+
+
+@dataclass(frozen=True)
+class CertPolicy:
+    """When a certificate is worth an event, by the rule of the certificate alert's warning: a CA
+    expiring within `ca_window` seconds; a leaf with less than `leaf_fraction` of its lifetime
+    left (a failed rotation), the lifetime measured from its notBefore where known, else the
+    mesh's default leaf lifetime. A leaf at its normal age never is: meshes renew at 50-90%."""
+
+    ca_window: float
+    leaf_fraction: float
+
+    @classmethod
+    def from_config(cls, cfg: Config = Config()) -> "CertPolicy":
+        expiry = cfg.alerts.cert_expiry
+        return cls(duration_seconds(expiry.warning), expiry.leaf_warning_fraction)
+
+    def due(self, kind: str, expires_at: float, not_before: float | None, mesh: str, now: float) -> bool:
+        left = expires_at - now
+        if kind != "leaf":
+            return left < self.ca_window
+        if not_before is not None:
+            lifetime = expires_at - not_before
+        else:
+            lifetime = duration_seconds(MESH_DIALECTS[mesh].leaf_lifetime) if mesh in MESH_DIALECTS else None
+        if not lifetime or lifetime <= 0:
+            return left <= 0  # no lifetime to measure against: only an expired leaf is news
+        return left < self.leaf_fraction * lifetime
 
 
 @dataclass(frozen=True)
@@ -45,6 +82,7 @@ class Event:
 class TargetState:
     raw: dict[Key, float] = field(default_factory=dict)
     certs: dict[str, float] = field(default_factory=dict)
+    not_before: dict[str, float] = field(default_factory=dict)
     up: bool = False
     duration: float = 0.0
 
@@ -64,10 +102,10 @@ class WorkloadState:
 
 
 class State:
-    def __init__(self, burst: BurstPolicy = BurstPolicy(), cert_window: float = 7 * 86400, grace: float = 600.0,
+    def __init__(self, burst: BurstPolicy | None = None, certs: CertPolicy | None = None, grace: float = 600.0,
                  max_workloads: int = MAX_WORKLOADS):
-        self.burst_policy = burst
-        self.cert_window = cert_window
+        self.burst_policy = burst or BurstPolicy.from_config()
+        self.cert_policy = certs or CertPolicy.from_config()
         self.grace = grace
         self.max_workloads = max_workloads
         self.dropped_workloads = 0
@@ -89,7 +127,7 @@ class State:
             delta = value if value < last else value - last  # below the last value: the proxy restarted
             workload.totals[key] = workload.totals.get(key, 0.0) + delta
             state.raw[key] = value
-        state.certs = reading.certs
+        state.certs, state.not_before = reading.certs, reading.not_before
         state.up, state.duration = True, duration
 
     def failed(self, target: Target, reason: str, duration: float) -> None:
@@ -140,17 +178,23 @@ class State:
 
     def certs_by_workload(self) -> dict[tuple[str, str, str], dict[str, float]]:
         """`certs` of every workload, in one pass over the targets (not one per workload)."""
-        out: dict[tuple[str, str, str], dict[str, float]] = {}
+        return {key: {kind: expires for kind, (expires, _) in times.items()} for key, times in self.cert_times().items()}
+
+    def cert_times(self) -> dict[tuple[str, str, str], dict[str, tuple[float, float | None]]]:
+        """Per workload and kind, the (expiry, notBefore or None) of its certificate that expires
+        first, in one pass over the targets (not one per workload)."""
+        out: dict[tuple[str, str, str], dict[str, tuple[float, float | None]]] = {}
         for target, state in self.targets.items():
             found = out.setdefault(target.workload_key, {})
             for kind, ts in state.certs.items():
-                found[kind] = min(found.get(kind, ts), ts)
+                if kind not in found or ts < found[kind][0]:
+                    found[kind] = (ts, state.not_before.get(kind))
         return out
 
     def end_cycle(self, now: float) -> list[Event]:
         """Evaluate bursts, new failure reasons and certificate windows after a scrape cycle."""
         events: list[Event] = []
-        certs = self.certs_by_workload()
+        certs = self.cert_times()
         for key, workload in self.workloads.items():
             if workload.orphan_since is not None:
                 continue
@@ -199,14 +243,17 @@ class State:
         return [Event("tls_failure_new_reason", {**labels, "reason": reason,
                                                  "failures": workload.totals[(FAILURES, reason)]}) for reason in new]
 
-    def _cert_window(self, workload: WorkloadState, labels: dict, certs: dict[str, float], now: float) -> list[Event]:
+    def _cert_window(self, workload: WorkloadState, labels: dict, certs: dict[str, tuple[float, float | None]],
+                     now: float) -> list[Event]:
         events = []
-        for kind, expires_at in sorted(certs.items()):
-            inside = expires_at - now < self.cert_window
-            if inside and kind not in workload.certs_flagged:
+        for kind, (expires_at, not_before) in sorted(certs.items()):
+            due = self.cert_policy.due(kind, expires_at, not_before, labels["mesh"], now)
+            if due and kind not in workload.certs_flagged:
                 workload.certs_flagged.add(kind)
-                events.append(Event("cert_expiring", {**labels, "cert": kind, "expires_at": int(expires_at),
-                                                      "seconds_left": int(expires_at - now)}))
-            elif not inside:
+                record = {**labels, "cert": kind, "expires_at": int(expires_at), "seconds_left": int(expires_at - now)}
+                if not_before is not None:
+                    record["not_before"] = int(not_before)
+                events.append(Event("cert_expiring", record))
+            elif not due:
                 workload.certs_flagged.discard(kind)
         return events

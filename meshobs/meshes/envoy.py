@@ -7,14 +7,14 @@ from meshobs.meshes.proxy import ALLOWED, DENIED, FAILURES, HANDSHAKES, PLAINTEX
 
 LISTENER_SSL = "envoy_listener_ssl_"
 # Envoy's listener ssl counters (see envoy-security-signals.md): `handshake` counts successes only;
-# plaintext to a TLS port shows as `connection_error`.
+# plaintext to a TLS port shows as `connection_error`. That connection was refused, nothing was
+# served: a TLS failure (not_tls), never plaintext traffic.
 ENVOY_TLS = (
     Rule(LISTENER_SSL + "handshake", (HANDSHAKES, "")),
     Rule(LISTENER_SSL + "fail_verify_no_cert", (FAILURES, "no_client_cert")),
     Rule(LISTENER_SSL + "fail_verify_error", (FAILURES, "untrusted_cert")),
     Rule(LISTENER_SSL + "fail_verify_san", (FAILURES, "san_mismatch")),
     Rule(LISTENER_SSL + "connection_error", (FAILURES, "not_tls")),
-    Rule(LISTENER_SSL + "connection_error", (PLAINTEXT, "")),
     # a handshake that succeeded without a client certificate: TLS, but not mutual (a listener
     # with require_client_certificate but no validation context silently accepts these)
     Rule(LISTENER_SSL + "no_certificate", (PLAINTEXT, "")),

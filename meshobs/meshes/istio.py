@@ -12,7 +12,9 @@ filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatch
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.extended import POD_OWNER, Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
-from meshobs.meshes.proxy import ALLOWED, DENIED, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is
+from meshobs.meshes.proxy import (
+    ALLOWED, DENIED, FAILURES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is,
+)
 from meshobs.promql import AnyOf, Cut, Source
 
 _DESTINATION = ('reporter="destination"',)
@@ -47,15 +49,19 @@ _RBAC = ("envoy_http_rbac", "envoy_rbac")
 # depends on the Istio version's regexes: `envoy_http_rbac{http_conn_manager_prefix=...}` or
 # `envoy_http_inbound_0_0_0_0_8080_rbac{...}`; both are read.
 _ISTIO_RBAC_NAME = r"envoy_(?:http|tcp)_(?:.+_)?rbac|envoy_rbac"
+# Its internal Envoy name (what the stats filter and Istio's proxyStatsMatcher match).
+NO_FILTER_CHAIN_STAT = r"listener\..*\.no_filter_chain_match"
 _ISTIO = (
     *(Rule(family, (key, ""), label_is("authz_enforce_result", result), pattern=_ISTIO_RBAC_NAME,
            marker='authz_enforce_result="')
       for family in ("envoy_http_", "envoy_tcp_", "envoy_rbac")
       for key, result in ((ALLOWED, "allowed"), (DENIED, "denied"))),
-    # Where RBAC stats are filtered out, the destination's own 403s are the denials. (An
-    # application's 403s look the same: hence a fallback only, never added to RBAC counts.)
-    Rule("istio_requests_total", (DENIED, ""),
-         all_of(label_is("reporter", "destination"), label_is("response_code", "403")), fallback=True),
+    # STRICT mode: the inbound listener's filter chains all require TLS, so plaintext finds no
+    # chain (`NR filter_chain_not_found`) and never reaches the TLS stack: a refused plaintext
+    # connection. (Outbound listeners end in passthrough chains and do not miss.)
+    Rule("envoy_listener_no_filter_chain_match", (FAILURES, "not_tls")),
+    # No stand-in from istio_requests_total 403s: an application's own 403s look the same, and
+    # a denial the exporter reports must be one the proxy's RBAC made.
     # PERMISSIVE mode: plaintext requests are served and labelled by the destination reporter
     Rule("istio_requests_total", (PLAINTEXT, ""),
          all_of(label_is("reporter", "destination"), label_is("connection_security_policy", "none"))),
@@ -149,7 +155,7 @@ ISTIO = Dialect(
     title="Istio",
     proxy=ProxyMetrics("istio", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC + _ISTIO, (_ISTIO_CERTS,),
                        # Istio's stats carry their tags in the internal name: match the family anywhere
-                       stats_filter=admin_stats_filter("istio_requests_total")),
+                       stats_filter=admin_stats_filter("istio_requests_total", f"^{NO_FILTER_CHAIN_STAT}$")),
     # 15000 (admin) is localhost-only in Istio; 15090 serves the Envoy stats.
     discovery=PodDiscovery(15090, "/stats/prometheus", annotations=("sidecar.istio.io/status",)),
     # pilot-agent's merged app + Envoy metrics, what Istio's own prometheus.io/port annotation names

@@ -13,7 +13,7 @@ exporter only."""
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.extended import Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.proxy import (
-    ALLOWED, DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is, label_not,
+    ALLOWED, DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is, label_not, matching,
 )
 from meshobs.promql import FirstOf, Source
 
@@ -50,7 +50,8 @@ _PROXY_RULES = (
     Rule("inbound_tcp_authz_deny_total", (DENIED, "")),
     Rule("tcp_open_total", (HANDSHAKES, ""), all_of(_INBOUND_SAMPLE, label_is("tls", "true"))),
     Rule("request_total", (PLAINTEXT, ""),
-         all_of(_INBOUND_SAMPLE, label_not("tls", "true"), label_not("no_tls_reason", "loopback"))),
+         all_of(_INBOUND_SAMPLE, label_not("tls", "true"), label_not("no_tls_reason", "loopback"),
+                matching(*_NOT_PROBE))),
 )
 
 # --- TCP, the caller's side, sizes, gRPC, proxies, control plane (meshobs/meshes/extended.py) ---
@@ -144,6 +145,7 @@ LINKERD_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
 LINKERD = Dialect(
     name="linkerd",
     title="Linkerd",
+    # the proxy exposes its leaf's expiry (and identity_cert_refresh_count), never its notBefore
     proxy=ProxyMetrics("linkerd", "/metrics", _PROXY_RULES, (CertFamily("identity_cert_expiration_timestamp_seconds"),)),
     discovery=PodDiscovery(4191, "/metrics", annotations=("linkerd.io/proxy-version",), container="linkerd-proxy"),
     requests=Source(

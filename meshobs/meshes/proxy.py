@@ -6,8 +6,8 @@ rule matches is summed per target (listeners, RBAC prefixes, policies), which ke
 at a fixed, small set of series per workload whatever the proxy exposes.
 
 Series per workload (documented bound): 1 handshakes + 5 failure reasons + allowed + denied +
-plaintext + burst gauge + bursts counter + 2 cert expiries + 5 scrape error reasons = 18,
-plus `target_up` and `scrape_duration` per scraped target.
+plaintext + burst gauge + bursts counter + 2 cert expiries + 2 cert notBefores + 5 scrape error
+reasons = 20, plus `target_up` and `scrape_duration` per scraped target.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ ALLOWED = "meshobs_authz_allowed_total"
 DENIED = "meshobs_authz_denied_total"
 PLAINTEXT = "meshobs_plaintext_requests_total"
 CERT_EXPIRY = "meshobs_cert_expiry_timestamp_seconds"
+CERT_NOT_BEFORE = "meshobs_cert_not_before_timestamp_seconds"
 
 # The name memo of `ProxyMetrics.rules_for` is bounded in bytes: at most this many names of at
 # most this many characters (~2.5 MB); longer names are matched every time.
@@ -60,6 +61,27 @@ def all_of(*matches: Match) -> Match:
     return lambda labels: all(match(labels) for match in matches)
 
 
+_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*')
+
+
+def matching(*matchers: str) -> Match:
+    """The PromQL label matchers (`name="v"`, `!=`, `=~`, `!~`; regexes anchored, an absent label
+    is "") as a sample filter, so a dialect states a selection once for its rules and the exporter."""
+    tests = []
+    for matcher in matchers:
+        parsed = _MATCHER.fullmatch(matcher)
+        if parsed is None:
+            raise ValueError(f"not a PromQL label matcher: {matcher!r}")
+        name, op, value = parsed.groups()
+        value = re.sub(r"\\(.)", r"\1", value)  # PromQL string escapes
+        if op in ("=~", "!~"):
+            pattern = re.compile(value)
+            tests.append(lambda labels, n=name, p=pattern, want=op == "=~": (p.fullmatch(labels.get(n, "")) is not None) == want)
+        else:
+            tests.append(lambda labels, n=name, v=value, want=op == "=": (labels.get(n, "") == v) == want)
+    return lambda labels: all(test(labels) for test in tests)
+
+
 @dataclass(frozen=True)
 class Rule:
     """Samples whose name is `family` (or, with `pattern`, starts with `family` and matches the
@@ -68,8 +90,6 @@ class Rule:
     family: str
     key: Key
     match: Match = _any
-    # used only when no other rule of the same key matched a sample in this scrape
-    fallback: bool = False
     pattern: str = ""
     # with `pattern`: a literal every line this rule counts contains (a label `match` requires),
     # so that the exporter's scan looks for it rather than for every line sharing `family`

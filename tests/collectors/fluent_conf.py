@@ -17,7 +17,7 @@ KNOWN_TYPES = {
     "buffer": {"file", "memory"},
 }
 # Sections that take no @type.
-UNTYPED = {"rule", "record", "server", "system", "security", "label"}
+UNTYPED = {"rule", "record", "server", "system", "security", "label", "regexp"}
 
 
 class FluentConfError(Exception):

@@ -81,6 +81,7 @@ def test_rewrite_rules_are_the_records_security_rules(rendered):
         ("response_code", "/^403$/", "meshobs.security.access_denied"),
         ("response_code_details", "/rbac_access_denied/", "meshobs.security.access_denied"),
         ("connection_termination_details", "/rbac_access_denied/", "meshobs.security.access_denied"),
+        ("response_flags", "/^DENY$/", "meshobs.security.access_denied"),
         ("start_time", "/.+/", "meshobs.access.istio"),
     ]
 
@@ -146,7 +147,10 @@ def test_partial_lines_are_joined_before_parsing_and_failures_go_to_a_visible_ta
     assert parser.params["emit_invalid_record_to_error"] == "true"
     (errors,) = [d for d in conf if d.name == "label"]
     assert errors.arg == "@ERROR"
-    source_tag, rewrite, store = errors.children
+    source_tag, rewrite, *ztunnel, store = errors.children
+    # Istio's ztunnel lines that fail are kept the same way, by their own hint
+    assert [(z.arg, z.child("rule").params["pattern"]) for z in ztunnel] == (
+        [(fluentd.ZTUNNEL_TAG, r"/\taccess\tconnection (?:complete|failed)\t/")] if mesh == "istio" else [])
     assert source_tag.child("record").params == {"source_tag": "${tag}"}
     (rule,) = rewrite.children
     hint = {"linkerd": '"timestamp":'}.get(mesh, '"start_time":' if enc == "json" else '^start_time="')
@@ -173,4 +177,7 @@ def test_a_failed_handshakes_presented_san_never_lands_in_the_identity_field(ren
         "presented_peer_principal": '${record["transport_failure_reason"].to_s.empty? ? nil : record["peer_principal"]}',
         "peer_principal": '${record["transport_failure_reason"].to_s.empty? ? record["peer_principal"] : nil}'}
     filters = [d for d in conf if d.name == "filter"]
-    assert filters.index(moved) == [d.params["@type"] for d in filters].index("parser") + 1
+    # right after the Envoy parser, but for the steps that make ztunnel's lines into records
+    between = filters[[d.params["@type"] for d in filters].index("parser") + 1:filters.index(moved)]
+    assert [d.arg for d in between] == [fluentd.ZTUNNEL_TAG] * 4
+    assert moved.arg == f"kubernetes.var.log.containers.** {fluentd.ZTUNNEL_TAG}"

@@ -113,7 +113,7 @@ def test_fluentd_rbac_is_read_only_on_pods_and_namespaces(rendered):
 
 @pytest.mark.parametrize("enc", ["json", "text"])
 def test_istio_resources_use_documented_fields(rendered, enc):
-    """Mesh config, Telemetry and EnvoyFilter carry only Istio's documented fields and the agreed values."""
+    """Mesh config, the mesh-wide and the waypoint Telemetry and EnvoyFilter carry only Istio's documented fields and the agreed values."""
     files = rendered[("istio", enc)]
     mesh_config = yaml.safe_load(files["meshconfig.yaml"])
     assert unknown_keys(mesh_config, SHAPES["meshConfig"]) == []
@@ -135,6 +135,12 @@ def test_istio_resources_use_documented_fields(rendered, enc):
     assert telemetry["apiVersion"] == "telemetry.istio.io/v1"
     assert telemetry["spec"]["accessLogging"] == [{"providers": [{"name": "meshobs-access-log"}]}]
     assert telemetry["spec"]["tracing"] == [{"providers": [{"name": "meshobs-otel"}], "randomSamplingPercentage": 1.0}]
+
+    waypoint = yaml.safe_load(files["telemetry-waypoint.yaml"])
+    assert unknown_keys(waypoint, SHAPES["Telemetry"]) == []
+    assert waypoint["metadata"] == {"name": "meshobs-waypoint"}  # applied per namespace
+    assert waypoint["spec"] == {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "waypoint"}],
+                                **telemetry["spec"]}
 
     envoy_filter = yaml.safe_load(files["envoyfilter-listener-access-log.yaml"])
     assert unknown_keys(envoy_filter, SHAPES["EnvoyFilter"]) == []

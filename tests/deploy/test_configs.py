@@ -50,11 +50,11 @@ def test_promtool_accepts_the_prometheus_config_with_its_rule_files(deploy, tmp_
 
 
 def test_prometheus_config_scrapes_each_mesh_once_and_the_exporter(deploy):
-    """Jobs: the exporter (honouring its labels), Istio proxies on 15090, istiod, Linkerd proxies and control plane, Consul sidecars and servers via consul_sd_configs."""
+    """Jobs: the exporter (honouring its labels), Istio sidecars and waypoints on 15090, ztunnels, istiod, Linkerd proxies and control plane, Consul sidecars and servers via consul_sd_configs."""
     config = yaml.safe_load((deploy / "prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert list(jobs) == ["meshobs-exporter", "istio-proxies", "istiod", "linkerd-proxies", "linkerd-control-plane",
-                          "consul-proxies", "consul-servers"]
+    assert list(jobs) == ["meshobs-exporter", "istio-proxies", "istio-waypoints", "istio-ztunnels", "istiod",
+                          "linkerd-proxies", "linkerd-control-plane", "consul-proxies", "consul-servers"]
     servers = jobs["consul-servers"]
     assert (servers["metrics_path"], servers["params"]) == ("/v1/agent/metrics", {"format": ["prometheus"]})
     assert servers["consul_sd_configs"] == [{"server": "consul-server.consul.svc:8500", "services": ["consul"]}]
@@ -108,14 +108,22 @@ def _post_alerts(port: int, alerts: list[dict]) -> None:
         assert response.status == 200
 
 
-def _states(port: int) -> dict[tuple[str, str, str], str]:
+def _states(port: int) -> dict[tuple[str, str, str, str, str], str]:
+    """State by (alertname, mesh, severity, destination_namespace, destination_workload)."""
     status, body = http_get(f"http://127.0.0.1:{port}/api/v2/alerts")
     assert status == 200
-    return {(a["labels"]["alertname"], a["labels"]["mesh"], a["labels"]["severity"]): a["status"]["state"] for a in json.loads(body)}
+    return {(a["labels"]["alertname"], a["labels"]["mesh"], a["labels"]["severity"],
+             a["labels"].get("destination_namespace", ""), a["labels"].get("destination_workload", "")): a["status"]["state"]
+            for a in json.loads(body)}
+
+
+def _alert(name: str, severity: str, mesh: str, dst_namespace: str = "", dst_workload: str = "", **labels: str) -> dict:
+    where = {"destination_namespace": dst_namespace, "destination_workload": dst_workload} if dst_workload else {}
+    return {"labels": {"alertname": name, "severity": severity, "mesh": mesh, **where, **labels}}
 
 
 def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
-    """A real Alertmanager with the rendered config suppresses per-service security alerts while the exporter's targets are down, and warnings under a critical of the same alert."""
+    """A real Alertmanager with the rendered config suppresses the security alerts of exactly the workload whose proxy the exporter cannot read (not its mesh's other workloads, not another namespace's namesake), and warnings under a critical of the same alert."""
     binary = require_binary("prometheus-alertmanager")
     port = free_port()
     am = processes(
@@ -124,26 +132,33 @@ def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
         tmp_path / "alertmanager.log",
     )
     am.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, what="alertmanager /-/ready")
-    cert = {"mesh": "linkerd", "destination_namespace": "shop", "destination_workload": "reviews", "cert": "leaf"}
     _post_alerts(port, [
-        {"labels": {"alertname": "MeshExporterTargetDown", "severity": "warning", "mesh": "istio", "namespace": "shop", "workload": "reviews"}},
-        {"labels": {"alertname": "MeshMTLSFailure", "severity": "critical", "mesh": "istio", "destination_namespace": "shop",
-                    "destination_workload": "reviews", "reason": "untrusted_cert"}},
-        {"labels": {"alertname": "MeshMTLSFailure", "severity": "critical", "mesh": "linkerd", "destination_namespace": "shop",
-                    "destination_workload": "web", "reason": "untrusted_cert"}},
-        {"labels": {"alertname": "MeshHighErrorRate", "severity": "critical", "mesh": "istio", "destination_namespace": "shop",
-                    "destination_service": "reviews"}},
-        {"labels": {"alertname": "MeshCertificateExpiringSoon", "severity": "critical", **cert}},
-        {"labels": {"alertname": "MeshCertificateExpiringSoon", "severity": "warning", **cert}},
+        # as the rule renders it: the proxy's namespace and workload under both names
+        _alert("MeshExporterTargetDown", "warning", "istio", "shop", "reviews", namespace="shop", workload="reviews"),
+        _alert("MeshMTLSFailure", "critical", "istio", "shop", "reviews", reason="untrusted_cert"),
+        _alert("MeshUnauthorizedAccessBurst", "critical", "istio", "shop", "reviews"),
+        _alert("MeshUnauthorizedAccessSustained", "warning", "istio", "shop", "reviews"),
+        _alert("MeshMTLSFailure", "critical", "istio", "shop", "ratings", reason="untrusted_cert"),
+        _alert("MeshPlaintextTraffic", "warning", "istio", "payments", "reviews"),
+        _alert("MeshMTLSFailure", "critical", "linkerd", "shop", "reviews", reason="untrusted_cert"),
+        _alert("MeshHighErrorRate", "critical", "istio", destination_namespace="shop", destination_service="reviews"),
+        _alert("MeshCertificateExpiringSoon", "critical", "linkerd", "shop", "web", cert="leaf"),
+        _alert("MeshCertificateExpiringSoon", "warning", "linkerd", "shop", "web", cert="leaf"),
     ])
 
     expected = {
-        ("MeshExporterTargetDown", "istio", "warning"): "active",
-        ("MeshMTLSFailure", "istio", "critical"): "suppressed",  # the exporter cannot read istio proxies
-        ("MeshMTLSFailure", "linkerd", "critical"): "active",  # another mesh: not inhibited
-        ("MeshHighErrorRate", "istio", "critical"): "active",  # not read from the exporter
-        ("MeshCertificateExpiringSoon", "linkerd", "critical"): "active",
-        ("MeshCertificateExpiringSoon", "linkerd", "warning"): "suppressed",  # the critical one covers it
+        ("MeshExporterTargetDown", "istio", "warning", "shop", "reviews"): "active",
+        # the exporter cannot read this workload's proxy: its exporter-fed alerts are held back
+        ("MeshMTLSFailure", "istio", "critical", "shop", "reviews"): "suppressed",
+        ("MeshUnauthorizedAccessBurst", "istio", "critical", "shop", "reviews"): "suppressed",
+        ("MeshUnauthorizedAccessSustained", "istio", "warning", "shop", "reviews"): "suppressed",
+        # another workload of the same mesh, and a namesake in another namespace: not inhibited
+        ("MeshMTLSFailure", "istio", "critical", "shop", "ratings"): "active",
+        ("MeshPlaintextTraffic", "istio", "warning", "payments", "reviews"): "active",
+        ("MeshMTLSFailure", "linkerd", "critical", "shop", "reviews"): "active",  # another mesh
+        ("MeshHighErrorRate", "istio", "critical", "shop", ""): "active",  # not read from the exporter
+        ("MeshCertificateExpiringSoon", "linkerd", "critical", "shop", "web"): "active",
+        ("MeshCertificateExpiringSoon", "linkerd", "warning", "shop", "web"): "suppressed",  # the critical one covers it
     }
     # Alerts show as active until Alertmanager has processed the inhibiting ones: poll for the
     # settled picture rather than taking the first complete one.
@@ -177,6 +192,7 @@ def test_every_alert_name_in_routes_and_inhibitions_is_rendered(artefacts, deplo
                 for group in yaml.safe_load(content)["groups"] for rule in group["rules"] if "alert" in rule}
     text = (deploy / "alertmanager/alertmanager.yml").read_text()
     named = {name for match in re.findall(r'alertname=~?"([^"]+)"', text) for name in match.split("|")}
-    assert named == {"MeshExporterTargetDown", "MeshMTLSFailure", "MeshUnauthorizedAccessBurst", "MeshPlaintextTraffic",
-                     "MeshCertificateExpiringSoon", "MeshErrorBudgetBurn"}
+    assert named == {"MeshExporterTargetDown", "MeshMTLSFailure", "MeshUnauthorizedAccessBurst",
+                     "MeshUnauthorizedAccessSustained", "MeshPlaintextTraffic", "MeshCertificateExpiringSoon",
+                     "MeshErrorBudgetBurn"}
     assert named <= rendered

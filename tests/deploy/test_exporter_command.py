@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import yaml
 
 from meshobs import config
 from tests.deploy.conftest import render
+from tests.exporter import faults
 from tests.exporter.kube_api import KubeApi, pod
 from tests.support.procs import free_port, http_get, require_binary, wait_until
 
@@ -108,3 +111,93 @@ def test_statefulset_replicas_split_the_pods_between_their_shards(processes, tmp
     shards = [_targets(port) for port in ports]
     assert not shards[0] & shards[1]
     assert shards[0] and shards[1]
+
+
+class DenialSchedule:
+    """A Consul sidecar's RBAC denial counter growing at `rate` per second (changeable), computed
+    from the clock at each scrape: whenever the exporter scrapes, the rate it measures is exact."""
+
+    def __init__(self, rate: float):
+        self._lock = threading.Lock()
+        self._since, self._base, self._rate = time.monotonic(), 0.0, rate
+
+    def _value(self, now: float) -> float:
+        return self._base + self._rate * (now - self._since)
+
+    def set_rate(self, rate: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._base, self._since, self._rate = self._value(now), now, rate
+
+    def body(self) -> bytes:
+        with self._lock:
+            value = self._value(time.monotonic())
+        return (f'envoy_http_rbac_denied{{local_cluster="cart"}} {value:.6f}\n'
+                'envoy_listener_ssl_handshake{local_cluster="cart"} 1\n').encode()
+
+
+def _gauge(exporter_port: int, name: str) -> float | None:
+    """The cart workload's sample of `name` on the exporter's /metrics."""
+    body = http_get(f"http://127.0.0.1:{exporter_port}/metrics")[1].decode()
+    match = re.search(rf'^{name}\{{[^}}]*workload="cart"[^}}]*\}} (\S+)$', body, re.M)
+    return float(match.group(1)) if match else None
+
+
+def _distinct_values(exporter_port: int, name: str, count: int):
+    """A condition: the cart workload's `name` has taken `count` distinct values (one per scrape that moved it)."""
+    seen: list[float] = []
+
+    def condition():
+        value = _gauge(exporter_port, name)
+        if value is not None and (not seen or seen[-1] != value):
+            seen.append(value)
+        return len(seen) >= count
+    return condition
+
+
+def test_non_default_thresholds_reach_the_exporter_through_the_rendered_args(processes, tmp_path):
+    """With unauthorized_burst.factor 10 the rendered args carry every exporter threshold of the config, and an exporter started with them lets a 7x rise of denials pass while one started with the default config's args (factor 5) calls it a burst."""
+    schedule = DenialSchedule(0.1)  # under the absolute 1/s and over the 0.05/s minimum: only the factor decides
+    servers = faults.FaultServers()
+    try:
+        proxy_port = servers.add(faults.good(schedule.body), host="127.0.0.20")
+        annotations = {"consul.hashicorp.com/connect-inject-status": "injected",
+                       "consul.hashicorp.com/prometheus-scrape-port": str(proxy_port),
+                       "consul.hashicorp.com/prometheus-scrape-path": "/stats/prometheus"}
+        kube = KubeApi(tmp_path, [pod("cart-0", "shop", "127.0.0.20", annotations, owner=("StatefulSet", "cart"))])
+        try:
+            ports = {"default": free_port(), "factor10": free_port()}
+            configs = {
+                "default": _config(ports["default"]),
+                "factor10": config.from_dict({"deploy": {"exporter_port": ports["factor10"], "scrape_interval": "1s"},
+                                              "alerts": {"unauthorized_burst": {"factor": 10}}}),
+            }
+            containers = {name: _container(render(cfg), "deploy/exporter/deployment/deployment.yaml")
+                          for name, cfg in configs.items()}
+            assert containers["factor10"]["args"] == [
+                "exporter", "--listen", f"0.0.0.0:{ports['factor10']}", "--kubernetes",
+                "--scrape-interval", "1s", "--burst-denials-per-second", "1.0", "--burst-factor", "10.0",
+                "--burst-min-denials-per-second", "0.05", "--burst-baseline-window", "1h",
+                "--ca-expiry-window", "7d", "--leaf-warning-fraction", "0.1",
+                "--fluentd", "fluentd.logging.svc:24224",
+                "--fluentd-shared-key-file", "/var/run/secrets/meshobs/fluentd/shared-key",
+            ]
+            for name, container in containers.items():
+                # no Fluentd runs here: events are dropped and counted, the series are what is checked
+                _start(processes, tmp_path, kube, container, 0, ports[name], name)
+            # each exporter learns the 0.1/s baseline from two measured rates (three scrapes)
+            for port in ports.values():
+                wait_until(_distinct_values(port, "meshobs_authz_denied_total", 3), timeout=20, what="the baseline")
+            schedule.set_rate(0.7)
+            wait_until(lambda: _gauge(ports["default"], "meshobs_authz_denied_burst") == 1, timeout=20,
+                       what="the default exporter's burst at 7x the baseline")
+            # the factor-10 exporter has measured the new rate twice by now: still no burst
+            wait_until(_distinct_values(ports["factor10"], "meshobs_authz_denied_total", 3), timeout=20,
+                       what="two rates at 0.7/s")
+            assert _gauge(ports["factor10"], "meshobs_authz_denied_burst") == 0
+            assert _gauge(ports["factor10"], "meshobs_authz_denied_bursts_total") == 0
+            assert _gauge(ports["default"], "meshobs_authz_denied_bursts_total") == 1
+        finally:
+            kube.stop()
+    finally:
+        servers.stop()

@@ -190,7 +190,7 @@ def _key_values(value):
 KUSTOMIZATIONS = {
     "exporter/deployment": ["ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "NetworkPolicy", "Service", "ServiceAccount"],
     "exporter/sharded": ["ClusterRole", "ClusterRoleBinding", "Namespace", "NetworkPolicy", "Service", "Service", "ServiceAccount", "StatefulSet"],
-    "operator": ["PodMonitor"] * 3 + ["PrometheusRule"] * 6 + ["ServiceMonitor"],
+    "operator": ["PodMonitor"] * 5 + ["PrometheusRule"] * 6 + ["ServiceMonitor"],
     "prometheus": ["ConfigMap", "ConfigMap"],
     "alertmanager": ["ConfigMap"],
     "grafana": ["ConfigMap"] * 18,
@@ -234,7 +234,8 @@ def test_pod_monitors_relabel_exactly_as_the_plain_scrape_jobs(deploy):
     jobs = {job["job_name"]: job for job in yaml.safe_load((deploy / "prometheus/prometheus.yml").read_text())["scrape_configs"]}
     monitors = [doc for _, doc in manifests(deploy) if doc["kind"] == "PodMonitor"]
     assert sorted(doc["metadata"]["name"] for doc in monitors) == [
-        "meshobs-istio-proxies", "meshobs-linkerd-control-plane", "meshobs-linkerd-proxies"]
+        "meshobs-istio-proxies", "meshobs-istio-waypoints", "meshobs-istio-ztunnels", "meshobs-linkerd-control-plane",
+        "meshobs-linkerd-proxies"]
     renamed = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
     for monitor in monitors:
         job = jobs[monitor["metadata"]["name"].removeprefix("meshobs-")]

@@ -15,7 +15,7 @@ from tests.support.procs import http_get
 
 
 def test_included_stats_survive_and_others_are_dropped(processes, tmp_path):
-    """With only the rendered inclusion regexps, listener ssl, certificate expiry and RBAC stats exist; others do not."""
+    """With only the rendered inclusion regexps, listener ssl and filter-chain misses, certificate expiry and RBAC stats exist; others do not."""
     mesh_config = yaml.safe_load(collectors.render(Config(), DIALECTS["istio"])["collectors/istio/meshconfig.yaml"].decode())
     regexps = mesh_config["meshConfig"]["defaultConfig"]["proxyStatsMatcher"]["inclusionRegexps"]
 
@@ -31,6 +31,7 @@ def test_included_stats_survive_and_others_are_dropped(processes, tmp_path):
     for kept in ("handshake", "connection_error", "no_certificate", "fail_verify_no_cert", "fail_verify_error", "fail_verify_san"):
         assert prefix + kept in names
     assert any(n.startswith(prefix + "certificate.") and n.endswith(".expiration_unix_time_seconds") for n in names)
+    assert f"listener.{harness.LISTENER_STAT_PREFIX}.no_filter_chain_match" in names
     assert "server.days_until_first_cert_expiring" in names
     assert {f"http.{harness.HTTP_STAT_PREFIX}.rbac.allowed", f"http.{harness.HTTP_STAT_PREFIX}.rbac.denied"} <= names
     assert envoy.counter(prefix + "fail_verify_error") == 1

@@ -7,7 +7,8 @@ import json
 from cryptography import x509
 
 from tests.exporter.running import start_exporter
-from tests.support.envoy import spiffe, start_envoy
+from meshobs.exporter.normalize import REASONS
+from tests.support.envoy import LISTENER_STAT_PREFIX, spiffe, start_envoy
 from tests.support.procs import http_get, wait_until
 
 LABELS = {"mesh": "consul", "namespace": "default", "workload": "backend"}
@@ -27,7 +28,7 @@ def envoy_and_exporter(processes, tmp_path, customize=None, interval: str = "100
 
 
 def test_counters_per_reason_equal_the_attempts_and_leaf_expiry_is_not_after(processes, tmp_path):
-    """Allowed, denied, no-cert, foreign-CA and plaintext attempts each land in their own series, once per attempt."""
+    """Allowed, denied, no-cert, foreign-CA and refused plaintext attempts each land in their own series, once per attempt; refused plaintext is a not_tls failure and never plaintext traffic; expiry and notBefore are the certificates' own."""
     envoy, exporter = envoy_and_exporter(processes, tmp_path)
     pki = envoy.pki
     attempts = {"allowed": 3, "denied": 4, "no_cert": 2, "foreign": 5, "plaintext": 6}
@@ -51,7 +52,8 @@ def test_counters_per_reason_equal_the_attempts_and_leaf_expiry_is_not_after(pro
         ("meshobs_tls_handshake_failures_total", (("reason", "not_tls"),)): 6,
         ("meshobs_tls_handshake_failures_total", (("reason", "san_mismatch"),)): 0,
         ("meshobs_tls_handshake_failures_total", (("reason", "other"),)): 0,
-        ("meshobs_plaintext_requests_total", ()): 6,
+        # refused by the mTLS-only listener: nothing was served in plaintext
+        ("meshobs_plaintext_requests_total", ()): 0,
     }
 
     def observed():
@@ -63,6 +65,12 @@ def test_counters_per_reason_equal_the_attempts_and_leaf_expiry_is_not_after(pro
     ca = x509.load_pem_x509_certificate(pki.ca.cert_path.read_bytes())
     assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="leaf") == leaf.not_valid_after_utc.timestamp()
     assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="ca") == ca.not_valid_after_utc.timestamp()
+    # no stat carries a notBefore: it comes from /certs (valid_from), for the same certificates
+    assert exporter.value("meshobs_cert_not_before_timestamp_seconds", **LABELS, cert="leaf") == leaf.not_valid_before_utc.timestamp()
+    assert exporter.value("meshobs_cert_not_before_timestamp_seconds", **LABELS, cert="ca") == ca.not_valid_before_utc.timestamp()
+    # what Envoy itself counted for the refused plaintext: connection_error only
+    assert envoy.counter(f"listener.{LISTENER_STAT_PREFIX}.ssl.connection_error") == 6
+    assert envoy.counter(f"listener.{LISTENER_STAT_PREFIX}.ssl.no_certificate") == 0
     assert exporter.value("meshobs_target_up", **LABELS) == 1
     assert exporter.value("meshobs_scrape_errors_total", **LABELS, reason="refused") == 0
 
@@ -73,14 +81,18 @@ def drop_validation_context(config: dict) -> None:
 
 
 def test_a_listener_that_silently_accepts_clients_without_certificates_counts_as_plaintext(processes, tmp_path):
-    """Without a validation context Envoy completes handshakes with no client certificate; each such request is counted as plaintext."""
+    """Without a validation context Envoy serves clients with no certificate; each such connection is plaintext traffic (served without mutual TLS) and never a TLS failure."""
     envoy, exporter = envoy_and_exporter(processes, tmp_path, customize=drop_validation_context)
     for _ in range(3):
         assert envoy.request(None) == 403  # the handshake succeeds; RBAC sees no principal
     wait_until(lambda: exporter.value("meshobs_plaintext_requests_total", **LABELS) == 3, timeout=10,
                what="three plaintext requests")
     assert exporter.value("meshobs_tls_handshakes_total", **LABELS) == 3
-    assert exporter.value("meshobs_tls_handshake_failures_total", **LABELS, reason="no_client_cert") == 0
+    assert {reason: exporter.value("meshobs_tls_handshake_failures_total", **LABELS, reason=reason)
+            for reason in REASONS} == dict.fromkeys(REASONS, 0)
+    # what Envoy itself counted: successful handshakes without a client certificate, no connection_error
+    assert envoy.counter(f"listener.{LISTENER_STAT_PREFIX}.ssl.no_certificate") == 3
+    assert envoy.counter(f"listener.{LISTENER_STAT_PREFIX}.ssl.connection_error") == 0
 
 
 def test_counts_carry_on_when_the_workloads_proxy_is_replaced(processes, tmp_path):
@@ -116,6 +128,8 @@ def test_certificate_expiry_from_the_admin_certs_endpoint_when_stats_lack_it(pro
     assert "expiration_unix_time_seconds" not in http_get(f"{envoy.admin_url}/stats/prometheus")[1].decode()
     assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="leaf") == leaf.not_valid_after_utc.timestamp()
     assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **LABELS, cert="ca") == ca.not_valid_after_utc.timestamp()
+    assert exporter.value("meshobs_cert_not_before_timestamp_seconds", **LABELS, cert="leaf") == leaf.not_valid_before_utc.timestamp()
+    assert exporter.value("meshobs_cert_not_before_timestamp_seconds", **LABELS, cert="ca") == ca.not_valid_before_utc.timestamp()
 
 
 def require_frontend_san(config: dict) -> None:

@@ -74,8 +74,8 @@ class FaultServers:
         self._stop = threading.Event()
         self._servers: list[socketserver.ThreadingTCPServer] = []
 
-    def add(self, respond: Respond) -> int:
-        """Listen on a free port with `respond`; its port."""
+    def add(self, respond: Respond, host: str = "127.0.0.1") -> int:
+        """Listen on a free port of `host` (a loopback address) with `respond`; its port."""
         owner = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -88,7 +88,7 @@ class FaultServers:
                 owner.arrivals.append(time.monotonic())
                 respond(self, owner._stop)
 
-        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        server = socketserver.ThreadingTCPServer((host, 0), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._servers.append(server)

@@ -65,3 +65,41 @@ def test_health_endpoints_metrics_and_a_clean_stop(processes, tmp_path):
         assert exporter.process.popen.wait(10) == 0
     finally:
         servers.stop()
+
+
+def test_threshold_flags_default_to_the_configuration_defaults():
+    """Each threshold flag's default is the meshobs.yaml default of its key (durations in seconds), and --help names the key."""
+    import argparse
+
+    from meshobs import config
+    from meshobs.exporter.cli import add_arguments
+    from meshobs.exporter.settings import CONFIG_FLAGS
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    defaults = config.Config()
+    assert {flag.flag: getattr(args, flag.dest) for flag in CONFIG_FLAGS} == {
+        "--scrape-interval": config.duration_seconds(defaults.deploy.scrape_interval),
+        "--burst-denials-per-second": defaults.alerts.unauthorized_burst.absolute_denials_per_second,
+        "--burst-factor": defaults.alerts.unauthorized_burst.factor,
+        "--burst-min-denials-per-second": defaults.alerts.unauthorized_burst.min_denials_per_second,
+        "--burst-baseline-window": config.duration_seconds(defaults.alerts.unauthorized_burst.baseline_window),
+        "--ca-expiry-window": config.duration_seconds(defaults.alerts.cert_expiry.warning),
+        "--leaf-warning-fraction": defaults.alerts.cert_expiry.leaf_warning_fraction,
+    }
+    assert "(meshobs.yaml alerts.unauthorized_burst.factor; default 5.0)" in " ".join(parser.format_help().split())
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--burst-factor", "0"), "argument --burst-factor: '0' must be greater than 0"),
+    (("--burst-factor", "five"), "argument --burst-factor: 'five': expected a number"),
+    (("--leaf-warning-fraction", "1.5"),
+     "argument --leaf-warning-fraction: '1.5' must be a ratio between 0 and 1 (exclusive), e.g. 0.05 for 5%"),
+    (("--ca-expiry-window", "7 days"),
+     "argument --ca-expiry-window: '7 days' is not a Prometheus duration such as 30s, 5m, 1h or 7d"),
+])
+def test_a_bad_threshold_flag_is_refused_as_the_configuration_refuses_the_key(args, message):
+    """A threshold flag is checked by its meshobs.yaml key's own check: exit 2 naming the flag and the reason."""
+    result = run_exporter("--target", "http://h:1", *args)
+    assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (2, f"meshobs exporter: error: {message}")

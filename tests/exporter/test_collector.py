@@ -20,8 +20,8 @@ from exposition import envoy_exposition  # noqa: E402
 ISTIO = DIALECTS["istio"]
 
 
-def test_a_50k_line_proxy_becomes_at_most_18_workload_series_and_2_per_proxy():
-    """Two Istio-sized pods of one workload give 17 workload series (18 with a CA expiry) plus target_up and scrape_duration per pod."""
+def test_a_50k_line_proxy_becomes_at_most_20_workload_series_and_2_per_proxy():
+    """Two Istio-sized pods of one workload give 17 workload series (20 with a CA expiry and both notBefores) plus target_up and scrape_duration per pod."""
     state = State()
     body = envoy_exposition(1000)
     assert body.count(b"\n") > 45_000
@@ -35,7 +35,7 @@ def test_a_50k_line_proxy_becomes_at_most_18_workload_series_and_2_per_proxy():
     assert [(s.name, s.value) for s in exposed if "workload" not in s.labels] == [("meshobs_workloads_dropped_total", 0)]
     samples = [s for s in exposed if "workload" in s.labels]
     per_proxy = [s for s in samples if "instance" in s.labels]
-    assert len(samples) - len(per_proxy) == 17  # this exposition has a leaf certificate but no CA
+    assert len(samples) - len(per_proxy) == 17  # a leaf certificate's expiry, no CA, no notBefore (Istio stats)
     assert sorted((s.name, s.labels["instance"]) for s in per_proxy) == [
         ("meshobs_scrape_duration_seconds", "10.0.0.1:15090"), ("meshobs_scrape_duration_seconds", "10.0.0.2:15090"),
         ("meshobs_target_up", "10.0.0.1:15090"), ("meshobs_target_up", "10.0.0.2:15090")]

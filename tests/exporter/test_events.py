@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -9,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from meshobs.exporter.events import FluentdEvents
 from meshobs.exporter.state import Event
-from tests.exporter import faults
+from tests.exporter import faults, hostile
 from tests.exporter.forward import ForwardReceiver
 from tests.exporter.running import start_exporter
 from tests.support.procs import free_port, wait_until
@@ -50,8 +51,8 @@ def servers():
 
 
 def test_burst_new_reason_and_expiring_cert_are_sent_as_tagged_records(processes, tmp_path, receiver, servers):
-    """A denial burst (start and end), a first untrusted_cert failure and a leaf inside the window become meshobs.security.* records."""
-    expires_at = int(time.time()) + 86400
+    """A denial burst (start and end), a first untrusted_cert failure and a leaf with under a tenth of its lifetime left (1h of Consul's 72h) become meshobs.security.* records."""
+    expires_at = int(time.time()) + 3600
     proxy = MovingProxy(expires_at)
     port = servers.add(faults.good(proxy.body))
     exporter = start_exporter(processes, tmp_path, "--target", f"consul/shop/cart=http://127.0.0.1:{port}",
@@ -102,6 +103,52 @@ def test_a_blackholed_fluentd_never_blocks_the_caller(tmp_path):
     # at most the queue (100) and the few the sender thread took out are not dropped at once
     assert dropped > 4800
     events.close(timeout=0.1)
+
+
+class RotatingAdmin:
+    """An Envoy admin whose leaf certificate the test rotates: the expiry in the stats and, with its
+    notBefore, in /certs."""
+
+    def __init__(self, valid_from: int, lifetime: int):
+        self.valid_from, self.lifetime = valid_from, lifetime
+
+    def rotate(self, valid_from: int) -> None:
+        self.valid_from = valid_from
+
+    def _iso(self, ts: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+    def stats(self) -> bytes:
+        expires = self.valid_from + self.lifetime
+        return (f'envoy_listener_ssl_certificate_expiration_unix_time_seconds{{envoy_tls_certificate="unnamed_cert_1"}} '
+                f'{expires}\n').encode()
+
+    def certs(self) -> bytes:
+        chain = [{"valid_from": self._iso(self.valid_from), "expiration_time": self._iso(self.valid_from + self.lifetime)}]
+        return json.dumps({"certificates": [{"cert_chain": chain, "ca_cert": []}]}).encode()
+
+
+def test_certs_is_asked_again_only_when_the_stats_show_a_rotation(processes, tmp_path, servers):
+    """The notBefore comes from /certs once per certificate: while the stats' expiry stays the same /certs is not asked again; a rotation is read at the next scrape."""
+    now = int(time.time())
+    admin = RotatingAdmin(now - 3600, 72 * 3600)
+    port = servers.add(hostile.by_path({"/stats/prometheus": admin.stats, "/certs": admin.certs}))
+    exporter = start_exporter(processes, tmp_path, "--target", f"consul/shop/cart=http://127.0.0.1:{port}/stats/prometheus",
+                              "--scrape-interval", "100ms")
+
+    def asked(path: str) -> int:
+        return sum(1 for _, line in servers.requests if line.split(" ")[1].partition("?")[0] == path)
+
+    wait_until(lambda: exporter.value("meshobs_cert_not_before_timestamp_seconds", **WORKLOAD, cert="leaf") == now - 3600,
+               what="the first notBefore")
+    scrapes = asked("/stats/prometheus")
+    wait_until(lambda: asked("/stats/prometheus") >= scrapes + 5, what="five more scrapes")
+    assert asked("/certs") == 1
+    admin.rotate(now)
+    wait_until(lambda: exporter.value("meshobs_cert_not_before_timestamp_seconds", **WORKLOAD, cert="leaf") == now,
+               what="the rotated certificate's notBefore")
+    assert exporter.value("meshobs_cert_expiry_timestamp_seconds", **WORKLOAD, cert="leaf") == now + 72 * 3600
+    assert asked("/certs") == 2
 
 
 def test_events_go_only_through_the_shared_key_handshake(processes, tmp_path, servers):

@@ -42,13 +42,13 @@ envoy_http_inbound_0_0_0_0_9090_downstream_rq_total{} 70
     assert reading.certs == {"leaf": 1800000000, "ca": 1900000000}
 
 
-def test_istio_403s_count_as_denials_only_without_rbac_stats():
-    """Destination-reported 403s stand in for denials when the RBAC family is absent, and are ignored when it is present."""
+def test_istio_403s_are_never_denials():
+    """Destination-reported 403s (an application's look the same) are not RBAC denials: without the RBAC family the exporter reports none."""
     requests = """\
 istio_requests_total{reporter="destination",response_code="403",connection_security_policy="mutual_tls"} 6
 istio_requests_total{reporter="source",response_code="403",connection_security_policy="unknown"} 6
 """
-    assert read(ISTIO, requests).counters[(DENIED, "")] == 6
+    assert read(ISTIO, requests).counters[(DENIED, "")] == 0
     with_rbac = requests + 'envoy_http_rbac{authz_enforce_result="denied",http_conn_manager_prefix="x"} 2\n'
     assert read(ISTIO, with_rbac).counters[(DENIED, "")] == 2
 
@@ -68,15 +68,17 @@ envoy_listener_ssl_fail_verify_no_cert{envoy_listener_address="public_listener"}
 
 
 def test_linkerd_authz_tls_connections_and_plaintext():
-    """Linkerd's authz counters, inbound TLS connections and inbound non-TLS requests (loopback excluded) are read."""
+    """Linkerd's authz counters, inbound TLS connections and inbound non-TLS requests are read; loopback and kubelet probes (the default probe route, a pod-IP authority) are not plaintext findings."""
     reading = read(LINKERD, """\
 inbound_http_authz_allow_total{srv_name="web"} 20
 inbound_http_authz_deny_total{srv_name="web"} 6
 inbound_tcp_authz_deny_total{srv_name="db"} 1
 tcp_open_total{direction="inbound",tls="true"} 11
 tcp_open_total{direction="outbound",tls="true"} 40
-request_total{direction="inbound",tls="no_identity",no_tls_reason="not_provided_by_remote"} 7
+request_total{direction="inbound",tls="no_identity",no_tls_reason="not_provided_by_remote",authority="web.shop.svc.cluster.local:8080"} 7
 request_total{direction="inbound",tls="no_identity",no_tls_reason="loopback"} 30
+request_total{direction="inbound",tls="no_identity",no_tls_reason="not_provided_by_remote",route_kind="default",route_name="probe",authority="web:8080"} 50
+request_total{direction="inbound",tls="no_identity",no_tls_reason="not_provided_by_remote",authority="10.42.0.7:4191"} 9
 request_total{direction="inbound",tls="true"} 100
 identity_cert_expiration_timestamp_seconds 1800000123
 """)
@@ -87,15 +89,36 @@ identity_cert_expiration_timestamp_seconds 1800000123
 
 
 def test_certificate_kinds_and_admin_certs():
-    """CA names are told from leaf names, and /certs gives the chain's first certificate and the CA to the second."""
+    """CA names are told from leaf names; /certs gives the chain's first certificate and the earliest CA, each with the notBefore of that same certificate."""
     assert [cert_kind(n) for n in ("unnamed_ca_cert_123", "ROOTCA", "unnamed_cert_123", "default", "")] == [
         "ca", "ca", "leaf", "leaf", "leaf"]
     document = {"certificates": [{
-        "ca_cert": [{"expiration_time": "2027-01-02T03:04:05Z"}],
-        "cert_chain": [{"expiration_time": "2026-12-01T00:00:01Z"}, {"expiration_time": "2026-06-01T00:00:00Z"}],
+        "ca_cert": [{"expiration_time": "2028-01-01T00:00:00Z", "valid_from": "2025-01-01T00:00:00Z"},
+                    {"expiration_time": "2027-01-02T03:04:05Z", "valid_from": "2026-01-02T03:04:05Z"}],
+        "cert_chain": [{"expiration_time": "2026-12-01T00:00:01Z", "valid_from": "2026-11-30T00:00:01Z"},
+                       {"expiration_time": "2026-06-01T00:00:00Z", "valid_from": "2026-01-01T00:00:00Z"}],
     }]}
-    assert certs_from_admin(document) == {"leaf": 1796083201.0, "ca": 1798859045.0}
-    assert admin_certs(json.dumps(document).encode()) == {"leaf": 1796083201.0, "ca": 1798859045.0}
+    assert certs_from_admin(document) == (
+        {"leaf": 1796083201.0, "ca": 1798859045.0}, {"leaf": 1796083201.0 - 86400, "ca": 1798859045.0 - 365 * 86400})
+    assert certs_from_admin({"certificates": [{"cert_chain": [{"expiration_time": "2026-12-01T00:00:01Z"}]}]}) == (
+        {"leaf": 1796083201.0}, {})
+    assert admin_certs(json.dumps(document).encode()) == certs_from_admin(document)
+
+
+def test_promql_matchers_select_samples_as_prometheus_does():
+    """A dialect's PromQL matchers filter the exporter's samples with Prometheus' meaning: anchored regexes, an absent label is empty, escapes undone."""
+    from meshobs.meshes.proxy import matching
+
+    match = matching('route_name!="probe"', 'authority!~"[0-9.]+(:[0-9]+)?"', 'tls=~"no_.*"', 'path="a\\\\b\\"c"')
+    base = {"tls": "no_identity", "path": 'a\\b"c'}
+    assert match({**base, "authority": "web:80"})
+    assert match(base)  # absent labels are "": not "probe", and "" does not match the IP regex
+    assert not match({**base, "route_name": "probe"})
+    assert not match({**base, "authority": "10.0.0.1:80"})
+    assert not match({**base, "tls": "true"})
+    assert not match({**base, "path": "ab"})
+    with pytest.raises(ValueError, match="not a PromQL label matcher: 'route_name'"):
+        matching("route_name")
 
 
 @pytest.mark.parametrize("value", ["-1", "+Inf", "-Inf", "1e300"])
@@ -126,6 +149,8 @@ envoy_listener_ssl_certificate_ROOTCA_expiration_unix_time_seconds{} -5
     (b'{"certificates": [{"cert_chain": "x"}]}', "/certs: cert_chain is not a list of objects"),
     (b'{"certificates": [{"ca_cert": [{"expiration_time": 5}]}]}', "/certs: expiration_time '5' is not an RFC 3339 time"),
     (b'{"certificates": [{"ca_cert": [{"expiration_time": "soon"}]}]}', "/certs: expiration_time 'soon' is not an RFC 3339 time"),
+    (b'{"certificates": [{"ca_cert": [{"expiration_time": "2027-01-01T00:00:00Z", "valid_from": "then"}]}]}',
+     "/certs: valid_from 'then' is not an RFC 3339 time"),
 ])
 def test_hostile_certs_answers_raise_payload_errors(body, message):
     """Deep nesting, invalid UTF-8 and wrong shapes in /certs are PayloadErrors naming the problem, never RecursionError or TypeError."""

@@ -75,13 +75,13 @@ _JSON = st.recursive(
     {"cert_chain": _JSON, "ca_cert": st.lists(st.fixed_dictionaries({"expiration_time": _JSON}), max_size=2)}), max_size=2)})),
        raw=st.binary(max_size=60))
 def test_certs_answers_give_timestamps_or_a_payload_error(document, raw):
-    """Any /certs answer, JSON or not, gives expiry timestamps or a PayloadError."""
+    """Any /certs answer, JSON or not, gives expiry (and notBefore) timestamps or a PayloadError."""
     for body in (json.dumps(document).encode(), raw):
         try:
-            certs = admin_certs(body)
+            certs, not_before = admin_certs(body)
         except PayloadError:
             continue
-        assert set(certs) <= {"leaf", "ca"}
+        assert set(not_before) <= set(certs) <= {"leaf", "ca"}
 
 
 _RECORD = {f.name: "x" for f in accesslog.FIELDS}

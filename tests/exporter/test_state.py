@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from meshobs.exporter.normalize import DENIED, FAILURES, HANDSHAKES, Reading
-from meshobs.exporter.state import BurstPolicy, State
+import dataclasses
+
+from meshobs.exporter.state import BurstPolicy, CertPolicy, State
 from meshobs.exporter.targets import make_target
 
 POD_A = make_target("http://10.0.0.1:19000/stats/prometheus", "consul", "shop", "cart")
@@ -11,9 +13,18 @@ POD_B = make_target("http://10.0.0.2:19000/stats/prometheus", "consul", "shop", 
 KEY = POD_A.workload_key
 
 
-def reading(handshakes: float = 0, denied: float = 0, untrusted: float = 0, certs: dict | None = None) -> Reading:
+ISTIO_POD = make_target("http://10.0.0.3:15090/stats/prometheus", "istio", "shop", "cart")
+HOUR = 3600.0
+
+
+def reading(handshakes: float = 0, denied: float = 0, untrusted: float = 0, certs: dict | None = None,
+            not_before: dict | None = None) -> Reading:
     return Reading({(HANDSHAKES, ""): handshakes, (DENIED, ""): denied, (FAILURES, "untrusted_cert"): untrusted},
-                   certs or {})
+                   certs or {}, not_before or {})
+
+
+def burst_policy(**changes: float) -> BurstPolicy:
+    return dataclasses.replace(BurstPolicy.from_config(), **changes)
 
 
 def test_a_proxy_restart_continues_the_count():
@@ -48,7 +59,7 @@ def test_a_workload_without_targets_is_forgotten_after_the_grace_period():
 
 def test_burst_from_zero_starts_and_ends_once():
     """Denials at the absolute rate start one burst; it ends when the rate drops below half of it."""
-    state = State(BurstPolicy(absolute=1.0))
+    state = State(burst_policy(absolute=1.0))
     kinds = []
     for second, denied in enumerate((0, 0, 5, 10, 10.4, 10.4)):
         state.observe(POD_A, reading(denied=denied), 0.01)
@@ -59,7 +70,7 @@ def test_burst_from_zero_starts_and_ends_once():
 
 def test_burst_relative_to_a_baseline():
     """A rate far above the workload's own baseline starts a burst even under the absolute threshold."""
-    state = State(BurstPolicy(absolute=100.0, factor=5.0, minimum=0.05, baseline_seconds=10.0))
+    state = State(burst_policy(absolute=100.0, factor=5.0, minimum=0.05, baseline_seconds=10.0))
     denied, events = 0.0, []
     for second in range(20):
         denied += 0.1  # baseline 0.1/s
@@ -72,19 +83,65 @@ def test_burst_relative_to_a_baseline():
     assert event.kind == "authz_burst_started" and event.record["denied_per_second"] == 2.0
 
 
-def test_new_failure_reasons_and_cert_window_events_fire_once():
-    """A reason seen after the first look and a certificate entering the window each give one event."""
-    state = State(cert_window=3600)
-    state.observe(POD_A, reading(certs={"leaf": 10_000.0}), 0.01)
+def test_new_failure_reasons_give_one_event():
+    """A failure reason seen after the first look at a workload gives one event, the first look none."""
+    state = State()
+    state.observe(POD_A, reading(), 0.01)
     assert state.end_cycle(now=0.0) == []
-    state.observe(POD_A, reading(untrusted=2, certs={"leaf": 10_000.0}), 0.01)
+    state.observe(POD_A, reading(untrusted=2), 0.01)
     [reason] = state.end_cycle(now=1.0)
     assert (reason.kind, reason.record) == ("tls_failure_new_reason", {
         "mesh": "consul", "namespace": "shop", "workload": "cart", "reason": "untrusted_cert", "failures": 2})
-    [cert] = state.end_cycle(now=7000.0)
-    assert (cert.kind, cert.record["cert"], cert.record["expires_at"], cert.record["seconds_left"]) == (
-        "cert_expiring", "leaf", 10000, 3000)
-    assert state.end_cycle(now=7001.0) == []
+    assert state.end_cycle(now=2.0) == []
+
+
+def cert_events(state: State, target, certs: dict, not_before: dict, hours_left: list[float]) -> list[tuple[float, dict]]:
+    """(hours left, record) of each cert event while the clock runs to each of `hours_left` before the leaf's expiry."""
+    state.observe(target, reading(certs=certs, not_before=not_before), 0.01)
+    out = []
+    for left in hours_left:
+        out += [(left, event.record) for event in state.end_cycle(now=certs["leaf"] - left * HOUR)]
+    return out
+
+
+def test_a_ca_certificate_event_fires_once_on_entering_the_window():
+    """A CA certificate gives one event when it enters the configured window (the alert's warning), none before or after."""
+    state = State(certs=CertPolicy(ca_window=2 * HOUR, leaf_fraction=0.25))
+    state.observe(POD_A, reading(certs={"ca": 100 * HOUR}), 0.01)
+    assert state.end_cycle(now=97 * HOUR) == []
+    [event] = state.end_cycle(now=98.5 * HOUR)
+    assert (event.kind, event.record) == ("cert_expiring", {
+        "mesh": "consul", "namespace": "shop", "workload": "cart", "cert": "ca", "expires_at": 360000,
+        "seconds_left": 5400})
+    assert state.end_cycle(now=99 * HOUR) == []
+
+
+def test_a_leaf_at_its_normal_age_gives_no_event_and_a_failed_rotation_one():
+    """A 24h leaf (lifetime from its notBefore) is news only with less than the fraction of its lifetime left: never at 12h or 7h left, once under 6h."""
+    state = State(certs=CertPolicy(ca_window=7 * 24 * HOUR, leaf_fraction=0.25))
+    expiry = 1000 * HOUR
+    events = cert_events(state, POD_A, {"leaf": expiry}, {"leaf": expiry - 24 * HOUR}, [23, 12, 7, 6.01, 5.99, 3, 1])
+    assert [(left, record["seconds_left"], record["not_before"]) for left, record in events] == [
+        (5.99, int(5.99 * HOUR), int(expiry - 24 * HOUR))]
+
+
+def test_without_a_not_before_the_leaf_lifetime_is_the_meshs_default():
+    """With only the expiry known, a Consul leaf is judged against 72h and an Istio leaf against 24h (fraction 0.25: 18h and 6h)."""
+    policy = CertPolicy(ca_window=7 * 24 * HOUR, leaf_fraction=0.25)
+    consul = cert_events(State(certs=policy), POD_A, {"leaf": 1000 * HOUR}, {}, [70, 36, 18.5, 17.5, 2])
+    istio = cert_events(State(certs=policy), ISTIO_POD, {"leaf": 1000 * HOUR}, {}, [23, 17.5, 7, 5.5, 2])
+    assert [(left, "not_before" in record) for left, record in consul] == [(17.5, False)]
+    assert [left for left, _ in istio] == [5.5]
+
+
+def test_default_policy_is_the_configurations():
+    """Without arguments the state judges by meshobs.yaml's defaults: a 24h leaf with 12h left is quiet, a CA within 7 days is news."""
+    state = State()
+    assert state.cert_policy == CertPolicy(ca_window=7 * 24 * HOUR, leaf_fraction=0.1)
+    assert state.burst_policy == BurstPolicy(absolute=1.0, factor=5.0, minimum=0.05, baseline_seconds=HOUR)
+    assert cert_events(state, ISTIO_POD, {"leaf": 1000 * HOUR, "ca": 1006 * HOUR}, {}, [12]) == [(12, {
+        "mesh": "istio", "namespace": "shop", "workload": "cart", "cert": "ca", "expires_at": int(1006 * HOUR),
+        "seconds_left": int(18 * HOUR)})]
 
 
 def test_a_workload_whose_pods_are_gone_stops_being_exported_at_once_and_resumes_its_count():

@@ -54,20 +54,23 @@ class CA:
         self.cert_path = folder / f"{name}.pem"
         self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, name: str, spiffe_id: str | None = None, dns: tuple[str, ...] = (), lifetime: dt.timedelta = dt.timedelta(days=30)) -> Issued:
-        """A leaf certificate for `name` with optional SPIFFE URI SAN and DNS SANs."""
+    def issue(self, name: str, spiffe_id: str | None = None, dns: tuple[str, ...] = (), lifetime: dt.timedelta = dt.timedelta(days=30),
+              valid_from: dt.datetime | None = None) -> Issued:
+        """A leaf certificate for `name` with optional SPIFFE URI SAN and DNS SANs; valid from an
+        hour ago until `lifetime` from now, or, with `valid_from`, for `lifetime` from then."""
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
         if spiffe_id:
             sans.append(x509.UniformResourceIdentifier(spiffe_id))
-        not_after = NOW + lifetime
+        not_before = NOW - dt.timedelta(hours=1) if valid_from is None else valid_from
+        not_after = NOW + lifetime if valid_from is None else valid_from + lifetime
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - dt.timedelta(hours=1))
+            .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         )

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshobs import accesslog, yamlfmt
+from meshobs import accesslog, yamlfmt, ztunnellog
 from meshobs.config import Config
 from meshobs.render.collectors.endpoints import (
     FLUENTD_NAME, FORWARD_KEY_ITEM, FORWARD_KEY_SECRET, FORWARD_PORT, PROXY_CONTAINER, labels,
 )
 
 CONTAINER_TAG = "kubernetes.var.log.containers.**"
+# Istio ambient: ztunnel's container is istio-proxy too, but it writes its own connection log
+# (meshobs.ztunnellog), so its files are tailed apart, under their own tag, and parsed into the
+# same record before the shared steps (identity, metadata, security routing).
+ZTUNNEL_TAG = "ztunnel.var.log.containers.**"
+ZTUNNEL_PATH = "/var/log/containers/ztunnel-*_istio-system_istio-proxy-*.log"
 ACCESS_TAG_PREFIX = "meshobs.access"
 PARSE_ERROR_TAG_PREFIX = "meshobs.parse_error"
 FORWARD_KEY_DIR = "/etc/fluentd/forward"
@@ -117,22 +122,41 @@ def _parse_filters(cfg: Config, mesh: str) -> list[Directive]:
     return [parser, linkerd_mapping()] if mesh == "linkerd" else [parser]
 
 
-def _join_partial_lines() -> Directive:
+def _join_partial_lines(tag: str = CONTAINER_TAG) -> Directive:
     """containerd and CRI-O split a line longer than 16 KiB into partial (P) pieces ended by a
     full (F) one: a denied request with a long header would otherwise be no record at all. A
     piece left alone longer than the flush interval goes to @ERROR, and so to the parse errors."""
-    return ("filter", CONTAINER_TAG, [
+    return ("filter", tag, [
         ("@type", "concat"), ("key", "log"), ("use_partial_cri_logtag", "true"),
         ("partial_cri_logtag_key", "logtag"), ("partial_cri_stream_key", "stream"), ("separator", '""'),
         ("flush_interval", "10"),
     ])
 
 
-def _presented_identity() -> Directive:
+def _ztunnel_filters() -> list[Directive]:
+    """ztunnel's files: lines joined, only its connection lines kept (the rest is its operational
+    log, dropped as Envoy's is), parsed, and mapped onto the meshobs record."""
+    return [
+        _join_partial_lines(ZTUNNEL_TAG),
+        ("filter", ZTUNNEL_TAG, [("@type", "grep"), ("regexp", "", [("key", "log"), ("pattern", f"/{ztunnellog.LINE_HINT}/")])]),
+        ("filter", ZTUNNEL_TAG, [
+            ("@type", "parser"), ("key_name", "log"), ("reserve_data", "false"), ("emit_invalid_record_to_error", "true"),
+            ("parse", "", [("@type", "regexp"), ("expression", f"/{ztunnellog.line_regexp()}/"), ("time_key", "time"),
+                           ("keep_time_key", "true"), ("time_type", "string"), ("time_format", ztunnellog.TIME_FORMAT),
+                           ("utc", "true")]),
+        ]),
+        ("filter", ZTUNNEL_TAG, [
+            ("@type", "record_transformer"), ("enable_ruby", "true"), ("renew_record", "true"),
+            ("record", "", list(ztunnellog.fluentd_record().items())),
+        ]),
+    ]
+
+
+def _presented_identity(tags: str) -> Directive:
     """After a failed handshake Envoy still logs the SAN of the certificate it rejected: keep it,
     but never as the peer's identity."""
     failed = 'record["transport_failure_reason"].to_s.empty?'
-    return ("filter", CONTAINER_TAG, [
+    return ("filter", tags, [
         ("@type", "record_transformer"), ("enable_ruby", "true"),
         ("record", "", [
             ("presented_peer_principal", f'${{{failed} ? nil : record["peer_principal"]}}'),
@@ -153,15 +177,22 @@ def _parse_errors(cfg: Config, mesh: str) -> Directive:
     """Lines the parser refused (and partial lines never completed) that look like access-log
     records are kept, raw, under meshobs.parse_error.<mesh>; the proxy's own log lines, which
     share the container's output, are dropped here as before."""
+    hints = [(CONTAINER_TAG, access_log_hint(cfg, mesh))]
+    if mesh == "istio":
+        hints.append((ZTUNNEL_TAG, ztunnellog.LINE_HINT))
     return ("label", "@ERROR", [
-        ("filter", CONTAINER_TAG, [("@type", "record_transformer"), ("record", "", [("source_tag", "${tag}")])]),
-        ("match", CONTAINER_TAG, [
+        ("filter", _tags(mesh), [("@type", "record_transformer"), ("record", "", [("source_tag", "${tag}")])]),
+        *(("match", tag, [
             ("@type", "rewrite_tag_filter"),
-            ("rule", "", [("key", "log"), ("pattern", f"/{access_log_hint(cfg, mesh)}/"),
-                          ("tag", f"{PARSE_ERROR_TAG_PREFIX}.{mesh}")]),
-        ]),
+            ("rule", "", [("key", "log"), ("pattern", f"/{hint}/"), ("tag", f"{PARSE_ERROR_TAG_PREFIX}.{mesh}")]),
+        ]) for tag, hint in hints),
         ("match", f"{PARSE_ERROR_TAG_PREFIX}.**", [("@type", "copy"), *_stores(cfg, "meshobs-parse-errors")]),
     ])
+
+
+def _tags(mesh: str) -> str:
+    """The tags of parsed proxy records: Istio's include ztunnel's."""
+    return f"{CONTAINER_TAG} {ZTUNNEL_TAG}" if mesh == "istio" else CONTAINER_TAG
 
 
 def _forward_source() -> Directive:
@@ -181,24 +212,31 @@ def _routing(mesh: str) -> Directive:
     ]
     # Every record has a start time; anything without one was not an access-log record.
     rules.append(("rule", "", [("key", "start_time"), ("pattern", "/.+/"), ("tag", f"{ACCESS_TAG_PREFIX}.{mesh}")]))
-    return ("match", CONTAINER_TAG, [("@type", "rewrite_tag_filter"), *rules])
+    return ("match", _tags(mesh), [("@type", "rewrite_tag_filter"), *rules])
+
+
+def _tail(name: str, path: str, tag: str, exclude: str | None = None) -> Directive:
+    return ("source", "", [
+        ("@type", "tail"), ("@id", f"{name}_proxy_access_log"), ("path", path),
+        *([("exclude_path", f'["{exclude}"]')] if exclude else []),
+        ("pos_file", f"/var/log/fluentd-meshobs-{name}.pos"), ("tag", tag), ("read_from_head", "false"),
+        ("parse", "", [("@type", "regexp"), ("expression", f"/{CRI_REGEXP}/"), ("time_key", "time"),
+                       ("time_type", "string"), ("time_format", CRI_TIME_FORMAT)]),
+    ])
 
 
 def fluent_conf(cfg: Config, mesh: str) -> str:
     container = PROXY_CONTAINER[mesh]
+    istio = mesh == "istio"
     directives: list[Directive] = [
-        ("source", "", [
-            ("@type", "tail"), ("@id", f"{mesh}_proxy_access_log"),
-            ("path", f"/var/log/containers/*_{container}-*.log"),
-            ("pos_file", f"/var/log/fluentd-meshobs-{mesh}.pos"), ("tag", "kubernetes.*"), ("read_from_head", "false"),
-            ("parse", "", [("@type", "regexp"), ("expression", f"/{CRI_REGEXP}/"), ("time_key", "time"),
-                           ("time_type", "string"), ("time_format", CRI_TIME_FORMAT)]),
-        ]),
+        _tail(mesh, f"/var/log/containers/*_{container}-*.log", "kubernetes.*", ZTUNNEL_PATH if istio else None),
+        *([_tail("ztunnel", ZTUNNEL_PATH, "ztunnel.*")] if istio else []),
         _forward_source(),
         _join_partial_lines(),
         *_parse_filters(cfg, mesh),
-        _presented_identity(),
-        ("filter", CONTAINER_TAG, [("@type", "kubernetes_metadata"), ("@id", "kubernetes_metadata")]),
+        *(_ztunnel_filters() if istio else []),
+        _presented_identity(_tags(mesh)),
+        ("filter", _tags(mesh), [("@type", "kubernetes_metadata"), ("@id", "kubernetes_metadata")]),
         _routing(mesh),
         ("match", f"{accesslog.SECURITY_TAG_PREFIX}.**", [("@type", "copy"), *_stores(cfg, "meshobs-security")]),
         ("match", f"{ACCESS_TAG_PREFIX}.**", [("@type", "copy"), *_stores(cfg, f"meshobs-access-{mesh}")]),

@@ -7,6 +7,7 @@ from typing import Any
 
 from meshobs import accesslog, yamlfmt
 from meshobs.config import Config
+from meshobs.meshes.istio import NO_FILTER_CHAIN_STAT
 from meshobs.render.collectors.endpoints import ACCESS_LOG_PATH, OTLP_GRPC_PORT, collector_host
 
 LOG_PROVIDER = "meshobs-access-log"
@@ -18,6 +19,8 @@ ROOT_NAMESPACE = "istio-system"
 # these regexps against the whole stat name (before tag extraction).
 STATS_INCLUSION_REGEXPS = (
     r"listener\..*\.ssl\.(handshake|connection_error|no_certificate|fail_verify_[a-z_]+)",
+    # STRICT mTLS refuses plaintext by finding no filter chain for it (NR filter_chain_not_found)
+    NO_FILTER_CHAIN_STAT,
     r"listener\..*\.ssl\.certificate\..*\.expiration_unix_time_seconds",
     r"server\.days_until_first_cert_expiring",
     r".*\.rbac\.(allowed|denied|shadow_allowed|shadow_denied)",
@@ -53,14 +56,39 @@ def mesh_config(cfg: Config) -> dict[str, Any]:
     }
 
 
+def _telemetry_spec(cfg: Config) -> dict[str, Any]:
+    return {
+        "accessLogging": [{"providers": [{"name": LOG_PROVIDER}]}],
+        "tracing": [{"providers": [{"name": TRACE_PROVIDER}], "randomSamplingPercentage": cfg.tracing.sampling_percent}],
+    }
+
+
 def telemetry(cfg: Config) -> dict[str, Any]:
+    """Mesh-wide: every sidecar, gateway and waypoint (istiod merges the root namespace's Telemetry
+    into each proxy's); ztunnel does not read Telemetry at all."""
     return {
         "apiVersion": "telemetry.istio.io/v1",
         "kind": "Telemetry",
         "metadata": {"name": "mesh-default", "namespace": ROOT_NAMESPACE},
+        "spec": _telemetry_spec(cfg),
+    }
+
+
+# The Gateway `istioctl waypoint apply` creates unless told another name.
+WAYPOINT_GATEWAY = "waypoint"
+
+
+def waypoint_telemetry(cfg: Config) -> dict[str, Any]:
+    """For a namespace whose own Telemetry turns logging or tracing off: a waypoint's L7 log and
+    spans back on, bound to its Gateway (`targetRefs`; a `selector` never matches a waypoint).
+    Namespace-less: `kubectl apply -n NS`, and rename the Gateway if yours is not `waypoint`."""
+    return {
+        "apiVersion": "telemetry.istio.io/v1",
+        "kind": "Telemetry",
+        "metadata": {"name": "meshobs-waypoint"},
         "spec": {
-            "accessLogging": [{"providers": [{"name": LOG_PROVIDER}]}],
-            "tracing": [{"providers": [{"name": TRACE_PROVIDER}], "randomSamplingPercentage": cfg.tracing.sampling_percent}],
+            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": WAYPOINT_GATEWAY}],
+            **_telemetry_spec(cfg),
         },
     }
 
@@ -87,5 +115,6 @@ def render(cfg: Config, mesh: str) -> dict[str, str]:
     return {
         "meshconfig.yaml": yamlfmt.dump(mesh_config(cfg)),
         "telemetry.yaml": yamlfmt.dump(telemetry(cfg)),
+        "telemetry-waypoint.yaml": yamlfmt.dump(waypoint_telemetry(cfg)),
         "envoyfilter-listener-access-log.yaml": yamlfmt.dump(listener_access_log(cfg)),
     }

@@ -18,11 +18,14 @@ SECRETS_DIR = "/etc/alertmanager/secrets"
 PAGING_SEVERITIES = ("critical", "page")
 # Alerts read from exporter series; while the exporter cannot read a mesh's proxies their
 # rates jump across the gap, so they are held back until the targets are back.
-EXPORTER_FED_ALERTS = ("MeshMTLSFailure", "MeshUnauthorizedAccessBurst", "MeshPlaintextTraffic", "MeshCertificateExpiringSoon")
+EXPORTER_FED_ALERTS = ("MeshMTLSFailure", "MeshUnauthorizedAccessBurst", "MeshUnauthorizedAccessSustained",
+                       "MeshPlaintextTraffic", "MeshCertificateExpiringSoon")
 TARGET_DOWN_ALERT = "MeshExporterTargetDown"
 # Labels naming the object an alert is about (after the cluster label); an alert's labels are a
 # subset of these.
 OBJECT_LABELS = ("mesh", "destination_namespace", "destination_service", "destination_workload", "cert")
+# The labels naming one workload of one mesh.
+WORKLOAD_LABELS = ("mesh", "destination_namespace", "destination_workload")
 
 
 def _matcher_alternatives(values: tuple[str, ...]) -> str:
@@ -96,9 +99,10 @@ def _inhibit_rules(cluster: str) -> list[dict]:
         {
             "source_matchers": [f'alertname="{TARGET_DOWN_ALERT}"'],
             "target_matchers": [f'alertname=~"{_matcher_alternatives(EXPORTER_FED_ALERTS)}"'],
-            # The target-down alert names the proxy as namespace/workload while the others use
-            # destination_*: inhibit per mesh and cluster.
-            "equal": [cluster, "mesh"],
+            # Only the alerts of the workload whose proxy is unread: one unreadable proxy must not
+            # silence the security alerts of the whole mesh. (The target-down alert carries the
+            # proxy's namespace and workload as destination_* too, as the alerts it holds back.)
+            "equal": [cluster, *WORKLOAD_LABELS],
         },
         {
             # A critical alert makes the warning of the same alert on the same object redundant

@@ -9,6 +9,7 @@ seccomp, read-only root filesystem with an emptyDir for /tmp).
 from __future__ import annotations
 
 from meshobs.config import Config
+from meshobs.exporter import settings
 from meshobs.render.collectors.endpoints import FORWARD_KEY_ITEM, FORWARD_KEY_SECRET
 from meshobs.render.deploy.common import (
     EXPORTER,
@@ -30,12 +31,13 @@ SHARDS_SERVICE = f"{EXPORTER}-shards"
 
 
 def container_args(cfg: Config, sharded: bool) -> list[str]:
-    """The exporter's arguments after `meshobs` (Kubernetes expands `$(VAR)` from the env)."""
+    """The exporter's arguments after `meshobs` (Kubernetes expands `$(VAR)` from the env): every
+    threshold and window it shares with the alerts, from `cfg`, so that both judge alike."""
     args = [
         "exporter",
         "--listen", f"0.0.0.0:{cfg.deploy.exporter_port}",
         "--kubernetes",
-        "--scrape-interval", cfg.deploy.scrape_interval,
+        *settings.arguments(cfg),
         "--fluentd", fluentd_address(cfg),
         "--fluentd-shared-key-file", f"{FORWARD_KEY_MOUNT}/{FORWARD_KEY_ITEM}",
     ]

@@ -3,7 +3,9 @@ Alertmanager) with its rule files, and the same rules as prometheus-operator res
 
 Each proxy is scraped once, on the port its mesh documents: Istio's Envoy stats on 15090
 (Istio's merged 15020 endpoint serves the same stats again, so scraping both would count twice),
-Linkerd's proxy admin port 4191, Consul's Envoy merged-metrics listener 20200.
+Linkerd's proxy admin port 4191, Consul's Envoy merged-metrics listener 20200. Istio's ambient
+data planes have jobs of their own (docs/ambient.md): ztunnel (a DaemonSet in istio-system, its
+only metrics port 15020) and waypoints (Envoy, on 15090 like sidecars, and out of the sidecar job).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from meshobs.config import Config, duration_seconds
 from meshobs.exporter.pods import BARE_POD_PREFIX
 from meshobs.exporter.state import MAX_WORKLOADS
 from meshobs.meshes import Dialect
+from meshobs.render.collectors.istio import ROOT_NAMESPACE
 from meshobs.render.deploy.common import EXPORTER, METRICS_PORT_NAME, kustomization, metadata, selector, yaml_file
 
 CONSUL_METRICS_PORT = 20200
@@ -55,39 +58,92 @@ def _keep(source_labels: list[str], regex: str) -> dict:
     return {"source_labels": source_labels, "action": "keep", "regex": regex}
 
 
+# Istio's Envoy stats port, on sidecars, gateways and waypoints alike: `http-envoy-prom` (15090).
+_ENVOY_STATS = (["__meta_kubernetes_pod_container_name", "__meta_kubernetes_pod_container_port_name"], "istio-proxy;.*-envoy-prom")
+# istiod labels the waypoint Deployments it creates from a Gateway of class istio-waypoint so
+# (pilot's constants.ManagedGatewayMeshControllerLabel); a bare pod wearing the label is no waypoint
+# and stays in the sidecar job, with a bare pod's treatment.
+_WAYPOINT_LABEL = "__meta_kubernetes_pod_label_gateway_istio_io_managed"
+_WAYPOINT = ([_WAYPOINT_LABEL, "__meta_kubernetes_pod_controller_kind"], "istio.io-mesh-controller;ReplicaSet")
+# The Helm chart's ztunnel DaemonSet: pods labelled app=ztunnel, container istio-proxy, port
+# `ztunnel-stats` (15020; ztunnel has no 15090, and its admin port 15000 listens on localhost only).
+_ZTUNNEL = (["__meta_kubernetes_pod_label_app", "__meta_kubernetes_pod_controller_kind",
+             "__meta_kubernetes_pod_container_name", "__meta_kubernetes_pod_container_port_name"],
+            "ztunnel;DaemonSet;istio-proxy;ztunnel-stats")
+
+
+def _own_side(reporter: str, source: str, label: str) -> dict:
+    """Series reported as `reporter` (a regex) carry `source`'s value in `label`, whatever the proxy claims."""
+    return {"source_labels": ["reporter", source], "regex": f"(?:{reporter});(.+)", "target_label": label, "replacement": "$1"}
+
+
+# An Envoy reports its own side of each request: the namespace of that side is the scraped pod's,
+# whatever it claims, so that no pod can report for another namespace. The destination side is
+# the pod's for sidecars (`destination`) and for waypoints (`waypoint`: the workloads behind a
+# waypoint are taken to be its namespace's; docs/ambient.md). Any Envoy may claim any reporter,
+# so every Envoy job pins all three.
+_OWN_NAMESPACE = [_own_side(reporter, "namespace", label)
+                  for reporter, label in (("destination|waypoint", "destination_workload_namespace"),
+                                          ("destination|waypoint", "destination_service_namespace"),
+                                          ("source", "source_workload_namespace"))]
+
+
 def _istio_jobs() -> list[dict]:
     proxies = {
         "job_name": "istio-proxies",
         "metrics_path": "/stats/prometheus",
         "kubernetes_sd_configs": [{"role": "pod"}],
         "relabel_configs": [
-            # Istio names the sidecar's Envoy stats port `http-envoy-prom` (15090).
-            _keep(["__meta_kubernetes_pod_container_name", "__meta_kubernetes_pod_container_port_name"], "istio-proxy;.*-envoy-prom"),
+            _keep(*_ENVOY_STATS),
+            # waypoints are scraped by their own job, never twice
+            {"source_labels": _WAYPOINT[0], "action": "drop", "regex": _WAYPOINT[1]},
             *_pod_labels(),
             _bare_pod_workload(_BARE_POD_LABEL),
         ],
-        # A proxy reports its own side of each request: the namespace of that side is the scraped
-        # pod's, whatever the proxy claims, so that no pod can report for another namespace; and a
-        # bare pod's workload is its own name.
+        # ...and a bare pod's workload is its own name.
         "metric_relabel_configs": [
-            *({"source_labels": ["reporter", source], "regex": f"{reporter};(.+)", "target_label": label, "replacement": "$1"}
-              for reporter, source, label in (("destination", "namespace", "destination_workload_namespace"),
-                                              ("destination", "namespace", "destination_service_namespace"),
-                                              ("source", "namespace", "source_workload_namespace"),
-                                              ("destination", _BARE_POD_LABEL, "destination_workload"),
-                                              ("source", _BARE_POD_LABEL, "source_workload"))),
+            *_OWN_NAMESPACE,
+            _own_side("destination|waypoint", _BARE_POD_LABEL, "destination_workload"),
+            _own_side("source", _BARE_POD_LABEL, "source_workload"),
             {"action": "labeldrop", "regex": _BARE_POD_LABEL},
+        ],
+    }
+    waypoints = {
+        "job_name": "istio-waypoints",
+        "metrics_path": "/stats/prometheus",
+        "kubernetes_sd_configs": [{"role": "pod"}],
+        "relabel_configs": [
+            _keep(*_ENVOY_STATS),
+            _keep(*_WAYPOINT),
+            *_pod_labels(),
+            {"source_labels": ["__meta_kubernetes_pod_label_gateway_networking_k8s_io_gateway_name"], "target_label": "waypoint"},
+        ],
+        # (a waypoint shared across namespaces through istio.io/use-waypoint-namespace is
+        # attributed to its own namespace: docs/ambient.md)
+        "metric_relabel_configs": _OWN_NAMESPACE,
+    }
+    ztunnels = {
+        "job_name": "istio-ztunnels",
+        # ztunnel answers /metrics and /stats/prometheus alike
+        "metrics_path": "/stats/prometheus",
+        # Only istio-system: ztunnel reports for every pod of its node, in every namespace, so it
+        # is trusted as istiod is, and a pod elsewhere calling itself ztunnel is never scraped.
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [ROOT_NAMESPACE]}}],
+        "relabel_configs": [
+            _keep(*_ZTUNNEL),
+            *_pod_labels(),
+            {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
         ],
     }
     istiod = {
         "job_name": "istiod",
-        "kubernetes_sd_configs": [{"role": "endpoints", "namespaces": {"names": ["istio-system"]}}],
+        "kubernetes_sd_configs": [{"role": "endpoints", "namespaces": {"names": [ROOT_NAMESPACE]}}],
         "relabel_configs": [
             _keep(["__meta_kubernetes_service_name", "__meta_kubernetes_endpoint_port_name"], "istiod;http-monitoring"),
             *_pod_labels(),
         ],
     }
-    return [proxies, istiod]
+    return [proxies, waypoints, ztunnels, istiod]
 
 
 def _linkerd_jobs() -> list[dict]:
