@@ -15,6 +15,7 @@ from typing import Iterable
 import promql_parser
 import yaml
 
+from meshobs import prom3
 from meshobs.meshes import DIALECTS
 
 ALLOWED_PANEL_TYPES = frozenset({"timeseries", "stat", "table", "bargauge", "heatmap", "text", "row"})
@@ -61,7 +62,12 @@ def check_expr(expr: str, known: frozenset[str], where: str) -> list[str]:
     except ValueError as exc:
         return [f"{where}: PromQL does not parse ({exc}): {expr}"]
     unknown = sorted(names - known)
-    return [f"{where}: unknown metric {name}" for name in unknown]
+    return [f"{where}: unknown metric {name}" for name in unknown] + prometheus3_pitfalls(expr, where)
+
+
+def prometheus3_pitfalls(expr: str, where: str) -> list[str]:
+    """What in a parseable expression means something else on Prometheus 3 (meshobs/prom3.py)."""
+    return [f"{where}: Prometheus 3: {problem}" for problem in prom3.pitfalls(expr)]
 
 
 def _load_yaml(path: Path) -> tuple[object, list[str]]:
@@ -237,6 +243,8 @@ def inspect_tree(root: Path, skip: set[str] = frozenset()) -> TreeReport:
                 what = "is empty" if folder.is_dir() and not any(folder.iterdir()) else (
                     f"has no {kind}" if folder.is_dir() else "is missing")
                 problems.append(f"{folder}: {what}")
+        # the global roll-ups (alerts/<mesh>/global/) are checked with the per-cluster files they read
+        rule_files += sorted((root / "alerts" / mesh).glob("global/*.yaml"))
         known = known_metrics(mesh, rule_files)
         for path in rule_files:
             problems += check_rule_file(path, known)

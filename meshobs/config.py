@@ -380,6 +380,12 @@ class Deploy:
         "namespace denies egress; narrow it to your control plane's endpoints (`kubectl get endpoints kubernetes`)",
         _cidr,
     )
+    remote_write_url: str = _setting(
+        "http://metrics-store.monitoring.svc/api/v1/write",
+        "where deploy/prometheus-agent remote-writes: the long-term store's write endpoint (Mimir /api/v1/push, "
+        "Thanos Receive /api/v1/receive, VictoriaMetrics /api/v1/write)",
+        _url,
+    )
 
 
 @dataclass(frozen=True)

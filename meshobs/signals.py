@@ -83,6 +83,8 @@ INBOUND_ERRORS = Signal("inbound_errors", "Inbound failures", "reqps", "rate", _
                         description="requests the destination workload's proxy answered with a failure (5xx, failed gRPC)")
 REQUEST_DURATION = Signal("request_duration", "Latency", "s", "quantile", _one("request_duration"),
                           description="time to answer a request to a destination service (Linkerd: as its callers see it)")
+INBOUND_PLAINTEXT = Signal("inbound_plaintext", "Inbound plaintext requests", "reqps", "rate", _one("requests"),
+                           facet="plaintext", description="requests the destination workload's proxy served without mutual TLS")
 PLAINTEXT_REQUESTS = Signal("plaintext_requests", "Plaintext requests", "reqps", "rate",
                             lambda d: d.plaintext_sources(),
                             description="requests that reached a workload without mutual TLS")

@@ -10,6 +10,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
+# victoria-metrics ships victoria-metrics, vmagent and vmalert: the rules and dashboards are also
+# proven on a distributed-store engine (tests/rules/test_alerts_victoria.py, tests/verify/)
+command -v vmalert >/dev/null || need+=(victoria-metrics)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq

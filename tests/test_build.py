@@ -36,9 +36,10 @@ def test_version_and_help():
 
 @pytest.mark.parametrize("mesh", ["istio", "linkerd", "consul"])
 def test_each_mesh_gets_six_dashboards_and_rule_files(rendered, mesh):
-    """Every mesh has the overview, service, workload, security, control-plane and proxy dashboards and two rule files."""
+    """Every mesh has the overview, service, workload, security, control-plane, proxy and clusters dashboards and two rule files."""
     dashboards = sorted(p.name for p in (rendered / "dashboards" / mesh).glob("*.json"))
-    assert dashboards == ["control-plane.json", "overview.json", "proxy.json", "security.json", "service.json", "workload.json"]
+    assert dashboards == ["clusters.json", "control-plane.json", "overview.json", "proxy.json", "security.json", "service.json",
+                          "workload.json"]
     assert sorted(p.name for p in (rendered / "alerts" / mesh).glob("*.yaml")) == ["alerting-rules.yaml", "recording-rules.yaml"]
 
 
@@ -71,7 +72,7 @@ def _checked(root: Path) -> str:
     # a collapsed row carries its panels inside it
     panels = sum(1 for b in boards for row in json.loads(b.read_text())["panels"]
                  for p in [row] + row.get("panels", []) if p["type"] != "row")
-    rule_files = sorted(root.glob("alerts/*/*.yaml"))
+    rule_files = sorted(root.glob("alerts/*/*.yaml")) + sorted(root.glob("alerts/*/global/*.yaml"))
     rules = sum(len(g["rules"]) for f in rule_files for g in yaml.safe_load(f.read_text())["groups"])
     return f"{len(boards)} dashboards, {panels} panels, {len(rule_files)} rule files, {rules} rules"
 

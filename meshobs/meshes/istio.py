@@ -33,6 +33,8 @@ _LABELS = {
     "destination_workload": "destination_workload",
     "source_namespace": "source_workload_namespace",
     "source_workload": "source_workload",
+    # the caller's cluster as Istio names it (values.global.multiCluster.clusterName)
+    "source_cluster": "source_cluster",
     "code": "response_code",
 }
 

@@ -173,10 +173,19 @@ def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
 
 
 def test_cluster_setting_labels_every_scrape_job():
-    """deploy.cluster adds the configured cluster label to every job's targets; by default every job sets cluster="default"."""
+    """deploy.cluster adds the configured cluster label to every job's targets, as an external label, and to every operator monitor; by default every job sets cluster="default"; with none set, nothing does."""
     files = render(config.from_dict({"cluster_label": "k8s_cluster", "deploy": {"cluster": "eu-1"}}))
-    jobs = yaml.safe_load(files["deploy/prometheus/prometheus.yml"])["scrape_configs"]
+    prometheus_yml = yaml.safe_load(files["deploy/prometheus/prometheus.yml"])
+    jobs = prometheus_yml["scrape_configs"]
     assert all(job["relabel_configs"][-1] == {"target_label": "k8s_cluster", "replacement": "eu-1"} for job in jobs)
+    assert prometheus_yml["global"]["external_labels"] == {"k8s_cluster": "eu-1"}
+    monitors = [yaml.safe_load(content) for path, content in files.items()
+                if path.startswith("deploy/operator/") and ("monitor-" in path)]
+    endpoints = [e for m in monitors for e in m["spec"].get("podMetricsEndpoints", m["spec"].get("endpoints", []))]
+    assert {m["kind"] for m in monitors} == {"PodMonitor", "ServiceMonitor"}
+    assert all(e["relabelings"][-1] == {"targetLabel": "k8s_cluster", "replacement": "eu-1"} for e in endpoints)
+    assert "external_labels" not in yaml.safe_load(render(config.from_dict({"deploy": {"cluster": ""}}))[
+        "deploy/prometheus/prometheus.yml"])["global"]
     default = yaml.safe_load(render()["deploy/prometheus/prometheus.yml"])["scrape_configs"]
     assert all(job["relabel_configs"][-1] == {"target_label": "cluster", "replacement": "default"} for job in default)
     none = yaml.safe_load(render(config.from_dict({"deploy": {"cluster": ""}}))["deploy/prometheus/prometheus.yml"])

@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Sequence
 
 import yaml
 
-from tests.support.procs import free_port, http_get, require_binary, wait_until
+from tests.support.procs import Listening, free_port, http_get, require_binary, wait_until
 
 
 class Webhook:
@@ -79,14 +78,8 @@ class Webhook:
         self._server.server_close()
 
 
-@dataclass
-class RunningAlertmanager:
-    port: int
-    process: object
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+class RunningAlertmanager(Listening):
+    pass
 
 
 def start_alertmanager(processes, tmp_path: Path, webhook_url: str, group_wait: str = "0s",
@@ -112,15 +105,7 @@ def start_alertmanager(processes, tmp_path: Path, webhook_url: str, group_wait: 
     return RunningAlertmanager(port, process)
 
 
-@dataclass
-class RunningPrometheus:
-    port: int
-    process: object
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
+class RunningPrometheus(Listening):
     def query(self, expr: str) -> list[dict]:
         """Instant query; the `result` list of the API answer."""
         status, body = http_get(f"{self.url}/api/v1/query?query={urllib.parse.quote(expr)}")
@@ -139,7 +124,8 @@ class RunningPrometheus:
                 for group in json.loads(body)["data"]["groups"] for rule in group["rules"]]
 
 
-def _scrape_config(job: str, targets: Sequence) -> dict:
+def scrape_config(job: str, targets: Sequence) -> dict:
+    """A Prometheus scrape job: `targets` as host:port strings or as static_configs dicts."""
     if targets and isinstance(targets[0], dict):
         return {"job_name": job, "static_configs": list(targets)}
     return {"job_name": job, "static_configs": [{"targets": list(targets)}]}
@@ -153,22 +139,31 @@ def start_prometheus(processes, tmp_path: Path, jobs: dict[str, Sequence[str]], 
     static_configs dicts, whose `labels` may set `__metrics_path__`) with `rule_files`,
     sending alerts to the Alertmanager at `alertmanager` (host:port). `job_settings` adds
     scrape-config keys per job (limits, metric_relabel_configs of a rendered job)."""
-    binary = require_binary("prometheus")
     folder = tmp_path / "prometheus"
-    folder.mkdir(exist_ok=True)
     config: dict = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
                    "external_labels": external_labels or {}},
         "rule_files": [str(path) for path in rule_files],
-        "scrape_configs": [{**_scrape_config(job, targets), **(job_settings or {}).get(job, {})}
+        "scrape_configs": [{**scrape_config(job, targets), **(job_settings or {}).get(job, {})}
                            for job, targets in jobs.items()],
     }
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return run_prometheus(processes, folder, config)
+
+
+def run_prometheus(processes, folder: Path, config: dict, agent: bool = False) -> RunningPrometheus:
+    """Prometheus running `config` (a prometheus.yml as a dict) with its data in `folder`; in
+    agent mode (scrape and remote-write only) when `agent`."""
+    binary = require_binary("prometheus")
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
+    # Prometheus 2.x spells agent mode as a feature flag (3.x: --agent)
+    storage = ["--enable-feature=agent", f"--storage.agent.path={folder / 'data'}"] if agent else [
+        f"--storage.tsdb.path={folder / 'data'}"]
     process = processes(
-        [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+        [binary, f"--config.file={folder / 'prometheus.yml'}", *storage,
          f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url=http://127.0.0.1:{port}"],
         folder / "prometheus.log",
     )

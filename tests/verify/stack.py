@@ -13,8 +13,10 @@ from typing import Callable
 
 from meshobs import build, config, writer
 from tests.exporter.running import start_exporter
-from tests.support.prom import RunningPrometheus, start_prometheus
+from tests.support.prom import RunningPrometheus, scrape_config, start_prometheus
 from tests.support.procs import http_get, wait_until
+from tests.support.victoria import (RunningVictoriaMetrics, rfc3339_seconds, start_victoria_metrics, start_vmagent,
+                                   start_vmalert)
 
 CLUSTER = "c1"
 
@@ -47,23 +49,42 @@ def static_config(address: str, **labels: str) -> dict:
     return {"targets": [address], "labels": {"cluster": CLUSTER, **labels}}
 
 
-def start(processes, tmp_path: Path, mesh: str, proxy_jobs: dict[str, list[dict]], exporter_entries: list[dict],
-          traffic: Callable[[], None] | None = None):
-    """(rendered folder, Prometheus) with the exporter scraping `exporter_entries`; `traffic` runs
-    once every target has been scraped twice, so that increases fall inside Prometheus's data."""
+def _sources(processes, tmp_path: Path, mesh: str, proxy_jobs: dict[str, list[dict]], exporter_entries: list[dict]):
+    """(rendered folder, scrape jobs, rule files): the exporter runs, scraping `exporter_entries`."""
     out = render(tmp_path / "out", mesh)
     targets = exporter_targets(tmp_path / "exporter-targets.json", exporter_entries)
     exporter = start_exporter(processes, tmp_path, "--targets-file", str(targets), "--scrape-interval", "500ms")
     jobs = dict(proxy_jobs, **{"meshobs-exporter": [static_config(f"127.0.0.1:{exporter.port}")]})
-    rules = sorted((out / "alerts" / mesh).glob("*.yaml"))
+    return out, jobs, sorted((out / "alerts" / mesh).glob("*.yaml"))
+
+
+def start(processes, tmp_path: Path, mesh: str, proxy_jobs: dict[str, list[dict]], exporter_entries: list[dict],
+          traffic: Callable[[], None] | None = None):
+    """(rendered folder, Prometheus) with the exporter scraping `exporter_entries`; `traffic` runs
+    once every target has been scraped twice, so that increases fall inside Prometheus's data."""
+    out, jobs, rules = _sources(processes, tmp_path, mesh, proxy_jobs, exporter_entries)
     prometheus = start_prometheus(processes, tmp_path, jobs, rule_files=rules)
     wait_for_data(prometheus, mesh, traffic)
     return out, prometheus
 
 
-def wait_for_data(prometheus: RunningPrometheus, mesh: str | None, traffic: Callable[[], None] | None = None) -> None:
+def start_victoria(processes, tmp_path: Path, mesh: str, proxy_jobs: dict[str, list[dict]],
+                   exporter_entries: list[dict], traffic: Callable[[], None] | None = None):
+    """As `start`, on a distributed-store engine instead: vmagent scrapes the same jobs into
+    VictoriaMetrics and vmalert evaluates the rendered rules; (rendered folder, VictoriaMetrics)."""
+    out, jobs, rules = _sources(processes, tmp_path, mesh, proxy_jobs, exporter_entries)
+    vm = start_victoria_metrics(processes, tmp_path)
+    start_vmagent(processes, tmp_path, [scrape_config(job, targets) for job, targets in jobs.items()], vm)
+    vmalert = start_vmalert(processes, tmp_path, vm, rules)
+    wait_for_data(vm, mesh, traffic, rules_url=vmalert.url)
+    vmalert.wait_settled(vm)
+    return out, vm
+
+
+def wait_for_data(prometheus: RunningPrometheus | RunningVictoriaMetrics, mesh: str | None,
+                  traffic: Callable[[], None] | None = None, rules_url: str | None = None) -> None:
     """Every job scraped twice (rate() needs two samples), the traffic driven and scraped, then
-    every rule group evaluated after that."""
+    every rule evaluated after that (rules as listed by Prometheus, or by `rules_url`: vmalert)."""
     prometheus.wait_for("min(count_over_time(up[1m])) >= 2 and min(up) == 1")
     if mesh is not None:
         prometheus.wait_for(f'count_over_time(meshobs_target_up{{mesh="{mesh}"}}[1m]) >= 2')
@@ -74,25 +95,19 @@ def wait_for_data(prometheus: RunningPrometheus, mesh: str | None, traffic: Call
             driven = time.time()
             traffic()
             prometheus.wait_for(f"min(timestamp(up)) > {driven + 1:.3f}")
-    ready = time.time()
+    wait_rules_evaluated(rules_url or prometheus.url, after=time.time())
 
-    def evaluated_after_ready():
-        _, body = http_get(f"{prometheus.url}/api/v1/rules")
+
+def wait_rules_evaluated(rules_url: str, after: float) -> None:
+    """Every rule listed at `rules_url` (/api/v1/rules) evaluated after `after`."""
+
+    def evaluated():
+        _, body = http_get(f"{rules_url}/api/v1/rules")
         groups = json.loads(body)["data"]["groups"]
-        return groups and all(_timestamp(g["lastEvaluation"]) > ready for g in groups)
+        return groups and all(rfc3339_seconds(r["lastEvaluation"]) > after for g in groups for r in g["rules"])
 
     # a rule that fails to evaluate is left to verify, which runs its expression and names it
-    wait_until(evaluated_after_ready, timeout=30, interval=0.2, what="every rule group evaluated on the data")
-
-
-def _timestamp(rfc3339: str) -> float:
-    from datetime import datetime
-
-    # Prometheus writes nanoseconds; fromisoformat takes at most microseconds
-    head, _, rest = rfc3339.partition(".")
-    fraction = "".join(c for c in rest if c.isdigit())[:6]
-    zone = rest[len("".join(c for c in rest if c.isdigit())):] if rest else rfc3339[19:]
-    return datetime.fromisoformat(f"{head}.{fraction or '0'}{zone.replace('Z', '+00:00')}").timestamp()
+    wait_until(evaluated, timeout=30, interval=0.2, what="every rule evaluated on the data")
 
 
 _PLACE = re.compile(r"^(FAIL|note) (.+? / (?:panel|recording rule|alert) '.*?'(?: \[\w+\])?): (.*)$")

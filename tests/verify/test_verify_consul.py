@@ -17,7 +17,7 @@ from tests.verify.replay import Replay
 from tests.verify.test_verify_replayed import VERIFY_ARGS, panel
 
 
-def start_consul(processes, tmp_path, request):
+def start_consul(processes, tmp_path, request, store=stack.start):
     mesh = start_consul_mesh(processes, tmp_path)
     sidecars = mesh.sidecars()
     pods = {name: f"{name}-5b7c9-k2m4p" for name in sidecars}
@@ -44,7 +44,7 @@ def start_consul(processes, tmp_path, request):
             assert tcp_connect(mesh.db, mesh.backend.pki.denied) == b""  # L4 intention denies: closed
             assert mesh.frontend.tcp_request().startswith(b"HTTP/1.1 200")  # through frontend's TCP upstream
 
-    out, prometheus = stack.start(processes, tmp_path, "consul", jobs, entries, traffic)
+    out, prometheus = store(processes, tmp_path, "consul", jobs, entries, traffic)
     return mesh, out, prometheus
 
 

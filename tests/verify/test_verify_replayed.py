@@ -22,7 +22,7 @@ VERIFY_ARGS = ("--scrape-interval", "1s", "--range", "2m")
 
 
 def start_replayed(processes, tmp_path, request, mesh: str, rename: dict[str, str] | None = None,
-                   keep: Callable[[meshdata.Series], bool] = lambda series: True):
+                   keep: Callable[[meshdata.Series], bool] = lambda series: True, store=stack.start):
     targets = meshdata_more.MESHES[mesh](time.time())
     for target in targets:
         target.series = [replace(s, name=(rename or {}).get(s.name, s.name)) for s in target.series if keep(s)]
@@ -31,7 +31,7 @@ def start_replayed(processes, tmp_path, request, mesh: str, rename: dict[str, st
     jobs = {f"{mesh}-proxies": [stack.static_config(address, __metrics_path__=t.path, **t.labels) for t, address in served]}
     entries = [{"address": address, "mesh": mesh, "namespace": t.labels["namespace"],
                 "workload": t.workload, "path": t.path} for t, address in served if t.proxy]
-    return stack.start(processes, tmp_path, mesh, jobs, entries)
+    return store(processes, tmp_path, mesh, jobs, entries)
 
 
 def panel(outcomes, dashboard_file: str, title: str):

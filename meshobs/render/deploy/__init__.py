@@ -9,6 +9,9 @@ returns files under deploy/, each folder applyable with `kubectl apply -k`:
     deploy/operator             PrometheusRule per rule file, ServiceMonitor for the exporter
     deploy/prometheus           prometheus.yml and its rule files, as ConfigMaps
     deploy/alertmanager         alertmanager.yml, as a ConfigMap
+    deploy/prometheus-agent     many clusters: Prometheus in agent mode, remote-writing to a store
+    deploy/ruler                many clusters: every rule file, global roll-ups included, for the
+                                ruler of the store
     deploy/grafana              provisioning files, dashboards, sidecar ConfigMaps
     deploy/allow-scrapes/<mesh> what lets Prometheus and the exporter reach the proxies in
                                 default-deny namespaces (NetworkPolicies, Linkerd authorization)
@@ -18,13 +21,14 @@ from __future__ import annotations
 
 from meshobs.config import Config
 from meshobs.meshes import Dialect
-from meshobs.render.deploy import alertmanager, allow_scrapes, exporter, grafana, prometheus
+from meshobs.render.deploy import alertmanager, allow_scrapes, exporter, grafana, long_term, prometheus
 
 
 def render(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes]) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     files.update(exporter.render(cfg))
     files.update(prometheus.render(cfg, dialects, artefacts))
+    files.update(long_term.render(cfg, dialects, artefacts))
     files.update(alertmanager.render(cfg, dialects))
     files.update(grafana.render(cfg, dialects, artefacts))
     files.update(allow_scrapes.render(cfg, dialects))

@@ -237,12 +237,22 @@ def scrape_jobs(cfg: Config, dialects: list[Dialect]) -> list[dict]:
     jobs = [{**_exporter_job(cfg), **EXPORTER_LIMITS}]
     for dialect in dialects:
         jobs += [{**job, **PROXY_LIMITS} for job in per_mesh[dialect.name]()]
-    if cfg.deploy.cluster:
-        # A target label, not an external label: the recording rules group by it, and rules
-        # never see external labels.
-        for job in jobs:
-            job["relabel_configs"].append({"target_label": cfg.cluster_label, "replacement": cfg.deploy.cluster})
+    for job in jobs:
+        job["relabel_configs"] += cluster_relabeling(cfg)
     return jobs
+
+
+def cluster_relabeling(cfg: Config) -> list[dict]:
+    """The relabel rule putting the cluster label on every target (none without deploy.cluster).
+    A target label, not only an external label: the recording rules group by it, and rules
+    never see external labels."""
+    return [{"target_label": cfg.cluster_label, "replacement": cfg.deploy.cluster}] if cfg.deploy.cluster else []
+
+
+def external_labels(cfg: Config) -> dict[str, str]:
+    """The cluster as an external label too, so that whatever leaves this Prometheus (remote
+    write, federation, alerts) says where it comes from, rules' own output included."""
+    return {cfg.cluster_label: cfg.deploy.cluster} if cfg.deploy.cluster else {}
 
 
 def rule_files(artefacts: dict[str, bytes]) -> dict[str, bytes]:
@@ -255,11 +265,19 @@ def rule_files(artefacts: dict[str, bytes]) -> dict[str, bytes]:
     return dict(sorted(rules.items()))
 
 
-def prometheus_config(cfg: Config, dialects: list[Dialect], rule_names: list[str]) -> dict:
+def global_settings(cfg: Config) -> dict:
+    """prometheus.yml's `global` scrape settings and external labels (no rule evaluation)."""
     interval = cfg.deploy.scrape_interval
     timeout = interval if duration_seconds(interval) < _DEFAULT_SCRAPE_TIMEOUT else f"{_DEFAULT_SCRAPE_TIMEOUT}s"
+    settings = {"scrape_interval": interval, "scrape_timeout": timeout}
+    if external_labels(cfg):
+        settings["external_labels"] = external_labels(cfg)
+    return settings
+
+
+def prometheus_config(cfg: Config, dialects: list[Dialect], rule_names: list[str]) -> dict:
     return {
-        "global": {"scrape_interval": interval, "scrape_timeout": timeout, "evaluation_interval": interval},
+        "global": {**global_settings(cfg), "evaluation_interval": cfg.deploy.scrape_interval},
         "rule_files": [f"rules/{name}" for name in rule_names],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [cfg.deploy.alertmanager_address]}]}]},
         "scrape_configs": scrape_jobs(cfg, dialects),
@@ -316,6 +334,10 @@ def _operator(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes])
             "spec": {"groups": yaml.safe_load(content)["groups"]},
         }
         files[f"prometheusrule-{name}"] = yaml_file(rule)
+    exporter_endpoint = {"port": METRICS_PORT_NAME, "path": "/metrics", "interval": cfg.deploy.scrape_interval,
+                         "honorLabels": True}
+    if cluster_relabeling(cfg):
+        exporter_endpoint["relabelings"] = _relabelings(cluster_relabeling(cfg))
     monitor = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
@@ -323,9 +345,7 @@ def _operator(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes])
         "spec": {
             "namespaceSelector": {"matchNames": [cfg.deploy.namespace]},
             "selector": {"matchLabels": selector()},
-            "endpoints": [
-                {"port": METRICS_PORT_NAME, "path": "/metrics", "interval": cfg.deploy.scrape_interval, "honorLabels": True}
-            ],
+            "endpoints": [exporter_endpoint],
             **_operator_limits(EXPORTER_LIMITS),
         },
     }

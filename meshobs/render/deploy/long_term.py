@@ -1,0 +1,53 @@
+"""The many-clusters layout: each cluster runs Prometheus in agent mode, remote-writing every
+series (the cluster label on each) to a long-term store (Mimir, Thanos Receive,
+VictoriaMetrics), and one ruler next to the store evaluates all the rules.
+
+    deploy/prometheus-agent  prometheus.yml for `prometheus --agent` (Prometheus 3;
+                             `--enable-feature=agent` on 2.x): the scrape jobs of
+                             deploy/prometheus, external labels, remote_write; no rules
+    deploy/ruler             every rule file for the central ruler: the per-cluster recordings
+                             and alerts (grouped by cluster, so one ruler serves all clusters)
+                             and the global roll-ups (alerts/<mesh>/global/)
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from meshobs.config import Config
+from meshobs.meshes import Dialect
+from meshobs.render.deploy.common import kustomization, yaml_file
+from meshobs.render.deploy.prometheus import global_settings, rule_files, scrape_jobs
+
+
+def agent_config(cfg: Config, dialects: list[Dialect]) -> dict:
+    return {
+        "global": global_settings(cfg),
+        "scrape_configs": scrape_jobs(cfg, dialects),
+        "remote_write": [{"url": cfg.deploy.remote_write_url}],
+    }
+
+
+def ruler_rule_files(artefacts: dict[str, bytes]) -> dict[str, bytes]:
+    """The per-cluster rule files and the global ones (alerts/<mesh>/global/<name>.yaml as
+    `<mesh>-<name>.yaml`)."""
+    rules = rule_files(artefacts)
+    for path, content in artefacts.items():
+        parts = PurePosixPath(path).parts
+        if len(parts) == 4 and parts[0] == "alerts" and parts[2] == "global" and parts[3].endswith(".yaml"):
+            rules[f"{parts[1]}-{parts[3]}"] = content
+    return dict(sorted(rules.items()))
+
+
+def render(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes]) -> dict[str, bytes]:
+    ns = cfg.deploy.monitoring_namespace
+    rules = ruler_rule_files(artefacts)
+    files = {
+        "deploy/prometheus-agent/prometheus.yml": yaml_file(agent_config(cfg, dialects)),
+        "deploy/prometheus-agent/kustomization.yaml": kustomization(
+            namespace=ns, generators=[{"name": "meshobs-prometheus-agent-config", "files": ["prometheus.yml"]}]),
+        "deploy/ruler/kustomization.yaml": kustomization(
+            namespace=ns, generators=[{"name": "meshobs-ruler-rules", "files": [f"rules/{name}" for name in rules]}]),
+    }
+    files.update({f"deploy/ruler/rules/{name}": content for name, content in rules.items()})
+    return files
