@@ -88,6 +88,8 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_ADMISSION, selector="galley_validation_", mesh="istio"),
     Expected(_NO_ADMISSION, selector="proxy_inject_admission_responses_total", mesh="linkerd"),
     Expected(_NO_ERROR, selector='envoy_response_code=~"5.."', mesh="consul"),
+    Expected("cAdvisor's container counters come from the kubelet's scrape job (kube-prometheus), not from "
+             "meshobs's jobs", selector="container_cpu_usage_seconds_total"),
 )
 
 
