@@ -117,6 +117,15 @@ def _all_panels(panels: list) -> Iterable[dict]:
         yield from _all_panels(panel.get("panels") or [])
 
 
+def _layers(panels: list) -> Iterable[tuple[int, dict]]:
+    """(layer, panel): the dashboard's top level is layer 0; a collapsed row's panels are a layer
+    of their own (Grafana lays them out below the row header when it is opened)."""
+    for index, panel in enumerate(panels, start=1):
+        yield 0, panel
+        for nested in _all_panels(panel.get("panels") or []):
+            yield index, nested
+
+
 def _overlaps(a: dict, b: dict) -> bool:
     return a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
 
@@ -145,8 +154,8 @@ def check_dashboard(path: Path, known: frozenset[str]) -> list[str]:
             if inner:
                 problems += check_expr(substitute_grafana_variables(inner.group(1)), known, f"{path}: variable {name}")
     ids: dict[int, str] = {}
-    placed: list[tuple[str, dict]] = []
-    for panel in _all_panels(data.get("panels") or []):
+    placed: list[tuple[int, str, dict]] = []
+    for layer, panel in _layers(data.get("panels") or []):
         title = panel.get("title", "")
         where = f"{path}: panel {title!r}"
         kind = panel.get("type")
@@ -164,10 +173,10 @@ def check_dashboard(path: Path, known: frozenset[str]) -> list[str]:
         else:
             if pos["x"] < 0 or pos["y"] < 0 or pos["w"] < 1 or pos["h"] < 1 or pos["x"] + pos["w"] > GRID_COLUMNS:
                 problems.append(f"{where}: gridPos {pos} is outside the {GRID_COLUMNS}-column grid")
-            for other_title, other in placed:
-                if _overlaps(pos, other):
+            for other_layer, other_title, other in placed:
+                if other_layer == layer and _overlaps(pos, other):
                     problems.append(f"{where}: overlaps panel {other_title!r}")
-            placed.append((title, pos))
+            placed.append((layer, title, pos))
         for target in panel.get("targets") or []:
             expr = target.get("expr", "")
             for value in _MATCHER_VALUE.findall(expr):

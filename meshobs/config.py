@@ -243,6 +243,18 @@ class ConfigRejectedAlert:
 
 
 @dataclass(frozen=True)
+class UpstreamHealthAlerts:
+    window: str = _setting("5m", "rate window of upstream failures (no healthy upstream, connect failures, overflows)", _duration())
+    min_failures_per_second: float = _setting(
+        0.05, "failures per second from one caller to one service above which an upstream alert fires", _non_negative
+    )
+    for_: str = _setting("5m", "how long upstream failures, ejections or a proxy not live must go on", _duration("must be 0s or longer"))
+    severity: str = _setting("warning", "severity label of the upstream and proxy alerts", _severity)
+    control_plane_for: str = _setting("5m", "how long a control-plane component must be missing", _duration("must be 0s or longer"))
+    control_plane_severity: str = _setting("critical", "severity label of MeshControlPlaneDown", _severity)
+
+
+@dataclass(frozen=True)
 class Alerts:
     error_rate: ErrorRateAlert = _section(ErrorRateAlert, "MeshHighErrorRate")
     latency: LatencyAlert = _section(LatencyAlert, "MeshHighLatencyP99")
@@ -252,6 +264,9 @@ class Alerts:
     plaintext: PlaintextAlert = _section(PlaintextAlert, "MeshPlaintextTraffic")
     cert_expiry: CertExpiryAlert = _section(CertExpiryAlert, "MeshCertificateExpiringSoon")
     config_rejected: ConfigRejectedAlert = _section(ConfigRejectedAlert, "MeshProxyConfigRejected")
+    upstream_health: UpstreamHealthAlerts = _section(
+        UpstreamHealthAlerts, "MeshNoHealthyUpstream, MeshUpstreamConnectFailures, MeshCircuitBreakerOpen, "
+        "MeshOutlierEjections, MeshProxyNotLive, MeshControlPlaneDown")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from meshobs import build, config, signals, writer
 from meshobs.errors import BuildError
 from meshobs.meshes import DIALECTS
 from meshobs.render.rules import ALERT_NAMES
+from meshobs.render.rules_health import ALERT_NAMES as HEALTH_ALERT_NAMES
 
 
 def meshobs(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -36,9 +37,9 @@ def test_version_and_help():
 
 @pytest.mark.parametrize("mesh", ["istio", "linkerd", "consul"])
 def test_each_mesh_gets_six_dashboards_and_rule_files(rendered, mesh):
-    """Every mesh has the overview, service, workload, security, control-plane and clusters dashboards and two rule files."""
+    """Every mesh has the overview, service, workload, security, control-plane, proxy and clusters dashboards and two rule files."""
     dashboards = sorted(p.name for p in (rendered / "dashboards" / mesh).glob("*.json"))
-    assert dashboards == ["clusters.json", "control-plane.json", "overview.json", "security.json", "service.json",
+    assert dashboards == ["clusters.json", "control-plane.json", "overview.json", "proxy.json", "security.json", "service.json",
                           "workload.json"]
     assert sorted(p.name for p in (rendered / "alerts" / mesh).glob("*.yaml")) == ["alerting-rules.yaml", "recording-rules.yaml"]
 
@@ -59,7 +60,8 @@ def test_every_mesh_has_every_alert(rendered):
     for mesh in ("istio", "linkerd", "consul"):
         rules = yaml.safe_load((rendered / "alerts" / mesh / "alerting-rules.yaml").read_text())["groups"][0]["rules"]
         dry_run = signals.DRY_RUN_DENIED.available(DIALECTS[mesh])  # only where the proxy reports dry-run decisions
-        assert {r["alert"] for r in rules} == set(ALERT_NAMES) - (set() if dry_run else {"MeshPolicyDryRunDenials"})
+        expected = set(ALERT_NAMES) - (set() if dry_run else {"MeshPolicyDryRunDenials"})
+        assert {r["alert"] for r in rules} - set(HEALTH_ALERT_NAMES) == expected
         assert all(r["labels"]["mesh"] == mesh and r["labels"]["severity"] for r in rules)
 
 
@@ -70,7 +72,9 @@ def _files(root: Path) -> dict[str, bytes]:
 def _checked(root: Path) -> str:
     """What `meshobs check` says it checked in `root`, counted here from the files."""
     boards = sorted(root.glob("dashboards/*/*.json"))
-    panels = sum(1 for b in boards for p in json.loads(b.read_text())["panels"] if p["type"] != "row")
+    # a collapsed row carries its panels inside it
+    panels = sum(1 for b in boards for row in json.loads(b.read_text())["panels"]
+                 for p in [row] + row.get("panels", []) if p["type"] != "row")
     rule_files = sorted(root.glob("alerts/*/*.yaml")) + sorted(root.glob("alerts/*/global/*.yaml"))
     rules = sum(len(g["rules"]) for f in rule_files for g in yaml.safe_load(f.read_text())["groups"])
     return f"{len(boards)} dashboards, {panels} panels, {len(rule_files)} rule files, {rules} rules"

@@ -20,7 +20,8 @@ def test_rows_per_mesh(mesh, between):
     rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
     assert path == f"dashboards/{mesh}/clusters.json"
     assert rows == ["Clusters side by side", "Clusters over time"] + (["Traffic between clusters"] if between else [])
-    legends = {t["legendFormat"] for p in board["panels"] for t in p.get("targets", [])}
+    # a collapsed row carries its panels inside it
+    legends = {t["legendFormat"] for row in board["panels"] for p in [row] + row.get("panels", []) for t in p.get("targets", [])}
     assert legends == ({"{{cluster}}", "{{source_cluster}} → {{cluster}}"} if between else {"{{cluster}}"})
 
 

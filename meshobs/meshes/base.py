@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from meshobs.meshes.extended import Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
 from meshobs.promql import Source
 
@@ -95,6 +96,12 @@ class Dialect:
     extra_catalogue: tuple[str, ...] = ()
     # Ports besides `discovery.port` where scrapers outside the pod read the proxy's metrics.
     other_metrics_ports: tuple[int, ...] = ()
+    # Beyond HTTP at the destination (meshobs/meshes/extended.py): None fields are declared unavailable.
+    tcp: Tcp = field(default_factory=Tcp)
+    client: Client = field(default_factory=Client)
+    http: Http = field(default_factory=Http)
+    proxy_health: ProxyHealth = field(default_factory=ProxyHealth)
+    control_plane_detail: ControlPlaneDetail = field(default_factory=ControlPlaneDetail)
 
     def metrics_ports(self) -> tuple[int, ...]:
         """Every port on which Prometheus may read this mesh's proxies (the exporter reads `discovery.port`)."""
@@ -148,5 +155,7 @@ class Dialect:
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
                     *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
+        sources += [s for group in (self.tcp, self.client, self.http, self.proxy_health, self.control_plane_detail)
+                    for s in group.sources()]
         names = {name for s in sources if s is not None for name in s.metric_names()}
         return frozenset(names | set(EXPORTER_METRICS) | set(self.extra_catalogue))

@@ -14,6 +14,7 @@ counts, the only ones to see calls no destination pod answered. Intentions are E
 filters: L4 under stat prefix `connect_authz`, L7 as the HTTP RBAC filter."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
+from meshobs.meshes.extended import POD_OWNER, Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.envoy import ENVOY_CERTS, ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
 from meshobs.promql import Source
@@ -35,6 +36,87 @@ _TLS_FAILURE_COUNTERS = {
     "envoy_listener_ssl_fail_verify_san": "san_mismatch",
     "envoy_listener_ssl_connection_error": "not_tls",
 }
+
+# --- TCP, the caller's side, sizes, gRPC, proxies, control plane (meshobs/meshes/extended.py) ---
+_TCP_PUBLIC = _CONSUL + ('envoy_tcp_prefix="public_listener"',)
+# a TCP service's sidecar: its workload in its Kubernetes namespace, and the service it serves
+_TCP_LABELS = dict(_LOCAL, destination_service="local_cluster")
+_CALLER = {
+    "source_namespace": "namespace",
+    "source_workload": "local_cluster",
+    "destination_service": "consul_destination_service",
+    "destination_workload": "consul_destination_service",
+    "code": "envoy_response_code",
+}
+_PROXY = {"namespace": "namespace", "workload": "local_cluster"}
+_SERVER_SUMMARY_P99 = ('quantile="0.99"',)
+_PUBLIC_IS_MTLS = ("Consul's public listener accepts mutual TLS only: a plaintext connection is refused (a TLS "
+                   "failure, reason not_tls), so every TCP connection served is mTLS")
+_NO_SIZES = "Envoy keeps no per-request size histograms; the TCP byte counters are charted instead"
+
+CONSUL_TCP = Tcp(
+    opened=Source("envoy_tcp_downstream_cx_total", _TCP_PUBLIC, _TCP_LABELS),
+    # connections from the sidecar to its own app: the ones a TCP service's public listener forwards
+    active=Source("envoy_cluster_upstream_cx_active", _CONSUL + ('envoy_cluster_name="local_app"',), _TCP_LABELS),
+    sent_bytes=Source("envoy_tcp_downstream_cx_tx_bytes_total", _TCP_PUBLIC, _TCP_LABELS),
+    received_bytes=Source("envoy_tcp_downstream_cx_rx_bytes_total", _TCP_PUBLIC, _TCP_LABELS),
+    client_sent_bytes=Source("envoy_cluster_upstream_cx_tx_bytes_total", _UPSTREAM, _CALLER),
+    client_received_bytes=Source("envoy_cluster_upstream_cx_rx_bytes_total", _UPSTREAM, _CALLER),
+    connect_failures=Source("envoy_cluster_upstream_cx_connect_fail", _UPSTREAM, _CALLER),
+    unavailable={"closed": "Envoy's tcp_proxy counts opened connections only; closed ones are counted by the "
+                           "listener, which Consul names by address, not as the public listener",
+                 "opened.mtls": _PUBLIC_IS_MTLS},
+)
+CONSUL_CLIENT = Client(
+    requests=Source("envoy_cluster_upstream_rq", _UPSTREAM, _CALLER,
+                    facets={"5xx": ('envoy_response_code=~"5.."',), "4xx": ('envoy_response_code=~"4.."',)}),
+    duration=Source("envoy_cluster_upstream_rq_time_bucket", _UPSTREAM, _CALLER, scale=0.001),
+)
+CONSUL_HTTP = Http(
+    client_errors=('envoy_response_code_class="4"',),
+    inbound_duration=Source("envoy_http_downstream_rq_time_bucket", _PUBLIC, _LOCAL_WORKLOAD, scale=0.001),
+    unavailable={"grpc": "Envoy counts gRPC status only with the grpc_stats filter, which Consul does not configure: "
+                         "a gRPC failure is an HTTP 200 to Consul's sidecars",
+                 "request_bytes": _NO_SIZES, "response_bytes": _NO_SIZES,
+                 "routes": "Envoy counts requests per route only for virtual clusters, which Consul does not configure"},
+)
+CONSUL_PROXY_HEALTH = ProxyHealth(
+    live=Source("envoy_server_live", _CONSUL, _PROXY),
+    memory=Source("envoy_server_memory_allocated", _CONSUL, _PROXY),
+    cpu=Source("container_cpu_usage_seconds_total", ('container=~"consul-dataplane|envoy-sidecar"',),
+               {"namespace": "namespace", "workload": POD_OWNER}),
+    connections=Source("envoy_server_total_connections", _CONSUL, _PROXY),
+    endpoints=Source("envoy_cluster_membership_total", _UPSTREAM, _CALLER),
+    healthy_endpoints=Source("envoy_cluster_membership_healthy", _UPSTREAM, _CALLER),
+    no_healthy_upstream=Source("envoy_cluster_upstream_cx_none_healthy", _UPSTREAM, _CALLER),
+    upstream_connect_failures=Source("envoy_cluster_upstream_cx_connect_fail", _UPSTREAM, _CALLER),
+    circuit_breaker_overflow=Source(("envoy_cluster_upstream_rq_pending_overflow", "envoy_cluster_upstream_cx_overflow"),
+                                    _UPSTREAM, _CALLER),
+    outlier_ejections=Source("envoy_cluster_outlier_detection_ejections_active", _UPSTREAM, _CALLER),
+)
+# Consul servers (their /v1/agent/metrics?format=prometheus): summaries in milliseconds.
+CONSUL_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
+    versions=Source("consul_version", (), {"version": "version"}),
+    instances=Source("consul_runtime_alloc_bytes"),  # one series per server
+    memory=Source("consul_runtime_alloc_bytes"),
+    goroutines=Source("consul_runtime_num_goroutines"),
+    raft_commit_time=Source("consul_raft_commitTime", _SERVER_SUMMARY_P99, scale=0.001),
+    leader_last_contact=Source("consul_raft_leader_lastContact", _SERVER_SUMMARY_P99, scale=0.001),
+    autopilot_healthy=Source("consul_autopilot_healthy"),
+    leader_elections=Source("consul_raft_state_candidate"),
+    raft_applies=Source("consul_raft_apply"),
+    connected_dataplanes=Source("consul_xds_server_streams"),
+    # reported by the leader only: absent without a leader
+    required=(Source("consul_autopilot_healthy"),),
+    unavailable={
+        "cpu": "Consul's telemetry has no CPU counter",
+        "pushes_by_type": "Consul streams xDS deltas per proxy and counts no pushes by type",
+        "push_errors": "Consul counts no failed pushes; the proxies' rejections are MeshProxyConfigRejected",
+        "push_time": "Consul times no pushes", "grpc_requests": "Consul's xDS streams are charted as connected dataplanes",
+        "webhook_injections": "consul-k8s's injector exports no admission counters",
+        "webhook_validations": "Consul validates configuration entries in its API, with no counter",
+    },
+)
 
 CONSUL = Dialect(
     name="consul",
@@ -103,4 +185,9 @@ CONSUL = Dialect(
         "envoy_tcp_downstream_cx_total",
         "envoy_server_live",
     ),
+    tcp=CONSUL_TCP,
+    client=CONSUL_CLIENT,
+    http=CONSUL_HTTP,
+    proxy_health=CONSUL_PROXY_HEALTH,
+    control_plane_detail=CONSUL_CONTROL_PLANE_DETAIL,
 )

@@ -10,6 +10,7 @@ filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatch
 `meshobs build` renders for Istio)."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
+from meshobs.meshes.extended import POD_OWNER, Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import (
     ALLOWED, DENIED, DRY_RUN_ALLOWED, DRY_RUN_DENIED, FAILURES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule,
@@ -74,6 +75,85 @@ _ISTIO = (
 # expiration_unix_time_seconds`, `ROOTCA`); a tls_certificate label is read where one exists.
 _ISTIO_CERTS = CertFamily("envoy_listener_ssl_certificate_", ("tls_certificate", "envoy_tls_certificate"),
                           pattern=r"envoy_listener_ssl_certificate_(?:(.+)_)?expiration_unix_time_seconds")
+
+# --- TCP, the caller's side, sizes, gRPC, proxies, control plane (meshobs/meshes/extended.py) ---
+# Istio's `sent` is the response direction and `received` the request direction, from either
+# reporter: what a caller sent is `received_bytes` as its own proxy reports it.
+_CALLER = ('reporter=~"source|waypoint"',)  # ambient waypoints report for the caller side
+_FLAGS = 'response_flags=~"(.*,)?({flags})(,.*)?"'
+_PROXY = {"namespace": "namespace", "workload": POD_OWNER}
+_CALLER_OF_CLUSTER = {
+    "source_namespace": "namespace", "source_workload": POD_OWNER,
+    # an outbound cluster is `outbound|<port>|<subset>|<service>.<namespace>.svc.<domain>`
+    "destination_service": Cut("cluster_name", ("outbound[|][0-9]+[|][^|]*[|]([^.]+)[.].*",),
+                               "outbound[|][0-9]+[|][^|]*[|](?:{value})[.].*"),
+}
+_TCP_AND_HTTP_CALLS = ("istio_requests_total", "istio_tcp_connections_closed_total")
+_ISTIOD = ('pod=~"istiod-.*"',)
+
+ISTIO_TCP = Tcp(
+    opened=Source("istio_tcp_connections_opened_total", _DESTINATION, _LABELS,
+                  facets={"mtls": ('connection_security_policy="mutual_tls"',)}),
+    closed=Source("istio_tcp_connections_closed_total", _DESTINATION, _LABELS),
+    sent_bytes=Source("istio_tcp_sent_bytes_total", _DESTINATION, _LABELS),
+    received_bytes=Source("istio_tcp_received_bytes_total", _DESTINATION, _LABELS),
+    client_sent_bytes=Source("istio_tcp_received_bytes_total", _CALLER, _LABELS),
+    client_received_bytes=Source("istio_tcp_sent_bytes_total", _CALLER, _LABELS),
+    connect_failures=Source("istio_tcp_connections_closed_total", _CALLER + (_FLAGS.format(flags="UF|URX|UH|UO"),), _LABELS),
+    unavailable={"active": "Istio counts opened and closed connections only; their difference drifts with every "
+                           "proxy restart, so meshobs charts the opened and closed rates instead"},
+)
+ISTIO_CLIENT = Client(
+    requests=Source("istio_requests_total", _CALLER, _LABELS,
+                    facets={"5xx": ('response_code=~"5.."',), "4xx": ('response_code=~"4.."',)}),
+    duration=Source("istio_request_duration_milliseconds_bucket", _CALLER, _LABELS, scale=0.001),
+)
+ISTIO_HTTP = Http(
+    client_errors=('response_code=~"4.."',),
+    inbound_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _LABELS, scale=0.001),
+    grpc=Source("istio_requests_total", _DESTINATION + ('request_protocol="grpc"',),
+                dict(_LABELS, grpc_status="grpc_response_status")),
+    request_bytes=Source("istio_request_bytes_bucket", _DESTINATION, _LABELS),
+    response_bytes=Source("istio_response_bytes_bucket", _DESTINATION, _LABELS),
+    unavailable={"routes": "Istio's standard metrics carry no route label (a Telemetry tag override can add one)"},
+)
+ISTIO_PROXY_HEALTH = ProxyHealth(
+    live=Source("envoy_server_live", (), _PROXY),
+    memory=Source("envoy_server_memory_allocated", (), _PROXY),
+    cpu=Source("container_cpu_usage_seconds_total", ('container="istio-proxy"',), _PROXY),
+    connections=Source("envoy_server_total_connections", (), _PROXY),
+    # the callers' response flags say what Istio's default stats inclusion drops per cluster
+    no_healthy_upstream=Source(_TCP_AND_HTTP_CALLS, _CALLER + (_FLAGS.format(flags="UH"),), _LABELS),
+    upstream_connect_failures=Source(_TCP_AND_HTTP_CALLS, _CALLER + (_FLAGS.format(flags="UF|URX"),), _LABELS),
+    circuit_breaker_overflow=Source(_TCP_AND_HTTP_CALLS, _CALLER + (_FLAGS.format(flags="UO"),), _LABELS),
+    # kept by the proxyStatsMatcher inclusion meshobs renders (collectors/istio)
+    outlier_ejections=Source("envoy_cluster_outlier_detection_ejections_active", ('cluster_name=~"outbound[|].*"',),
+                             _CALLER_OF_CLUSTER),
+    unavailable=dict.fromkeys(("endpoints", "healthy_endpoints"),
+                              "Istio's default stats inclusion drops the per-cluster membership gauges (one per "
+                              "service in every sidecar); no-healthy-upstream comes from the callers' response flag UH"),
+)
+ISTIO_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
+    versions=Source("istio_build", ('component="pilot"',), {"version": "tag"}),
+    instances=Source("istio_build", ('component="pilot"',)),
+    memory=Source("process_resident_memory_bytes", _ISTIOD),
+    cpu=Source("process_cpu_seconds_total", _ISTIOD),
+    goroutines=Source("go_goroutines", _ISTIOD),
+    pushes_by_type=Source("pilot_xds_pushes", ('type!~".*senderr"',), {"type": "type"}),
+    push_errors=Source(("pilot_total_xds_internal_errors", "pilot_xds_push_context_errors")),
+    push_time=Source("pilot_xds_push_time_bucket", (), {"type": "type"}),
+    webhook_injections=Source(("sidecar_injection_success_total", "sidecar_injection_failure_total"), (),
+                              {"outcome": "metric_name"}),
+    webhook_validations=Source(("galley_validation_passed", "galley_validation_failed"), (), {"outcome": "metric_name"}),
+    required=(Source("istio_build", ('component="pilot"',)),),
+    unavailable={
+        "grpc_requests": "istiod's xDS is charted as pushes, not as gRPC calls",
+        "raft_commit_time": "istiod keeps no consensus log", "leader_last_contact": "istiod keeps no consensus log",
+        "autopilot_healthy": "istiod has no autopilot", "leader_elections": "istiod keeps no consensus log",
+        "raft_applies": "istiod keeps no consensus log",
+        "connected_dataplanes": "the connected proxies panel (`pilot_xds`) is this number",
+    },
+)
 
 ISTIO = Dialect(
     name="istio",
@@ -147,4 +227,9 @@ ISTIO = Dialect(
         "citadel_server_authentication_failure_count",
         "envoy_listener_ssl_fail_verify_error",
     ),
+    tcp=ISTIO_TCP,
+    client=ISTIO_CLIENT,
+    http=ISTIO_HTTP,
+    proxy_health=ISTIO_PROXY_HEALTH,
+    control_plane_detail=ISTIO_CONTROL_PLANE_DETAIL,
 )

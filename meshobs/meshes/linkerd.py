@@ -11,6 +11,7 @@ findings. Linkerd has no handshake-failure counter, so TLS failures come from th
 exporter only."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
+from meshobs.meshes.extended import Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.proxy import (
     ALLOWED, DENIED, DRY_RUN_DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is,
     label_not, matching,
@@ -30,6 +31,8 @@ _OUTBOUND = ('direction="outbound"',)
 # The pod's owner, by kind (Linkerd's Prometheus names a Job's label `k8s_job`: `job` is the scrape job's).
 _OWNER = ("deployment", "statefulset", "daemonset", "k8s_job", "replicaset")
 _WORKLOAD = FirstOf(_OWNER)
+# the callee's owner on outbound series (`dst_deployment`, `dst_statefulset`, ...)
+_DST_WORKLOAD = FirstOf(tuple(f"dst_{owner.removeprefix('k8s_')}" for owner in _OWNER))
 _WORKLOAD_LABELS = {"destination_namespace": "namespace", "destination_workload": _WORKLOAD}
 _INBOUND_LABELS = dict(_WORKLOAD_LABELS, code="status_code")
 _SERVICE_LABELS = {"destination_namespace": "dst_namespace", "destination_service": "dst_service", "code": "status_code"}
@@ -56,6 +59,94 @@ _PROXY_RULES = (
                 matching(*_NOT_PROBE))),
 )
 
+# --- TCP, the caller's side, sizes, gRPC, proxies, control plane (meshobs/meshes/extended.py) ---
+# linkerd2-proxy's tcp_* series count every connection through the proxy (HTTP ones too);
+# `write` is towards the peer of that direction, `read` from it.
+_OUTBOUND_LABELS = {
+    "source_namespace": "namespace",
+    "source_workload": _WORKLOAD_LABELS["destination_workload"],
+    "destination_namespace": "dst_namespace",
+    "destination_workload": _DST_WORKLOAD,
+    "destination_service": "dst_service",
+    "code": "status_code",
+}
+# the control-plane scrape job labels its containers with `component`; proxies have none
+_PROXY_PROCESS = ('component=""',)
+_PROXY = {"namespace": "namespace", "workload": _WORKLOAD_LABELS["destination_workload"]}
+_CONTROLLERS = (f'namespace="{CONTROL_PLANE_NAMESPACE}"', 'component!=""')
+_NO_BREAKER = ("linkerd2-proxy has no overflow breaker or outlier ejection; its failure accrual takes endpoints out "
+               "of the balancer, which shows as fewer ready endpoints")
+_NO_PUSHES = "Linkerd's controllers stream lookups to proxies instead of pushing typed configuration; see the gRPC panels"
+_NO_RAFT = "Linkerd's control plane keeps no consensus log: its state is in the Kubernetes API"
+
+LINKERD_TCP = Tcp(
+    opened=Source("tcp_open_total", _INBOUND, _WORKLOAD_LABELS, facets={"mtls": ('tls="true"',)}),
+    closed=Source("tcp_close_total", _INBOUND, _WORKLOAD_LABELS),
+    active=Source("tcp_open_connections", _INBOUND, _WORKLOAD_LABELS),
+    sent_bytes=Source("tcp_write_bytes_total", _INBOUND, _WORKLOAD_LABELS),
+    received_bytes=Source("tcp_read_bytes_total", _INBOUND, _WORKLOAD_LABELS),
+    client_sent_bytes=Source("tcp_write_bytes_total", _OUTBOUND, _OUTBOUND_LABELS),
+    client_received_bytes=Source("tcp_read_bytes_total", _OUTBOUND, _OUTBOUND_LABELS),
+    # what Linkerd's own dashboards chart as "TCP connection failures"
+    connect_failures=Source("tcp_close_total", _OUTBOUND + ('errno!=""',), _OUTBOUND_LABELS),
+)
+LINKERD_CLIENT = Client(
+    requests=Source("response_total", _OUTBOUND, _OUTBOUND_LABELS,
+                    facets={"5xx": ('status_code=~"5.."',), "4xx": ('status_code=~"4.."',)}),
+    duration=Source("response_latency_ms_bucket", _OUTBOUND, _OUTBOUND_LABELS, scale=0.001),
+)
+LINKERD_HTTP = Http(
+    client_errors=('status_code=~"4.."',),
+    inbound_duration=Source("response_latency_ms_bucket", _INBOUND, _INBOUND_LABELS, scale=0.001),
+    # by service, as Linkerd's service numbers are read: from the callers (`dst_service`)
+    grpc=Source("response_total", _OUTBOUND + ('dst_service!=""', 'grpc_status!=""'),
+                dict(_SERVICE_LABELS, grpc_status="grpc_status")),
+    # per-route numbers of a ServiceProfile's routes (what Linkerd's route dashboard charts)
+    routes=Source("route_response_total", _INBOUND, dict(_WORKLOAD_LABELS, route="rt_route", code="status_code"),
+                  facets={"5xx": ('classification="failure"',)}),
+    unavailable=dict.fromkeys(("request_bytes", "response_bytes"),
+                              "linkerd2-proxy measures no per-request sizes; the TCP byte counters are charted instead"),
+)
+LINKERD_PROXY_HEALTH = ProxyHealth(
+    memory=Source("process_resident_memory_bytes", _PROXY_PROCESS, _PROXY),
+    cpu=Source("process_cpu_seconds_total", _PROXY_PROCESS, _PROXY),
+    connections=Source("tcp_open_connections", _INBOUND, _PROXY),
+    endpoints=Source("outbound_http_balancer_endpoints", (), {
+        "source_namespace": "namespace", "source_workload": _WORKLOAD_LABELS["destination_workload"],
+        "destination_service": "backend_name"}),
+    healthy_endpoints=Source("outbound_http_balancer_endpoints", ('endpoint_state="ready"',), {
+        "source_namespace": "namespace", "source_workload": _WORKLOAD_LABELS["destination_workload"],
+        "destination_service": "backend_name"}),
+    upstream_connect_failures=Source("tcp_close_total", _OUTBOUND + ('errno!=""',), _OUTBOUND_LABELS),
+    unavailable={
+        "live": "linkerd2-proxy exports no liveness gauge: the kubelet probes its /live and restarts it, and a proxy "
+                "nobody can read raises MeshExporterTargetDown",
+        "no_healthy_upstream": "linkerd2-proxy counts no calls failed for want of an endpoint; a balancer with no "
+                               "ready endpoint shows in the upstream endpoints panel",
+        "circuit_breaker_overflow": _NO_BREAKER, "outlier_ejections": _NO_BREAKER,
+    },
+)
+LINKERD_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
+    instances=Source("process_start_time_seconds", _CONTROLLERS, {"component": "component"}),
+    memory=Source("process_resident_memory_bytes", _CONTROLLERS, {"component": "component"}),
+    cpu=Source("process_cpu_seconds_total", _CONTROLLERS, {"component": "component"}),
+    goroutines=Source("go_goroutines", _CONTROLLERS, {"component": "component"}),
+    grpc_requests=Source("grpc_server_handled_total", (f'namespace="{CONTROL_PLANE_NAMESPACE}"',),
+                         {"component": "component", "grpc_code": "grpc_code"}),
+    webhook_injections=Source("proxy_inject_admission_responses_total", (), {"outcome": "skip"}),
+    # every proxy needs identity (certificates) and destination (discovery, policy)
+    required=tuple(Source("process_start_time_seconds", (f'namespace="{CONTROL_PLANE_NAMESPACE}"', f'component="{c}"'))
+                   for c in ("identity", "destination")),
+    unavailable={
+        "versions": "Linkerd's controllers export no build information; `linkerd version` tells",
+        "pushes_by_type": _NO_PUSHES, "push_errors": _NO_PUSHES, "push_time": _NO_PUSHES,
+        "webhook_validations": "Linkerd's policy validator exports no admission counters",
+        "raft_commit_time": _NO_RAFT, "leader_last_contact": _NO_RAFT, "autopilot_healthy": _NO_RAFT,
+        "leader_elections": _NO_RAFT, "raft_applies": _NO_RAFT,
+        "connected_dataplanes": "the destination controller does not count its proxies' streams",
+    },
+)
+
 LINKERD = Dialect(
     name="linkerd",
     title="Linkerd",
@@ -80,7 +171,7 @@ LINKERD = Dialect(
             "source_namespace": "namespace",
             "source_workload": _WORKLOAD,
             "destination_namespace": "dst_namespace",
-            "destination_workload": FirstOf(tuple(f"dst_{owner.removeprefix('k8s_')}" for owner in _OWNER)),
+            "destination_workload": _DST_WORKLOAD,
             "destination_service": "dst_service",
             "code": "status_code",
         },
@@ -127,4 +218,9 @@ LINKERD = Dialect(
         "inbound_http_route_not_found_total",
         "identity_cert_refresh_count",
     ),
+    tcp=LINKERD_TCP,
+    client=LINKERD_CLIENT,
+    http=LINKERD_HTTP,
+    proxy_health=LINKERD_PROXY_HEALTH,
+    control_plane_detail=LINKERD_CONTROL_PLANE_DETAIL,
 )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from meshobs import promql, signals
 from meshobs import recordings as rec
+from meshobs import recordings_traffic
 from meshobs.config import Config
 from meshobs.meshes.base import Dialect
 from meshobs.promql import Filters, Query
+from meshobs.render import dashboards_traffic as more
 from meshobs.render import grafana
 from meshobs.render.grafana import Panel, Row, Variable
 from meshobs.render.grafana import Query as Q
@@ -60,7 +62,7 @@ class _Context:
 
     @property
     def cluster_variable(self) -> Variable:
-        return Variable("cluster", "Cluster", f"label_values({rec.requests(self.traffic_window).ref(self.mesh)}, {self.cluster})")
+        return Variable("cluster", "Cluster", f"label_values({recordings_traffic.any_traffic(self.cfg, self.traffic_window).ref(self.mesh)}, {self.cluster})")
 
     def dashboard(self, slug: str, title: str, description: str, variables: tuple[Variable, ...], rows: tuple[Row, ...]) -> tuple[str, bytes]:
         board = grafana.Dashboard(
@@ -120,7 +122,7 @@ def _overview(c: _Context) -> tuple[str, bytes]:
               unit="percentunit", max_value=1, thresholds=BAD_HIGH),
     )
     return c.dashboard("overview", "Overview", "Traffic, errors, latency and security of the whole mesh.", (),
-                       (Row("Mesh at a glance", stats), Row("Services", services)))
+                       (Row("Mesh at a glance", stats), Row("Services", services)) + more.overview_rows(c))
 
 
 def _service(c: _Context) -> tuple[str, bytes]:
@@ -159,7 +161,7 @@ def _service(c: _Context) -> tuple[str, bytes]:
         "service", "Service", "Golden signals of one destination service.",
         (c.variable("namespace", "Namespace", rec.requests(w), "destination_namespace"),
          c.variable("service", "Service", rec.requests(w), "destination_service", destination_namespace="namespace")),
-        (Row("Golden signals", golden), Row("Traffic", traffic)),
+        (Row("Golden signals", golden), Row("Traffic", traffic)) + more.service_rows(c),
     )
 
 
@@ -185,9 +187,10 @@ def _workload(c: _Context) -> tuple[str, bytes]:
     )
     return c.dashboard(
         "workload", "Workload", "Inbound traffic and security of one workload.",
-        (c.variable("namespace", "Namespace", rec.workload_requests(w), "destination_namespace"),
-         c.variable("workload", "Workload", rec.workload_requests(w), "destination_workload", destination_namespace="namespace")),
-        (Row("Traffic", traffic), Row("Security", security)),
+        (c.variable("namespace", "Namespace", recordings_traffic.any_workload_traffic(c.cfg, w), "destination_namespace"),
+         c.variable("workload", "Workload", recordings_traffic.any_workload_traffic(c.cfg, w), "destination_workload",
+                    destination_namespace="namespace")),
+        (Row("Traffic", traffic), Row("Security", security)) + more.workload_rows(c),
     )
 
 
@@ -286,10 +289,10 @@ def _control_plane(c: _Context) -> tuple[str, bytes]:
               (Q(promql.or_value(c.live(signals.SCRAPE_ERRORS, (c.cluster, 'reason')), 0), "{{reason}}"),), unit="ops"),
     )
     return c.dashboard("control-plane", "Control plane", "Health of the control plane and of the meshobs exporter.", (),
-                       (Row("Control plane", tuple(panels)), Row("meshobs exporter", exporter)))
+                       (Row("Control plane", tuple(panels)), Row("meshobs exporter", exporter)) + more.control_plane_rows(c))
 
 
-DASHBOARDS = (_overview, _service, _workload, _security, _control_plane)
+DASHBOARDS = (_overview, _service, _workload, _security, _control_plane, more.proxy)
 
 
 def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:

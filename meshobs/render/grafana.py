@@ -113,22 +113,41 @@ def _panel(panel: Panel, pos: g.GridPos) -> Any:
     return built
 
 
+# Grid rows visible without scrolling: a row starting below this is rendered collapsed, so a
+# dashboard opens fast and its queries below the fold run only when a reader opens the row.
+FIRST_SCREEN = 24
+
+
+def _place(panels: tuple[Panel, ...], y: int) -> tuple[list[tuple[Panel, g.GridPos]], int]:
+    """Panels on the grid from row `y`, left to right; the placed panels and the next free row."""
+    placed = []
+    x, line_height = 0, 0
+    for panel in panels:
+        if x + panel.width > 24:
+            x, y = 0, y + line_height
+            line_height = 0
+        placed.append((panel, g.GridPos(h=panel.height, w=panel.width, x=x, y=y)))
+        x += panel.width
+        line_height = max(line_height, panel.height)
+    return placed, y + line_height
+
+
 def _layout(rows: tuple[Row, ...]) -> list[Any]:
-    panels: list[Any] = []
+    items: list[Any] = []
     y = 0
     for row in rows:
-        panels.append(g.RowPanel(title=row.title, gridPos=g.GridPos(h=1, w=24, x=0, y=y)))
-        y += 1
-        x, line_height = 0, 0
-        for panel in row.panels:
-            if x + panel.width > 24:
-                x, y = 0, y + line_height
-                line_height = 0
-            panels.append((panel, g.GridPos(h=panel.height, w=panel.width, x=x, y=y)))
-            x += panel.width
-            line_height = max(line_height, panel.height)
-        y += line_height
-    return panels
+        collapsed = y >= FIRST_SCREEN
+        placed, end = _place(row.panels, y + 1)
+        header = g.GridPos(h=1, w=24, x=0, y=y)
+        if collapsed:
+            items.append(g.RowPanel(title=row.title, gridPos=header, collapsed=True,
+                                    panels=[_panel(*item) for item in placed]))
+            y += 1
+        else:
+            items.append(g.RowPanel(title=row.title, gridPos=header))
+            items.extend(placed)
+            y = end
+    return items
 
 
 def _strip(value: Any) -> Any:
@@ -148,6 +167,10 @@ def _template(variable: Variable) -> g.Template:
 
 def render(dashboard: Dashboard) -> bytes:
     """The dashboard as Grafana JSON, byte-stable."""
+    titles = [(panel.title, panel.kind) for row in dashboard.rows for panel in row.panels]
+    repeated = sorted({t for t in titles if titles.count(t) > 1})
+    if repeated:  # a panel's field config is found by its title and kind
+        raise ValueError(f"dashboard {dashboard.uid} has two {repeated[0][1]} panels titled {repeated[0][0]!r}")
     panels = []
     for item in _layout(dashboard.rows):
         panels.append(_panel(*item) if isinstance(item, tuple) else item)
@@ -170,12 +193,13 @@ def _modernize(data: dict, dashboard: Dashboard) -> dict:
     data["schemaVersion"] = SCHEMA_VERSION
     data["editable"] = False  # provisioned: edits belong in code
     data.pop("id", None)
-    for panel in data["panels"]:
+    nested = [p for row in data["panels"] if row.get("type") == "row" for p in row.get("panels", [])]
+    for panel in data["panels"] + nested:
         for step in panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", []):
             if step.get("value") == "null":
                 step["value"] = None
         if panel.get("type") != "row":
-            panel["fieldConfig"] = _field_config(_spec_by_title(dashboard, panel["title"]))
+            panel["fieldConfig"] = _field_config(_spec_by_title(dashboard, panel["title"], panel["type"]))
             panel.pop("thresholds", None)
     for variable in data["templating"]["list"]:
         if variable["type"] == "datasource":
@@ -190,9 +214,9 @@ def _modernize(data: dict, dashboard: Dashboard) -> dict:
     return data
 
 
-def _spec_by_title(dashboard: Dashboard, title: str) -> Panel:
+def _spec_by_title(dashboard: Dashboard, title: str, kind: str) -> Panel:
     for row in dashboard.rows:
         for panel in row.panels:
-            if panel.title == title:
+            if (panel.title, panel.kind) == (title, kind):
                 return panel
     raise KeyError(title)

@@ -249,15 +249,20 @@ def _recording_group(name: str, rules: list[rec.Rule]) -> dict:
 
 
 def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
+    from meshobs import recordings_traffic
+    from meshobs.render import rules_health  # builds on this module's Alert
+
     mesh = dialect.name
     recording = {"groups": [
         _recording_group(f"meshobs-{mesh}-traffic", rec.traffic_rules(cfg, dialect)),
         _recording_group(f"meshobs-{mesh}-security", rec.security_rules(cfg, dialect)),
         _recording_group(f"meshobs-{mesh}-query", rec.query_rules(cfg, dialect)),
+        _recording_group(f"meshobs-{mesh}-tcp-and-upstreams", recordings_traffic.rules(cfg, dialect)),
     ]}
+    every_alert = alerts(cfg, dialect) + rules_health.alerts(cfg, dialect)
     alerting = {"groups": [{
         "name": f"meshobs-{mesh}-alerts",
-        "rules": [_alert_rule(cfg, dialect, alert) for alert in alerts(cfg, dialect)],
+        "rules": [_alert_rule(cfg, dialect, alert) for alert in every_alert],
     }]}
     header = f"# Rendered by meshobs for {dialect.title}. Do not edit: change meshobs.yaml and run `meshobs build`.\n"
     return {

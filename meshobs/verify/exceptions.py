@@ -32,6 +32,7 @@ _NO_ERROR = "empty while no request fails: the series appear with the first erro
 _NO_PLAINTEXT = "empty while all traffic is mutual TLS: the series appear with the first plaintext request"
 _NO_DRY_RUN = "empty until a dry-run (shadow) authorization policy decides: the series appear with its first decision"
 _NO_CONTROL_PLANE_ERROR = "empty while the control plane has no errors: the counter appears with the first one"
+_NO_ADMISSION = "empty until the webhook has answered an admission request since it started: the counter appears with the first"
 
 # Series that exist only once something failed. A selector on them may match nothing in a healthy
 # mesh; a query empty only because of such selectors is noted, not failed. When the data has
@@ -74,6 +75,26 @@ EXPECTED: tuple[Expected, ...] = (
     Expected("exists only on sidecars of TCP services (L4 intentions, `connect_authz`)",
              selector="envoy_rbac_", mesh="consul"),
     Expected("exists only on sidecars of HTTP services (L7 intentions)", selector="envoy_http_rbac_", mesh="consul"),
+    # Upstream failures and protocols a mesh may simply not have yet (meshobs/signals_traffic.py)
+    Expected("empty while no call fails for that reason: Envoy response flags UH/UF/URX/UO appear on the callers' "
+             "series with the first such failure", selector='response_flags=~"(.*,)?(', mesh="istio"),
+    Expected("exists only where outlier detection is configured (a DestinationRule) and kept by meshobs's "
+             "proxyStatsMatcher", selector="envoy_cluster_outlier_detection_ejections_active", mesh="istio"),
+    Expected("empty while the mesh has no gRPC service", selector='request_protocol="grpc"', mesh="istio"),
+    Expected("empty while the mesh has no gRPC service", selector='grpc_status!=""', mesh="linkerd"),
+    Expected(_NO_CONTROL_PLANE_ERROR, selector="pilot_total_xds_internal_errors", mesh="istio"),
+    Expected(_NO_CONTROL_PLANE_ERROR, selector="pilot_xds_push_context_errors", mesh="istio"),
+    Expected("empty while no connection closes with an error", selector='errno!=""', mesh="linkerd"),
+    Expected("exists only for services with a ServiceProfile (per-route metrics)", selector="route_response_total",
+             mesh="linkerd"),
+    Expected("exists on linkerd2-proxy 2.13 and later only", selector="outbound_http_balancer_endpoints", mesh="linkerd"),
+    # Admission-webhook counters are born with the first admission request they count
+    Expected(_NO_ADMISSION, selector="sidecar_injection_", mesh="istio"),
+    Expected(_NO_ADMISSION, selector="galley_validation_", mesh="istio"),
+    Expected(_NO_ADMISSION, selector="proxy_inject_admission_responses_total", mesh="linkerd"),
+    Expected(_NO_ERROR, selector='envoy_response_code=~"5.."', mesh="consul"),
+    Expected("cAdvisor's container counters come from the kubelet's scrape job (kube-prometheus), not from "
+             "meshobs's jobs", selector="container_cpu_usage_seconds_total"),
 )
 
 

@@ -50,11 +50,14 @@ def test_promtool_accepts_the_prometheus_config_with_its_rule_files(deploy, tmp_
 
 
 def test_prometheus_config_scrapes_each_mesh_once_and_the_exporter(deploy):
-    """Jobs: the exporter (honouring its labels), Istio sidecars and waypoints on 15090, ztunnels, istiod, Linkerd proxies and control plane, Consul via consul_sd_configs."""
+    """Jobs: the exporter (honouring its labels), Istio sidecars and waypoints on 15090, ztunnels, istiod, Linkerd proxies and control plane, Consul sidecars and servers via consul_sd_configs."""
     config = yaml.safe_load((deploy / "prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert list(jobs) == ["meshobs-exporter", "istio-proxies", "istio-waypoints", "istio-ztunnels", "istiod",
-                          "linkerd-proxies", "linkerd-control-plane", "consul-proxies"]
+                          "linkerd-proxies", "linkerd-control-plane", "consul-proxies", "consul-servers"]
+    servers = jobs["consul-servers"]
+    assert (servers["metrics_path"], servers["params"]) == ("/v1/agent/metrics", {"format": ["prometheus"]})
+    assert servers["consul_sd_configs"] == [{"server": "consul-server.consul.svc:8500", "services": ["consul"]}]
     assert jobs["meshobs-exporter"]["honor_labels"] is True
     assert jobs["istio-proxies"]["metrics_path"] == "/stats/prometheus"
     assert jobs["consul-proxies"]["consul_sd_configs"] == [{"server": "consul-server.consul.svc:8500"}]

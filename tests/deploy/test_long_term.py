@@ -17,7 +17,7 @@ import yaml
 from meshobs import build, cli, config, writer
 from tests.deploy.discovered import istio_targets, start_istio_exporter, with_file_sd
 from tests.deploy.test_configs import _without_service_discovery
-from tests.support import meshdata
+from tests.support import meshdata, meshdata_more
 from tests.support.procs import require_binary
 from tests.support.prom import run_prometheus
 from tests.support.victoria import start_victoria_metrics, start_vmalert
@@ -62,7 +62,8 @@ def _start_cluster(name: str, vm, processes, tmp_path, request, caller_cluster: 
     cfg = config.from_dict({"deploy": {"cluster": name, "scrape_interval": "1s",
                                        "remote_write_url": f"{vm.url}/api/v1/write"}})
     writer.write(build.render(cfg, build.select_meshes(["istio"])), folder / "out")
-    targets = _called_from(meshdata.MESHES["istio"](time.time()), caller_cluster)
+    # the kubelet's cAdvisor is not one of the rendered jobs (kube-prometheus scrapes it)
+    targets = _called_from([t for t in meshdata_more.MESHES["istio"](time.time()) if t.workload != "kubelet"], caller_cluster)
     served = Replay.start(request, targets).addresses()
     exporter = start_istio_exporter(processes, folder, served)
     rendered = yaml.safe_load((folder / "out/deploy/prometheus-agent/prometheus.yml").read_text())
@@ -103,7 +104,9 @@ def test_two_agents_one_store_one_ruler(processes, tmp_path, request, capsys):
     printed = capsys.readouterr().out
     assert [line for line in printed.splitlines() if line.startswith("FAIL")] == [] and code == 0, printed
     board = json.loads((out / "dashboards/istio/clusters.json").read_text())
-    panels = {p["title"]: p["targets"][0]["expr"] for p in board["panels"] if p.get("targets")}
+    # a collapsed row carries its panels inside it
+    panels = {p["title"]: p["targets"][0]["expr"] for row in board["panels"] for p in [row] + row.get("panels", [])
+              if p.get("targets")}
     requests = vm.query(panels["Requests"].replace("$cluster", ".*"))
     assert {s["metric"]["cluster"] for s in requests} == set(CLUSTERS)
     pairs = vm.query(panels["Requests by caller cluster"].replace("$cluster", ".*").replace("$__rate_interval", "1m"))

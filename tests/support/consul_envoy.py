@@ -1,7 +1,8 @@
 """Consul service mesh data from real Envoys: a `backend` sidecar (HTTP public_listener with mTLS and
 L7 intentions, the HTTP RBAC filter), a `db` sidecar (TCP public_listener with L4 intentions, the
 network RBAC filter under Consul's `connect_authz` prefix) and two caller sidecars (`frontend`,
-allowed; `intruder`, denied) whose upstream clusters carry Consul's SNI names, all with the stats
+allowed, which also calls `db` through a TCP upstream; `intruder`, denied) whose upstream clusters
+carry Consul's SNI names, all with the stats
 tags of Consul's Envoy bootstrap, so /stats/prometheus carries `local_cluster` and `consul_*`
 labels like a real Consul sidecar."""
 
@@ -71,6 +72,25 @@ def _public_listener(config: dict) -> None:
     listener["filter_chains"][0]["filters"][0]["typed_config"]["stat_prefix"] = "public_listener"
 
 
+def _upstream_cluster(service: str, target: RunningEnvoy, client: Issued) -> dict:
+    """A Consul upstream cluster: named by the service's SNI, mTLS with `client`'s certificate, and
+    Consul's default passive health checks (outlier detection)."""
+    cluster_name = sni(service)
+    return {
+        "name": cluster_name, "type": "STATIC", "connect_timeout": "1s",
+        "outlier_detection": {},
+        "load_assignment": {"cluster_name": cluster_name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+            "socket_address": {"address": "127.0.0.1", "port_value": target.listener_port}}}}]}]},
+        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": cluster_name,
+            "common_tls_context": {
+                "tls_certificates": [{"certificate_chain": {"filename": str(client.cert)},
+                                      "private_key": {"filename": str(client.key)}}],
+                "validation_context": {"trusted_ca": {"filename": str(target.pki.ca.cert_path)}}}}},
+    }
+
+
 def _caller(config: dict, backend: RunningEnvoy, client: Issued, port: int) -> None:
     """Replace the listener with an upstream listener (plain HTTP from the app) to `backend`
     over mTLS with `client`'s certificate, as a Consul upstream."""
@@ -87,18 +107,19 @@ def _caller(config: dict, backend: RunningEnvoy, client: Issued, port: int) -> N
         "name": "backend:127.0.0.1", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
     }]
-    config["static_resources"]["clusters"] = [{
-        "name": cluster_name, "type": "STATIC", "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": cluster_name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-            "socket_address": {"address": "127.0.0.1", "port_value": backend.listener_port}}}}]}]},
-        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            "sni": cluster_name,
-            "common_tls_context": {
-                "tls_certificates": [{"certificate_chain": {"filename": str(client.cert)},
-                                      "private_key": {"filename": str(client.key)}}],
-                "validation_context": {"trusted_ca": {"filename": str(backend.pki.ca.cert_path)}}}}},
-    }]
+    config["static_resources"]["clusters"] = [_upstream_cluster("backend", backend, client)]
+
+
+def _tcp_upstream(config: dict, db: RunningEnvoy, client: Issued, port: int) -> None:
+    """Add an upstream listener for a TCP service: plain TCP from the app, tcp_proxy to `db` over
+    mTLS, as Consul configures an upstream whose protocol is `tcp`."""
+    config["static_resources"]["listeners"].append({
+        "name": "db:127.0.0.1", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": "upstream.db.default.default.dc1", "cluster": sni("db")}}]}],
+    })
+    config["static_resources"]["clusters"].append(_upstream_cluster("db", db, client))
 
 
 def _tcp_public_listener(config: dict, allowed_principal: str) -> None:
@@ -148,6 +169,7 @@ def tcp_connect(envoy: RunningEnvoy, client: Issued) -> bytes:
 class Caller:
     envoy: RunningEnvoy
     port: int
+    tcp_port: int | None = None  # its upstream listener for the TCP service `db`, if it has one
 
     def request(self) -> int:
         """One plain HTTP request from the app to its upstream listener; the status."""
@@ -159,6 +181,16 @@ class Caller:
             return response.status
         finally:
             conn.close()
+
+    def tcp_request(self) -> bytes:
+        """A request line over plain TCP to the app's upstream listener for `db`; what came back."""
+        assert self.tcp_port is not None, "this caller has no TCP upstream"
+        with socket.create_connection(("127.0.0.1", self.tcp_port), timeout=5) as conn:
+            conn.sendall(b"GET /ready HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n")
+            received = b""
+            while chunk := conn.recv(4096):
+                received += chunk
+            return received
 
 
 @dataclass
@@ -190,14 +222,17 @@ def start_consul_mesh(processes, tmp_path: Path) -> ConsulMesh:
     folder.mkdir()
     db = start_envoy(processes, folder, pki, customize=db_config)
     callers = []
-    for name, cert in (("frontend", pki.allowed), ("intruder", pki.denied)):
+    # frontend also calls the TCP service db (allowed by its L4 intention)
+    for name, cert, tcp_port in (("frontend", pki.allowed, free_port()), ("intruder", pki.denied, None)):
         port = free_port()
 
-        def caller_config(config: dict, cert=cert, port=port, name=name) -> None:
+        def caller_config(config: dict, cert=cert, port=port, name=name, tcp_port=tcp_port) -> None:
             _caller(config, backend, cert, port)
+            if tcp_port is not None:
+                _tcp_upstream(config, db, cert, tcp_port)
             consul_bootstrap(config, name)
 
         folder = tmp_path / name
         folder.mkdir()
-        callers.append(Caller(start_envoy(processes, folder, pki, customize=caller_config), port))
+        callers.append(Caller(start_envoy(processes, folder, pki, customize=caller_config), port, tcp_port))
     return ConsulMesh(backend, db, *callers)

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from meshobs import config, recordings_traffic
 from tests.support.consul_envoy import _public_listener
 from tests.support.envoy import start_envoy
 from tests.support.prom import start_prometheus
 from tests.verify import stack
 
+# what the dashboards' $cluster variable reads: any HTTP, TCP or proxy recording of the mesh
+CLUSTER_SOURCE = recordings_traffic.any_traffic(config.Config(), config.Config().alerts.error_rate.window).ref("consul")
 HINT = ("give the base URL that serves /api/v1/query, e.g. http://127.0.0.1:9090, with the path of "
         "Prometheus's --web.route-prefix if it has one")
 
@@ -83,8 +86,7 @@ def test_a_young_prometheus_gets_one_warning_and_grouped_failures(processes, tmp
         r"(\d+m)?\d+s more; run verify again then, or with --wait", warnings[0]), warnings[0]
     assert warnings[1] == "meshobs verify: warning: see the warning above before trusting these failures"
     lines = result.stdout.splitlines()
-    cluster = ('FAIL $cluster has no values: label_values(destination_service:mesh_requests:rate5m{mesh="consul"}, '
-               "cluster) is empty → ")
+    cluster = f"FAIL $cluster has no values: label_values({CLUSTER_SOURCE}, cluster) is empty → "
     first = lines[0]
     assert first.startswith(cluster) and re.fullmatch(r"\d+ queries:", first.removeprefix(cluster)), first
     assert all(re.fullmatch(r"    dashboards/consul/[a-z-]+\.json: Consul / [A-Za-z ]+ / panel '.+' \[A\]", line)
@@ -103,7 +105,7 @@ def test_rule_groups_not_loaded_are_named_up_front(processes, tmp_path, consul_o
     assert result.returncode == 1
     assert [line for line in result.stderr.splitlines() if "warning" in line] == [
         f"meshobs verify: warning: Prometheus at {prometheus.url} has not loaded the rule groups meshobs-consul-alerts, "
-        "meshobs-consul-query, meshobs-consul-security, meshobs-consul-traffic: add alerts/consul/alerting-rules.yaml, "
+        "meshobs-consul-query, meshobs-consul-security, meshobs-consul-tcp-and-upstreams, meshobs-consul-traffic: add alerts/consul/alerting-rules.yaml, "
         "alerts/consul/recording-rules.yaml to its rule_files (deploy/prometheus/ does); the dashboards read the "
         "series these rules record",
         "meshobs verify: warning: see the warning above before trusting these failures",
@@ -254,8 +256,7 @@ def test_series_without_the_cluster_label_are_named_as_such(processes, tmp_path,
 
     result = meshobs("verify", "-v", "--prometheus", prometheus.url, "--dir", str(consul_out), "--scrape-interval", "1s",
                      "--range", "1m")
-    cause = ('$cluster has no values: destination_service:mesh_requests:rate5m{mesh="consul"} has series, none with '
-             "the label cluster (docs/labels.md says what sets it)")
+    cause = f"$cluster has no values: {CLUSTER_SOURCE} has series, none with the label cluster (docs/labels.md says what sets it)"
     assert cause in stack.failures(result.stdout)["dashboards/consul/overview.json: Consul / Overview / panel 'Requests' [A]"]
 
     check = meshobs("check", str(consul_out), "--prometheus", prometheus.url)

@@ -3,24 +3,33 @@ intention, TLS failures), with Consul's stats tags, normalized by the real expor
 
 from __future__ import annotations
 
+import time
+
 from meshobs import cli
 from meshobs.verify import sources
 from meshobs.verify.check import Checker
 from meshobs.verify.promapi import Prometheus
 from meshobs.verify.variables import Timing
+from tests.support import meshdata_more
 from tests.support.consul_envoy import start_consul_mesh, tcp_connect
 from tests.verify import stack
+from tests.verify.replay import Replay
 from tests.verify.test_verify_replayed import VERIFY_ARGS, panel
 
 
-def start_consul(processes, tmp_path, store=stack.start):
+def start_consul(processes, tmp_path, request, store=stack.start):
     mesh = start_consul_mesh(processes, tmp_path)
     sidecars = mesh.sidecars()
+    pods = {name: f"{name}-5b7c9-k2m4p" for name in sidecars}
     # the labels the rendered consul-proxies job attaches (namespace, pod, datacenter)
     jobs = {"consul-sidecars": [stack.static_config(f"127.0.0.1:{envoy.admin_port}", namespace="default",
-                                                    pod=f"{name}-5b7c9-k2m4p", datacenter="dc1",
+                                                    pod=pods[name], datacenter="dc1",
                                                     __metrics_path__="/stats/prometheus")
                                 for name, envoy in sidecars.items()]}
+    # Consul servers' telemetry and the kubelet's cAdvisor are replayed beside the real sidecars
+    replayed = Replay.start(request, meshdata_more.consul_servers(time.time()) + [meshdata_more.consul_cadvisor(pods)])
+    jobs["consul-servers-and-kubelet"] = [stack.static_config(address, __metrics_path__=t.path, **t.labels)
+                                          for t, address in replayed.addresses()]
     entries = [{"address": f"127.0.0.1:{envoy.admin_port}", "mesh": "consul", "namespace": "default",
                 "workload": name, "path": "/stats/prometheus"} for name, envoy in sidecars.items()]
 
@@ -33,14 +42,19 @@ def start_consul(processes, tmp_path, store=stack.start):
             assert mesh.backend.request(None, tls=False) is None  # plaintext to the mTLS port
             assert tcp_connect(mesh.db, mesh.backend.pki.allowed).startswith(b"HTTP/1.1 200")  # L4 intention allows
             assert tcp_connect(mesh.db, mesh.backend.pki.denied) == b""  # L4 intention denies: closed
+            assert mesh.frontend.tcp_request().startswith(b"HTTP/1.1 200")  # through frontend's TCP upstream
 
     out, prometheus = store(processes, tmp_path, "consul", jobs, entries, traffic)
     return mesh, out, prometheus
 
 
-def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes, tmp_path, capsys):
-    """Every Consul panel and rule returns series from real Envoys; the denied pair and each TLS failure reason are non-zero."""
-    mesh, out, prometheus = start_consul(processes, tmp_path)
+def outcomes_of(checker: Checker, out, dashboard_file: str):
+    return [checker.check(q) for q in sources.load(out, ["consul"]) if q.source.endswith(dashboard_file)]
+
+
+def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes, tmp_path, request, capsys):
+    """Every Consul panel and rule returns series from real Envoys; the denied pair, each TLS failure reason are non-zero; the TCP caller of db is charted."""
+    mesh, out, prometheus = start_consul(processes, tmp_path, request)
     report = stack.report_dir(tmp_path, "consul")
     code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "consul",
                      "--report", str(report), *VERIFY_ARGS])
@@ -62,5 +76,8 @@ def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes
     assert failing == {("backend", "untrusted_cert"), ("backend", "no_client_cert"), ("backend", "not_tls")}
     l4 = panel(outcomes, "security.json", "Authorization denials by destination").result
     assert {s["metric"]["destination_workload"] for s in l4 if float(s["value"][1]) > 0} >= {"backend", "db"}
+    tcp = panel(outcomes_of(checker, out, "service.json"), "service.json", "TCP bytes exchanged with callers").result
+    # charted (the instant's rate may already be 0: the traffic ran before the checks)
+    assert ("frontend", "db") in {(s["metric"]["source_workload"], s["metric"]["destination_service"]) for s in tcp}
     assert failures == []
     assert code == 0

@@ -14,7 +14,7 @@ from meshobs.verify import sources
 from meshobs.verify.check import Checker
 from meshobs.verify.promapi import Prometheus
 from meshobs.verify.variables import Timing
-from tests.support import meshdata
+from tests.support import meshdata, meshdata_more
 from tests.verify import stack
 from tests.verify.replay import Replay
 
@@ -23,7 +23,7 @@ VERIFY_ARGS = ("--scrape-interval", "1s", "--range", "2m")
 
 def start_replayed(processes, tmp_path, request, mesh: str, rename: dict[str, str] | None = None,
                    keep: Callable[[meshdata.Series], bool] = lambda series: True, store=stack.start):
-    targets = meshdata.MESHES[mesh](time.time())
+    targets = meshdata_more.MESHES[mesh](time.time())
     for target in targets:
         target.series = [replace(s, name=(rename or {}).get(s.name, s.name)) for s in target.series if keep(s)]
     replay = Replay.start(request, targets)

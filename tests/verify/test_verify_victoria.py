@@ -28,9 +28,9 @@ def test_every_panel_and_rule_returns_data_on_victoriametrics(mesh, processes, t
     verify_passes(out, vm, mesh, capsys)
 
 
-def test_every_consul_panel_and_rule_returns_data_on_victoriametrics(processes, tmp_path, capsys):
+def test_every_consul_panel_and_rule_returns_data_on_victoriametrics(processes, tmp_path, request, capsys):
     """Every Consul panel query and rule expression returns series from real Envoys scraped by vmagent into VictoriaMetrics."""
-    _, out, vm = start_consul(processes, tmp_path, store=stack.start_victoria)
+    _, out, vm = start_consul(processes, tmp_path, request, store=stack.start_victoria)
     # The traffic is driven once, before the rules settle (a few seconds on vmalert, see
     # stack.start_victoria): a 30m dashboard's $__rate_interval (31s) still holds it. Over a
     # window without requests a latency quantile is NaN on Prometheus and no series at all on

@@ -24,6 +24,8 @@ STATS_INCLUSION_REGEXPS = (
     r"listener\..*\.ssl\.certificate\..*\.expiration_unix_time_seconds",
     r"server\.days_until_first_cert_expiring",
     r".*\.rbac\.(allowed|denied|shadow_allowed|shadow_denied)",
+    # endpoints ejected by outlier detection now: one gauge per outbound cluster (MeshOutlierEjections)
+    r"cluster\.outbound\|.*\.outlier_detection\.ejections_active",
 )
 
 

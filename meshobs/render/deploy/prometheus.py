@@ -174,6 +174,9 @@ def _linkerd_jobs() -> list[dict]:
     return [proxies, control_plane]
 
 
+CONSUL_HTTP_PORT = 8500  # a Consul agent's HTTP API, where /v1/agent/metrics is served
+
+
 def _consul_jobs(cfg: Config) -> list[dict]:
     meta = "__meta_consul_service_metadata_"
     return [
@@ -194,7 +197,22 @@ def _consul_jobs(cfg: Config) -> list[dict]:
                 {"source_labels": [f"{meta}pod_name"], "regex": "(.+)", "target_label": "pod"},
                 {"source_labels": ["__meta_consul_dc"], "target_label": "datacenter"},
             ],
-        }
+        },
+        {
+            # The servers' own telemetry (raft, autopilot, connected dataplanes) for the control-plane
+            # dashboard and MeshControlPlaneDown; needs `telemetry.prometheus_retention_time` set and,
+            # with ACLs, a token with agent:read (`authorization` here).
+            "job_name": "consul-servers",
+            "metrics_path": "/v1/agent/metrics",
+            "params": {"format": ["prometheus"]},
+            "consul_sd_configs": [{"server": cfg.deploy.consul_address, "services": ["consul"]}],
+            "relabel_configs": [
+                {"source_labels": ["__meta_consul_address"], "regex": "(.+)", "target_label": "__address__",
+                 "replacement": f"$1:{CONSUL_HTTP_PORT}"},
+                {"source_labels": ["__meta_consul_node"], "target_label": "pod"},
+                {"source_labels": ["__meta_consul_dc"], "target_label": "datacenter"},
+            ],
+        },
     ]
 
 
