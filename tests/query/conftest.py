@@ -60,7 +60,7 @@ def start_mesh(mesh: str, processes, tmp_path, request) -> MeshStack:
     if mesh == "consul":
         from tests.verify.test_verify_consul import start_consul
 
-        _, _, prometheus = start_consul(processes, tmp_path)
+        _, _, prometheus = start_consul(processes, tmp_path, request)
     else:
         from tests.verify.test_verify_replayed import start_replayed
 
