@@ -40,12 +40,8 @@ _LABELS = {
     "code": "response_code",
 }
 
-# Envoy's own stats carry only the pod (the scrape job's labels): its workload is the pod name
-# without the ReplicaSet and pod hashes (a StatefulSet's or DaemonSet's: without the last part).
-_POD_WORKLOAD = {
-    "destination_namespace": "namespace",
-    "destination_workload": Cut("pod", ("(.+)-[^-]+", "(.+)-[a-z0-9]{5,10}-[a-z0-9]{5}"), "(?:{value})-.*"),
-}
+# Envoy's own stats carry only the pod (the scrape job's labels): its workload is the pod's owner.
+_POD_WORKLOAD = {"destination_namespace": "namespace", "destination_workload": POD_OWNER}
 _RBAC = ("envoy_http_rbac", "envoy_rbac")
 
 # Istio's tag rules fold the decision into the `authz_enforce_result` label (dry-run series carry
