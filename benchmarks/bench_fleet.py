@@ -216,7 +216,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
     url = f"http://127.0.0.1:{port}"
     log = open(folder / "exporter.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}",
-                                "--targets-file", str(targets), "--scrape-interval", f"{interval}s"],
+                                "--targets-file", str(targets), "--scrape-interval", f"{interval:g}s"],
                                stdout=log, stderr=subprocess.STDOUT)
     (folder / "ok").write_bytes(b"ok\n")
     control_port = free_port()
@@ -227,6 +227,10 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
     try:
         deadline = time.monotonic() + max(120, 10 * interval)
         while time.monotonic() < deadline:  # ready = the first cycle is over
+            if process.poll() is not None:
+                log.flush()
+                raise SystemExit(f"the exporter exited with code {process.returncode}:\n"
+                                 + (folder / "exporter.log").read_text()[-2000:])
             try:
                 with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
                     if response.status == 200:
@@ -235,7 +239,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
                 pass
             time.sleep(0.2)
         else:
-            raise SystemExit(f"exporter not ready within {deadline}s; see {folder / 'exporter.log'}")
+            raise SystemExit(f"exporter not ready within {max(120, 10 * interval):g}s; see {folder / 'exporter.log'}")
         for poller in pollers:
             poller.start()
         serving = children(process.pid)  # the endpoints' process (none before it had one)
