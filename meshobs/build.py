@@ -51,9 +51,9 @@ def _optional_renderer(module_name: str):
 
 def _mesh_renderers():
     # Imported here so that a renderer's import error is reported as a build error.
-    from meshobs.render import clusters_dashboard, dashboards, global_rules, rules
+    from meshobs.render import ambient_dashboards, clusters_dashboard, dashboards, global_rules, rules
 
-    renderers = [rules.render, global_rules.render, dashboards.render, clusters_dashboard.render]
+    renderers = [rules.render, global_rules.render, dashboards.render, clusters_dashboard.render, ambient_dashboards.render]
     collectors = _optional_renderer("meshobs.render.collectors")
     return renderers + ([collectors] if collectors else [])
 

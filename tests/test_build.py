@@ -37,10 +37,11 @@ def test_version_and_help():
 
 @pytest.mark.parametrize("mesh", ["istio", "linkerd", "consul"])
 def test_each_mesh_gets_six_dashboards_and_rule_files(rendered, mesh):
-    """Every mesh has the overview, service, workload, security, control-plane, proxy and clusters dashboards and two rule files."""
+    """Every mesh has the overview, service, workload, security, control-plane, proxy and clusters dashboards and two rule files; Istio also its ambient data planes' ztunnel and waypoint dashboards."""
     dashboards = sorted(p.name for p in (rendered / "dashboards" / mesh).glob("*.json"))
-    assert dashboards == ["clusters.json", "control-plane.json", "overview.json", "proxy.json", "security.json", "service.json",
-                          "workload.json"]
+    ambient = ["waypoint.json", "ztunnel.json"] if mesh == "istio" else []
+    assert dashboards == sorted(["clusters.json", "control-plane.json", "overview.json", "proxy.json", "security.json",
+                                 "service.json", "workload.json"] + ambient)
     assert sorted(p.name for p in (rendered / "alerts" / mesh).glob("*.yaml")) == ["alerting-rules.yaml", "recording-rules.yaml"]
 
 

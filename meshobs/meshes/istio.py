@@ -9,6 +9,7 @@ A failed gRPC call is an HTTP 200 with `grpc_response_status` other than 0. Envo
 filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatcher that
 `meshobs build` renders for Istio)."""
 
+from meshobs.meshes import ztunnel
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.extended import POD_OWNER, Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
@@ -222,6 +223,7 @@ ISTIO = Dialect(
         "citadel_server_csr_count",
         "citadel_server_authentication_failure_count",
         "envoy_listener_ssl_fail_verify_error",
+        *ztunnel.CATALOGUE,  # the ambient dashboards' series (meshobs/render/ambient_dashboards.py)
     ),
     tcp=ISTIO_TCP,
     client=ISTIO_CLIENT,

@@ -64,13 +64,15 @@ class _Context:
     def cluster_variable(self) -> Variable:
         return Variable("cluster", "Cluster", f"label_values({recordings_traffic.any_traffic(self.cfg, self.traffic_window).ref(self.mesh)}, {self.cluster})")
 
-    def dashboard(self, slug: str, title: str, description: str, variables: tuple[Variable, ...], rows: tuple[Row, ...]) -> tuple[str, bytes]:
+    def dashboard(self, slug: str, title: str, description: str, variables: tuple[Variable, ...], rows: tuple[Row, ...],
+                  cluster_variable: Variable | None = None) -> tuple[str, bytes]:
+        """`cluster_variable`: where the dashboard's clusters are not those with meshed traffic (a data plane's own)."""
         board = grafana.Dashboard(
             uid=f"meshobs-{self.mesh}-{slug}",
             title=f"{self.dialect.title} / {title}",
             description=description,
             tags=("meshobs", f"meshobs-{self.mesh}", self.mesh),
-            variables=(self.cluster_variable,) + variables,
+            variables=(cluster_variable or self.cluster_variable,) + variables,
             rows=rows,
             link_tag=f"meshobs-{self.mesh}",
             default_datasource=self.cfg.datasource,

@@ -4,7 +4,10 @@ an excused emptiness is listed in the output and the report with its reason."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
+from meshobs import promql
+from meshobs.meshes import ambient, ztunnel
 from meshobs.verify.sources import Query
 
 
@@ -12,15 +15,19 @@ from meshobs.verify.sources import Query
 class Expected:
     """`selector`: a selector text this query may contain that matches nothing (None: the whole
     query may return no series). `mesh` None applies to every mesh; `item` is a panel title or
-    rule name, None for any."""
+    rule name, None for any. `unless_present`: a selector that voids the excuse when it matches
+    series (a ztunnel's panels may be empty on a mesh without ztunnels, never on one with them)."""
 
     reason: str
     selector: str | None = None
     mesh: str | None = None
     item: str | None = None
+    unless_present: str | None = None
 
-    def covers(self, query: Query, selector: str | None) -> bool:
+    def covers(self, query: Query, selector: str | None, present: Callable[[str], bool] | None = None) -> bool:
         if self.mesh not in (None, query.mesh) or self.item not in (None, query.item):
+            return False
+        if self.unless_present and present is not None and present(self.unless_present):
             return False
         if self.selector is None:
             return selector is None
@@ -33,6 +40,10 @@ _NO_PLAINTEXT = "empty while all traffic is mutual TLS: the series appear with t
 _NO_DRY_RUN = "empty until a dry-run (shadow) authorization policy decides: the series appear with its first decision"
 _NO_CONTROL_PLANE_ERROR = "empty while the control plane has no errors: the counter appears with the first one"
 _NO_ADMISSION = "empty until the webhook has answered an admission request since it started: the counter appears with the first"
+_NO_ZTUNNEL = "a ztunnel's series: none on a mesh without Istio's ambient mode (no ztunnel is scraped)"
+_NO_WAYPOINT = "a waypoint's series: none on a mesh without ambient waypoints (none is scraped)"
+_ZTUNNELS = promql.selector(ambient.ZTUNNEL_UP)
+_WAYPOINTS = promql.selector(ztunnel.WAYPOINT_UP)
 
 # Series that exist only once something failed. A selector on them may match nothing in a healthy
 # mesh; a query empty only because of such selectors is noted, not failed. When the data has
@@ -93,14 +104,33 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_ADMISSION, selector="galley_validation_", mesh="istio"),
     Expected(_NO_ADMISSION, selector="proxy_inject_admission_responses_total", mesh="linkerd"),
     Expected(_NO_ERROR, selector='envoy_response_code=~"5.."', mesh="consul"),
+    # Ambient data planes: their selectors may be empty only while none of them is scraped at all
+    Expected(_NO_ZTUNNEL, selector=ambient.ZTUNNEL[-1], mesh="istio", unless_present=_ZTUNNELS),
+    Expected(_NO_WAYPOINT, selector=ambient.WAYPOINT[-1], mesh="istio", unless_present=_WAYPOINTS),
+    Expected(_NO_WAYPOINT, selector=f'reporter="{ambient.WAYPOINT_REPORTER}"', mesh="istio", unless_present=_WAYPOINTS),
+    Expected(_NO_DENIAL, selector=ambient.flags_matcher(ambient.DENY), mesh="istio"),
+    Expected("empty while no ztunnel connection fails: the series appear with the first response flag",
+             selector='response_flags!="-"', mesh="istio"),
+    Expected("empty while no ztunnel fails to get or present a workload certificate",
+             selector=ambient.flags_matcher(ambient.IDENTITY_FLAGS), mesh="istio"),
+    Expected(_NO_PLAINTEXT, selector=ambient.PLAINTEXT, mesh="istio"),
+    Expected(_NO_DENIAL, selector='authz_enforce_result="denied"', mesh="istio"),
+    Expected("empty while no gRPC call fails: a failed call is an HTTP 200 with a grpc-status other than 0",
+             selector='grpc_response_status!~"0|"', mesh="istio"),
+    Expected("exists only where ztunnel's DNS proxy is on (ISTIO_META_DNS_CAPTURE) and has answered",
+             selector="istio_dns_requests_total", mesh="istio"),
+    Expected("exists on ztunnel 1.29 and later only", selector="istio_tcp_sockets_open", mesh="istio"),
+    Expected("empty until a ztunnel's xDS stream to istiod has ended once: the series appear with the first end",
+             selector="istio_xds_connection_terminations_total", mesh="istio"),
     Expected("cAdvisor's container counters come from the kubelet's scrape job (kube-prometheus), not from "
              "meshobs's jobs", selector="container_cpu_usage_seconds_total"),
 )
 
 
-def excuse(query: Query, selector: str | None = None) -> str | None:
-    """The declared reason the query (or one of its selectors) may be empty, if any."""
+def excuse(query: Query, selector: str | None = None, present: Callable[[str], bool] | None = None) -> str | None:
+    """The declared reason the query (or one of its selectors) may be empty, if any; `present`
+    says whether a selector matches series (for the excuses that hold only while nothing does)."""
     for expected in EXPECTED:
-        if expected.covers(query, selector):
+        if expected.covers(query, selector, present):
             return expected.reason
     return None

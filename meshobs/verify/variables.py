@@ -15,7 +15,12 @@ _REGEX_SPECIAL = re.compile(r"([\\^$*+?.()|{}\[\]])")
 
 
 class VariableError(Exception):
-    """A variable's query cannot give a value; every query of its dashboard fails with this."""
+    """A variable's query cannot give a value; every query of its dashboard fails with this.
+    `selector`: the variable's selector that matched nothing, where that is the cause."""
+
+    def __init__(self, message: str, selector: str | None = None):
+        super().__init__(message)
+        self.selector = selector
 
 
 @dataclass(frozen=True)
@@ -99,5 +104,5 @@ def _query_variable(variable: Variable, values: dict[str, str], prometheus, timi
             # the series are there, the label is not: a scrape mistake, not missing data
             raise VariableError(f"${variable.name} has no values: {selector} has series, none with the label {label} "
                                 f"(docs/labels.md says what sets it)")
-        raise VariableError(f"${variable.name} has no values: {query} is empty")
+        raise VariableError(f"${variable.name} has no values: {query} is empty", selector)
     return format_values(variable, found)

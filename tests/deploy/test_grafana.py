@@ -44,7 +44,8 @@ def test_dashboard_providers_give_each_mesh_a_folder_of_existing_dashboards(arte
         for dashboard in local.glob("*.json"):
             assert dashboard.read_bytes() == artefacts[f"dashboards/{local.name}/{dashboard.name}"]
     names = ["clusters.json", "control-plane.json", "overview.json", "proxy.json", "security.json", "service.json", "workload.json"]
-    assert folders == {"Istio": names, "Linkerd": names, "Consul": names}
+    ambient = sorted(names + ["waypoint.json", "ztunnel.json"])  # Istio's ambient data planes
+    assert folders == {"Istio": ambient, "Linkerd": names, "Consul": names}
 
 
 class _StandIn:
@@ -94,7 +95,7 @@ def test_check_script_passes_when_every_dashboard_is_listed(deploy, grafana_log)
     stand_in = _StandIn(_uids(deploy))
     result = _check(deploy, stand_in.url, grafana_log)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "Grafana lists all 21 dashboards, no provisioning error logged\n"
+    assert result.stdout == "Grafana lists all 23 dashboards, no provisioning error logged\n"
     stand_in.server.shutdown()
 
 

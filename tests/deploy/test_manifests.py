@@ -193,7 +193,7 @@ KUSTOMIZATIONS = {
     "operator": ["PodMonitor"] * 5 + ["PrometheusRule"] * 6 + ["ServiceMonitor"],
     "prometheus": ["ConfigMap", "ConfigMap"],
     "alertmanager": ["ConfigMap"],
-    "grafana": ["ConfigMap"] * 21,
+    "grafana": ["ConfigMap"] * 23,
     "prometheus-agent": ["ConfigMap"],
     "ruler": ["ConfigMap"],
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tests.support import meshdata_more
 from tests.support.meshdata import (
     BYTES_BUCKETS,
     BYTES_SHARE,
@@ -80,6 +81,7 @@ class L7:
     destination: Workload
     code: str
     rate: float
+    grpc_status: str = ""  # a gRPC call: HTTP 200 with this grpc-status ("0" is OK)
 
 
 # Through the waypoint each connection becomes two: client -> waypoint and waypoint -> server.
@@ -96,6 +98,7 @@ L7_EDGES = (
     L7(WEB, ACCOUNTS, "503", 0.8),
     L7(FRONTEND, ACCOUNTS, "200", 3.0),
     L7(INTRUDER, ACCOUNTS, "403", 1.0),  # L7 AuthorizationPolicy bound to the waypoint
+    L7(WEB, ACCOUNTS, "200", 0.2, grpc_status="14"),  # a gRPC call failing UNAVAILABLE, as HTTP 200
 )
 
 
@@ -161,6 +164,8 @@ def _ztunnel(node: str, now: float) -> Target:
         counter("process_cpu_seconds_total", {}, 0.02),
         gauge("process_resident_memory_bytes", {}, 28_000_000),
         gauge("process_start_time_seconds", {}, now - 86400),
+        gauge("process_open_fds", {}, 40),
+        gauge("process_max_fds", {}, 1_048_576),
     ]
     for edge in L4_EDGES:
         # A waypoint's own outbound is Envoy's, not a ztunnel's; a refused connection is
@@ -182,7 +187,8 @@ def _waypoint_labels(edge: L7) -> Labels:
         "destination_service": f"{edge.destination.name}.{edge.destination.namespace}.svc.cluster.local",
         "destination_service_name": edge.destination.name,
         "destination_service_namespace": edge.destination.namespace,
-        "request_protocol": "http", "response_code": edge.code, "grpc_response_status": "",
+        "request_protocol": "grpc" if edge.grpc_status else "http", "response_code": edge.code,
+        "grpc_response_status": edge.grpc_status,
         "response_flags": "-", "connection_security_policy": "mutual_tls",
     }
 
@@ -205,6 +211,9 @@ def _waypoint(now: float) -> Target:
     series.append(counter("envoy_http_rbac", {"authz_enforce_result": "denied", **hcm}, denied))
     series.append(gauge("istio_build", {"component": "proxy", "tag": ISTIO_VERSION}, 1))
     series.append(gauge("envoy_server_days_until_first_cert_expiring", {}, CERT_NOT_AFTER_IN // 86400))
+    # Envoy's server stats (kept by Istio's default stats inclusion), as on a sidecar
+    series += [gauge("envoy_server_live", {}, 1), gauge("envoy_server_memory_allocated", {}, 9_500_000),
+               gauge("envoy_server_total_connections", {}, 7)]
     labels = {"namespace": "bank", "pod": f"{WAYPOINT}-6c9f8d7b5-k2xq4", "waypoint": WAYPOINT}
     return Target("/stats/prometheus", labels, "istio", WAYPOINT, series)
 
@@ -218,6 +227,17 @@ def _sidecar() -> Target:
             series.append(counter("istio_requests_total", labels, edge.rate))
             series += histogram("istio_request_duration_milliseconds", labels, edge.rate)
     return Target("/stats/prometheus", {"namespace": "shop", "pod": "frontend-7d4b9c-x2x7q"}, "istio", "frontend", series)
+
+
+def mixed(now: float) -> list[Target]:
+    """A mixed mesh: the replayed sidecar mesh (tests/support/meshdata_more.py: `shop`, `payments`,
+    istiod) with the ambient `bank` beside it: both ztunnels, the waypoint, and shop/frontend's
+    sidecar also calling the ambient accounts."""
+    sidecars = meshdata_more.istio(now)
+    ztunnels_and_waypoint, frontend = ambient(now)[:-1], ambient(now)[-1]
+    (pod,) = [t for t in sidecars if t.labels == frontend.labels]
+    pod.series += frontend.series
+    return sidecars + ztunnels_and_waypoint
 
 
 def ambient(now: float) -> list[Target]:

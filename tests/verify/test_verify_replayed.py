@@ -19,6 +19,7 @@ from tests.verify import stack
 from tests.verify.replay import Replay
 
 VERIFY_ARGS = ("--scrape-interval", "1s", "--range", "2m")
+AMBIENT = ("/ztunnel.json", "/waypoint.json")
 
 
 def start_replayed(processes, tmp_path, request, mesh: str, rename: dict[str, str] | None = None,
@@ -52,7 +53,9 @@ def test_every_panel_and_rule_returns_data(mesh, processes, tmp_path, request, c
     print(printed.out, printed.err)
     assert failures == []
     assert code == 0
-    panels = {(q.source, q.uid) for q in sources.load(out, [mesh]) if q.kind == "panel"}
+    # Istio's ztunnel and waypoint dashboards have no data on this sidecar-only mesh (declared, not
+    # failed); tests/verify/test_verify_ambient.py runs them on ambient data
+    panels = {(q.source, q.uid) for q in sources.load(out, [mesh]) if q.kind == "panel" and not q.source.endswith(AMBIENT)}
     assert (report / "index.html").read_text().count("<img ") == len(panels)  # one chart per panel, every panel drawn
     assert len(list((report / "charts").glob("*.png"))) == len(panels)
 
