@@ -145,3 +145,18 @@ CERT_ISSUANCE_ERRORS = Signal("cert_issuance_errors", "Certificate signing error
 SCRAPE_ERRORS = Signal("scrape_errors", "Exporter scrape errors", "ops", "rate",
                        lambda d: (d.exporter("meshobs_scrape_errors_total", reason="reason"),),
                        description="failed scrapes of sidecar proxies by the meshobs exporter, by reason")
+
+
+def _ztunnels(field: str) -> Callable[[Dialect], tuple[Source, ...]]:
+    return lambda dialect: (getattr(dialect.ztunnels, field),) if dialect.ztunnels else ()
+
+
+# Istio ambient: per node, each ztunnel (normalized label `node`)
+ZTUNNEL_UP = Signal("ztunnel_up", "ztunnels scraped", "short", "gauge_min", _ztunnels("up"),
+                    description="1 while Prometheus scrapes the node's ztunnel (0: its ambient pods are unreachable)")
+ZTUNNEL_XDS_FAILURES = Signal("ztunnel_xds_failures", "ztunnel xDS failures", "ops", "rate", _ztunnels("xds_failures"),
+                              description="xDS streams from a ztunnel to istiod that failed (not the normal reconnects)")
+ZTUNNEL_IDENTITY_FAILURES = Signal("ztunnel_identity_failures", "ztunnel certificate failures", "cps", "rate",
+                                   _ztunnels("identity_failures"),
+                                   description="connections a ztunnel closed for want of a workload certificate or a "
+                                               "failed or revoked TLS identity")

@@ -19,6 +19,8 @@ Counting (docs/ambient.md, "Counting without counting twice"): L7 from `reporter
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from meshobs.promql import Source
 
 # Istio's root namespace: istiod and ztunnel run here (the scrape jobs and collectors read it too).
@@ -87,6 +89,19 @@ ZTUNNEL_PROXIES = ztunnel_source("workload_manager_active_proxy_count")
 ZTUNNEL_PENDING_PROXIES = ztunnel_source("workload_manager_pending_proxy_count")
 ZTUNNEL_MEMORY = ztunnel_source("process_resident_memory_bytes")
 ZTUNNEL_CPU = ztunnel_source("process_cpu_seconds_total")
+
+
+
+@dataclass(frozen=True)
+class Ztunnels:
+    """What the alerts read of a mesh's per-node L4 proxies, by `node`."""
+
+    up: Source  # 1 while Prometheus scrapes the node's ztunnel
+    xds_failures: Source  # counter, by `reason`
+    identity_failures: Source  # counter, by `response_flags`
+
+
+ZTUNNELS = Ztunnels(up=ZTUNNEL_UP, xds_failures=ZTUNNEL_XDS_FAILURES, identity_failures=ZTUNNEL_IDENTITY_FAILURES)
 
 ZTUNNEL_METRICS = (
     OPENED, CLOSED, "istio_tcp_connections_failed_total", "istio_tcp_sent_bytes_total",

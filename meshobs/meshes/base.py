@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from meshobs.meshes.ambient import Ztunnels
 from meshobs.meshes.extended import Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
 from meshobs.promql import Source
@@ -85,6 +86,8 @@ class Dialect:
     authz_allowed: tuple[Source, ...] = ()
     tls_handshakes: tuple[Source, ...] = ()
     tls_failures: tuple[Source, ...] = ()
+    # traffic served without mutual TLS beyond the `requests` "plaintext" facet (Istio ambient: connections)
+    plaintext: tuple[Source, ...] = ()
     cert_expiry: tuple[Source, ...] = ()
     tcp_connections: tuple[Source, ...] = ()  # connections the destination proxy accepted (counters)
     config_rejected: tuple[Source, ...] = ()
@@ -102,6 +105,8 @@ class Dialect:
     http: Http = field(default_factory=Http)
     proxy_health: ProxyHealth = field(default_factory=ProxyHealth)
     control_plane_detail: ControlPlaneDetail = field(default_factory=ControlPlaneDetail)
+    # per-node L4 proxies (Istio ambient's ztunnels), None where the mesh has none
+    ztunnels: Ztunnels | None = None
 
     def metrics_ports(self) -> tuple[int, ...]:
         """Every port on which Prometheus may read this mesh's proxies (the exporter reads `discovery.port`)."""
@@ -129,7 +134,7 @@ class Dialect:
 
     def plaintext_sources(self) -> tuple[Source, ...]:
         native = (self.requests.narrowed("plaintext"),) if self.requests.has("plaintext") else ()
-        return (self.exporter("meshobs_plaintext_requests_total"),) + native
+        return (self.exporter("meshobs_plaintext_requests_total"),) + native + self.plaintext
 
     def cert_expiry_sources(self) -> tuple[Source, ...]:
         ca = (self.control_plane.ca_expiry,) if self.control_plane.ca_expiry else ()
@@ -153,9 +158,11 @@ class Dialect:
         """Every metric name the rules and dashboards of this mesh may read."""
         sources: list[Source | None] = [self.requests, *self.service_requests, self.edges, self.request_duration, self.inbound_duration]
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
-                    *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
+                    *self.plaintext, *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
         sources += [s for group in (self.tcp, self.client, self.http, self.proxy_health, self.control_plane_detail)
                     for s in group.sources()]
+        if self.ztunnels:
+            sources += [self.ztunnels.xds_failures, self.ztunnels.identity_failures]  # `up` is Prometheus's own
         names = {name for s in sources if s is not None for name in s.metric_names()}
         return frozenset(names | set(EXPORTER_METRICS) | set(self.extra_catalogue))

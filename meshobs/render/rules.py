@@ -249,8 +249,8 @@ def _recording_group(name: str, rules: list[rec.Rule]) -> dict:
 
 
 def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
-    from meshobs import recordings_traffic
-    from meshobs.render import rules_health  # builds on this module's Alert
+    from meshobs import recordings_ambient, recordings_traffic
+    from meshobs.render import rules_ambient, rules_health  # build on this module's Alert
 
     mesh = dialect.name
     recording = {"groups": [
@@ -259,7 +259,9 @@ def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
         _recording_group(f"meshobs-{mesh}-query", rec.query_rules(cfg, dialect)),
         _recording_group(f"meshobs-{mesh}-tcp-and-upstreams", recordings_traffic.rules(cfg, dialect)),
     ]}
-    every_alert = alerts(cfg, dialect) + rules_health.alerts(cfg, dialect)
+    if dialect.ztunnels is not None:
+        recording["groups"].append(_recording_group(f"meshobs-{mesh}-ztunnels", recordings_ambient.rules(cfg, dialect)))
+    every_alert = alerts(cfg, dialect) + rules_health.alerts(cfg, dialect) + rules_ambient.alerts(cfg, dialect)
     alerting = {"groups": [{
         "name": f"meshobs-{mesh}-alerts",
         "rules": [_alert_rule(cfg, dialect, alert) for alert in every_alert],
