@@ -15,6 +15,7 @@ from meshobs.verify.check import Checker
 from meshobs.verify.promapi import Prometheus
 from meshobs.verify.variables import Timing
 from tests.support import ambientdata
+from tests.support.procs import process_starter
 from tests.verify import stack
 from tests.verify.replay import Replay
 from tests.verify.test_verify_replayed import panel
@@ -31,9 +32,16 @@ def _job(target) -> str:
     return "istiod" if target.workload == "istiod" else "istio-proxies"
 
 
-@pytest.fixture
-def ambient_mesh(processes, tmp_path, request):
-    """(rendered folder, outcomes of every Istio query) on the replayed ambient mesh."""
+@pytest.fixture(scope="module")
+def ambient_mesh(tmp_path_factory, request):
+    """(rendered folder, outcomes of every Istio query) on the replayed mixed mesh, checked once for
+    this module's tests; every process and replay server stops after them."""
+    starter = process_starter()
+    request.addfinalizer(lambda: next(starter, None))
+    yield from _checked(next(starter), tmp_path_factory.mktemp("ambient"), request)
+
+
+def _checked(processes, tmp_path, request):
     replay = Replay.start(request, ambientdata.mixed(time.time()))
     jobs: dict[str, list[dict]] = {}
     for target, address in replay.addresses():
@@ -42,7 +50,7 @@ def ambient_mesh(processes, tmp_path, request):
                 "path": t.path} for t, address in replay.addresses() if t.proxy]
     out, prometheus = stack.start(processes, tmp_path, "istio", jobs, entries)
     checker = Checker(Prometheus(prometheus.url), Timing(scrape=1, step=1, range=120))
-    return out, [checker.check(q) for q in sources.load(out, ["istio"])]
+    yield out, [checker.check(q) for q in sources.load(out, ["istio"])]
 
 
 # Rates over `$__rate_interval` (4 s here) swing with scrape timing: values are compared as > 0,
@@ -96,3 +104,23 @@ def test_waypoint_dashboard_counts_requests_and_rbac_denials_by_service(ambient_
     assert rbac.keys() == {("waypoint", "accounts")} and rbac[("waypoint", "accounts")] > 0
     pairs = _values(panel(outcomes, board, "Denied pairs"), "source_namespace", "source_workload", "destination_service")
     assert list(pairs) == [("other", "intruder", "accounts")]
+
+
+def test_ambient_workloads_show_beside_sidecars_on_the_existing_dashboards(ambient_mesh):
+    """On the overview, service, workload and security dashboards the ambient bank sits beside the sidecar namespaces: accounts' requests counted once (the waypoint's, not again from the shop sidecar that calls it), its callers by workload, postgres's L4 denial, plaintext and TCP."""
+    _, outcomes = ambient_mesh
+    workload = ("destination_namespace", "destination_workload")
+    inbound = _values(panel(outcomes, "workload.json", "Inbound requests"), *workload)
+    through_waypoint = _values(panel(outcomes, "waypoint.json", "Requests by destination service"), "destination_namespace",
+                               "destination_service")
+    assert inbound[("bank", "accounts")] == pytest.approx(through_waypoint[("bank", "accounts")], rel=1e-6)
+    assert inbound[("shop", "productpage")] > 0  # the sidecar namespace as before
+    callers = _values(panel(outcomes, "service.json", "Requests by source workload"), "source_namespace", "source_workload",
+                      "destination_namespace", "destination_service")
+    assert {caller[:2] for caller in callers if caller[2:] == ("bank", "accounts")} == {
+        ("bank", "web"), ("shop", "frontend"), ("other", "intruder")}
+    denied = _values(panel(outcomes, "security.json", "Authorization denials by destination"), *workload)
+    assert denied[("bank", "postgres")] > 0 and denied[("payments", "ledger")] > 0  # L4 (ztunnel DENY) and sidecar RBAC
+    plaintext = _values(panel(outcomes, "security.json", "Plaintext traffic by destination"), *workload)
+    assert plaintext[("bank", "postgres")] > 0 and plaintext[("shop", "productpage")] > 0  # ztunnel `unknown`, sidecar `none`
+    assert ("bank", "postgres") in _values(panel(outcomes, "overview.json", "TCP workloads"), *workload)
