@@ -30,6 +30,10 @@ CERTIFICATES = ("ztunnel exposes no certificate-expiry metric, and its admin por
                 "it. What shows a certificate problem: connections failed with IDENTITY_ERROR (ztunnel could not get "
                 "a workload's certificate) or TLS_FAILURE, and istiod's signing of the certificates ztunnel asks for.")
 
+KUBELET = ("ztunnel exposes no CPU or memory series of its own (only open and maximum file descriptors): these are "
+           "the kubelet's cAdvisor series, scraped by the cluster's kubelet job, per pod (they carry no node label, "
+           "so the node variable does not filter them).")
+
 
 class _Scope:
     """Queries of one dashboard, filtered by `$cluster` and by its own variable (`$node`, `$waypoint`)."""
@@ -172,9 +176,10 @@ def _ztunnel(c: _Context) -> tuple[str, bytes]:
               description="DNS queries the ztunnel's DNS proxy answered (only with DNS capture on)."),
     )
     resources = (
-        Panel("CPU by node", "timeseries", (Q(s.rate(a.ZTUNNEL_CPU, node), NODE_LEGEND),), unit="percentunit",
-              description="CPU seconds per second of each ztunnel process."),
-        Panel("Memory by node", "timeseries", (Q(s.gauge(a.ZTUNNEL_MEMORY, node), NODE_LEGEND),), unit="bytes"),
+        Panel("CPU by ztunnel pod", "timeseries", (Q(s.rate(z.CPU, ("pod",)), "{{pod}}"),), unit="percentunit",
+              description=f"CPU seconds per second of each ztunnel container. {KUBELET}"),
+        Panel("Memory by ztunnel pod", "timeseries", (Q(s.gauge(z.MEMORY, ("pod",)), "{{pod}}"),), unit="bytes",
+              description=f"Working set of each ztunnel container. {KUBELET}"),
         Panel("Open file descriptors by node", "timeseries",
               (Q(_ratio(s.gauge(z.OPEN_FDS, node), s.gauge(z.MAX_FDS, node)), NODE_LEGEND),), unit="percentunit",
               min_value=0, max_value=1, description="Share of the process's file descriptor limit in use: each connection holds some."),

@@ -126,8 +126,9 @@ EXPECTED: tuple[Expected, ...] = (
     Expected("exists on ztunnel 1.29 and later only", selector="istio_tcp_sockets_open", mesh="istio"),
     Expected("empty until a ztunnel's xDS stream to istiod has ended once: the series appear with the first end",
              selector="istio_xds_connection_terminations_total", mesh="istio"),
-    Expected("cAdvisor's container counters come from the kubelet's scrape job (kube-prometheus), not from "
-             "meshobs's jobs", selector="container_cpu_usage_seconds_total"),
+    *(Expected("cAdvisor's container counters come from the kubelet's scrape job (kube-prometheus), not from "
+               "meshobs's jobs", selector=metric) for metric in ("container_cpu_usage_seconds_total",
+                                                                 "container_memory_working_set_bytes")),
 )
 
 

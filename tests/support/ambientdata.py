@@ -161,9 +161,7 @@ def _ztunnel(node: str, now: float) -> Target:
         counter("istio_dns_requests_total", {"source_canonical_service": "web", "source_canonical_revision": "latest",
                                              "source_workload": "web", "source_workload_namespace": "bank",
                                              "source_cluster": "Kubernetes", "server": "ztunnel"}, 1.0),
-        counter("process_cpu_seconds_total", {}, 0.02),
-        gauge("process_resident_memory_bytes", {}, 28_000_000),
-        gauge("process_start_time_seconds", {}, now - 86400),
+        # ztunnel's only process series (src/metrics/process.rs, 1.28+): CPU and memory are cAdvisor's
         gauge("process_open_fds", {}, 40),
         gauge("process_max_fds", {}, 1_048_576),
     ]
@@ -191,6 +189,16 @@ def _waypoint_labels(edge: L7) -> Labels:
         "grpc_response_status": edge.grpc_status,
         "response_flags": "-", "connection_security_policy": "mutual_tls",
     }
+
+
+def _kubelet() -> Target:
+    """The kubelet's cAdvisor series of the ztunnel containers (namespace, pod, container; no node)."""
+    series = []
+    for node in NODES:
+        labels = {"namespace": "istio-system", "pod": ZTUNNEL_POD.format(node=node), "container": "istio-proxy"}
+        series += [counter("container_cpu_usage_seconds_total", labels, 0.02),
+                   gauge("container_memory_working_set_bytes", labels, 28_000_000)]
+    return Target("/metrics/cadvisor", {}, "istio", "kubelet", series, proxy=False)
 
 
 def _waypoint(now: float) -> Target:
@@ -237,7 +245,7 @@ def mixed(now: float) -> list[Target]:
     ztunnels_and_waypoint, frontend = ambient(now)[:-1], ambient(now)[-1]
     (pod,) = [t for t in sidecars if t.labels == frontend.labels]
     pod.series += frontend.series
-    return sidecars + ztunnels_and_waypoint
+    return sidecars + ztunnels_and_waypoint + [_kubelet()]
 
 
 def ambient(now: float) -> list[Target]:
