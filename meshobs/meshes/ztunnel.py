@@ -87,9 +87,11 @@ def _waypoint(metric: str, *matchers: str, **labels: str | Cut) -> Source:
     return Source(metric, a.WAYPOINT + matchers, {**_PER_WAYPOINT, **labels})
 
 
-# A waypoint's HTTP connection manager is one per service it fronts: `inbound-vip|<port>|http|<service>.<namespace>.svc...`
-WAYPOINT_RBAC_DENIED = _waypoint("envoy_http_rbac", 'authz_enforce_result="denied"', destination_service=Cut(
-    "http_conn_manager_prefix", ("inbound-vip[|][0-9]+[|][^|]*[|]([^.]+)[.].*",), "inbound-vip[|][0-9]+[|][^|]*[|](?:{value})[.].*"))
+# A waypoint's HTTP connection managers are named by the port only, `inbound_0.0.0.0_<service port>`
+# (listener_waypoint.go: cc.StatPrefix() with bind 0.0.0.0), so its RBAC stats tell the port, never
+# the service: denials per service are the waypoint's 403s (`reporter="waypoint"`).
+WAYPOINT_RBAC_DENIED = _waypoint("envoy_http_rbac", 'authz_enforce_result="denied"', port=Cut(
+    "http_conn_manager_prefix", ("inbound_.*_([0-9]+)",), "inbound_.*_(?:{value})"))
 WAYPOINT_UP = _waypoint("up")
 WAYPOINT_LIVE = _waypoint("envoy_server_live")
 WAYPOINT_MEMORY = _waypoint("envoy_server_memory_allocated")

@@ -228,9 +228,10 @@ def _waypoint(c: _Context) -> tuple[str, bytes]:
     )
     edge = signals.EDGE
     authz = (
-        Panel("RBAC denials by destination service", "timeseries",
-              (Q(s.rate(z.WAYPOINT_RBAC_DENIED, waypoint + ("destination_service",)), "{{waypoint}} → {{destination_service}}"),),
-              unit="reqps", description="Envoy's RBAC filter of the waypoint, per service it fronts."),
+        Panel("RBAC denials by waypoint and port", "timeseries",
+              (Q(s.rate(z.WAYPOINT_RBAC_DENIED, waypoint + ("port",)), "{{waypoint}} port {{port}}"),),
+              unit="reqps", description="Envoy's RBAC filter of the waypoint, per service port it listens on (its stats "
+                                        "name the port, not the service: per service, see the 403s)."),
         Panel("403 responses by source and destination", "timeseries",
               (Q(s.rate(z.WAYPOINT_REQUESTS, edge, facet="403"), f"{SOURCE_LEGEND} → {SERVICE_LEGEND}"),), unit="reqps"),
         Panel("Denied pairs", "table", (Q(s.rate(z.WAYPOINT_REQUESTS, edge, facet="403", total=True), instant=True),),

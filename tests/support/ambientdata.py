@@ -214,7 +214,8 @@ def _waypoint(now: float) -> Target:
             denied += edge.rate
         else:
             allowed += edge.rate
-    hcm = {"http_conn_manager_prefix": "inbound-vip|80|http|accounts.bank.svc.cluster.local"}
+    # the waypoint's HCM stat prefix is `inbound_0.0.0.0_<service port>` (Istio 1.30.3 listener_waypoint.go)
+    hcm = {"http_conn_manager_prefix": "inbound_0.0.0.0_80"}
     series.append(counter("envoy_http_rbac", {"authz_enforce_result": "allowed", **hcm}, allowed))
     series.append(counter("envoy_http_rbac", {"authz_enforce_result": "denied", **hcm}, denied))
     series.append(gauge("istio_build", {"component": "proxy", "tag": ISTIO_VERSION}, 1))

@@ -90,7 +90,7 @@ def test_ztunnel_dashboard_shows_each_node_its_failures_and_plaintext(ambient_me
 
 
 def test_waypoint_dashboard_counts_requests_and_rbac_denials_by_service(ambient_mesh):
-    """The bank waypoint's requests to accounts, its failure share (5xx and gRPC), the 403 pair and its RBAC denials appear per destination service."""
+    """The bank waypoint's requests to accounts, its failure share (5xx and gRPC), the 403 pair per destination service and its RBAC denials per port."""
     _, outcomes = ambient_mesh
     board = "waypoint.json"
     requests = _values(panel(outcomes, board, "Requests by destination service"), "waypoint", "destination_namespace",
@@ -100,8 +100,8 @@ def test_waypoint_dashboard_counts_requests_and_rbac_denials_by_service(ambient_
     # the 503s and the failed gRPC call
     ratio = _values(panel(outcomes, board, "Failure ratio by destination service"), "destination_service")
     assert ratio[("accounts",)] == pytest.approx((0.8 + 0.2) / 13.0, rel=0.1)
-    rbac = _values(panel(outcomes, board, "RBAC denials by destination service"), "waypoint", "destination_service")
-    assert rbac.keys() == {("waypoint", "accounts")} and rbac[("waypoint", "accounts")] > 0
+    rbac = _values(panel(outcomes, board, "RBAC denials by waypoint and port"), "waypoint", "port")
+    assert rbac.keys() == {("waypoint", "80")} and rbac[("waypoint", "80")] > 0
     pairs = _values(panel(outcomes, board, "Denied pairs"), "source_namespace", "source_workload", "destination_service")
     assert list(pairs) == [("other", "intruder", "accounts")]
 
