@@ -158,9 +158,9 @@ def _ztunnel(node: str, now: float) -> Target:
         gauge("workload_manager_pending_proxy_count", {}, 0),
         counter("workload_manager_proxies_started_total", {}, 0.0),
         counter("workload_manager_proxies_stopped_total", {}, 0.0),
-        counter("istio_dns_requests_total", {"source_canonical_service": "web", "source_canonical_revision": "latest",
-                                             "source_workload": "web", "source_workload_namespace": "bank",
-                                             "source_cluster": "Kubernetes", "server": "ztunnel"}, 1.0),
+        # DnsLabels of ztunnel 1.30.3 (src/dns/metrics.rs)
+        counter("istio_dns_requests_total", {"request_query_type": "A", "request_protocol": "udp",
+                                             "source_canonical_service": "web", "source_canonical_revision": "latest"}, 1.0),
         # ztunnel's only process series (src/metrics/process.rs, 1.28+): CPU and memory are cAdvisor's
         gauge("process_open_fds", {}, 40),
         gauge("process_max_fds", {}, 1_048_576),
