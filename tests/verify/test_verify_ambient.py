@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from meshobs.verify import sources
+from meshobs.verify import exceptions, sources
 from meshobs.verify.check import Checker
 from meshobs.verify.promapi import Prometheus
 from meshobs.verify.variables import Timing
@@ -124,3 +124,15 @@ def test_ambient_workloads_show_beside_sidecars_on_the_existing_dashboards(ambie
     plaintext = _values(panel(outcomes, "security.json", "Plaintext traffic by destination"), *workload)
     assert plaintext[("bank", "postgres")] > 0 and plaintext[("shop", "productpage")] > 0  # ztunnel `unknown`, sidecar `none`
     assert ("bank", "postgres") in _values(panel(outcomes, "overview.json", "TCP workloads"), *workload)
+
+
+def test_a_ztunnel_selector_is_excused_only_while_no_ztunnel_is_scraped():
+    """An empty ztunnel or waypoint selector is a declared exception while Prometheus scrapes no ztunnel (waypoint), and a failure once it scrapes one."""
+    query = sources.Query("istio", "panel", "dashboards/istio/ztunnel.json", "Istio / ztunnel", "ztunnels up", "")
+    ztunnel_selector = 'up{namespace="istio-system", pod=~"ztunnel-.+", cluster=~".*"}'
+    waypoint_selector = 'envoy_server_live{waypoint!="", cluster=~".*"}'
+    for selector in (ztunnel_selector, waypoint_selector):
+        assert exceptions.excuse(query, selector, present=lambda s: False) is not None
+        assert exceptions.excuse(query, selector, present=lambda s: True) is None
+    assert exceptions.excuse(query, ztunnel_selector, present=lambda s: "waypoint" in s).startswith(
+        "exists only where pods run in ambient mode")
