@@ -221,6 +221,7 @@ ISTIO = Dialect(
     authz_allowed=(Source(_RBAC, ('authz_enforce_result="allowed"',), _POD_WORKLOAD),),
     # ambient plaintext: connections a ztunnel accepted without HBONE (it never writes `none`)
     plaintext=(Source(ambient.OPENED, ambient.L4_DESTINATION + (ambient.PLAINTEXT,), _LABELS),),
+    inbound_connections=(Source(ambient.OPENED, ambient.L4_DESTINATION, _LABELS),),
     # TCP services of sidecars; every connection to an ambient pod (its ztunnel's destination side)
     tcp_connections=(Source("istio_tcp_connections_opened_total", _DESTINATION, _LABELS),),
     # Born on the first rejection: read as a lazy counter (signals.CONFIG_REJECTIONS).

@@ -279,8 +279,9 @@ def mtls_failure(mesh: str, title: str) -> list[dict]:
 def plaintext(mesh: str, title: str) -> list[dict]:
     t = MeshTraffic(mesh)
     name = "MeshPlaintextTraffic"
+    units = "requests or connections" if DIALECTS[mesh].ztunnels else "requests"  # ztunnel counts connections
     fires = _alert(mesh, name, "warning", WORKLOAD, f"{title}: plaintext traffic reaches {SVC}",
-                   f"{SVC} in {NS} serves 1 requests/s without mutual TLS over the last 5m.")
+                   f"{SVC} in {NS} serves 1 {units}/s without mutual TLS over the last 5m.")
     cases = []
     if mesh == "consul":  # Consul labels no request as plaintext: only the exporter sees it
         bad = t.requests(NS, SVC, "200", (1, 15)) + [t.exporter("meshobs_plaintext_requests_total", NS, SVC, counter((1, 15)))]
@@ -313,7 +314,8 @@ def plaintext(mesh: str, title: str) -> list[dict]:
 def _ambient_plaintext_cases(title: str, name: str) -> list[dict]:
     """Istio ambient: ztunnel never writes `none`; plaintext reaching a captured pod is `unknown` at its ztunnel."""
     fires = _alert("istio", name, "warning", POSTGRES_WORKLOAD, f"{title}: plaintext traffic reaches {POSTGRES.name}",
-                   f"{POSTGRES.name} in {POSTGRES.namespace} serves 1 requests/s without mutual TLS over the last 5m.")
+                   f"{POSTGRES.name} in {POSTGRES.namespace} serves 1 requests or connections/s without mutual TLS "
+                   "over the last 5m.")
     plain, hbone = L4(LEGACY, POSTGRES, POSTGRES, 0, mtls=False), L4(ACCOUNTS, POSTGRES, POSTGRES, 0)
     opened = lambda edge, reporter, values: [amb.ztunnel("istio_tcp_connections_opened_total", edge, reporter, values)]
     healthy = opened(hbone, "destination", counter((5, 15))) + opened(hbone, "source", counter((5, 15)))
@@ -331,6 +333,11 @@ def _ambient_plaintext_cases(title: str, name: str) -> list[dict]:
               "15m", name, []),
         _case("low traffic (ambient): one plaintext connection", healthy + opened(plain, "destination", "0x10 1x5"),
               "15m", name, []),
+        _case("bad (mixed layout): plaintext to a sidecar workload (`none`) and to an ambient one (`unknown`)",
+              healthy + opened(plain, "destination", counter((1, 15)))
+              + MeshTraffic("istio").requests(NS, SVC, "200", (1, 15), mtls=False), "15m", name,
+              [fires, _alert("istio", name, "warning", WORKLOAD, f"{title}: plaintext traffic reaches {SVC}",
+                             f"{SVC} in {NS} serves 1 requests or connections/s without mutual TLS over the last 5m.")]),
     ]
 
 

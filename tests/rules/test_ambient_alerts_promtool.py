@@ -16,7 +16,8 @@ from tests.rules import ambient_traffic as amb
 from tests.rules.test_alerts_promtool import CFG, _case, rule_files  # noqa: F401 (fixture)
 from tests.rules.test_health_alerts_promtool import _expected
 from tests.rules.traffic import constant, counter
-from tests.support.ambientdata import ACCOUNTS, L4, WEB
+from tests.rules.traffic import CLUSTER
+from tests.support.ambientdata import ACCOUNTS, LEGACY, POSTGRES, L4, WEB
 from tests.support.procs import require_binary
 
 TITLE = "Istio"
@@ -123,3 +124,31 @@ def test_every_ztunnel_alert_has_a_runbook_section():
     headings = {line[3:].strip() for line in (Path(__file__).parents[2] / "docs/runbooks.md").read_text().splitlines()
                 if line.startswith("## ")}
     assert set(rules_ambient.ALERT_NAMES) <= headings
+
+
+def test_mtls_coverage_counts_the_plaintext_connections_of_ambient_workloads(rule_files, tmp_path):  # noqa: F811
+    """An ambient workload with no waypoint has no requests: its mTLS coverage is that of the connections its
+    ztunnel accepted (HBONE against `unknown`), and one behind a waypoint keeps its requests."""
+    opened = lambda edge, values: amb.ztunnel("istio_tcp_connections_opened_total", edge, "destination", values)
+    ratio = "destination_workload:mesh_requests_mtls:ratio_rate5m"
+    test_file = tmp_path / "coverage.yaml"
+    test_file.write_text(yamlfmt.dump({
+        "rule_files": [str(p) for p in sorted(rule_files["istio"])],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [opened(L4(ACCOUNTS, POSTGRES, POSTGRES, 0), counter((1.5, 15))),
+                             opened(L4(LEGACY, POSTGRES, POSTGRES, 0, mtls=False), counter((0.5, 15))),
+                             amb.waypoint(WEB, ACCOUNTS, "200", counter((4, 15))),
+                             opened(L4(WEB, ACCOUNTS, ACCOUNTS, 0), counter((9, 15)))],
+            "promql_expr_test": [{"expr": f'{ratio}{{destination_workload=~"{POSTGRES.name}|{ACCOUNTS.name}"}}', "eval_time": "15m",
+                                  "exp_samples": [
+                                      {"labels": f'{ratio}{{cluster="{CLUSTER}", destination_namespace="bank", '
+                                                 f'destination_workload="{POSTGRES.name}", mesh="istio"}}', "value": 0.75},
+                                      {"labels": f'{ratio}{{cluster="{CLUSTER}", destination_namespace="bank", '
+                                                 f'destination_workload="{ACCOUNTS.name}", mesh="istio"}}', "value": 1}]}],
+        }],
+    }))
+    result = subprocess.run([require_binary("promtool"), "test", "rules", str(test_file)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
