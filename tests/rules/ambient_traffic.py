@@ -5,9 +5,7 @@ plus the target labels the rendered istio-ztunnels / istio-waypoints / istio-pro
 from __future__ import annotations
 
 from tests.rules.traffic import series
-from tests.support.ambientdata import (
-    ACCOUNTS, FRONTEND, L4, L7, WAYPOINT, WEB, Workload, ZTUNNEL_POD, _waypoint_labels, _ztunnel_labels,
-)
+from tests.support.ambientdata import ACCOUNTS, L4, L7, WAYPOINT, ZTUNNEL_POD, Workload, _waypoint_labels, _ztunnel_labels
 
 ISTIO_SYSTEM = "istio-system"
 WAYPOINT_POD = f"{WAYPOINT}-6c9f8d7b5-k2xq4"
@@ -54,6 +52,3 @@ def waypoint_rbac(result: str, values: str) -> dict:
     return series("envoy_http_rbac", {"authz_enforce_result": result,
                                       "http_conn_manager_prefix": "inbound-vip|80|http|accounts.bank.svc.cluster.local",
                                       "namespace": ACCOUNTS.namespace, "pod": WAYPOINT_POD, "waypoint": WAYPOINT}, values)
-
-
-__all__ = ["ACCOUNTS", "FRONTEND", "WEB", "L4", "ztunnel", "ztunnel_own", "up", "waypoint", "sidecar_caller", "waypoint_rbac"]

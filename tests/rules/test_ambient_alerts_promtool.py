@@ -15,12 +15,21 @@ from meshobs.render import rules_ambient
 from tests.rules import ambient_traffic as amb
 from tests.rules.test_alerts_promtool import CFG, _case, rule_files  # noqa: F401 (fixture)
 from tests.rules.test_health_alerts_promtool import _expected
-from tests.rules.traffic import constant, counter
-from tests.rules.traffic import CLUSTER
+from tests.rules.traffic import CLUSTER, constant, counter
 from tests.support.ambientdata import ACCOUNTS, LEGACY, POSTGRES, L4, WEB
 from tests.support.procs import require_binary
 
 TITLE = "Istio"
+
+
+def run_promtool(rule_files: dict, tmp_path: Path, name: str, tests: list[dict]) -> None:
+    """`promtool test rules` on Istio's rendered rule files; fails with promtool's output."""
+    test_file = tmp_path / f"{name}.yaml"
+    test_file.write_text(yamlfmt.dump({
+        "rule_files": [str(p) for p in sorted(rule_files["istio"])],
+        "evaluation_interval": "1m",
+        "tests": tests,
+    }))
 UNREACHABLE = "every ambient pod of the node is unreachable (ztunnel carries all their traffic)"
 
 
@@ -84,6 +93,54 @@ def identity_failures(name: str) -> list[dict]:
     ]
 
 
+def _caller_expected(name: str, verb: str, what: str) -> dict:
+    return _expected("istio", name, "warning",
+                     {"source_namespace": WEB.namespace, "source_workload": WEB.name, "destination_service": ACCOUNTS.name},
+                     f"{TITLE}: {WEB.name} {verb} {ACCOUNTS.name}",
+                     f"0.5 {what} {ACCOUNTS.name}, from {WEB.name} in {WEB.namespace}, over the last 5m (threshold 0.05/s).")
+
+
+def connect_failures(name: str) -> list[dict]:
+    """An ambient client has no sidecar: its failed connections are its ztunnel's `reporter="source"` flags."""
+    fires = _caller_expected(name, "cannot connect to", "connections/s failed to reach")
+    closed = lambda flags, values: [amb.ztunnel("istio_tcp_connections_closed_total",
+                                                L4(WEB, ACCOUNTS, ACCOUNTS, 0, flags=flags), "source", values)]
+    return [
+        _case("bad (ambient): web's ztunnel cannot connect to accounts (CONNECT)",
+              closed("-", counter((5, 15))) + closed("CONNECT", counter((0.5, 15))), "15m", name, [fires]),
+        _case("bad (ambient): HBONE to accounts times out (NETWORK_POLICY)",
+              closed("-", counter((5, 15))) + closed("NETWORK_POLICY", counter((0.5, 15))), "15m", name, [fires]),
+        _case("healthy (ambient): denials are not connection failures",
+              closed("-", counter((5, 15))) + closed("DENY", counter((0.5, 15))), "15m", name, []),
+        _case("low traffic (ambient): a refused connection now and then",
+              closed("-", counter((5, 15))) + closed("CONNECT", counter((0.01, 15))), "15m", name, []),
+    ]
+
+
+def no_healthy_upstream(name: str) -> list[dict]:
+    """A waypoint that finds no healthy pod of accounts flags UH on its series for web's calls."""
+    fires = _caller_expected(name, "finds no healthy endpoint of", "calls/s failed because no endpoint of")
+    fires["exp_annotations"]["description"] = fires["exp_annotations"]["description"].replace(
+        f"of {ACCOUNTS.name},", f"of {ACCOUNTS.name} was healthy,")
+    unanswered = lambda values: [dict(amb.waypoint(WEB, ACCOUNTS, "503", values), series=amb.waypoint(
+        WEB, ACCOUNTS, "503", "")["series"].replace('response_flags="-"', 'response_flags="UH"'))]
+    return [
+        _case("bad (ambient): the waypoint finds no healthy pod of accounts", unanswered(counter((0.5, 15))), "15m", name,
+              [fires]),
+        _case("low traffic (ambient): now and then", unanswered(counter((0.01, 15))), "15m", name, []),
+    ]
+
+
+# the alerts of every mesh whose ambient side is not tested in test_alerts_promtool.py
+AMBIENT_HEALTH = {"MeshUpstreamConnectFailures": connect_failures, "MeshNoHealthyUpstream": no_healthy_upstream}
+
+
+@pytest.mark.parametrize("alertname", sorted(AMBIENT_HEALTH))
+def test_upstream_alert_covers_ambient_clients(alertname, rule_files, tmp_path):  # noqa: F811
+    """An ambient client's upstream failures, from its ztunnel or its server's waypoint, fire the upstream alerts."""
+    run_promtool(rule_files, tmp_path, f"ambient-{alertname}", AMBIENT_HEALTH[alertname](alertname))
+
+
 SCENARIOS = {
     "MeshZtunnelDown": ztunnel_down,
     "MeshZtunnelXdsFailures": xds_failures,
@@ -108,15 +165,7 @@ def test_only_a_mesh_with_ztunnels_renders_them(mesh):
 @pytest.mark.parametrize("alertname", rules_ambient.ALERT_NAMES)
 def test_ztunnel_alert_fires_on_bad_and_stays_silent_otherwise(alertname, rule_files, tmp_path):  # noqa: F811
     """promtool agrees with each scenario: bad fires with exact labels and annotations, the rest stay silent."""
-    test_file = tmp_path / f"istio-{alertname}.yaml"
-    test_file.write_text(yamlfmt.dump({
-        "rule_files": [str(p) for p in sorted(rule_files["istio"])],
-        "evaluation_interval": "1m",
-        "tests": SCENARIOS[alertname](alertname),
-    }))
-    result = subprocess.run([require_binary("promtool"), "test", "rules", str(test_file)], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_promtool(rule_files, tmp_path, f"istio-{alertname}", SCENARIOS[alertname](alertname))
 
 
 def test_every_ztunnel_alert_has_a_runbook_section():
@@ -131,24 +180,14 @@ def test_mtls_coverage_counts_the_plaintext_connections_of_ambient_workloads(rul
     ztunnel accepted (HBONE against `unknown`), and one behind a waypoint keeps its requests."""
     opened = lambda edge, values: amb.ztunnel("istio_tcp_connections_opened_total", edge, "destination", values)
     ratio = "destination_workload:mesh_requests_mtls:ratio_rate5m"
-    test_file = tmp_path / "coverage.yaml"
-    test_file.write_text(yamlfmt.dump({
-        "rule_files": [str(p) for p in sorted(rule_files["istio"])],
-        "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [opened(L4(ACCOUNTS, POSTGRES, POSTGRES, 0), counter((1.5, 15))),
-                             opened(L4(LEGACY, POSTGRES, POSTGRES, 0, mtls=False), counter((0.5, 15))),
-                             amb.waypoint(WEB, ACCOUNTS, "200", counter((4, 15))),
-                             opened(L4(WEB, ACCOUNTS, ACCOUNTS, 0), counter((9, 15)))],
-            "promql_expr_test": [{"expr": f'{ratio}{{destination_workload=~"{POSTGRES.name}|{ACCOUNTS.name}"}}', "eval_time": "15m",
-                                  "exp_samples": [
-                                      {"labels": f'{ratio}{{cluster="{CLUSTER}", destination_namespace="bank", '
-                                                 f'destination_workload="{POSTGRES.name}", mesh="istio"}}', "value": 0.75},
-                                      {"labels": f'{ratio}{{cluster="{CLUSTER}", destination_namespace="bank", '
-                                                 f'destination_workload="{ACCOUNTS.name}", mesh="istio"}}', "value": 1}]}],
-        }],
-    }))
-    result = subprocess.run([require_binary("promtool"), "test", "rules", str(test_file)], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    sample = lambda workload, value: {"labels": f'{ratio}{{cluster="{CLUSTER}", destination_namespace="bank", '
+                                                f'destination_workload="{workload.name}", mesh="istio"}}', "value": value}
+    run_promtool(rule_files, tmp_path, "coverage", [{
+        "interval": "1m",
+        "input_series": [opened(L4(ACCOUNTS, POSTGRES, POSTGRES, 0), counter((1.5, 15))),
+                         opened(L4(LEGACY, POSTGRES, POSTGRES, 0, mtls=False), counter((0.5, 15))),
+                         amb.waypoint(WEB, ACCOUNTS, "200", counter((4, 15))),
+                         opened(L4(WEB, ACCOUNTS, ACCOUNTS, 0), counter((9, 15)))],
+        "promql_expr_test": [{"expr": f'{ratio}{{destination_workload=~"{POSTGRES.name}|{ACCOUNTS.name}"}}', "eval_time": "15m",
+                              "exp_samples": [sample(POSTGRES, 0.75), sample(ACCOUNTS, 1)]}],
+    }])
