@@ -84,6 +84,10 @@ REQUEST_ERRORS = Signal("request_errors", "Failed requests", "reqps", "rate", la
                         description="requests that failed (5xx, a failed gRPC status, no answer), as the destination or its callers saw them")
 INBOUND_REQUESTS = Signal("inbound_requests", "Inbound requests", "reqps", "rate", _one("requests"),
                           description="HTTP/gRPC requests received by the destination workload's proxy")
+INBOUND_TRAFFIC = Signal("inbound_traffic", "Inbound requests", "reqps", "rate",
+                         lambda d: (d.requests,) + d.inbound_connections,
+                         description="HTTP/gRPC requests received by the destination workload's proxy; for a workload "
+                                     "with no L7 view (Istio ambient without a waypoint), the connections it accepted")
 INBOUND_ERRORS = Signal("inbound_errors", "Inbound failures", "reqps", "rate", _one("requests"), facet="error",
                         description="requests the destination workload's proxy answered with a failure (5xx, failed gRPC)")
 REQUEST_DURATION = Signal("request_duration", "Latency", "s", "quantile", _one("request_duration"),

@@ -88,6 +88,9 @@ class Dialect:
     tls_failures: tuple[Source, ...] = ()
     # traffic served without mutual TLS beyond the `requests` "plaintext" facet (Istio ambient: connections)
     plaintext: tuple[Source, ...] = ()
+    # Connections accepted by workloads that may have no L7 view at all (Istio ambient without a
+    # waypoint): a workload's traffic in the security numbers (mTLS coverage) where `requests` has none.
+    inbound_connections: tuple[Source, ...] = ()
     cert_expiry: tuple[Source, ...] = ()
     tcp_connections: tuple[Source, ...] = ()  # connections the destination proxy accepted (counters)
     config_rejected: tuple[Source, ...] = ()
@@ -158,7 +161,7 @@ class Dialect:
         """Every metric name the rules and dashboards of this mesh may read."""
         sources: list[Source | None] = [self.requests, *self.service_requests, self.edges, self.request_duration, self.inbound_duration]
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
-                    *self.plaintext, *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
+                    *self.plaintext, *self.inbound_connections, *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
         sources += [s for group in (self.tcp, self.client, self.http, self.proxy_health, self.control_plane_detail)
                     for s in group.sources()]

@@ -116,10 +116,14 @@ ISTIO_TCP = Tcp(
     unavailable={"active": "Istio counts opened and closed connections only; their difference drifts with every "
                            "proxy restart, so meshobs charts the opened and closed rates instead"},
 )
+_CLIENT_FACETS = {"5xx": ('response_code=~"5.."',), "4xx": ('response_code=~"4.."',)}
+# An ambient client has no proxy of its own at L7: its calls are seen by the waypoint it calls
+# through, which also sees a sidecar client's calls (then reported by both: the larger is taken).
 ISTIO_CLIENT = Client(
-    requests=Source("istio_requests_total", _CALLER, _LABELS,
-                    facets={"5xx": ('response_code=~"5.."',), "4xx": ('response_code=~"4.."',)}),
-    duration=Source("istio_request_duration_milliseconds_bucket", _CALLER, _LABELS, scale=0.001),
+    requests=(Source("istio_requests_total", _CALLER, _LABELS, facets=_CLIENT_FACETS),
+              Source("istio_requests_total", (f'reporter="{ambient.WAYPOINT_REPORTER}"',), _LABELS, facets=_CLIENT_FACETS)),
+    # a quantile, not a count: a sidecar client's calls through a waypoint weigh in twice
+    duration=Source("istio_request_duration_milliseconds_bucket", _UPSTREAM_CALLER, _LABELS, scale=0.001),
 )
 ISTIO_HTTP = Http(
     client_errors=('response_code=~"4.."',),
@@ -217,6 +221,7 @@ ISTIO = Dialect(
     authz_allowed=(Source(_RBAC, ('authz_enforce_result="allowed"',), _POD_WORKLOAD),),
     # ambient plaintext: connections a ztunnel accepted without HBONE (it never writes `none`)
     plaintext=(Source(ambient.OPENED, ambient.L4_DESTINATION + (ambient.PLAINTEXT,), _LABELS),),
+    inbound_connections=(Source(ambient.OPENED, ambient.L4_DESTINATION, _LABELS),),
     # TCP services of sidecars; every connection to an ambient pod (its ztunnel's destination side)
     tcp_connections=(Source("istio_tcp_connections_opened_total", _DESTINATION, _LABELS),),
     # Born on the first rejection: read as a lazy counter (signals.CONFIG_REJECTIONS).

@@ -132,12 +132,14 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
     ))
 
     plain = a.plaintext
+    # ztunnel (Istio ambient) sees connections, not requests
+    units = "requests" if dialect.ztunnels is None else "requests or connections"
     result.append(Alert(
         "MeshPlaintextTraffic",
         f"{rec.plaintext(plain.window).ref(mesh)} > {plain.min_requests_per_second:g}",
         plain.for_, plain.severity,
         f"{dialect.title}: plaintext traffic reaches {{{{ $labels.destination_workload }}}}",
-        f"{where_workload} serves {VALUE} requests/s without mutual TLS over the last {plain.window}.",
+        f"{where_workload} serves {VALUE} {units}/s without mutual TLS over the last {plain.window}.",
     ))
 
     exp = a.cert_expiry
