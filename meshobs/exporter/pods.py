@@ -94,7 +94,7 @@ def _controller_kind(meta: dict) -> str | None:
     return controller.get("kind") if controller else None
 
 
-def _named_port(spec: dict, name: str, default: int) -> object:
+def _named_port(spec: dict, name: str, default: int) -> str:
     """The containerPort of the port called `name` in any container (as Prometheus's pod role
     finds it), else `default`; checked as an annotation's port is."""
     for container in spec.get("containers") or []:
@@ -102,7 +102,9 @@ def _named_port(spec: dict, name: str, default: int) -> object:
         for port in ports if isinstance(ports, list) else ():
             if isinstance(port, dict) and port.get("name") == name:
                 value = port.get("containerPort")
-                return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+                if not isinstance(value, int) or isinstance(value, bool):  # the API server stores an int
+                    raise PodRejected("bad_port", f"port {shown(value)} is not an integer 1-65535")
+                return str(value)
     return str(default)
 
 

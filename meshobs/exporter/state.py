@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 SCRAPE_ERROR_REASONS = ("timeout", "refused", "too_large", "bad_payload", "http_status")
 # Why a workload a ztunnel named was not counted: not a Kubernetes name (or `unknown`), no
 # captured pod of that name on the ztunnel's node, more than normalize.MAX_SPEAKERS workloads
-# from one ztunnel, or no room under --max-workloads.
-CLAIM_REFUSALS = ("bad_name", "not_on_node", "too_many", "workload_cap")
+# from one ztunnel. (No room under --max-workloads is counted in `dropped_workloads`.)
+CLAIM_REFUSALS = ("bad_name", "not_on_node", "too_many")
 # (node, namespace, name as ztunnel reports it) -> the meshobs workload of the captured pod it
 # is, or None if there is none on that node
 Resolve = Callable[[str, str, str], "str | None"]
