@@ -10,7 +10,7 @@ from meshobs.exporter.kubernetes import ApiServer, PodWatcher
 from meshobs.exporter.normalize import DENIED, FAILURES, MAX_SPEAKERS, PLAINTEXT, ROLES, normalize
 from meshobs.exporter.parse import PayloadError, Sample
 from meshobs.exporter.pods import PodRejected, pod_target
-from meshobs.exporter.state import State
+from meshobs.exporter.state import BurstPolicy, State
 from meshobs.exporter.targets import make_target
 from tests.exporter.kube_api import pod
 from tests.exporter.test_ambient import WAYPOINT_LABELS, captured, placed, ztunnel_pod
@@ -137,3 +137,13 @@ def test_a_ztunnel_restart_and_a_vanishing_series_never_count_twice():
     assert ("istio", "bank", "accounts") not in state.workloads and state.dropped_workloads == 1
     assert state.retain({NODE_B}, 0.0) == {NODE_B}
     assert {key for key, _ in state.exported()} == {("istio", "istio-system", "ztunnel")}
+
+
+def test_a_burst_of_l4_denials_at_a_ztunnel_is_the_destination_workloads_burst():
+    """Denials a ztunnel reports for a workload start and end that workload's burst, with its labels, as a sidecar's would."""
+    state = State(burst=BurstPolicy(absolute=1.0, factor=10.0, minimum=0.5, baseline_seconds=60.0))
+    events = []
+    for second, denied in enumerate((0, 0, 30, 60, 60, 60)):
+        state.observe(NODE_B, normalize(ZTUNNEL, [deny("bank", "postgres", denied)]), 0.01)
+        events += [(second, e.kind, e.record["namespace"], e.record["workload"]) for e in state.end_cycle(1000.0 + second)]
+    assert events == [(2, "authz_burst_started", "bank", "postgres"), (4, "authz_burst_ended", "bank", "postgres")]
