@@ -21,6 +21,7 @@ There is no certificate expiry among ztunnel's series, and its admin port (15000
 
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 from meshobs.meshes.proxy import DENIED, FAILURES, HANDSHAKES, PLAINTEXT, ProxyMetrics, Rule, matching
@@ -50,11 +51,19 @@ _DESTINATION = 'reporter="destination"'
 # response flag -> meshobs failure reason
 TLS_FLAGS = {"TLS_FAILURE": "other", "IDENTITY_ERROR": "other", "CERT_REVOKED": "untrusted_cert"}
 
+
+
+def _rule(family: str, key: tuple[str, str], *matchers: str) -> Rule:
+    # A busy node's ztunnel has thousands of connection series: the exporter's scan keeps only
+    # the lines holding the most selective matcher (the last) as a literal.
+    return Rule(family, key, matching(*matchers), pattern=re.escape(family), marker=matchers[-1])
+
+
 ZTUNNEL_RULES = (
-    Rule(_CLOSED, (DENIED, ""), matching(_DESTINATION, 'response_flags="DENY"')),
-    *(Rule(_CLOSED, (FAILURES, reason), matching(f'response_flags="{flag}"')) for flag, reason in TLS_FLAGS.items()),
-    Rule(_OPENED, (PLAINTEXT, ""), matching(_DESTINATION, 'connection_security_policy="unknown"')),
-    Rule(_OPENED, (HANDSHAKES, ""), matching(_DESTINATION, 'connection_security_policy="mutual_tls"')),
+    _rule(_CLOSED, (DENIED, ""), _DESTINATION, 'response_flags="DENY"'),
+    *(_rule(_CLOSED, (FAILURES, reason), f'response_flags="{flag}"') for flag, reason in TLS_FLAGS.items()),
+    _rule(_OPENED, (PLAINTEXT, ""), _DESTINATION, 'connection_security_policy="unknown"'),
+    _rule(_OPENED, (HANDSHAKES, ""), 'connection_security_policy="mutual_tls"', _DESTINATION),
 )
 
 _SIDES = {"destination": "destination", "source": "source"}

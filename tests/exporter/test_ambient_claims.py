@@ -147,3 +147,20 @@ def test_a_burst_of_l4_denials_at_a_ztunnel_is_the_destination_workloads_burst()
         state.observe(NODE_B, normalize(ZTUNNEL, [deny("bank", "postgres", denied)]), 0.01)
         events += [(second, e.kind, e.record["namespace"], e.record["workload"]) for e in state.end_cycle(1000.0 + second)]
     assert events == [(2, "authz_burst_started", "bank", "postgres"), (4, "authz_burst_ended", "bank", "postgres")]
+
+
+def test_a_busy_ztunnels_ordinary_connection_series_are_not_kept():
+    """Only lines holding one of the rules' literals are kept: 25,000 source-side series of ordinary connections do not reach the 20,000-sample cap."""
+    from meshobs.exporter import parse
+
+    ordinary = "".join(
+        f'{family}{{reporter="source",source_workload="w{i}",source_workload_namespace="bank",response_flags="-",'
+        f'connection_security_policy="mutual_tls"}} {i}\n'
+        for i in range(12_500) for family in (CLOSED, "istio_tcp_connections_opened_total"))
+    denied = ('istio_tcp_connections_closed_total{reporter="destination",destination_workload="postgres",'
+              'destination_workload_namespace="bank",response_flags="DENY",connection_security_policy="mutual_tls"} 4\n')
+    lines = parse.line_filter(ZTUNNEL)
+    lines.feed((ordinary + denied).encode())
+    reading = normalize(ZTUNNEL, parse.parse_lines(lines.lines()))
+    assert len(lines.lines()) <= 2  # the denial, and a chunk's first line, which the scan checks by its name only
+    assert reading.by_workload[("bank", "postgres")][(DENIED, "")] == 4
