@@ -88,7 +88,8 @@ def line_regexp() -> str:
     """A ztunnel access line, in Fluentd's (Ruby) syntax: `(?<name>...)` groups named as the keys
     with `.` as `_`, plus time, level, message, bytes, duration_ms and error."""
     fields = "".join(_field(*f, first=i == 0) for i, f in enumerate(_FIELDS))
-    counts = ' bytes_sent=(?<bytes_sent>\\d+) bytes_recv=(?<bytes_recv>\\d+) duration="(?<duration_ms>\\d+)ms"'
+    # ztunnel's counts are u64 (at most 20 digits): a longer number is no ztunnel line
+    counts = ' bytes_sent=(?<bytes_sent>\\d{1,20}) bytes_recv=(?<bytes_recv>\\d{1,20}) duration="(?<duration_ms>\\d{1,20})ms"'
     error = ' error="(?<error>(?:[^"\\\\]|\\\\.)*)"'
     messages = "|".join(MESSAGES)
     return (f"^(?<time>\\S+)\\t(?<level>[a-z]+)\\taccess\\t(?<message>{messages})\\t"

@@ -5,10 +5,13 @@ tests (tests/namespaced.rs) and error texts from src/proxy.rs and src/tls/lib.rs
 
 from __future__ import annotations
 
+import json
 import re
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meshobs import accesslog, ztunnellog
 from meshobs.render.collectors import fluentd
@@ -136,8 +139,6 @@ def test_istios_fluentd_reads_ztunnel_files_with_the_same_definitions(rendered):
 # call (addresses through Display as strings, u64 as numbers, Strings as strings), `message` last;
 # a field that is None is left out.
 def _json(level: str, time: str, message: str, *fields: tuple[str, object]) -> str:
-    import json
-
     return json.dumps({"level": level, "time": time, "scope": "access", **dict(fields), "message": message},
                       separators=(",", ":"))
 
@@ -172,8 +173,6 @@ JSON_LINES = {
 @pytest.mark.parametrize("plain", list(JSON_LINES), ids=["outbound", "denied", "handshake", "plaintext"])
 def test_a_json_line_is_the_same_record_as_its_plain_line(plain):
     """ztunnel's JSON format (logAsJson) gives exactly the record of the same event in the plain format, and is rewritten into that plain line."""
-    import json
-
     line = JSON_LINES[plain]
     assert ztunnellog.parse_line(line) == ztunnellog.parse_line(plain)
     assert ztunnellog.plain_from_json(json.loads(line)) == plain
@@ -205,3 +204,29 @@ def test_fluentds_json_rewrite_is_built_from_the_same_field_table():
     for key, _, quoted, _ in ztunnellog._FIELDS:
         assert f'"{key}=" + j["{key}"].to_s{".to_json" if quoted else ""} : nil' in ruby
     assert ruby.startswith("${") and ruby.endswith(" : l}") and ruby.count("}") == 1
+
+
+_KEYS = [key for key, *_ in ztunnellog._FIELDS] + ["bytes_sent", "bytes_recv", "duration", "error", "time", "level",
+                                                   "scope", "message"]
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30),
+                    st.sampled_from(["1" * 30, "9" * 5000, "10.0.0.1:80", "13ms", "connection complete", "access"]),
+                    st.lists(st.integers(), max_size=3))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(line=st.one_of(
+    st.text(max_size=300),
+    st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=20).map(lambda d: json.dumps({**json.loads(JSON_LINES[DENIED]), **d})),
+    st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=20).map(json.dumps),
+    st.tuples(st.sampled_from(list(JSON_LINES) + list(JSON_LINES.values())), st.integers(0, 400), st.text(max_size=10)).map(
+        lambda t: t[0][:t[1]] + t[2] + t[0][t[1]:]),
+    st.sampled_from(["bytes_sent", "bytes_recv", "duration"]).map(
+        lambda key: DENIED.replace(f"{key}=0", f"{key}={'1' * 5000}").replace('duration="0ms"', f'duration="{"1" * 5000}ms"')),
+))
+def test_the_ztunnel_log_parser_gives_a_record_or_its_own_error(line):
+    """Any line, plain or JSON, broken anywhere, with any values under ztunnel's keys, gives a record or a ZtunnelLogError."""
+    try:
+        record = ztunnellog.parse_line(line)
+    except ztunnellog.ZtunnelLogError:
+        return
+    assert set(record) == set(ztunnellog.fluentd_record())
