@@ -5,11 +5,13 @@ bounds and checks on the workloads it names."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meshobs.exporter.kubernetes import ApiServer, PodWatcher
 from meshobs.exporter.normalize import DENIED, FAILURES, MAX_SPEAKERS, PLAINTEXT, ROLES, normalize
 from meshobs.exporter.parse import PayloadError, Sample
-from meshobs.exporter.pods import PodRejected, pod_target
+from meshobs.exporter.pods import PodRejected, is_name, pod_target
 from meshobs.exporter.state import BurstPolicy, State
 from meshobs.exporter.targets import make_target
 from tests.exporter.kube_api import pod
@@ -164,3 +166,35 @@ def test_a_busy_ztunnels_ordinary_connection_series_are_not_kept():
     reading = normalize(ZTUNNEL, parse.parse_lines(lines.lines()))
     assert len(lines.lines()) <= 2  # the denial, and a chunk's first line, which the scan checks by its name only
     assert reading.by_workload[("bank", "postgres")][(DENIED, "")] == 4
+
+
+_REPORTERS = st.sampled_from(["destination", "source", "waypoint", "", "x" * 300])
+_NAMES_ = st.one_of(st.sampled_from(["postgres", "unknown", "", "pod/x", "a" * 300, "Bad_Name", "web"]), st.text(max_size=12))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(st.tuples(
+    st.sampled_from([CLOSED, "istio_tcp_connections_opened_total", "istio_tcp_connections_failed_total"]), _REPORTERS,
+    _NAMES_, _NAMES_, st.sampled_from(["DENY", "TLS_FAILURE", "IDENTITY_ERROR", "CERT_REVOKED", "-", "deny"]),
+    st.sampled_from(["mutual_tls", "unknown", "none"]), st.sampled_from(["1", "0", "-1", "NaN", "+Inf", "1e400", "7"]),
+), max_size=12))
+def test_any_ztunnel_exposition_gives_counts_for_named_workloads_or_a_payload_error(lines):
+    """Whatever a ztunnel's series claim, reading them gives finite counts under checked names, or a PayloadError; nothing else escapes."""
+    from meshobs.exporter import parse
+
+    body = "".join(
+        f'{name}{{reporter="{reporter}",destination_workload="{who}",destination_workload_namespace="{ns}",'
+        f'source_workload="{who}",source_workload_namespace="{ns}",response_flags="{flags}",'
+        f'connection_security_policy="{policy}"}} {value}\n'
+        for name, reporter, who, ns, flags, policy, value in lines
+        if '"' not in who + ns and "\\" not in who + ns and "\n" not in who + ns)
+    state = State()
+    try:
+        filtered = parse.line_filter(ZTUNNEL)
+        filtered.feed(body.encode())
+        state.observe(NODE_B, normalize(ZTUNNEL, parse.parse_lines(filtered.lines())), 0.01)
+    except PayloadError:
+        return
+    for (mesh, namespace, workload), record in state.workloads.items():
+        assert is_name(namespace) and is_name(workload) and "unknown" not in (namespace, workload)
+        assert all(0 <= value < float("inf") for value in record.totals.values())
