@@ -133,16 +133,18 @@ class State:
         self.resolve: Resolve | None = None
         self.refused_claims = dict.fromkeys(CLAIM_REFUSALS, 0)
 
-    def _workload(self, target: Target) -> WorkloadState:
-        workload = self.workloads.get(target.workload_key)
+    def _workload(self, key: tuple[str, str, str]) -> WorkloadState:
+        """The workload's record, created if new; observed now, so not orphaned."""
+        workload = self.workloads.get(key)
         if workload is None:
-            workload = self.workloads[target.workload_key] = WorkloadState()
+            workload = self.workloads[key] = WorkloadState()
+        workload.orphan_since = None
         return workload
 
     def observe(self, target: Target, reading: Reading, duration: float) -> None:
         """A successful scrape of `target`."""
         state = self.targets.setdefault(target, TargetState())
-        _add(self._workload(target), state.raw, reading.counters)
+        _add(self._workload(target.workload_key), state.raw, reading.counters)
         if reading.by_workload or state.claimed or reading.refused:
             self._claims(target, state, reading)
         state.certs, state.not_before = reading.certs, reading.not_before
@@ -161,7 +163,7 @@ class State:
                 self.dropped_workloads += 1
                 continue
             speaks.add(key)
-            _add(self._workload_of(key), state.claimed.setdefault(key, {}), counters)
+            _add(self._workload(key), state.claimed.setdefault(key, {}), counters)
         if reading.refused > state.too_many:
             self.refused_claims["too_many"] += reading.refused - state.too_many
             log.warning("%s names more than the %d workloads a ztunnel may speak for: %d not counted",
@@ -190,13 +192,6 @@ class State:
         log.warning("%s (node %s) speaks for %s/%s: not counted (%s)", target.instance, shown(target.node),
                     shown(claim[0]), shown(claim[1]), reason)
 
-    def _workload_of(self, key: tuple[str, str, str]) -> WorkloadState:
-        workload = self.workloads.get(key)
-        if workload is None:
-            workload = self.workloads[key] = WorkloadState()
-        workload.orphan_since = None
-        return workload
-
     def failed(self, target: Target, reason: str, duration: float) -> None:
         state = self.targets.setdefault(target, TargetState())
         state.up, state.duration = False, duration
@@ -204,7 +199,7 @@ class State:
 
     def count_error(self, target: Target, reason: str) -> None:
         """An error of one of the target's requests that did not fail the scrape (its /certs)."""
-        self._workload(target).scrape_errors[reason] += 1
+        self._workload(target.workload_key).scrape_errors[reason] += 1
 
     def retain(self, targets: set[Target], now: float) -> set[Target]:
         """The targets to scrape this cycle: those of at most `max_workloads` workloads (known
