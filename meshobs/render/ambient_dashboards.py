@@ -74,10 +74,6 @@ def _stat(title: str, expr: str, unit: str, description: str = "", **kw) -> Pane
     return Panel(title, "stat", (Q(expr),), unit=unit, width=4, height=4, description=description, **kw)
 
 
-def _ratio(part: str, whole: str) -> str:
-    return promql.ratio(part, whole)
-
-
 # --- ztunnel -----------------------------------------------------------------------------------
 def _ztunnel(c: _Context) -> tuple[str, bytes]:
     s = _Scope(c, z.NODE)
@@ -139,7 +135,7 @@ def _ztunnel(c: _Context) -> tuple[str, bytes]:
     )
     security = (
         Panel("Inbound mTLS share by node", "timeseries",
-              (Q(_ratio(s.rate(z.OPENED, node, facet="mtls", **inbound), s.rate(z.OPENED, node, **inbound)), NODE_LEGEND),),
+              (Q(promql.ratio(s.rate(z.OPENED, node, facet="mtls", **inbound), s.rate(z.OPENED, node, **inbound)), NODE_LEGEND),),
               unit="percentunit", min_value=0, max_value=1),
         Panel("Plaintext connections by source and destination", "timeseries",
               (Q(s.rate(z.OPENED, signals.WORKLOAD_EDGE, facet="plaintext", **inbound), f"{SOURCE_LEGEND} → {WORKLOAD_LEGEND}"),),
@@ -181,7 +177,7 @@ def _ztunnel(c: _Context) -> tuple[str, bytes]:
         Panel("Memory by ztunnel pod", "timeseries", (Q(s.gauge(z.MEMORY, ("pod",)), "{{pod}}"),), unit="bytes",
               description=f"Working set of each ztunnel container. {KUBELET}"),
         Panel("Open file descriptors by node", "timeseries",
-              (Q(_ratio(s.gauge(z.OPEN_FDS, node), s.gauge(z.MAX_FDS, node)), NODE_LEGEND),), unit="percentunit",
+              (Q(promql.ratio(s.gauge(z.OPEN_FDS, node), s.gauge(z.MAX_FDS, node)), NODE_LEGEND),), unit="percentunit",
               min_value=0, max_value=1, description="Share of the process's file descriptor limit in use: each connection holds some."),
     )
     rows = (Row("ztunnels at a glance", glance), Row("ztunnels", health), Row("Connections", connections),
@@ -216,7 +212,7 @@ def _waypoint(c: _Context) -> tuple[str, bytes]:
         Panel("Requests by response code", "timeseries",
               (Q(s.rate(z.WAYPOINT_REQUESTS, waypoint + ("code",)), "{{waypoint}} {{code}}"),), unit="reqps"),
         Panel("Failure ratio by destination service", "timeseries",
-              (Q(_ratio(s.rate(z.WAYPOINT_REQUESTS, by_service, facet="error"), s.rate(z.WAYPOINT_REQUESTS, by_service)),
+              (Q(promql.ratio(s.rate(z.WAYPOINT_REQUESTS, by_service, facet="error"), s.rate(z.WAYPOINT_REQUESTS, by_service)),
                  SERVICE_LEGEND),), unit="percentunit", min_value=0, max_value=1, description=FAILED),
         Panel("Failed requests by destination service", "timeseries",
               (Q(s.rate(z.WAYPOINT_REQUESTS, by_service, facet="error"), SERVICE_LEGEND),), unit="reqps", description=FAILED),
