@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meshobs.promql import Source
+from meshobs.promql import Cut, Source
 
 # Istio's root namespace: istiod and ztunnel run here (the scrape jobs and collectors read it too).
 ROOT_NAMESPACE = "istio-system"
@@ -30,6 +30,8 @@ ROOT_NAMESPACE = "istio-system"
 ZTUNNEL_POD_PREFIX = "ztunnel-"  # the Helm chart's DaemonSet `ztunnel`
 # Selects the series scraped from a ztunnel pod (target labels: unforgeable by any pod).
 ZTUNNEL = (f'namespace="{ROOT_NAMESPACE}"', f'pod=~"{ZTUNNEL_POD_PREFIX}.+"')
+# A ztunnel pod as a proxy workload (`namespace`, `workload`): the DaemonSet, whatever its pod's suffix.
+ZTUNNEL_WORKLOAD = Cut("pod", (f"({ZTUNNEL_POD_PREFIX.rstrip('-')})-.+",), "(?:{value})-.+")
 # The label meshobs's ztunnel job adds: the node whose pods a ztunnel carries.
 NODE_LABEL = "node"
 ZTUNNEL_METRICS_PORT = 15020  # `ztunnel-stats`; ztunnel has no 15090 and its admin port is localhost-only

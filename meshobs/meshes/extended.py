@@ -81,7 +81,7 @@ class ProxyHealth(_Group):
     """The sidecar proxies themselves, by `namespace` and `workload`; upstream health by caller."""
 
     live: Source | None = None  # gauge, 1 while the proxy serves
-    memory: Source | None = None  # gauge, bytes
+    memory: Source | tuple[Source, ...] | None = None  # gauge, bytes (several: proxies of different kinds)
     cpu: Source | None = None  # counter, CPU seconds
     connections: Source | None = None  # gauge, open downstream connections
     endpoints: Source | None = None  # gauge: upstream endpoints known, by caller and destination service

@@ -136,7 +136,9 @@ ISTIO_HTTP = Http(
 )
 ISTIO_PROXY_HEALTH = ProxyHealth(
     live=Source("envoy_server_live", (), _PROXY),
-    memory=Source("envoy_server_memory_allocated", (), _PROXY),
+    # sidecars and waypoints (Envoy), and ztunnels (their own process; its container is `istio-proxy` too)
+    memory=(Source("envoy_server_memory_allocated", (), _PROXY),
+            Source("process_resident_memory_bytes", ambient.ZTUNNEL, dict(_PROXY, workload=ambient.ZTUNNEL_WORKLOAD))),
     cpu=Source("container_cpu_usage_seconds_total", ('container="istio-proxy"',), _PROXY),
     connections=Source("envoy_server_total_connections", (), _PROXY),
     # the callers' response flags say what Istio's default stats inclusion drops per cluster
