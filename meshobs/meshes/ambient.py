@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshobs.meshes import ztunnel_proxy as pods
 from meshobs.promql import Cut, Source
 
-# Istio's root namespace: istiod and ztunnel run here (the scrape jobs and collectors read it too).
-ROOT_NAMESPACE = "istio-system"
+# The pods' facts (namespace, labels, ports) are the exporter's discovery's: meshobs/meshes/ztunnel_proxy.py.
+ROOT_NAMESPACE = pods.SYSTEM_NAMESPACE  # where istiod and ztunnel run
 
 # --- ztunnel -----------------------------------------------------------------------------------
 ZTUNNEL_POD_PREFIX = "ztunnel-"  # the Helm chart's DaemonSet `ztunnel`
@@ -34,7 +35,7 @@ ZTUNNEL = (f'namespace="{ROOT_NAMESPACE}"', f'pod=~"{ZTUNNEL_POD_PREFIX}.+"')
 ZTUNNEL_WORKLOAD = Cut("pod", (f"({ZTUNNEL_POD_PREFIX.rstrip('-')})-.+",), "(?:{value})-.+")
 # The label meshobs's ztunnel job adds: the node whose pods a ztunnel carries.
 NODE_LABEL = "node"
-ZTUNNEL_METRICS_PORT = 15020  # `ztunnel-stats`; ztunnel has no 15090 and its admin port is localhost-only
+ZTUNNEL_METRICS_PORT = pods.ZTUNNEL_PORT[1]  # ztunnel has no 15090 and its admin port is localhost-only
 
 # The server's side of a connection (both ztunnels report every connection).
 L4_DESTINATION = ZTUNNEL + ('reporter="destination"',)
@@ -118,6 +119,5 @@ WAYPOINT_REPORTER = "waypoint"  # Istio's stats filter reporter SERVER_GATEWAY
 # The target label meshobs's waypoint job adds (the Gateway's name): a waypoint's own Envoy stats.
 WAYPOINT_LABEL = "waypoint"
 WAYPOINT = (f'{WAYPOINT_LABEL}!=""',)
-# istiod's label on the waypoint pods it manages (constants.ManagedGatewayMeshControllerLabel)
-WAYPOINT_POD_LABEL = ("gateway.istio.io/managed", "istio.io-mesh-controller")
-WAYPOINT_STATS_PORT = 15090  # `http-envoy-prom`, as sidecars (15020 merges it again with pilot-agent's)
+WAYPOINT_POD_LABEL = pods.WAYPOINT_LABEL
+WAYPOINT_STATS_PORT = pods.WAYPOINT_PORT[1]
