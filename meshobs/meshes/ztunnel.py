@@ -47,8 +47,9 @@ OPENED = _l4(a.OPENED)
 CLOSED = _l4(a.CLOSED)
 RECEIVED_BYTES = _l4("istio_tcp_received_bytes_total")
 SENT_BYTES = _l4("istio_tcp_sent_bytes_total")
-XDS_MESSAGES = a.ztunnel_source("istio_xds_message_total",
-                                type=Cut("url", ("type.googleapis.com/(?:.*[.])?([^.]+)",), ".*[.](?:{value})"))
+_XDS_TYPE = Cut("url", ("type.googleapis.com/(?:.*[.])?([^.]+)",), ".*[.](?:{value})")
+XDS_MESSAGES = a.ztunnel_source("istio_xds_message_total", type=_XDS_TYPE)
+XDS_BYTES = a.ztunnel_source("istio_xds_message_bytes_total", type=_XDS_TYPE)
 PROXIES_STARTED = a.ztunnel_source("workload_manager_proxies_started_total")
 PROXIES_STOPPED = a.ztunnel_source("workload_manager_proxies_stopped_total")
 DNS_REQUESTS = a.ztunnel_source("istio_dns_requests_total")
@@ -99,7 +100,7 @@ WAYPOINT_CONNECTIONS = _waypoint("envoy_server_total_connections")
 WAYPOINT_VERSIONS = _waypoint("istio_build", 'component="proxy"', version="tag")
 
 _ALL = (OPENED, CLOSED, RECEIVED_BYTES, SENT_BYTES, a.ZTUNNEL_SOCKETS_OPEN, a.ZTUNNEL_UP, a.ZTUNNEL_VERSION,
-        a.ZTUNNEL_XDS_TERMINATIONS, XDS_MESSAGES, a.ZTUNNEL_PROXIES, a.ZTUNNEL_PENDING_PROXIES, PROXIES_STARTED,
+        a.ZTUNNEL_XDS_TERMINATIONS, XDS_MESSAGES, XDS_BYTES, a.ZTUNNEL_PROXIES, a.ZTUNNEL_PENDING_PROXIES, PROXIES_STARTED,
         PROXIES_STOPPED, DNS_REQUESTS, CPU, MEMORY, OPEN_FDS, MAX_FDS, ISTIOD_CSRS, WAYPOINT_REQUESTS,
         WAYPOINT_DURATION, WAYPOINT_RBAC_DENIED, WAYPOINT_UP, WAYPOINT_LIVE, WAYPOINT_MEMORY, WAYPOINT_CONNECTIONS,
         WAYPOINT_VERSIONS)

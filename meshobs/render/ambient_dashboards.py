@@ -159,6 +159,9 @@ def _ztunnel(c: _Context) -> tuple[str, bytes]:
         Panel("xDS messages by node and type", "timeseries",
               (Q(s.rate(z.XDS_MESSAGES, node + ("type",)), "{{node}} {{type}}"),), unit="ops",
               description="Configuration received from istiod: workloads and services (Address), policies (Authorization)."),
+        Panel("xDS bytes by node and type", "timeseries",
+              (Q(s.rate(z.XDS_BYTES, node + ("type",)), "{{node}} {{type}}"),), unit="Bps",
+              description="Size of the configuration received from istiod: a steady high rate is a churning mesh."),
     )
     workloads = (
         Panel("Pods served by node", "timeseries",

@@ -154,6 +154,8 @@ def _ztunnel(node: str, now: float) -> Target:
         counter("istio_xds_connection_terminations_total", {"reason": "Reconnect"}, 0.001),
         counter("istio_xds_message_total", {"url": "type.googleapis.com/istio.workload.Address"}, 0.2),
         counter("istio_xds_message_total", {"url": "type.googleapis.com/istio.security.Authorization"}, 0.05),
+        counter("istio_xds_message_bytes_total", {"url": "type.googleapis.com/istio.workload.Address"}, 0.2 * 900),
+        counter("istio_xds_message_bytes_total", {"url": "type.googleapis.com/istio.security.Authorization"}, 0.05 * 400),
         gauge("istio_tcp_sockets_open", {"reporter": "source"}, 12),
         gauge("istio_tcp_sockets_open", {"reporter": "destination"}, 9),
         gauge("workload_manager_active_proxy_count", {}, sum(1 for w in (WEB, ACCOUNTS, POSTGRES, INTRUDER) if w.node == node)),
