@@ -90,8 +90,12 @@ ZTUNNEL_SOCKETS_OPEN = ztunnel_source("istio_tcp_sockets_open", reporter="report
 # pods of the node ztunnel runs proxies for (src/inpod/metrics.rs: no `istio_` prefix)
 ZTUNNEL_PROXIES = ztunnel_source("workload_manager_active_proxy_count")
 ZTUNNEL_PENDING_PROXIES = ztunnel_source("workload_manager_pending_proxy_count")
-ZTUNNEL_MEMORY = ztunnel_source("process_resident_memory_bytes")
-ZTUNNEL_CPU = ztunnel_source("process_cpu_seconds_total")
+# ztunnel registers no process CPU or memory series (src/metrics/process.rs, 1.28+: open and max
+# fds only): its resources are the kubelet's cAdvisor series of its container, which carry the
+# container's namespace and pod (not the node).
+ZTUNNEL_CONTAINER = ZTUNNEL + ('container="istio-proxy"',)
+ZTUNNEL_MEMORY = Source("container_memory_working_set_bytes", ZTUNNEL_CONTAINER, {"pod": "pod"})
+ZTUNNEL_CPU = Source("container_cpu_usage_seconds_total", ZTUNNEL_CONTAINER, {"pod": "pod"})
 
 
 

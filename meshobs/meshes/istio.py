@@ -12,6 +12,8 @@ A failed gRPC call is an HTTP 200 with `grpc_response_status` other than 0. Envo
 filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatcher that
 `meshobs build` renders for Istio)."""
 
+from dataclasses import replace
+
 from meshobs.meshes import ambient
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.extended import POD_OWNER, Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
@@ -136,9 +138,11 @@ ISTIO_HTTP = Http(
 )
 ISTIO_PROXY_HEALTH = ProxyHealth(
     live=Source("envoy_server_live", (), _PROXY),
-    # sidecars and waypoints (Envoy), and ztunnels (their own process; its container is `istio-proxy` too)
+    # sidecars and waypoints (Envoy's heap), and ztunnels (the kubelet's working set of their
+    # container: ztunnel has no memory series of its own)
     memory=(Source("envoy_server_memory_allocated", (), _PROXY),
-            Source("process_resident_memory_bytes", ambient.ZTUNNEL, dict(_PROXY, workload=ambient.ZTUNNEL_WORKLOAD))),
+            replace(ambient.ZTUNNEL_MEMORY, labels=dict(_PROXY, workload=ambient.ZTUNNEL_WORKLOAD))),
+    # cAdvisor: the sidecars' and the ztunnels' containers are both `istio-proxy`
     cpu=Source("container_cpu_usage_seconds_total", ('container="istio-proxy"',), _PROXY),
     connections=Source("envoy_server_total_connections", (), _PROXY),
     # the callers' response flags say what Istio's default stats inclusion drops per cluster
@@ -211,8 +215,8 @@ ISTIO = Dialect(
     # Without the exporter: Envoy's RBAC filter stats (kept by Istio's default stats filter); where
     # a workload has none, 403s answered at the destination (an application's 403 looks the same:
     # Istio's RBAC denials carry no response flag that sets them apart).
-    # A waypoint's RBAC stats carry no workload: its L7 denials count at the waypoint itself (the
-    # pod's owner), not at the workloads behind it. ztunnel's L4 denials count at the destination
+    # A waypoint's RBAC stats carry no workload (its connection managers are named by port): its L7
+    # denials count at the waypoint itself (the pod's owner), not at the workloads behind it. ztunnel's L4 denials count at the destination
     # workload (the only record of them). The 403 stand-in reads sidecar servers only: behind a
     # waypoint its RBAC already counts them.
     authz_denied=(
