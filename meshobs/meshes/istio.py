@@ -5,8 +5,8 @@ Every istio_* series is reported twice, by the source and by the destination pro
 numbers (mTLS, plaintext, what reached a pod) read the server's side, the side that knows
 `connection_security_policy`: `reporter="destination"` (a sidecar, or at L4 the server's ztunnel)
 and, at L7 for ambient servers, `reporter="waypoint"` (their waypoint; a request through it is one
-request at L7 but two connections at L4, and only the L7 count is a request count). Service numbers take, per service, the larger of the two
-reporters' counts: a call no destination pod answered (503 `UH`/`UF`, timeouts) is recorded only
+request at L7 but two connections at L4, and only the L7 count is a request count). Service
+numbers take, per service, the larger of the two reporters' counts: a call no destination pod answered (503 `UH`/`UF`, timeouts) is recorded only
 by the caller, with the destination service's name and namespace but an `unknown` workload.
 A failed gRPC call is an HTTP 200 with `grpc_response_status` other than 0. Envoy's own ssl.* stats are dropped by Istio's default stats
 filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatcher that
