@@ -45,9 +45,10 @@ MTLS = 'connection_security_policy="mutual_tls"'
 PLAINTEXT = 'connection_security_policy="unknown"'
 # response_flags (src/proxy/metrics.rs ResponseFlags): `-` is success.
 DENY = "DENY"  # an AuthorizationPolicy refused the connection: the only record of an L4 denial
-# the ztunnel could not get, or present, a workload's certificate (IDENTITY_ERROR, 1.29+), a TLS
-# handshake on HBONE failed (TLS_FAILURE, 1.29+), or the peer's certificate is revoked (master)
-IDENTITY_FLAGS = ("IDENTITY_ERROR", "TLS_FAILURE", "CERT_REVOKED")
+# a TLS handshake on HBONE failed (TLS_FAILURE, 1.29+), the ztunnel could not get a workload's
+# certificate (IDENTITY_ERROR, 1.29+), or the peer's certificate is revoked (CERT_REVOKED, master):
+# the flags the exporter reads as TLS failures
+IDENTITY_FLAGS = tuple(pods.TLS_FLAGS)
 # connection failures other than denials and identity (CONNECT: any other; NETWORK_POLICY: HBONE
 # 15008 timed out; H2_HANDSHAKE_FAILURE, master)
 CONNECT_FLAGS = ("CONNECT", "NETWORK_POLICY", "H2_HANDSHAKE_FAILURE")
