@@ -45,9 +45,10 @@ MTLS = 'connection_security_policy="mutual_tls"'
 PLAINTEXT = 'connection_security_policy="unknown"'
 # response_flags (src/proxy/metrics.rs ResponseFlags): `-` is success.
 DENY = "DENY"  # an AuthorizationPolicy refused the connection: the only record of an L4 denial
-# the ztunnel could not get, or present, a workload's certificate (IDENTITY_ERROR, 1.29+), a TLS
-# handshake on HBONE failed (TLS_FAILURE, 1.29+), or the peer's certificate is revoked (master)
-IDENTITY_FLAGS = ("IDENTITY_ERROR", "TLS_FAILURE", "CERT_REVOKED")
+# a TLS handshake on HBONE failed (TLS_FAILURE, 1.29+), the ztunnel could not get a workload's
+# certificate (IDENTITY_ERROR, 1.29+), or the peer's certificate is revoked (CERT_REVOKED, master):
+# the flags the exporter reads as TLS failures
+IDENTITY_FLAGS = tuple(pods.TLS_FLAGS)
 # connection failures other than denials and identity (CONNECT: any other; NETWORK_POLICY: HBONE
 # 15008 timed out; H2_HANDSHAKE_FAILURE, master)
 CONNECT_FLAGS = ("CONNECT", "NETWORK_POLICY", "H2_HANDSHAKE_FAILURE")
@@ -90,8 +91,12 @@ ZTUNNEL_SOCKETS_OPEN = ztunnel_source("istio_tcp_sockets_open", reporter="report
 # pods of the node ztunnel runs proxies for (src/inpod/metrics.rs: no `istio_` prefix)
 ZTUNNEL_PROXIES = ztunnel_source("workload_manager_active_proxy_count")
 ZTUNNEL_PENDING_PROXIES = ztunnel_source("workload_manager_pending_proxy_count")
-ZTUNNEL_MEMORY = ztunnel_source("process_resident_memory_bytes")
-ZTUNNEL_CPU = ztunnel_source("process_cpu_seconds_total")
+# ztunnel registers no process CPU or memory series (src/metrics/process.rs, 1.28+: open and max
+# fds only): its resources are the kubelet's cAdvisor series of its container, which carry the
+# container's namespace and pod (not the node).
+ZTUNNEL_CONTAINER = ZTUNNEL + ('container="istio-proxy"',)
+ZTUNNEL_MEMORY = Source("container_memory_working_set_bytes", ZTUNNEL_CONTAINER, {"pod": "pod"})
+ZTUNNEL_CPU = Source("container_cpu_usage_seconds_total", ZTUNNEL_CONTAINER, {"pod": "pod"})
 
 
 

@@ -5,12 +5,14 @@ Every istio_* series is reported twice, by the source and by the destination pro
 numbers (mTLS, plaintext, what reached a pod) read the server's side, the side that knows
 `connection_security_policy`: `reporter="destination"` (a sidecar, or at L4 the server's ztunnel)
 and, at L7 for ambient servers, `reporter="waypoint"` (their waypoint; a request through it is one
-request at L7 but two connections at L4, and only the L7 count is a request count). Service numbers take, per service, the larger of the two
-reporters' counts: a call no destination pod answered (503 `UH`/`UF`, timeouts) is recorded only
+request at L7 but two connections at L4, and only the L7 count is a request count). Service
+numbers take, per service, the larger of the two reporters' counts: a call no destination pod answered (503 `UH`/`UF`, timeouts) is recorded only
 by the caller, with the destination service's name and namespace but an `unknown` workload.
 A failed gRPC call is an HTTP 200 with `grpc_response_status` other than 0. Envoy's own ssl.* stats are dropped by Istio's default stats
 filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatcher that
 `meshobs build` renders for Istio)."""
+
+from dataclasses import replace
 
 from meshobs.meshes import ambient, ztunnel
 from meshobs.meshes.base import ControlPlane, Dialect
@@ -136,9 +138,11 @@ ISTIO_HTTP = Http(
 )
 ISTIO_PROXY_HEALTH = ProxyHealth(
     live=Source("envoy_server_live", (), _PROXY),
-    # sidecars and waypoints (Envoy), and ztunnels (their own process; its container is `istio-proxy` too)
+    # sidecars and waypoints (Envoy's heap), and ztunnels (the kubelet's working set of their
+    # container: ztunnel has no memory series of its own)
     memory=(Source("envoy_server_memory_allocated", (), _PROXY),
-            Source("process_resident_memory_bytes", ambient.ZTUNNEL, dict(_PROXY, workload=ambient.ZTUNNEL_WORKLOAD))),
+            replace(ambient.ZTUNNEL_MEMORY, labels=dict(_PROXY, workload=ambient.ZTUNNEL_WORKLOAD))),
+    # cAdvisor: the sidecars' and the ztunnels' containers are both `istio-proxy`
     cpu=Source("container_cpu_usage_seconds_total", ('container="istio-proxy"',), _PROXY),
     connections=Source("envoy_server_total_connections", (), _PROXY),
     # the callers' response flags say what Istio's default stats inclusion drops per cluster
@@ -211,8 +215,8 @@ ISTIO = Dialect(
     # Without the exporter: Envoy's RBAC filter stats (kept by Istio's default stats filter); where
     # a workload has none, 403s answered at the destination (an application's 403 looks the same:
     # Istio's RBAC denials carry no response flag that sets them apart).
-    # A waypoint's RBAC stats carry no workload: its L7 denials count at the waypoint itself (the
-    # pod's owner), not at the workloads behind it. ztunnel's L4 denials count at the destination
+    # A waypoint's RBAC stats carry no workload (its connection managers are named by port): its L7
+    # denials count at the waypoint itself (the pod's owner), not at the workloads behind it. ztunnel's L4 denials count at the destination
     # workload (the only record of them). The 403 stand-in reads sidecar servers only: behind a
     # waypoint its RBAC already counts them.
     authz_denied=(

@@ -53,14 +53,10 @@ XDS_BYTES = a.ztunnel_source("istio_xds_message_bytes_total", type=_XDS_TYPE)
 PROXIES_STARTED = a.ztunnel_source("workload_manager_proxies_started_total")
 PROXIES_STOPPED = a.ztunnel_source("workload_manager_proxies_stopped_total")
 DNS_REQUESTS = a.ztunnel_source("istio_dns_requests_total")
-# ztunnel's own process series are these two only (src/metrics/process.rs, 1.28 and later)...
+# ztunnel's only process series (src/metrics/process.rs, 1.28 and later); CPU and memory are the
+# kubelet's (ambient.ZTUNNEL_CPU / ZTUNNEL_MEMORY)
 OPEN_FDS = a.ztunnel_source("process_open_fds")
 MAX_FDS = a.ztunnel_source("process_max_fds")
-# ...so its CPU and memory are the kubelet's (cAdvisor), per ztunnel pod: those series carry the
-# container's namespace and pod but no node.
-_CONTAINER = a.ZTUNNEL + ('container="istio-proxy"',)
-CPU = Source("container_cpu_usage_seconds_total", _CONTAINER, {"pod": "pod"})
-MEMORY = Source("container_memory_working_set_bytes", _CONTAINER, {"pod": "pod"})
 # istiod signing the certificates ztunnel requests for its node's workloads (ztunnel has no expiry metric)
 ISTIOD_CSRS = Source("citadel_server_csr_count")
 
@@ -101,7 +97,7 @@ WAYPOINT_VERSIONS = _waypoint("istio_build", 'component="proxy"', version="tag")
 
 _ALL = (OPENED, CLOSED, RECEIVED_BYTES, SENT_BYTES, a.ZTUNNEL_SOCKETS_OPEN, a.ZTUNNEL_UP, a.ZTUNNEL_VERSION,
         a.ZTUNNEL_XDS_TERMINATIONS, XDS_MESSAGES, XDS_BYTES, a.ZTUNNEL_PROXIES, a.ZTUNNEL_PENDING_PROXIES, PROXIES_STARTED,
-        PROXIES_STOPPED, DNS_REQUESTS, CPU, MEMORY, OPEN_FDS, MAX_FDS, ISTIOD_CSRS, WAYPOINT_REQUESTS,
+        PROXIES_STOPPED, DNS_REQUESTS, a.ZTUNNEL_CPU, a.ZTUNNEL_MEMORY, OPEN_FDS, MAX_FDS, ISTIOD_CSRS, WAYPOINT_REQUESTS,
         WAYPOINT_DURATION, WAYPOINT_RBAC_DENIED, WAYPOINT_UP, WAYPOINT_LIVE, WAYPOINT_MEMORY, WAYPOINT_CONNECTIONS,
         WAYPOINT_VERSIONS)
 # Metric names the ambient dashboards read (Istio's catalogue for `meshobs check`).

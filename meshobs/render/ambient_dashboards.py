@@ -175,9 +175,9 @@ def _ztunnel(c: _Context) -> tuple[str, bytes]:
               description="DNS queries the ztunnel's DNS proxy answered (only with DNS capture on)."),
     )
     resources = (
-        Panel("CPU by ztunnel pod", "timeseries", (Q(s.rate(z.CPU, ("pod",)), "{{pod}}"),), unit="percentunit",
+        Panel("CPU by ztunnel pod", "timeseries", (Q(s.rate(a.ZTUNNEL_CPU, ("pod",)), "{{pod}}"),), unit="percentunit",
               description=f"CPU seconds per second of each ztunnel container. {KUBELET}"),
-        Panel("Memory by ztunnel pod", "timeseries", (Q(s.gauge(z.MEMORY, ("pod",)), "{{pod}}"),), unit="bytes",
+        Panel("Memory by ztunnel pod", "timeseries", (Q(s.gauge(a.ZTUNNEL_MEMORY, ("pod",)), "{{pod}}"),), unit="bytes",
               description=f"Working set of each ztunnel container. {KUBELET}"),
         Panel("Open file descriptors by node", "timeseries",
               (Q(promql.ratio(s.gauge(z.OPEN_FDS, node), s.gauge(z.MAX_FDS, node)), NODE_LEGEND),), unit="percentunit",

@@ -48,7 +48,8 @@ def sidecar_caller(source: Workload, destination: Workload, code: str, values: s
 
 
 def waypoint_rbac(result: str, values: str) -> dict:
-    """The waypoint's Envoy RBAC filter stats: the pod is the waypoint, no workload behind it is named."""
+    """The waypoint's Envoy RBAC filter stats: the pod is the waypoint, no service or workload behind it is named."""
     return series("envoy_http_rbac", {"authz_enforce_result": result,
-                                      "http_conn_manager_prefix": "inbound-vip|80|http|accounts.bank.svc.cluster.local",
+                                      # listener_waypoint.go: the port, never the service (Istio 1.30.3)
+                                      "http_conn_manager_prefix": "inbound_0.0.0.0_80",
                                       "namespace": ACCOUNTS.namespace, "pod": WAYPOINT_POD, "waypoint": WAYPOINT}, values)

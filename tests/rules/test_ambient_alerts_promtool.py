@@ -78,7 +78,7 @@ def identity_failures(name: str) -> list[dict]:
     fires = _expected("istio", name, "warning", {"node": "node-a", "response_flags": "IDENTITY_ERROR"},
                       f"{TITLE}: the ztunnel of node node-a fails connections for identity reasons",
                       "The ztunnel of node node-a closed 0.5 connections/s with IDENTITY_ERROR over the last 5m "
-                      "(one of IDENTITY_ERROR, TLS_FAILURE, CERT_REVOKED): it cannot get or present a workload "
+                      "(one of TLS_FAILURE, IDENTITY_ERROR, CERT_REVOKED): it cannot get or present a workload "
                       "certificate, or a peer's is refused.")
     closed = lambda flags, values: [amb.ztunnel("istio_tcp_connections_closed_total", L4(WEB, ACCOUNTS, ACCOUNTS, 0, flags=flags),
                                                 "source", values)]

@@ -21,13 +21,6 @@ from tests.verify.replay import Replay
 from tests.verify.test_verify_replayed import panel
 
 AMBIENT_DASHBOARDS = ("dashboards/istio/ztunnel.json", "dashboards/istio/waypoint.json")
-# Queries known to read a series the real data plane does not have, each with the selector at
-# fault; reported to the signal model's owner (/work/notes/FOR-i14model-from-i14dash.md). ztunnel
-# registers no process memory series (src/metrics/process.rs at 1.30.3: open and max fds only).
-KNOWN_WRONG = {
-    "alerts/istio/recording-rules.yaml: meshobs-istio-tcp-and-upstreams / recording rule "
-    "'namespace_workload:mesh_proxy_memory_bytes:sum'": 'process_resident_memory_bytes{namespace="istio-system"',
-}
 
 
 def _job(target) -> str:
@@ -67,12 +60,10 @@ def _values(outcome, *labels: str) -> dict[tuple[str, ...], float]:
 
 
 def test_every_istio_query_answers_on_the_ambient_mesh(ambient_mesh):
-    """Every panel query of every Istio dashboard and every rule returns data on the ambient mesh (but the known-wrong ones, only for their wrong selector), and no query of the ztunnel and waypoint dashboards is excused as empty."""
+    """Every panel query of every Istio dashboard and every rule returns data on the ambient mesh, and no query of the ztunnel and waypoint dashboards is excused as empty."""
     _, outcomes = ambient_mesh
     failed = {o.query.where: o.problems for o in outcomes if not o.ok}
-    assert set(failed) <= set(KNOWN_WRONG), failed
-    for where in failed:
-        assert all(KNOWN_WRONG[where] in problem for problem in failed[where]), failed[where]
+    assert failed == {}
     excused = [(o.query.where, o.excused) for o in outcomes if o.excused and o.query.source in AMBIENT_DASHBOARDS]
     assert excused == []
     assert {o.query.source for o in outcomes} >= set(AMBIENT_DASHBOARDS)
