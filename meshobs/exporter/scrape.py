@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import resource
 import ssl
 import time
@@ -31,6 +32,7 @@ READ_ONLY_QUERIES = frozenset({""} | {dialect.stats_query for dialect in DIALECT
 HEAD_BYTES = 64 * 1024
 # a chunk-size line is a few hex digits (and maybe an extension nobody sends)
 CHUNK_LINE_BYTES = 1024
+_CHUNK_SIZE = re.compile(r"[0-9a-fA-F]{1,16}")
 # file descriptors kept free of idle connections (the endpoints, the Kubernetes API, logs)
 SPARE_FDS = 256
 
@@ -154,7 +156,7 @@ class _Response(asyncio.Protocol):
             self.chunked = True
         elif "content-length" in headers:
             length = headers["content-length"]
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 raise ScrapeError("bad_payload", f"Content-Length {length[:40]!r} is not a number")
             if int(length) > self.max_bytes:
                 raise ScrapeError("too_large", f"Content-Length {length} > {self.max_bytes}")
@@ -216,13 +218,10 @@ class _Response(asyncio.Protocol):
                     raise ScrapeError("bad_payload", "chunk data longer than its declared size")
                 self.chunk_state = "size"
             elif state == "size":
-                size_text = line.split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise ScrapeError("bad_payload", f"malformed chunk size {size_text[:40]!r}") from None
-                if size < 0 or size_text.startswith((b"-", b"+", b"0x", b"0X")):
+                size_text = line.split(b";", 1)[0].strip().decode("latin-1")
+                if _CHUNK_SIZE.fullmatch(size_text) is None:  # int() would take "+1", "1_0", " 1"
                     raise ScrapeError("bad_payload", f"malformed chunk size {size_text[:40]!r}")
+                size = int(size_text, 16)
                 if self.size + size > self.max_bytes:
                     raise ScrapeError("too_large", f"body above {self.max_bytes} bytes")
                 self.remaining = size
