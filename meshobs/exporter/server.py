@@ -3,7 +3,8 @@
 Nothing there waits for scraping, parsing or a garbage collection of the scrape process: the
 endpoints' process (meshobs.exporter.serve) holds only the bytes pushed to it. Here: `Exposition`
 renders the state's series after every cycle (a snapshot, rendered and gzipped in a worker
-thread; `frozen` is the snapshot it came from), and `Endpoints` starts that process and feeds it
+thread; the snapshot is let go once rendered: a second copy of the state would be most of the
+memory at thousands of workloads), and `Endpoints` starts that process and feeds it
 from a thread of its own. That thread calls `ready` and collects `registry` (the few live
 series), so both must be safe to call from outside the scrape loop: read snapshots or plain
 counters, never iterate live state dicts.
@@ -41,7 +42,6 @@ class Exposition:
 
     def __init__(self):
         self.rendered = (b"", gzip.compress(b""))  # plain, gzip: replaced whole, read by another thread
-        self.frozen: State | None = None  # the snapshot `rendered` was rendered from
         self.renders = 0
         self.on_render: Callable[[], None] = lambda: None
         self._task: asyncio.Task | None = None
@@ -52,7 +52,7 @@ class Exposition:
             self._again = False
             frozen = await collector.snapshot(state)
             self.rendered = await asyncio.to_thread(_render, frozen)
-            self.frozen = frozen
+            del frozen
             self.renders += 1
             self.on_render()
             if not self._again:
