@@ -20,7 +20,13 @@ The sidecars run in another child process (raw asyncio protocol answering a preb
 so their CPU stays small and is not counted). Payloads: `istio` (Envoy, ~300 kB / ~3,000 lines)
 or `linkerd` (~50 kB), full, whatever query the exporter sends.
 
+With `--busy N`, N processes spin on the CPU while the exporter is measured (contention, as
+from a neighbour in the pod's CPU quota); with `--niceness 0,10` the exporter runs once per
+`--scrape-niceness` value against the same fleet, so the endpoints' latency with and without
+the scrape process yielding to them is compared in one run.
+
     python benchmarks/bench_fleet.py [--sizes 1000,2000,5000] [--payload istio|linkerd] [--interval 15] [--cycles 3]
+                                     [--busy N] [--niceness 0,10]
 """
 
 from __future__ import annotations
@@ -206,7 +212,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, served, folder: Path) -> dict:
+def busy_loops(count: int) -> list[subprocess.Popen]:
+    """`count` processes spinning on the CPU: contention for the exporter's two processes."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, served, folder: Path,
+                 niceness: int | None = None, busy: int = 0) -> dict:
     targets = folder / "targets.json"
     path = "/stats/prometheus" if mesh == "istio" else "/metrics"
     targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {
@@ -216,7 +228,8 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
     url = f"http://127.0.0.1:{port}"
     log = open(folder / "exporter.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}",
-                                "--targets-file", str(targets), "--scrape-interval", f"{interval:g}s"],
+                                "--targets-file", str(targets), "--scrape-interval", f"{interval:g}s"]
+                               + ([] if niceness is None else ["--scrape-niceness", str(niceness)]),
                                stdout=log, stderr=subprocess.STDOUT)
     (folder / "ok").write_bytes(b"ok\n")
     control_port = free_port()
@@ -224,6 +237,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
                                 str(control_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pollers = [Poller(f"{url}/metrics", {"Accept-Encoding": "gzip"}), Poller(f"{url}/metrics"), Poller(f"{url}/healthz"),
                Poller(f"http://127.0.0.1:{control_port}/ok")]
+    spinning: list[subprocess.Popen] = []
     try:
         deadline = time.monotonic() + max(120, 10 * interval)
         while time.monotonic() < deadline:  # ready = the first cycle is over
@@ -240,6 +254,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
             time.sleep(0.2)
         else:
             raise SystemExit(f"exporter not ready within {max(120, 10 * interval):g}s; see {folder / 'exporter.log'}")
+        spinning = busy_loops(busy)
         for poller in pollers:
             poller.start()
         serving = children(process.pid)  # the endpoints' process (none before it had one)
@@ -250,12 +265,16 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
         endpoints = sum(cpu_seconds(pid) for pid in serving) - serving0
         cpu, scrapes, wall = scraping + endpoints, served() - scrapes0, time.monotonic() - wall0
         rss, peak = memory_mb(process.pid)
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         serving_rss = sum(memory_mb(pid)[1] for pid in serving)
         for poller in pollers:
             poller.stop.set()
             poller.join(20)
         values = metric_values(f"{url}/metrics")
     finally:
+        for spinner in spinning:
+            spinner.kill()
+            spinner.wait()
         process.terminate()
         process.wait(20)
         control.terminate()
@@ -268,7 +287,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
             "serving_rss": serving_rss, "scrapes_per_interval": scrapes / (wall / interval),
             "cpu_per_scrape": cpu / max(scrapes, 1), "rss": rss, "peak": peak, "up": up,
             "metrics": pollers[0].summary(), "plain": pollers[1].summary(), "healthz": pollers[2].summary(),
-            "control": pollers[3].summary(), "own": own}
+            "control": pollers[3].summary(), "own": own, "load": load}
 
 
 def main() -> int:
@@ -280,11 +299,18 @@ def main() -> int:
     options.add_argument("--interval", type=float, default=15.0, help="scrape interval, seconds (default 15)")
     options.add_argument("--cycles", type=int, default=3, help="intervals measured per size (default 3)")
     options.add_argument("--baseline-concurrency", type=int, default=64)
+    options.add_argument("--busy", type=int, default=0,
+                         help="processes spinning on the CPU while the exporter is measured (default 0): contention")
+    options.add_argument("--niceness", default="",
+                         help="run the exporter once per --scrape-niceness value given, comma-separated, e.g. 0,10 "
+                              "(default: once, with the exporter's default)")
     args = options.parse_args()
+    nicenesses = [int(n) for n in args.niceness.split(",")] if args.niceness else [None]
     bodies = payloads(args.payload, args.lines, args.kb)
     lines = bodies[0].count(b"\n")
     print(f"payload: {args.payload}, {len(bodies[0]) / 1e3:.0f} kB, {lines} lines per sidecar; "
-          f"interval {args.interval:g} s, {args.cycles} intervals measured per size")
+          f"interval {args.interval:g} s, {args.cycles} intervals measured per size"
+          + (f"; {args.busy} busy-loop processes beside the exporter" if args.busy else ""))
     header = (f"{'sidecars':>8} | {'raw scan CPU s/cycle':>20} | {'exporter CPU s/cycle':>20} | {'ms/sidecar':>10} | "
               f"{'x raw':>6} | {'scraped/interval':>16} | {'up':>5} | {'RSS (peak) MB':>13}")
     rows = []
@@ -302,27 +328,33 @@ def main() -> int:
         try:
             ports = parent.recv()
             raw = baseline(ports, 2, args.baseline_concurrency)
-            with tempfile.TemporaryDirectory() as folder:
-                result = run_exporter(ports, "istio" if args.payload == "istio" else "linkerd", args.interval,
-                                      args.cycles, served, Path(folder))
+            results = []
+            for niceness in nicenesses:
+                with tempfile.TemporaryDirectory() as folder:
+                    results.append((niceness, run_exporter(
+                        ports, "istio" if args.payload == "istio" else "linkerd", args.interval, args.cycles, served,
+                        Path(folder), niceness, args.busy)))
         finally:
             parent.send("stop")
             simulator.join(10)
             if simulator.is_alive():
                 simulator.terminate()
-        per_sidecar = result["cpu_per_scrape"]
-        # a cycle reads every sidecar once: its CPU is the CPU per scrape times the fleet (the measured
-        # window need not hold whole cycles)
-        rows.append((f"{size:>8} | {raw:>20.2f} | {per_sidecar * size:>20.2f} | {per_sidecar * 1000:>10.2f} | "
-                     f"{per_sidecar / (raw / size):>6.1f} | {result['scrapes_per_interval']:>16.0f} | "
-                     f"{result['up']:>5} | {result['rss']:>5.0f} ({result['peak']:.0f})",
-                     f"{size:>8} | /metrics (gzip, as Prometheus asks) {result['metrics']}; /metrics (plain) "
-                     f"{result['plain']}; /healthz {result['healthz']}; control (an idle stdlib HTTP server, same "
-                     f"machine: its tail is the scheduler's) {result['control']}"
-                     + (f"; exporter says {result['own']}" if result["own"] else "")
-                     + f"; of the exporter's CPU per interval, the endpoints' process spent "
-                       f"{result['endpoints_per_interval']:.2f} s (peak RSS {result['serving_rss']:.0f} MB)"))
-        print(rows[-1][0], flush=True)
+        for niceness, result in results:
+            per_sidecar = result["cpu_per_scrape"]
+            label = f"{size:>8}" if niceness is None else f"{size:>5} n{niceness:<2}"
+            # a cycle reads every sidecar once: its CPU is the CPU per scrape times the fleet (the measured
+            # window need not hold whole cycles)
+            rows.append((f"{label} | {raw:>20.2f} | {per_sidecar * size:>20.2f} | {per_sidecar * 1000:>10.2f} | "
+                         f"{per_sidecar / (raw / size):>6.1f} | {result['scrapes_per_interval']:>16.0f} | "
+                         f"{result['up']:>5} | {result['rss']:>5.0f} ({result['peak']:.0f})",
+                         f"{label} | /metrics (gzip, as Prometheus asks) {result['metrics']}; /metrics (plain) "
+                         f"{result['plain']}; /healthz {result['healthz']}; control (an idle stdlib HTTP server, same "
+                         f"machine: its tail is the scheduler's) {result['control']}"
+                         + (f"; exporter says {result['own']}" if result["own"] else "")
+                         + f"; of the exporter's CPU per interval, the endpoints' process spent "
+                           f"{result['endpoints_per_interval']:.2f} s (peak RSS {result['serving_rss']:.0f} MB)"
+                         + f"; load average {result['load']}"))
+            print(rows[-1][0], flush=True)
     print()
     print(header)
     for row, _ in rows:
