@@ -20,13 +20,14 @@ The sidecars run in another child process (raw asyncio protocol answering a preb
 so their CPU stays small and is not counted). Payloads: `istio` (Envoy, ~300 kB / ~3,000 lines)
 or `linkerd` (~50 kB), full, whatever query the exporter sends.
 
-With `--busy N`, N processes spin on the CPU while the exporter is measured (contention, as
-from a neighbour in the pod's CPU quota); with `--niceness 0,10` the exporter runs once per
+With `--pin-cpu C` the exporter's two processes (and the control) share one CPU, as under a
+pod's 1-CPU limit; with `--busy N`, N processes spin on the CPU (on that one, if pinned) while
+the exporter is measured; with `--niceness 0,10` the exporter runs once per
 `--scrape-niceness` value against the same fleet, so the endpoints' latency with and without
 the scrape process yielding to them is compared in one run.
 
     python benchmarks/bench_fleet.py [--sizes 1000,2000,5000] [--payload istio|linkerd] [--interval 15] [--cycles 3]
-                                     [--busy N] [--niceness 0,10]
+                                     [--pin-cpu C] [--busy N] [--niceness 0,10]
 """
 
 from __future__ import annotations
@@ -212,13 +213,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def busy_loops(count: int) -> list[subprocess.Popen]:
+def busy_loops(count: int, pinned) -> list[subprocess.Popen]:
     """`count` processes spinning on the CPU: contention for the exporter's two processes."""
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pinned) for _ in range(count)]
+
+
+def pin(cpu: int | None):
+    """A preexec_fn keeping a process (and the processes it starts) on one CPU, as a pod's 1-CPU
+    limit makes the exporter's two processes share one CPU's time; None: no pinning."""
+    return None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
 
 
 def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, served, folder: Path,
-                 niceness: int | None = None, busy: int = 0) -> dict:
+                 niceness: int | None = None, busy: int = 0, cpu: int | None = None) -> dict:
     targets = folder / "targets.json"
     path = "/stats/prometheus" if mesh == "istio" else "/metrics"
     targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {
@@ -230,11 +237,12 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
     process = subprocess.Popen([sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}",
                                 "--targets-file", str(targets), "--scrape-interval", f"{interval:g}s"]
                                + ([] if niceness is None else ["--scrape-niceness", str(niceness)]),
-                               stdout=log, stderr=subprocess.STDOUT)
+                               stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin(cpu))
     (folder / "ok").write_bytes(b"ok\n")
     control_port = free_port()
     control = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(folder),
-                                str(control_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                str(control_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=pin(cpu))
     pollers = [Poller(f"{url}/metrics", {"Accept-Encoding": "gzip"}), Poller(f"{url}/metrics"), Poller(f"{url}/healthz"),
                Poller(f"http://127.0.0.1:{control_port}/ok")]
     spinning: list[subprocess.Popen] = []
@@ -254,7 +262,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
             time.sleep(0.2)
         else:
             raise SystemExit(f"exporter not ready within {max(120, 10 * interval):g}s; see {folder / 'exporter.log'}")
-        spinning = busy_loops(busy)
+        spinning = busy_loops(busy, pin(cpu))
         for poller in pollers:
             poller.start()
         serving = children(process.pid)  # the endpoints' process (none before it had one)
@@ -304,13 +312,17 @@ def main() -> int:
     options.add_argument("--niceness", default="",
                          help="run the exporter once per --scrape-niceness value given, comma-separated, e.g. 0,10 "
                               "(default: once, with the exporter's default)")
+    options.add_argument("--pin-cpu", type=int, default=None, metavar="CPU",
+                         help="run the exporter (both processes), the control server and the busy loops on this one "
+                              "CPU: the contention of a 1-CPU limit (default: not pinned)")
     args = options.parse_args()
     nicenesses = [int(n) for n in args.niceness.split(",")] if args.niceness else [None]
     bodies = payloads(args.payload, args.lines, args.kb)
     lines = bodies[0].count(b"\n")
     print(f"payload: {args.payload}, {len(bodies[0]) / 1e3:.0f} kB, {lines} lines per sidecar; "
           f"interval {args.interval:g} s, {args.cycles} intervals measured per size"
-          + (f"; {args.busy} busy-loop processes beside the exporter" if args.busy else ""))
+          + (f"; {args.busy} busy-loop processes beside the exporter" if args.busy else "")
+          + (f"; exporter, control and busy loops pinned to CPU {args.pin_cpu}" if args.pin_cpu is not None else ""))
     header = (f"{'sidecars':>8} | {'raw scan CPU s/cycle':>20} | {'exporter CPU s/cycle':>20} | {'ms/sidecar':>10} | "
               f"{'x raw':>6} | {'scraped/interval':>16} | {'up':>5} | {'RSS (peak) MB':>13}")
     rows = []
@@ -333,7 +345,7 @@ def main() -> int:
                 with tempfile.TemporaryDirectory() as folder:
                     results.append((niceness, run_exporter(
                         ports, "istio" if args.payload == "istio" else "linkerd", args.interval, args.cycles, served,
-                        Path(folder), niceness, args.busy)))
+                        Path(folder), niceness, args.busy, args.pin_cpu)))
         finally:
             parent.send("stop")
             simulator.join(10)
