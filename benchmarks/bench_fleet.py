@@ -22,12 +22,10 @@ or `linkerd` (~50 kB), full, whatever query the exporter sends.
 
 With `--pin-cpu C` the exporter's two processes (and the control) share one CPU, as under a
 pod's 1-CPU limit; with `--busy N`, N processes spin on the CPU (on that one, if pinned) while
-the exporter is measured; with `--niceness 0,10` the exporter runs once per
-`--scrape-niceness` value against the same fleet, so the endpoints' latency with and without
-the scrape process yielding to them is compared in one run.
+the exporter is measured.
 
     python benchmarks/bench_fleet.py [--sizes 1000,2000,5000] [--payload istio|linkerd] [--interval 15] [--cycles 3]
-                                     [--pin-cpu C] [--busy N] [--niceness 0,10]
+                                     [--pin-cpu C] [--busy N]
 """
 
 from __future__ import annotations
@@ -225,7 +223,7 @@ def pin(cpu: int | None):
 
 
 def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, served, folder: Path,
-                 niceness: int | None = None, busy: int = 0, cpu: int | None = None) -> dict:
+                 busy: int = 0, cpu: int | None = None) -> dict:
     targets = folder / "targets.json"
     path = "/stats/prometheus" if mesh == "istio" else "/metrics"
     targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {
@@ -235,8 +233,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
     url = f"http://127.0.0.1:{port}"
     log = open(folder / "exporter.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}",
-                                "--targets-file", str(targets), "--scrape-interval", f"{interval:g}s"]
-                               + ([] if niceness is None else ["--scrape-niceness", str(niceness)]),
+                                "--targets-file", str(targets), "--scrape-interval", f"{interval:g}s"],
                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin(cpu))
     (folder / "ok").write_bytes(b"ok\n")
     control_port = free_port()
@@ -309,14 +306,10 @@ def main() -> int:
     options.add_argument("--baseline-concurrency", type=int, default=64)
     options.add_argument("--busy", type=int, default=0,
                          help="processes spinning on the CPU while the exporter is measured (default 0): contention")
-    options.add_argument("--niceness", default="",
-                         help="run the exporter once per --scrape-niceness value given, comma-separated, e.g. 0,10 "
-                              "(default: once, with the exporter's default)")
     options.add_argument("--pin-cpu", type=int, default=None, metavar="CPU",
                          help="run the exporter (both processes), the control server and the busy loops on this one "
                               "CPU: the contention of a 1-CPU limit (default: not pinned)")
     args = options.parse_args()
-    nicenesses = [int(n) for n in args.niceness.split(",")] if args.niceness else [None]
     bodies = payloads(args.payload, args.lines, args.kb)
     lines = bodies[0].count(b"\n")
     print(f"payload: {args.payload}, {len(bodies[0]) / 1e3:.0f} kB, {lines} lines per sidecar; "
@@ -324,7 +317,7 @@ def main() -> int:
           + (f"; {args.busy} busy-loop processes beside the exporter" if args.busy else "")
           + (f"; exporter, control and busy loops pinned to CPU {args.pin_cpu}" if args.pin_cpu is not None else ""))
     header = (f"{'sidecars':>8} | {'raw scan CPU s/cycle':>20} | {'exporter CPU s/cycle':>20} | {'ms/sidecar':>10} | "
-              f"{'x raw':>6} | {'scraped/interval':>16} | {'up':>5} | {'RSS (peak) MB':>13}")
+              f"{'x raw':>6} | {'scraped/interval':>16} | {'up':>5} | {'RSS (peak) MB':>13} | {'both processes, peak MB':>23}")
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         parent, child = multiprocessing.Pipe()
@@ -340,33 +333,29 @@ def main() -> int:
         try:
             ports = parent.recv()
             raw = baseline(ports, 2, args.baseline_concurrency)
-            results = []
-            for niceness in nicenesses:
-                with tempfile.TemporaryDirectory() as folder:
-                    results.append((niceness, run_exporter(
-                        ports, "istio" if args.payload == "istio" else "linkerd", args.interval, args.cycles, served,
-                        Path(folder), niceness, args.busy, args.pin_cpu)))
+            with tempfile.TemporaryDirectory() as folder:
+                result = run_exporter(ports, "istio" if args.payload == "istio" else "linkerd", args.interval,
+                                      args.cycles, served, Path(folder), args.busy, args.pin_cpu)
         finally:
             parent.send("stop")
             simulator.join(10)
             if simulator.is_alive():
                 simulator.terminate()
-        for niceness, result in results:
-            per_sidecar = result["cpu_per_scrape"]
-            label = f"{size:>8}" if niceness is None else f"{size:>5} n{niceness:<2}"
-            # a cycle reads every sidecar once: its CPU is the CPU per scrape times the fleet (the measured
-            # window need not hold whole cycles)
-            rows.append((f"{label} | {raw:>20.2f} | {per_sidecar * size:>20.2f} | {per_sidecar * 1000:>10.2f} | "
-                         f"{per_sidecar / (raw / size):>6.1f} | {result['scrapes_per_interval']:>16.0f} | "
-                         f"{result['up']:>5} | {result['rss']:>5.0f} ({result['peak']:.0f})",
-                         f"{label} | /metrics (gzip, as Prometheus asks) {result['metrics']}; /metrics (plain) "
-                         f"{result['plain']}; /healthz {result['healthz']}; control (an idle stdlib HTTP server, same "
-                         f"machine: its tail is the scheduler's) {result['control']}"
-                         + (f"; exporter says {result['own']}" if result["own"] else "")
-                         + f"; of the exporter's CPU per interval, the endpoints' process spent "
-                           f"{result['endpoints_per_interval']:.2f} s (peak RSS {result['serving_rss']:.0f} MB)"
-                         + f"; load average {result['load']}"))
-            print(rows[-1][0], flush=True)
+        per_sidecar = result["cpu_per_scrape"]
+        # a cycle reads every sidecar once: its CPU is the CPU per scrape times the fleet (the measured
+        # window need not hold whole cycles)
+        rows.append((f"{size:>8} | {raw:>20.2f} | {per_sidecar * size:>20.2f} | {per_sidecar * 1000:>10.2f} | "
+                     f"{per_sidecar / (raw / size):>6.1f} | {result['scrapes_per_interval']:>16.0f} | "
+                     f"{result['up']:>5} | {result['rss']:>5.0f} ({result['peak']:.0f}) | "
+                     f"{result['peak'] + result['serving_rss']:>23.0f}",
+                     f"{size:>8} | /metrics (gzip, as Prometheus asks) {result['metrics']}; /metrics (plain) "
+                     f"{result['plain']}; /healthz {result['healthz']}; control (an idle stdlib HTTP server, same "
+                     f"machine: its tail is the scheduler's) {result['control']}"
+                     + (f"; exporter says {result['own']}" if result["own"] else "")
+                     + f"; of the exporter's CPU per interval, the endpoints' process spent "
+                       f"{result['endpoints_per_interval']:.2f} s (peak RSS {result['serving_rss']:.0f} MB)"
+                     + f"; load average {result['load']}"))
+        print(rows[-1][0], flush=True)
     print()
     print(header)
     for row, _ in rows:

@@ -40,12 +40,6 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
-def niceness(text: str) -> int:
-    if not text.isdigit() or int(text) > 19:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a niceness from 0 to 19")
-    return int(text)
-
-
 SERIES_HELP = """\
 series (labels mesh, namespace, workload on all):
   meshobs_tls_handshakes_total                   successful handshakes
@@ -89,10 +83,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--liveness-timeout", type=duration, default=10.0, metavar="DURATION",
                         help="/healthz answers 503 once the scrape loop has not run for this long (default 10s); "
                              "the endpoints are served by a separate process, so they answer whatever the loop does")
-    parser.add_argument("--scrape-niceness", type=niceness, default=10, metavar="N",
-                        help="the scrape process lowers its CPU priority by N (0-19, default 10) once the endpoints' "
-                             "process is started, so that under CPU contention in the pod the endpoints answer first "
-                             "and the scraping waits; 0 keeps them equal")
     parser.add_argument("--target", action="append", default=[], metavar="SPEC", help=TARGET_HELP)
     parser.add_argument("--targets-file", type=Path, metavar="FILE",
                         help="Prometheus file_sd targets (JSON or YAML) with labels mesh, namespace, workload and "
@@ -187,10 +177,6 @@ async def _main(args: argparse.Namespace) -> int:
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ExporterError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {reason}") from None
-    if args.scrape_niceness:
-        # after the endpoints' process started (it keeps the pod's priority) and before any worker
-        # thread: on Linux a niceness is per thread, and threads inherit their creator's
-        os.nice(args.scrape_niceness)
     log.info("%s", status.startup_line(args, __version__))
     sink = events.FluentdEvents(*args.fluentd, registry, shared_key=shared_key) if args.fluentd else events.LogEvents()
     tracer = tracing.tracer()

@@ -103,11 +103,3 @@ def test_a_bad_threshold_flag_is_refused_as_the_configuration_refuses_the_key(ar
     """A threshold flag is checked by its meshobs.yaml key's own check: exit 2 naming the flag and the reason."""
     result = run_exporter("--target", "http://h:1", *args)
     assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (2, f"meshobs exporter: error: {message}")
-
-
-@pytest.mark.parametrize("value", ["20", "-1", "ten"])
-def test_a_niceness_outside_0_to_19_is_refused(value):
-    """--scrape-niceness takes 0 to 19 only: exit 2 naming the flag and the range."""
-    result = run_exporter("--target", "http://h:1", "--scrape-niceness", value)
-    assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (
-        2, f"meshobs exporter: error: argument --scrape-niceness: '{value}': expected a niceness from 0 to 19")

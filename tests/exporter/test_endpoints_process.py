@@ -117,17 +117,3 @@ def test_the_exporter_stops_when_its_endpoints_process_dies(processes, tmp_path,
     assert exporter.process.popen.wait(10) == 2
     assert exporter.process.log().strip().splitlines()[-1] == (
         "meshobs exporter: error: the process serving /metrics, /healthz, /readyz exited with code -9")
-
-
-def niceness(pid: int, tid: int | None = None) -> int:
-    stat = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(stat[16])  # the 19th field of stat, counted after the command's closing parenthesis
-
-
-@pytest.mark.parametrize("flags, scraping", [((), 10), (("--scrape-niceness", "0"), 0)])
-def test_the_scrape_process_yields_the_cpu_to_the_endpoints_process(processes, tmp_path, target, flags, scraping):
-    """The scrape loop runs at --scrape-niceness (default 10) after starting the endpoints' process, which keeps the priority it was started with."""
-    exporter = start_exporter(processes, tmp_path, "--target", target, *flags)
-    pid = exporter.process.popen.pid
-    wait_until(lambda: http_get(f"{exporter.url}/readyz")[0] == 200, what="ready")
-    assert (niceness(pid), niceness(endpoints_pid(pid))) == (scraping, niceness(os.getpid()))
