@@ -229,6 +229,10 @@ class _Response(asyncio.Protocol):
             elif not line:  # the empty line after the trailers: the end
                 self._finish(data[pos:])
                 return
+            else:  # a trailer: ignored, but counted against the cap like the body
+                self.size += len(line)
+                if self.size > self.max_bytes:
+                    raise ScrapeError("too_large", f"body above {self.max_bytes} bytes")
 
 
 class Client:

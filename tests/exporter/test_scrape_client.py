@@ -116,6 +116,8 @@ def test_a_kept_connection_the_proxy_closed_is_replaced_once():
     (chunked(BODY), "too_large: body above 1000 bytes"),
     ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffff\r\n"], "too_large: body above 1000 bytes"),
     ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"], "bad_payload: malformed chunk size 'zz'"),
+    ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"X-Trailer: 1234567890\r\n" * 100],
+     "too_large: body above 1000 bytes"),
     ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 2000],
      "bad_payload: a chunk-size line above 1024 bytes"),
     ([b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"], "too_large: Content-Length 5000 > 1000"),
