@@ -30,7 +30,7 @@ from meshobs.exporter.state import State
 log = logging.getLogger(__name__)
 
 
-def _render(frozen: State) -> tuple[bytes, bytes]:
+def _render(frozen: State) -> tuple[bytearray, bytes]:
     # Prometheus asks for gzip: 5,000 workloads are ~10 MB of text, ~0.5 MB compressed (zlib
     # lets go of the interpreter while it works)
     body = collector.render(frozen)
