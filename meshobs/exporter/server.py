@@ -111,9 +111,14 @@ class Endpoints:
         self._wake.set()
 
     async def heartbeat(self) -> None:
+        # each beat is pushed at once, and beats come at least four times per liveness timeout:
+        # pushed on the feeder's own 1 s clock, a beat was up to 2 s old when the endpoints' process
+        # judged it, so a timeout near a second locked in phase could answer 503 to a running loop
+        period = min(self.PERIOD, self._liveness_timeout / 4)
         while True:
             self.beat = time.monotonic()
-            await asyncio.sleep(self.PERIOD)
+            self.wake()
+            await asyncio.sleep(period)
 
     def _push(self) -> None:
         sent = -1
