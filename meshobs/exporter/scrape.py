@@ -300,7 +300,10 @@ class Client:
             finally:
                 if not ok and connection is not None:
                     connection.transport.abort()  # failed, timed out or cancelled mid-response
-            if connection.keep_alive and not connection.closed and len(self._idle) < self.max_idle:
+            # one idle connection per proxy: a second one (two targets on one host:port read at once)
+            # is closed rather than left open untracked
+            if (connection.keep_alive and not connection.closed and origin not in self._idle
+                    and len(self._idle) < self.max_idle):
                 connection.reused = False
                 self._idle[origin] = (connection, time.monotonic())
             else:

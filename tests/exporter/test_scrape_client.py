@@ -20,6 +20,7 @@ class Proxy:
         self.answer = answer
         self.close_after = close_after
         self.connections = 0
+        self.closed = 0  # connections the client closed
         self.requests: list[bytes] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -35,7 +36,7 @@ class Proxy:
                 if self.close_after:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            self.closed += 1
         writer.close()
 
     async def __aenter__(self) -> str:
@@ -73,6 +74,20 @@ def test_one_connection_is_kept_alive_across_scrapes():
     assert bodies == [BODY] * 3
     assert proxy.connections == 1
     assert proxy.requests == [b"GET /stats/prometheus HTTP/1.1"] * 3
+
+
+def test_two_scrapes_of_one_proxy_at_once_keep_one_connection_and_close_the_other():
+    """Two targets on one host:port read at the same time: one connection is kept idle, the other closed, none left open untracked."""
+    async def main():
+        proxy = Proxy(lambda n: ok())
+        async with proxy as url, scrape.Client() as client:
+            bodies = await asyncio.gather(*(scrape.fetch(client, url, 5, 1 << 20) for _ in range(2)))
+            for _ in range(100):  # the closed connection's end of file reaches the proxy
+                if proxy.closed:
+                    break
+                await asyncio.sleep(0.01)
+            return bodies, proxy.connections, proxy.closed, client.idle()
+    assert run(main()) == ([BODY, BODY], 2, 1, 1)
 
 
 def test_a_chunked_body_reaches_the_sink_whole_and_the_connection_is_reused():
