@@ -57,6 +57,8 @@ _UNESCAPE_RE = re.compile(r'\\[\\"n]')
 # how much of the body's first and last lines is kept to check that it is an exposition
 _EDGE = 4096
 _NAME_START = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*[{ \t]")
+# The end of a sample line whose start the last window cut: a value, maybe a timestamp.
+_VALUE_END = re.compile(rb"[ \t]\S+(?:[ \t]+-?\d+)?[ \t]*$")
 
 
 def _labels(text: str, line: str) -> dict[str, str]:
@@ -284,13 +286,16 @@ class LineFilter:
             if carry.startswith(self._line_starts):
                 self._keep(carry)
         complete = self._offset <= _EDGE
-        for edge in (_sample_edge(self._head, True, complete), _sample_edge(self._tail, False, complete)):
+        for first, edge in ((True, _sample_edge(self._head, True, complete)),
+                            (False, _sample_edge(self._tail, False, complete))):
             if edge is None:
                 continue
             line, whole = edge
             text = line.decode(errors="replace")
-            # a line cut by the window is checked as far as it goes: a name, then labels or a value
-            if not (_LINE.match(text) if whole else _NAME_START.match(line)):
+            # a line cut by the window is checked as far as it goes: the first line's start (a name,
+            # then labels or a value), the last line's end (a value)
+            cut_check = _NAME_START.match(line) if first else _VALUE_END.search(line)
+            if not (_LINE.match(text) if whole else cut_check):
                 raise PayloadError(f"malformed line: {text[:200]!r}")
         return self._kept
 
