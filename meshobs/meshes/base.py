@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from meshobs.meshes.crosscluster import CrossCluster
 from meshobs.meshes.extended import Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
 from meshobs.promql import Source
@@ -102,6 +103,8 @@ class Dialect:
     http: Http = field(default_factory=Http)
     proxy_health: ProxyHealth = field(default_factory=ProxyHealth)
     control_plane_detail: ControlPlaneDetail = field(default_factory=ControlPlaneDetail)
+    # calls between clusters (meshobs/meshes/crosscluster.py); None where the mesh's series do not tell
+    cross_cluster: CrossCluster | None = None
 
     def metrics_ports(self) -> tuple[int, ...]:
         """Every port on which Prometheus may read this mesh's proxies (the exporter reads `discovery.port`)."""
@@ -155,6 +158,8 @@ class Dialect:
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
                     *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
+        if self.cross_cluster:
+            sources += [self.cross_cluster.requests, self.cross_cluster.duration]
         sources += [s for group in (self.tcp, self.client, self.http, self.proxy_health, self.control_plane_detail)
                     for s in group.sources()]
         names = {name for s in sources if s is not None for name in s.metric_names()}

@@ -1,0 +1,96 @@
+"""Panels of traffic between clusters, one definition for the clusters, overview and service
+dashboards: requests, failure ratio, mTLS share and latency per (caller cluster → destination
+cluster) pair, from the dialect's cross-cluster sources (meshobs/cluster_signals.py).
+
+An end of the pair the mesh does not name is the reporting proxy's own cluster, the store's
+cluster label: the legend shows that label there. On the service dashboard the `$cluster`
+variable selects the destination's cluster: the store's label where the destination's proxy
+counts (Istio), the cluster the mesh names where the callers count (Linkerd, Consul): name the
+clusters alike (Link names, datacenters or peers = the cluster label) for them to match.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from meshobs import cluster_signals as cs
+from meshobs import promql
+from meshobs.meshes.crosscluster import DESTINATION_CLUSTER, ENDS, SOURCE_CLUSTER
+from meshobs.promql import Filters, Query
+from meshobs.render.grafana import Panel, Row
+from meshobs.render.grafana import Query as Q
+from meshobs.signals import Signal
+
+if TYPE_CHECKING:
+    from meshobs.render.dashboards import _Context
+
+TITLE = "Traffic between clusters"
+RATE = "$__rate_interval"
+
+
+def reported(c: "_Context") -> bool:
+    return cs.REQUESTS.available(c.dialect)
+
+
+def _end(c: "_Context", end: str) -> str:
+    """The label holding one end's cluster: the mesh's own, else the store's (the reporter's cluster)."""
+    assert c.dialect.cross_cluster is not None
+    return end if c.dialect.cross_cluster.names(end) else c.cluster
+
+
+def pair_legend(c: "_Context") -> str:
+    return f"{{{{{_end(c, SOURCE_CLUSTER)}}}}} → {{{{{_end(c, DESTINATION_CLUSTER)}}}}}"
+
+
+def _by(c: "_Context", *more: str) -> tuple[str, ...]:
+    return (c.cluster, *ENDS, *more)
+
+
+def _live(c: "_Context", signal: Signal, by: tuple[str, ...], regex: dict[str, str], quantile: float | None = None) -> str:
+    query = Query(by=by, window=RATE, filters=Filters(regex=regex), cluster_label=c.cluster)
+    return signal.expr(c.dialect, query, quantile=quantile, extra=c.extra)
+
+
+def _about(c: "_Context") -> str:
+    cross = c.dialect.cross_cluster
+    assert cross is not None
+    scope = "calls to other clusters only" if cross.only_remote else "pairs of one cluster are local calls"
+    return f"{cross.about}; {scope}."
+
+
+def _pair_panels(c: "_Context", by: tuple[str, ...], regex: dict[str, str], legend: str, what: str) -> tuple[Panel, ...]:
+    about = _about(c)
+    requests = _live(c, cs.REQUESTS, by, regex)
+    panels = [
+        Panel(f"Requests {what}", "timeseries", (Q(requests, legend),), unit="reqps", description=about),
+        Panel(f"Failure ratio {what}", "timeseries", (Q(promql.ratio(_live(c, cs.ERRORS, by, regex), requests), legend),),
+              unit="percentunit", max_value=1, min_value=0, description=about),
+    ]
+    if cs.MTLS.available(c.dialect):
+        panels.append(Panel(f"mTLS share {what}", "timeseries", (Q(promql.ratio(_live(c, cs.MTLS, by, regex), requests), legend),),
+                            unit="percentunit", max_value=1, min_value=0, description=about))
+    if cs.DURATION.available(c.dialect):
+        q = c.cfg.alerts.latency.quantile
+        panels.append(Panel(f"p{q * 100:g} latency {what}", "timeseries",
+                            (Q(_live(c, cs.DURATION, by, regex, quantile=q), legend),), unit="s", description=about))
+    return tuple(panels)
+
+
+def rows(c: "_Context") -> tuple[Row, ...]:
+    """The row for the clusters and overview dashboards: every pair measured in the selected clusters."""
+    if not reported(c):
+        return ()
+    return (Row(TITLE, _pair_panels(c, _by(c), {c.cluster: "$cluster"}, pair_legend(c), "by cluster pair")),)
+
+
+def service_rows(c: "_Context", sel: dict[str, str]) -> tuple[Row, ...]:
+    """Callers of one service by their cluster, wherever they are measured: the callee's end is `$cluster`."""
+    if not reported(c):
+        return ()
+    regex = {label: f"${var}" for label, var in sel.items()}
+    # counted at the destination: in its own store cluster; by the callers: in theirs, naming the callee's
+    at_destination = c.dialect.cross_cluster.reporter == "destination"  # type: ignore[union-attr]
+    regex[c.cluster if at_destination else _end(c, DESTINATION_CLUSTER)] = "$cluster"
+    legend = f"{{{{source_workload}}}}.{{{{source_namespace}}}} ({pair_legend(c)})"
+    return (Row("Callers by cluster", _pair_panels(c, _by(c, "source_namespace", "source_workload"), regex, legend,
+                                                   "by caller and cluster")),)
