@@ -59,16 +59,16 @@ def test_overview_and_service_read_the_same_pairs(mesh, native):
     callers = _row(_panels(rendered[f"dashboards/{mesh}/service.json"]), "Callers by cluster")
     assert [p["title"] for p in callers] == [t.replace("by cluster pair", "by caller and cluster") for t in PAIR_PANELS[mesh]]
     request = callers[0]["targets"][0]
-    assert native in request["expr"] and "$service" in request["expr"] and "$cluster" in request["expr"]
+    assert native in request["expr"] and "$service" in request["expr"]
     assert request["legendFormat"] == f"{{{{source_workload}}}}.{{{{source_namespace}}}} ({PAIR_LEGEND[mesh]})"
 
 
-def test_linkerd_service_callers_select_the_callee_cluster():
-    """Linkerd's callers count the calls in their own cluster: the service dashboard's $cluster selects dst_target_cluster, not the store's label."""
-    rendered = dashboards.render(config.Config(), DIALECTS["linkerd"])
-    [request] = _row(_panels(rendered["dashboards/linkerd/service.json"]), "Callers by cluster")[0]["targets"]
-    assert 'dst_target_cluster=~"$cluster"' in request["expr"] and 'cluster=~"$cluster"' not in request["expr"].replace(
-        'dst_target_cluster=~"$cluster"', "")
+def test_callers_counted_by_callers_come_from_every_cluster():
+    """Linkerd's callers count calls in their own clusters: the service dashboard's callers ignore $cluster; Istio's destination counts them in the selected cluster."""
+    for mesh, filtered in (("linkerd", False), ("consul", False), ("istio", True)):
+        rendered = dashboards.render(config.Config(), DIALECTS[mesh])
+        [request] = _row(_panels(rendered[f"dashboards/{mesh}/service.json"]), "Callers by cluster")[0]["targets"]
+        assert ('cluster=~"$cluster"' in request["expr"]) is filtered, mesh
 
 
 def test_cluster_label_name_comes_from_the_config():

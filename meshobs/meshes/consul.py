@@ -125,12 +125,13 @@ CONSUL_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
 # cluster peering; Consul's bootstrap tags cut `consul_destination_datacenter` or
 # `consul_destination_peer` out of it, and tags the caller's own `consul_source_datacenter`.
 # Every upstream is counted (local calls are pairs of one datacenter).
-_CROSS_CLUSTER_LABELS = dict(_UPSTREAM_SERVICE, source_cluster="consul_source_datacenter",
+_CROSS_CLUSTER_LABELS = dict(_UPSTREAM_SERVICE, code="envoy_response_code", source_cluster="consul_source_datacenter",
                              destination_cluster=FirstOf(("consul_destination_peer", "consul_destination_datacenter")),
                              source_namespace="consul_source_namespace", source_workload="local_cluster")
 CONSUL_CROSS_CLUSTER = CrossCluster(
     # an upstream to a mesh service is mutual TLS by construction: there is no plaintext upstream to count
-    requests=Source("envoy_cluster_upstream_rq_xx", _UPSTREAM, _CROSS_CLUSTER_LABELS, facets=_ERROR),
+    requests=Source("envoy_cluster_upstream_rq", _UPSTREAM, _CROSS_CLUSTER_LABELS,
+                    facets={"error": CONSUL_CLIENT.requests.facets["5xx"]}),
     duration=Source("envoy_cluster_upstream_rq_time_bucket", _UPSTREAM, _CROSS_CLUSTER_LABELS, scale=0.001),
     reporter="caller",
     only_remote=False,

@@ -191,9 +191,11 @@ LINKERD = Dialect(
         },
     ),
     service_requests=(Source("response_total", _OUTBOUND + ('dst_service!=""',), _SERVICE_LABELS, facets={"error": _FAILURE}),),
+    # workload to workload in this cluster: a call through a multicluster gateway names no
+    # destination pod (its endpoint is the remote gateway) and is one of the cross-cluster calls
     edges=Source(
         "response_total",
-        _OUTBOUND + ('dst_service!=""',),
+        _OUTBOUND + ('dst_service!=""', 'dst_target_cluster=""'),
         {
             "source_namespace": "namespace",
             "source_workload": _WORKLOAD,

@@ -3,10 +3,10 @@ dashboards: requests, failure ratio, mTLS share and latency per (caller cluster 
 cluster) pair, from the dialect's cross-cluster sources (meshobs/cluster_signals.py).
 
 An end of the pair the mesh does not name is the reporting proxy's own cluster, the store's
-cluster label: the legend shows that label there. On the service dashboard the `$cluster`
-variable selects the destination's cluster: the store's label where the destination's proxy
-counts (Istio), the cluster the mesh names where the callers count (Linkerd, Consul): name the
-clusters alike (Link names, datacenters or peers = the cluster label) for them to match.
+cluster label: the legend shows that label there. On the service dashboard the callers of the
+selected service are shown from every cluster where the callers' proxies count them (Linkerd,
+Consul: the service is named alike in every cluster), from the selected clusters where the
+destination's proxy counts them (Istio).
 """
 
 from __future__ import annotations
@@ -88,9 +88,10 @@ def service_rows(c: "_Context", sel: dict[str, str]) -> tuple[Row, ...]:
     if not reported(c):
         return ()
     regex = {label: f"${var}" for label, var in sel.items()}
-    # counted at the destination: in its own store cluster; by the callers: in theirs, naming the callee's
-    at_destination = c.dialect.cross_cluster.reporter == "destination"  # type: ignore[union-attr]
-    regex[c.cluster if at_destination else _end(c, DESTINATION_CLUSTER)] = "$cluster"
+    # counted at the destination: in its own (selected) store cluster; counted by the callers: in
+    # theirs, whichever they are: the legend's destination end says which cluster's service they reached
+    if c.dialect.cross_cluster.reporter == "destination":  # type: ignore[union-attr]
+        regex[c.cluster] = "$cluster"
     legend = f"{{{{source_workload}}}}.{{{{source_namespace}}}} ({pair_legend(c)})"
     return (Row("Callers by cluster", _pair_panels(c, _by(c, "source_namespace", "source_workload"), regex, legend,
                                                    "by caller and cluster")),)

@@ -2,7 +2,8 @@
 names and labels: TCP (with a failing upstream), gRPC calls, caller-only failures (no healthy
 upstream, connect failure, circuit-breaker overflow), the proxies' own numbers (Envoy server
 stats, linkerd2-proxy process and balancer metrics, cAdvisor's container CPU) and the control
-planes in depth (istiod resources, pushes and webhooks; Linkerd controllers and injector).
+planes in depth (istiod resources, pushes and webhooks; Linkerd controllers and injector), and
+Linkerd calls to a service mirrored from another cluster through a multicluster gateway.
 Consul servers' telemetry is here too, replayed beside the real Consul Envoys.
 
 `MESHES` is `meshdata.MESHES` with these additions."""
@@ -148,7 +149,28 @@ def _linkerd_balancer(edge: Edge) -> list[Series]:
             gauge("outbound_http_balancer_endpoints", dict(backend, endpoint_state="pending"), 1)]
 
 
-def linkerd(now: float) -> list[Target]:
+# Multicluster gateway mode: `web` calls `emoji` of another cluster through its mirror
+# `emoji-<cluster>`; the endpoint is the remote gateway, so the series name no pod, only the
+# mirrored service and the target (linkerd2's destination controller: `target_cluster`, ...).
+LINKERD_REMOTE_CLUSTER = "west"
+LINKERD_GATEWAY_CALLS = (Edge("emojivoto", "web", "emojivoto", "emoji", "200", 1.5),
+                         Edge("emojivoto", "web", "emojivoto", "emoji", "503", 0.1))
+LINKERD_GATEWAY_ID = "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+
+
+def _linkerd_through_gateway(edge: Edge, cluster: str) -> list[Series]:
+    base = {"direction": "outbound", "authority": f"{edge.service}-{cluster}.{edge.namespace}.svc.cluster.local:8080",
+            "target_addr": "172.18.0.5:4143", "tls": "true", "server_id": LINKERD_GATEWAY_ID,
+            "dst_namespace": edge.namespace, "dst_service": f"{edge.service}-{cluster}", "dst_target_cluster": cluster,
+            "dst_target_service": edge.service, "dst_target_service_namespace": edge.namespace}
+    response = {**base, "status_code": edge.code, "classification": "failure" if edge.code.startswith("5") else "success",
+                "error": ""}
+    return [counter("request_total", base, edge.rate), counter("response_total", response, edge.rate)] + histogram(
+        "response_latency_ms", response, edge.rate, mean=80.0)
+
+
+def linkerd(now: float, remote_cluster: str = LINKERD_REMOTE_CLUSTER) -> list[Target]:
+    """Linkerd's proxies and controllers; `web` also calls `emoji` in `remote_cluster` through its gateway."""
     targets = meshdata.linkerd(now)
     pods = {(t.labels["namespace"], t.workload): t for t in targets if t.proxy}
     for (namespace, workload), target in pods.items():
@@ -162,6 +184,8 @@ def linkerd(now: float) -> list[Target]:
     for edge in meshdata.LINKERD_EDGES:
         if edge.namespace == "emojivoto":
             pods[(edge.namespace, edge.service)].series += _linkerd_routes(edge)
+    for edge in LINKERD_GATEWAY_CALLS:
+        pods[(edge.source_namespace, edge.source)].series += _linkerd_through_gateway(edge, remote_cluster)
     for edge in LINKERD_GRPC:
         pods[(edge.namespace, edge.service)].series += _linkerd_grpc_inbound(edge)
         pods[(edge.source_namespace, edge.source)].series += _linkerd_grpc_outbound(edge)
