@@ -17,6 +17,14 @@ def _duration(dialect: Dialect) -> tuple[Source, ...]:
     return (cross.duration,) if cross and cross.duration else ()
 
 
+def _gateway(field: str):
+    def sources(dialect: Dialect) -> tuple[Source, ...]:
+        source = getattr(dialect.cross_cluster, field) if dialect.cross_cluster else None
+        return (source,) if source else ()
+
+    return sources
+
+
 REQUESTS = Signal("cross_cluster_requests", "Requests between clusters", "reqps", "rate", _requests,
                   description="HTTP/gRPC requests by caller cluster and destination cluster")
 ERRORS = Signal("cross_cluster_errors", "Failed requests between clusters", "reqps", "rate", _requests, facet="error",
@@ -25,3 +33,8 @@ MTLS = Signal("cross_cluster_mtls", "mTLS requests between clusters", "reqps", "
               description="requests over mutual TLS by caller cluster and destination cluster")
 DURATION = Signal("cross_cluster_duration", "Latency between clusters", "s", "quantile", _duration,
                   description="time to answer a request, by caller cluster and destination cluster")
+GATEWAY_UP = Signal("gateway_up", "Gateways answering", "short", "gauge_min", _gateway("gateway_up"),
+                    description="1 while the mesh's probe of a remote cluster's gateway succeeds, by destination cluster")
+GATEWAY_PROBE_DURATION = Signal("gateway_probe_duration", "Gateway probe latency", "s", "quantile",
+                                _gateway("gateway_probe_duration"),
+                                description="time the mesh's probes of a remote cluster's gateway take, by destination cluster")

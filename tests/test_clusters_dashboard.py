@@ -17,6 +17,8 @@ BETWEEN = ["Requests by cluster pair", "Failure ratio by cluster pair", "mTLS sh
            "p99 latency by cluster pair"]
 # Consul's upstreams to mesh services are mTLS by construction: no share to chart
 PAIR_PANELS = {"istio": BETWEEN, "linkerd": BETWEEN, "consul": [t for t in BETWEEN if not t.startswith("mTLS")]}
+# the mesh's own probes of remote gateways (Linkerd's service mirror), on the clusters dashboard only
+GATEWAYS = {"istio": [], "linkerd": ["Gateways answering probes", "Gateway probe p99 latency"], "consul": []}
 PAIR_LEGEND = {"istio": "{{source_cluster}} → {{destination_cluster}}", "linkerd": "{{cluster}} → {{destination_cluster}}",
                "consul": "{{source_cluster}} → {{destination_cluster}}"}
 
@@ -42,8 +44,8 @@ def test_rows_per_mesh(mesh):
     assert [p["title"] for p in panels if p["type"] == "row"] == ["Clusters side by side", "Clusters over time",
                                                                   "Traffic between clusters"]
     between = _row(panels, "Traffic between clusters")
-    assert [p["title"] for p in between] == PAIR_PANELS[mesh]
-    assert {t["legendFormat"] for p in between for t in p["targets"]} == {PAIR_LEGEND[mesh]}
+    assert [p["title"] for p in between] == PAIR_PANELS[mesh] + GATEWAYS[mesh]
+    assert {t["legendFormat"] for p in between[:len(PAIR_PANELS[mesh])] for t in p["targets"]} == {PAIR_LEGEND[mesh]}
 
 
 @pytest.mark.parametrize("mesh, native", [("istio", 'destination_cluster'), ("linkerd", 'dst_target_cluster!=""'),
@@ -55,7 +57,8 @@ def test_overview_and_service_read_the_same_pairs(mesh, native):
     [(_, clusters)] = clusters_dashboard.render(cfg, DIALECTS[mesh]).items()
     overview = _row(_panels(rendered[f"dashboards/{mesh}/overview.json"]), "Traffic between clusters")
     assert [(p["title"], p["targets"]) for p in overview] == [(p["title"], p["targets"])
-                                                              for p in _row(_panels(clusters), "Traffic between clusters")]
+                                                              for p in _row(_panels(clusters), "Traffic between clusters")
+                                                              if p["title"] not in GATEWAYS[mesh]]
     callers = _row(_panels(rendered[f"dashboards/{mesh}/service.json"]), "Callers by cluster")
     assert [p["title"] for p in callers] == [t.replace("by cluster pair", "by caller and cluster") for t in PAIR_PANELS[mesh]]
     request = callers[0]["targets"][0]

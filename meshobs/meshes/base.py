@@ -159,7 +159,7 @@ class Dialect:
                     *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
         if self.cross_cluster:
-            sources += [self.cross_cluster.requests, self.cross_cluster.duration]
+            sources += self.cross_cluster.sources()
         sources += [s for group in (self.tcp, self.client, self.http, self.proxy_health, self.control_plane_detail)
                     for s in group.sources()]
         names = {name for s in sources if s is not None for name in s.metric_names()}

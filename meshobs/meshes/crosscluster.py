@@ -29,6 +29,9 @@ class CrossCluster:
       cluster label names when the mesh does not name that end itself).
     - `only_remote`: the series count calls to other clusters only (not local ones too).
     - `about`: how the mesh knows, for panel descriptions.
+    - `gateway_up`, `gateway_probe_duration`: the mesh's own probes of each remote cluster's
+      gateway (1 while it answers; latency histogram buckets), by `destination_cluster`; None
+      where the mesh has none.
     """
 
     requests: Source
@@ -36,6 +39,11 @@ class CrossCluster:
     reporter: str
     only_remote: bool
     about: str
+    gateway_up: Source | None = None
+    gateway_probe_duration: Source | None = None
+
+    def sources(self) -> tuple[Source, ...]:
+        return tuple(s for s in (self.requests, self.duration, self.gateway_up, self.gateway_probe_duration) if s)
 
     def names(self, end: str) -> bool:
         """Whether the mesh's series name this end's cluster themselves."""

@@ -76,11 +76,28 @@ def _pair_panels(c: "_Context", by: tuple[str, ...], regex: dict[str, str], lege
     return tuple(panels)
 
 
-def rows(c: "_Context") -> tuple[Row, ...]:
-    """The row for the clusters and overview dashboards: every pair measured in the selected clusters."""
+def _gateway_panels(c: "_Context") -> tuple[Panel, ...]:
+    """The mesh's own probes of each remote cluster's gateway, from the probing cluster."""
+    by, regex = (c.cluster, DESTINATION_CLUSTER), {c.cluster: "$cluster"}
+    legend = f"{{{{{c.cluster}}}}} → {{{{{DESTINATION_CLUSTER}}}}} gateway"
+    panels = []
+    if cs.GATEWAY_UP.available(c.dialect):
+        panels.append(Panel("Gateways answering probes", "timeseries", (Q(_live(c, cs.GATEWAY_UP, by, regex), legend),),
+                            max_value=1, min_value=0, description=cs.GATEWAY_UP.description + "."))
+    if cs.GATEWAY_PROBE_DURATION.available(c.dialect):
+        panels.append(Panel("Gateway probe p99 latency", "timeseries",
+                            (Q(_live(c, cs.GATEWAY_PROBE_DURATION, by, regex, quantile=0.99), legend),), unit="s",
+                            description=cs.GATEWAY_PROBE_DURATION.description + "."))
+    return tuple(panels)
+
+
+def rows(c: "_Context", gateways: bool = False) -> tuple[Row, ...]:
+    """The row for the clusters and overview dashboards: every pair measured in the selected clusters
+    (and, with `gateways`, the mesh's probes of the remote gateways)."""
     if not reported(c):
         return ()
-    return (Row(TITLE, _pair_panels(c, _by(c), {c.cluster: "$cluster"}, pair_legend(c), "by cluster pair")),)
+    panels = _pair_panels(c, _by(c), {c.cluster: "$cluster"}, pair_legend(c), "by cluster pair")
+    return (Row(TITLE, panels + (_gateway_panels(c) if gateways else ())),)
 
 
 def service_rows(c: "_Context", sel: dict[str, str]) -> tuple[Row, ...]:

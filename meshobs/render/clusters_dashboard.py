@@ -70,7 +70,7 @@ def _side_by_side(c: _Context) -> tuple[Row, Row]:
 
 def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
     c = _Context(cfg, dialect)
-    rows = _side_by_side(c) + between_clusters.rows(c)
+    rows = _side_by_side(c) + between_clusters.rows(c, gateways=True)
     path, content = c.dashboard("clusters", "Clusters", "Each cluster's health side by side, and traffic between clusters.",
                                 (), rows)
     return {path: content}

@@ -164,7 +164,7 @@ def test_two_agents_one_store_one_ruler(processes, tmp_path, request, capsys):
 
 
 def test_linkerd_gateway_calls_between_two_clusters(processes, tmp_path, request, capsys):
-    """Two Linkerd clusters whose `web` calls the other's `emoji` through a multicluster gateway: verify passes on the store; the clusters, overview and service dashboards show both pairs."""
+    """Two Linkerd clusters whose `web` calls the other's `emoji` through a multicluster gateway: verify passes on the store; the clusters, overview and service dashboards show both pairs, and each gateway answering the other's probes."""
     vm = start_victoria_metrics(processes, tmp_path)
     out = [_start_cluster(name, vm, processes, tmp_path, request, "linkerd",
                           meshdata_more.linkerd(time.time(), remote_cluster=other))
@@ -179,8 +179,11 @@ def test_linkerd_gateway_calls_between_two_clusters(processes, tmp_path, request
         # the caller's cluster is the store's label; the callee's is the Link's target cluster
         assert {(s["metric"]["cluster"], s["metric"]["destination_cluster"]) for s in pairs} == {
             ("eu-1", "us-1"), ("us-1", "eu-1")}
-    mtls = vm.query(_panel_exprs(out, "linkerd", "clusters")["mTLS share by cluster pair"])
-    assert {float(s["value"][1]) for s in mtls} == {1.0}
+    clusters = _panel_exprs(out, "linkerd", "clusters")
+    assert {float(s["value"][1]) for s in vm.query(clusters["mTLS share by cluster pair"])} == {1.0}
+    gateways = vm.query(clusters["Gateways answering probes"])
+    assert {(s["metric"]["cluster"], s["metric"]["destination_cluster"], s["value"][1]) for s in gateways} == {
+        ("eu-1", "us-1", "1"), ("us-1", "eu-1", "1")}
     callers = vm.query(_panel_exprs(out, "linkerd", "service")["Requests by caller and cluster"])
     assert {(s["metric"]["source_workload"], s["metric"]["cluster"], s["metric"]["destination_cluster"]) for s in callers} == {
         ("web", "eu-1", "us-1"), ("web", "us-1", "eu-1")}

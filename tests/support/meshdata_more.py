@@ -193,6 +193,12 @@ def linkerd(now: float, remote_cluster: str = LINKERD_REMOTE_CLUSTER) -> list[Ta
     for target in controllers:
         target.series += [gauge("process_resident_memory_bytes", {}, 60e6), counter("process_cpu_seconds_total", {}, 0.02),
                           gauge("go_goroutines", {}, 120)]
+    # the multicluster service mirror probes the linked cluster's gateway (its `controller` container)
+    mirror = Target("/metrics", {"namespace": "linkerd-multicluster", "pod": f"linkerd-service-mirror-{remote_cluster}-5d9c8-abcde",
+                                 "component": "controller"}, "linkerd", f"linkerd-service-mirror-{remote_cluster}", [
+        gauge("gateway_alive", {"target_cluster_name": remote_cluster}, 1),
+        *histogram("gateway_probe_latency_ms", {"target_cluster_name": remote_cluster}, 1 / 3, mean=12.0),
+    ], proxy=False)
     injector = Target("/metrics", {"namespace": "linkerd", "pod": "linkerd-proxy-injector-7c9d8-abcde",
                                    "component": "proxy-injector"}, "linkerd", "linkerd-proxy-injector", [
         gauge("process_start_time_seconds", {}, now - 3600),
@@ -200,7 +206,7 @@ def linkerd(now: float, remote_cluster: str = LINKERD_REMOTE_CLUSTER) -> list[Ta
         counter("proxy_inject_admission_responses_total",
                 {"owner_kind": "deployment", "skip": "true", "skip_reason": "injection_disabled"}, 0.01),
     ], proxy=False)
-    return sorted(pods.values(), key=lambda t: t.labels["pod"]) + controllers + [injector]
+    return sorted(pods.values(), key=lambda t: t.labels["pod"]) + controllers + [injector, mirror]
 
 
 # --- Consul servers ----------------------------------------------------------------------------
