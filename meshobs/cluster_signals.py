@@ -33,8 +33,9 @@ MTLS = Signal("cross_cluster_mtls", "mTLS requests between clusters", "reqps", "
               description="requests over mutual TLS by caller cluster and destination cluster")
 DURATION = Signal("cross_cluster_duration", "Latency between clusters", "s", "quantile", _duration,
                   description="time to answer a request, by caller cluster and destination cluster")
-GATEWAY_UP = Signal("gateway_up", "Gateways answering", "short", "gauge_min", _gateway("gateway_up"),
-                    description="1 while the mesh's probe of a remote cluster's gateway succeeds, by destination cluster")
+REMOTE_UP = Signal("remote_up", "Remote clusters reachable", "short", "gauge_min", _gateway("remote_up"),
+                   description="1 while the mesh reaches a remote cluster (its gateway answers probes, its peering "
+                               "is healthy), by destination cluster")
 GATEWAY_PROBE_DURATION = Signal("gateway_probe_duration", "Gateway probe latency", "s", "quantile",
                                 _gateway("gateway_probe_duration"),
                                 description="time the mesh's probes of a remote cluster's gateway take, by destination cluster")

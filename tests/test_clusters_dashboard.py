@@ -17,8 +17,9 @@ BETWEEN = ["Requests by cluster pair", "Failure ratio by cluster pair", "mTLS sh
            "p99 latency by cluster pair"]
 # Consul's upstreams to mesh services are mTLS by construction: no share to chart
 PAIR_PANELS = {"istio": BETWEEN, "linkerd": BETWEEN, "consul": [t for t in BETWEEN if not t.startswith("mTLS")]}
-# the mesh's own probes of remote gateways (Linkerd's service mirror), on the clusters dashboard only
-GATEWAYS = {"istio": [], "linkerd": ["Gateways answering probes", "Gateway probe p99 latency"], "consul": []}
+# remote clusters reachable (Linkerd's gateway probes, Consul's peerings), on the clusters dashboard only
+GATEWAYS = {"istio": [], "linkerd": ["Remote clusters reachable", "Gateway probe p99 latency"],
+            "consul": ["Remote clusters reachable"]}
 PAIR_LEGEND = {"istio": "{{source_cluster}} → {{destination_cluster}}", "linkerd": "{{cluster}} → {{destination_cluster}}",
                "consul": "{{source_cluster}} → {{destination_cluster}}"}
 

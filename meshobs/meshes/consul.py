@@ -137,6 +137,8 @@ CONSUL_CROSS_CLUSTER = CrossCluster(
     only_remote=False,
     about="Consul: the caller's upstream clusters, by datacenter (WAN federation) or peer (cluster peering), "
           "from their SNI names",
+    # the servers' view of each cluster peering (consul.peering.healthy, reported per peer by the leader)
+    remote_up=Source("consul_peering_healthy", (), {"destination_cluster": "peer_name"}),
 )
 
 CONSUL = Dialect(

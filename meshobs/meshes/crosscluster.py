@@ -29,9 +29,9 @@ class CrossCluster:
       cluster label names when the mesh does not name that end itself).
     - `only_remote`: the series count calls to other clusters only (not local ones too).
     - `about`: how the mesh knows, for panel descriptions.
-    - `gateway_up`, `gateway_probe_duration`: the mesh's own probes of each remote cluster's
-      gateway (1 while it answers; latency histogram buckets), by `destination_cluster`; None
-      where the mesh has none.
+    - `remote_up`: 1 while the mesh reaches a remote cluster (its gateway answers the mesh's
+      probes, its peering is healthy), by `destination_cluster`; None where the mesh has no such number.
+    - `gateway_probe_duration`: those probes' latency histogram buckets, or None.
     """
 
     requests: Source
@@ -39,11 +39,11 @@ class CrossCluster:
     reporter: str
     only_remote: bool
     about: str
-    gateway_up: Source | None = None
+    remote_up: Source | None = None
     gateway_probe_duration: Source | None = None
 
     def sources(self) -> tuple[Source, ...]:
-        return tuple(s for s in (self.requests, self.duration, self.gateway_up, self.gateway_probe_duration) if s)
+        return tuple(s for s in (self.requests, self.duration, self.remote_up, self.gateway_probe_duration) if s)
 
     def names(self, end: str) -> bool:
         """Whether the mesh's series name this end's cluster themselves."""

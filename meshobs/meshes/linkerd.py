@@ -173,7 +173,7 @@ LINKERD_CROSS_CLUSTER = CrossCluster(
     about="Linkerd: the caller's proxy counts calls through a multicluster gateway (`dst_target_cluster`); "
           "the caller's cluster is the store's cluster label; flat-network (remote discovery) calls are not told apart",
     # the service mirror probes each linked cluster's gateway (linkerd2 multicluster/service-mirror/metrics.go)
-    gateway_up=Source("gateway_alive", (), {"destination_cluster": "target_cluster_name"}),
+    remote_up=Source("gateway_alive", (), {"destination_cluster": "target_cluster_name"}),
     gateway_probe_duration=Source("gateway_probe_latency_ms_bucket", (), {"destination_cluster": "target_cluster_name"},
                                   scale=0.001),
 )

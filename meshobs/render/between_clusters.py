@@ -77,13 +77,13 @@ def _pair_panels(c: "_Context", by: tuple[str, ...], regex: dict[str, str], lege
 
 
 def _gateway_panels(c: "_Context") -> tuple[Panel, ...]:
-    """The mesh's own probes of each remote cluster's gateway, from the probing cluster."""
+    """Whether each remote cluster is reachable (gateway probes, peerings), from the cluster that reaches out."""
     by, regex = (c.cluster, DESTINATION_CLUSTER), {c.cluster: "$cluster"}
-    legend = f"{{{{{c.cluster}}}}} → {{{{{DESTINATION_CLUSTER}}}}} gateway"
+    legend = f"{{{{{c.cluster}}}}} → {{{{{DESTINATION_CLUSTER}}}}}"
     panels = []
-    if cs.GATEWAY_UP.available(c.dialect):
-        panels.append(Panel("Gateways answering probes", "timeseries", (Q(_live(c, cs.GATEWAY_UP, by, regex), legend),),
-                            max_value=1, min_value=0, description=cs.GATEWAY_UP.description + "."))
+    if cs.REMOTE_UP.available(c.dialect):
+        panels.append(Panel("Remote clusters reachable", "timeseries", (Q(_live(c, cs.REMOTE_UP, by, regex), legend),),
+                            max_value=1, min_value=0, description=cs.REMOTE_UP.description + "."))
     if cs.GATEWAY_PROBE_DURATION.available(c.dialect):
         panels.append(Panel("Gateway probe p99 latency", "timeseries",
                             (Q(_live(c, cs.GATEWAY_PROBE_DURATION, by, regex, quantile=0.99), legend),), unit="s",

@@ -181,7 +181,7 @@ def test_linkerd_gateway_calls_between_two_clusters(processes, tmp_path, request
             ("eu-1", "us-1"), ("us-1", "eu-1")}
     clusters = _panel_exprs(out, "linkerd", "clusters")
     assert {float(s["value"][1]) for s in vm.query(clusters["mTLS share by cluster pair"])} == {1.0}
-    gateways = vm.query(clusters["Gateways answering probes"])
+    gateways = vm.query(clusters["Remote clusters reachable"])
     assert {(s["metric"]["cluster"], s["metric"]["destination_cluster"], s["value"][1]) for s in gateways} == {
         ("eu-1", "us-1", "1"), ("us-1", "eu-1", "1")}
     callers = vm.query(_panel_exprs(out, "linkerd", "service")["Requests by caller and cluster"])

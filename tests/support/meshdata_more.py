@@ -226,6 +226,9 @@ def consul_servers(now: float) -> list[Target]:
         ]
         if index == 0:
             series.append(gauge("consul_autopilot_healthy", {}, 1))
+            # the leader's view of the cluster peering with `west`
+            peer = {"peer_name": "west", "peer_id": "5c7b5e9a-2f0e-4c8e-9d6a-3b1f0e2a7c41"}
+            series += [gauge("consul_peering_healthy", peer, 1), gauge("consul_peering_exported_services", peer, 2)]
         labels = {"namespace": "consul", "pod": f"consul-server-{index}"}
         targets.append(Target("/v1/agent/metrics", labels, "consul", f"consul-server-{index}", series, proxy=False))
     return targets
