@@ -12,10 +12,21 @@ before ztunnel knows its workloads is logged as `connection failed` with the add
 ztunnel's metrics label the same outcome with a response flag (DENY, TLS_FAILURE ...) derived
 from the error's type; the log carries only its text, so the flag is read back from the text's
 fixed prefix here (src/proxy.rs `Error` messages).
+
+With `LOG_FORMAT=json` (the Helm chart's `logAsJson`) ztunnel writes the same event as one JSON
+object per line (src/telemetry.rs `IstioJsonFormat`): `level`, `time`, `scope` (the target),
+then the fields under the same keys in the same order, then `message`; strings as JSON strings
+(addresses too), numbers bare, absent fields left out:
+
+    {"level":"info","time":"...","scope":"access","src.addr":"IP:PORT",...,"bytes_sent":67,...,"message":"connection complete"}
+
+Such a line is rewritten into the plain line (`plain_from_json`, and in Fluentd the Ruby of
+`fluentd_json_to_plain`), so both formats go through the one line regexp and record builder.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 from meshobs.accesslog import ruby_to_python
@@ -41,6 +52,12 @@ _FIELDS = (
     ("dst.cluster", "dst_cluster", True, True),
     ("direction", "direction", True, False),
 )
+
+# The counts ztunnel writes after the fields when a connection completed, then the error text.
+_COUNTS = ("bytes_sent", "bytes_recv", "duration")
+_ERROR = "error"
+# What the JSON format writes first: (key, the plain format's column), joined by tabs.
+_JSON_HEAD = ("time", "level", "scope", "message")
 
 # ztunnel's response flag for an error, by the fixed start of the error's text; any other error
 # is CONNECT, as in ztunnel's own ConnectionResult::extract_failure_reason.
@@ -71,7 +88,8 @@ def line_regexp() -> str:
     """A ztunnel access line, in Fluentd's (Ruby) syntax: `(?<name>...)` groups named as the keys
     with `.` as `_`, plus time, level, message, bytes, duration_ms and error."""
     fields = "".join(_field(*f, first=i == 0) for i, f in enumerate(_FIELDS))
-    counts = ' bytes_sent=(?<bytes_sent>\\d+) bytes_recv=(?<bytes_recv>\\d+) duration="(?<duration_ms>\\d+)ms"'
+    # ztunnel's counts are u64 (at most 20 digits): a longer number is no ztunnel line
+    counts = ' bytes_sent=(?<bytes_sent>\\d{1,20}) bytes_recv=(?<bytes_recv>\\d{1,20}) duration="(?<duration_ms>\\d{1,20})ms"'
     error = ' error="(?<error>(?:[^"\\\\]|\\\\.)*)"'
     messages = "|".join(MESSAGES)
     return (f"^(?<time>\\S+)\\t(?<level>[a-z]+)\\taccess\\t(?<message>{messages})\\t"
@@ -97,11 +115,40 @@ class ZtunnelLogError(ValueError):
     pass
 
 
+def _quoted(value: object) -> str:
+    # Rust's Debug form of a string, as far as the line regexp reads it back: JSON's quoting
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def plain_from_json(document: dict) -> str:
+    """A ztunnel JSON log object as the plain line ztunnel would have written for it."""
+    fields = [f"{key}={_quoted(document[key]) if quoted else document[key]}"
+              for key, _, quoted, _ in _FIELDS if key in document]
+    if all(key in document for key in _COUNTS):
+        fields += [f"{key}={document[key]}" for key in _COUNTS[:-1]] + [f"{_COUNTS[-1]}={_quoted(document[_COUNTS[-1]])}"]
+    if _ERROR in document:
+        fields.append(f"{_ERROR}={_quoted(document[_ERROR])}")
+    return "\t".join(str(document.get(key, "")) for key in _JSON_HEAD) + "\t" + " ".join(fields)
+
+
+def _plain(line: str, lineno: int) -> str:
+    if not line.lstrip().startswith("{"):
+        return line
+    try:
+        document = json.loads(line)
+    except (ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict):
+        raise ZtunnelLogError(f"line {lineno}: not a ztunnel access line: {line[:120]!r}")
+    return plain_from_json(document)
+
+
 def parse_line(line: str, lineno: int = 1) -> dict:
-    """One ztunnel access line as a meshobs record (the access-log record's field names; what
-    Fluentd's `record_transformer` in collectors/istio/fluentd builds), plus ztunnel's own
-    `direction`, `src_workload`, `src_namespace`, `dst_workload`, `dst_namespace` and `error`."""
-    match = _LINE.match(line.rstrip("\n"))
+    """One ztunnel access line, plain or JSON, as a meshobs record (the access-log record's field
+    names; what Fluentd's `record_transformer` in collectors/istio/fluentd builds), plus ztunnel's
+    own `direction`, `src_workload`, `src_namespace`, `dst_workload`, `dst_namespace` and `error`."""
+    line = _plain(line.rstrip("\n"), lineno)
+    match = _LINE.match(line)
     if match is None:
         raise ZtunnelLogError(f"line {lineno}: not a ztunnel access line: {line[:120]!r}")
     g = {k: _unquote(v) for k, v in match.groupdict().items()}
@@ -160,3 +207,21 @@ def fluentd_record() -> dict[str, str]:
         **{key: _ruby_or_nil(key) for key in ("src_workload", "src_namespace", "dst_workload", "dst_namespace", "error")},
     }
     return {name: f"${{{expr}}}" for name, expr in fields.items()}
+
+
+def fluentd_json_to_plain() -> str:
+    """A Ruby expression (record_transformer, enable_ruby) giving `record["log"]` as the plain
+    line when it is one of ztunnel's JSON log objects (what `plain_from_json` does), else as it is."""
+    def present(*keys: str) -> str:
+        return " && ".join(f'j.key?("{key}")' for key in keys)
+
+    def text(key: str, quoted: bool) -> str:
+        return f'j["{key}"].to_s.to_json' if quoted else f'j["{key}"].to_s'
+
+    parts = [f'({present(key)} ? "{key}=" + {text(key, quoted)} : nil)' for key, _, quoted, _ in _FIELDS]
+    counts = ' + " " + '.join(f'"{key}=" + {text(key, key == _COUNTS[-1])}' for key in _COUNTS)
+    parts.append(f"({present(*_COUNTS)} ? {counts} : nil)")
+    parts.append(f'({present(_ERROR)} ? "{_ERROR}=" + {text(_ERROR, True)} : nil)')
+    head = "[" + ", ".join(f'j["{key}"].to_s' for key in _JSON_HEAD) + ']'
+    is_json = '(l = record["log"].to_s).lstrip.start_with?("{") && (j = (JSON.parse(l) rescue nil)).is_a?(Hash)'
+    return f'${{{is_json} ? {head}.join("\\t") + "\\t" + [{", ".join(parts)}].compact.join(" ") : l}}'

@@ -53,6 +53,7 @@ series (labels mesh, namespace, workload on all):
   meshobs_scrape_errors_total{reason}            timeout, refused, too_large, bad_payload, http_status
   meshobs_target_up{instance}, meshobs_scrape_duration_seconds{instance}   per scraped proxy
   meshobs_workloads_dropped_total, meshobs_discovery_rejected_total{reason}  (no workload labels)
+  meshobs_ztunnel_claims_refused_total{reason}   workloads a ztunnel named but may not speak for
   meshobs_cycle_duration_seconds, meshobs_cycle_targets, meshobs_cycle_deferred_targets,
   meshobs_cycle_overrun_total    the scrape loop's own work: a cycle longer than the interval
                                  means this replica needs another shard (no workload labels)
@@ -155,6 +156,7 @@ async def _main(args: argparse.Namespace) -> int:
     ProcessCollector(registry=registry)  # the exporter's own CPU and memory, next to what it scrapes
     if pods:
         registry.register(pods.collector())
+        exporter_state.resolve = pods.resolve  # a ztunnel speaks only for the pods of its node
     exposition = server.Exposition()  # the state's series, rendered after each cycle
     scraper: runner.Scraper | None = None
 

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from meshobs.exporter.normalize import ALLOWED, CERT_EXPIRY, CERT_NOT_BEFORE, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS
 from meshobs.meshes.proxy import DRY_RUN_ALLOWED, DRY_RUN_DENIED
-from meshobs.exporter.state import SCRAPE_ERROR_REASONS, State
+from meshobs.exporter.state import CLAIM_REFUSALS, SCRAPE_ERROR_REASONS, State
 
 LABELS = ["mesh", "namespace", "workload"]
 
@@ -77,7 +77,11 @@ class StateCollector(Collector):
         dropped = _counter("meshobs_workloads_dropped_total", "Workloads left unscraped in a cycle because the exporter "
                            "holds --max-workloads already, summed over cycles.", [])
         dropped.add_metric([], state.dropped_workloads)
-        yield from (failures, burst, bursts, certs, not_before, up, duration, errors, dropped)
+        refused = _counter("meshobs_ztunnel_claims_refused_total", "Workloads a ztunnel named in its series but "
+                           "was not counted for, by reason: " + ", ".join(CLAIM_REFUSALS) + ".", ["reason"])
+        for reason in CLAIM_REFUSALS:
+            refused.add_metric([reason], state.refused_claims[reason])
+        yield from (failures, burst, bursts, certs, not_before, up, duration, errors, dropped, refused)
 
 
 # objects copied between two turns of the event loop
@@ -97,6 +101,7 @@ async def snapshot(state: State) -> State:
     """A copy of `state` for rendering, taken without holding the event loop for long."""
     frozen = copy.copy(state)
     frozen.targets, frozen.workloads = {}, {}
+    frozen.refused_claims = dict(state.refused_claims)
     for live, copied in ((state.targets, frozen.targets), (state.workloads, frozen.workloads)):
         items = list(live.items())
         for start in range(0, len(items), _SNAPSHOT_SLICE):

@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from meshobs.errors import ExporterError
-from meshobs.exporter.pods import REJECT_REASONS, PodRejected, pod_target, shown
+from meshobs.exporter.pods import REJECT_REASONS, PodRejected, ambient_pod, pod_target, shown
 from meshobs.exporter.targets import Target
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ class PodWatcher:
         self.watch_seconds = watch_seconds
         self.page_size = page_size
         self._pods: dict[str, dict[str, Target]] = {scope: {} for scope in self.scopes}  # scope → uid → target
+        # scope → uid → (node, namespace, telemetry name, workload) of pods ztunnel captures
+        self._ambient: dict[str, dict[str, tuple[str, str, str, str]]] = {scope: {} for scope in self.scopes}
+        self._ambient_index: dict[tuple[str, str, str], set[str]] | None = None
         # scope → uid → why, so that each change of a rejected pod is logged and counted once
         self._rejected: dict[str, dict[str, str]] = {scope: {} for scope in self.scopes}
         self.rejections = dict.fromkeys(REJECT_REASONS, 0)
@@ -97,8 +100,36 @@ class PodWatcher:
             self.rejections[reason] += 1
             log.warning("pod %s skipped (%s)", who, why)
 
-    def _take(self, scope: str, pods: dict[str, Target], kind: str, pod: object) -> str:
-        """Apply one listed or watched pod to `pods`; its uid."""
+    def resolve(self, node: str, namespace: str, name: str) -> str | None:
+        """The workload of the pod ztunnel calls `namespace`/`name` on `node`, if one is captured
+        there (`state.Resolve`). Several workloads of one name there (a pod may choose its
+        telemetry name by a label): the one whose controller has that name, else none."""
+        if self._ambient_index is None:
+            index: dict[tuple[str, str, str], set[str]] = {}
+            for found in self._ambient.values():
+                for pod_node, pod_namespace, telemetry, workload in found.values():
+                    index.setdefault((pod_node, pod_namespace, telemetry), set()).add(workload)
+            self._ambient_index = index
+        workloads = self._ambient_index.get((node, namespace, name), set())
+        if len(workloads) == 1:
+            return next(iter(workloads))
+        return name if name in workloads else None
+
+    def _take_ambient(self, ambient: dict[str, tuple[str, str, str, str]], uid: str, kind: str, pod: object) -> None:
+        try:
+            found = None if kind == "DELETED" else ambient_pod(pod)
+        except Exception:  # a malformed pod is rejected by pod_target; it is nobody's claim
+            found = None
+        if ambient.get(uid) != found:
+            self._ambient_index = None
+            if found is None:
+                ambient.pop(uid, None)
+            else:
+                ambient[uid] = found
+
+    def _take(self, scope: str, pods: dict[str, Target], kind: str, pod: object,
+              ambient: dict[str, tuple[str, str, str, str]] | None = None) -> str:
+        """Apply one listed or watched pod to `pods` (and `ambient`, by default the scope's); its uid."""
         meta = pod.get("metadata") if isinstance(pod, dict) else None
         if not isinstance(meta, dict):
             # no name to go by: known by its content, so that a re-list does not count it again
@@ -107,6 +138,7 @@ class PodWatcher:
             return uid
         who = f"{shown(meta.get('namespace'))}/{shown(meta.get('name'))}"
         uid = str(meta.get("uid") or who)
+        self._take_ambient(self._ambient[scope] if ambient is None else ambient, uid, kind, pod)
         target = None
         if kind != "DELETED":
             try:
@@ -128,6 +160,7 @@ class PodWatcher:
     async def _list(self, client: aiohttp.ClientSession, scope: str) -> str:
         """List the running pods page by page; the list's resourceVersion, to watch from."""
         pods: dict[str, Target] = {}
+        ambient: dict[str, tuple[str, str, str, str]] = {}
         seen: set[str] = set()
         query = {"limit": str(self.page_size), "fieldSelector": RUNNING}
         while True:
@@ -137,12 +170,13 @@ class PodWatcher:
                     raise ExporterError(f"list pods: HTTP {response.status}")
                 document = await response.json()
             for pod in document.get("items") or []:
-                seen.add(self._take(scope, pods, "ADDED", pod))
+                seen.add(self._take(scope, pods, "ADDED", pod, ambient))
             resume = document["metadata"].get("continue")
             if not resume:
                 break
             query["continue"] = resume
         self._pods[scope] = pods
+        self._ambient[scope], self._ambient_index = ambient, None
         self._rejected[scope] = {uid: why for uid, why in self._rejected[scope].items() if uid in seen}
         return document["metadata"]["resourceVersion"]
 

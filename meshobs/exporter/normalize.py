@@ -11,16 +11,28 @@ from datetime import datetime
 
 from meshobs.exporter.parse import PayloadError, Sample
 from meshobs.meshes import DIALECTS as MESH_DIALECTS
+from meshobs.meshes.ztunnel_proxy import ZTUNNEL
 from meshobs.meshes.proxy import (  # re-exported: the exporter's modules speak these names
     ALLOWED, CERT_EXPIRY, CERT_NOT_BEFORE, DENIED, FAILURES, HANDSHAKES, PLAINTEXT, REASONS, Key, ProxyMetrics,
 )
 
 __all__ = [
     "ALLOWED", "CERT_EXPIRY", "CERT_NOT_BEFORE", "DENIED", "FAILURES", "HANDSHAKES", "PLAINTEXT", "REASONS", "Key",
-    "DIALECTS", "Reading", "admin_certs", "cert_kind", "certs_from_admin", "normalize",
+    "DIALECTS", "ROLES", "Reading", "proxy_metrics", "admin_certs", "cert_kind", "certs_from_admin", "normalize",
 ]
 
 DIALECTS: dict[str, ProxyMetrics] = {name: mesh.proxy for name, mesh in MESH_DIALECTS.items()}
+# Proxies that are not a mesh's sidecar, by the target's role (a waypoint is read as a sidecar).
+ROLES: dict[str, ProxyMetrics] = {"ztunnel": ZTUNNEL}
+
+
+def proxy_metrics(target) -> ProxyMetrics:
+    """How to read `target` (a `targets.Target`): its role's table, else its mesh's sidecar's."""
+    return ROLES.get(target.role) or DIALECTS[target.mesh]
+
+# A ztunnel reports for the pods of its node (110 by default, 250 at most in practice) and keeps
+# the series of pods gone since its start: more workloads than this from one proxy are refused.
+MAX_SPEAKERS = 1000
 
 # Envoy and linkerd2-proxy counters are unsigned 64-bit integers: anything else is not a counter.
 MAX_COUNTER = float(2**64)
@@ -42,11 +54,25 @@ class Reading:
     counters: dict[Key, float]
     certs: dict[str, float]
     not_before: dict[str, float] = field(default_factory=dict)
+    # a proxy reporting for other workloads (`ProxyMetrics.speaks_for`): their counters, by the
+    # (namespace, workload) the proxy names, and how many workloads beyond MAX_SPEAKERS it named
+    by_workload: dict[tuple[str, str], dict[Key, float]] = field(default_factory=dict)
+    refused: int = 0
+
+
+def _fresh(dialect: ProxyMetrics) -> dict[Key, float]:
+    counters: dict[Key, float] = {rule.key: 0.0 for rule in dialect.counters}
+    if dialect.reports(FAILURES):
+        for reason in REASONS:
+            counters.setdefault((FAILURES, reason), 0.0)
+    return counters
 
 
 def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
     counters: dict[Key, float] = {rule.key: 0.0 for rule in dialect.counters}
     certs: dict[str, float] = {}
+    by_workload: dict[tuple[str, str], dict[Key, float]] = {}
+    refused: set[tuple[str, str]] = set()
     for sample in samples:
         rules, cert_families = dialect.rules_for(sample.name)
         for rule in rules:
@@ -55,12 +81,26 @@ def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
                     # one poisoned value would stay in the workload's totals for ever
                     raise PayloadError(f"counter {sample.name[:100]} has value {sample.value!r}: "
                                        f"a counter is a finite number from 0 to 2^64")
-                counters[rule.key] += sample.value
+                if dialect.speaks_for is None:
+                    counters[rule.key] += sample.value
+                    continue
+                who = dialect.speaks_for(sample.labels)
+                if who is None:
+                    continue
+                into = by_workload.get(who)
+                if into is None:
+                    if len(by_workload) >= MAX_SPEAKERS:
+                        refused.add(who)
+                        continue
+                    into = by_workload[who] = _fresh(dialect)
+                into[rule.key] += sample.value
         for family in cert_families:
             name = family.cert_name(sample)
             if name is not None and 0 < sample.value < math.inf:
                 kind = cert_kind(name)
                 certs[kind] = min(certs.get(kind, sample.value), sample.value)
+    if dialect.speaks_for is not None:
+        return Reading({}, {}, by_workload=by_workload, refused=len(refused))
     for reason in REASONS:
         counters.setdefault((FAILURES, reason), 0.0)
     return Reading(counters, certs)

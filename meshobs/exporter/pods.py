@@ -17,8 +17,12 @@ import re
 from meshobs.errors import ExporterError
 from meshobs.exporter.targets import READ_ONLY_PATHS, Target, make_target
 from meshobs.meshes import DIALECTS as MESH_DIALECTS
+from meshobs.meshes.ztunnel_proxy import (
+    AMBIENT_ANNOTATION, SYSTEM_NAMESPACE, WAYPOINT_CONTROLLER, WAYPOINT_LABEL, WAYPOINT_PORT, WORKLOAD_NAME_LABEL,
+    ZTUNNEL_CONTROLLER, ZTUNNEL_LABEL, ZTUNNEL_PATH, ZTUNNEL_PORT,
+)
 
-REJECT_REASONS = ("bad_port", "bad_path", "bad_address", "bad_object")
+REJECT_REASONS = ("bad_port", "bad_path", "bad_address", "bad_object", "not_ztunnel", "not_waypoint")
 
 # The paths a pod may name for its metrics (/certs is asked for by the exporter itself).
 METRICS_PATHS = tuple(sorted(READ_ONLY_PATHS - {"/certs"}))
@@ -63,6 +67,11 @@ def _host(ip: object) -> str:
     return f"[{address}]" if address.version == 6 else str(address)
 
 
+def is_name(value: object) -> bool:
+    """Whether `value` is a Kubernetes object name (RFC 1123 subdomain)."""
+    return isinstance(value, str) and _NAME.fullmatch(value) is not None
+
+
 def _name(value: object, what: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise PodRejected("bad_object", f"{what} {shown(value)} is not a Kubernetes name")
@@ -75,6 +84,71 @@ def _mapping(value: object, what: str) -> dict:
     if not isinstance(value, dict):
         raise PodRejected("bad_object", f"{what} is not a mapping")
     return value
+
+
+def _controller_kind(meta: dict) -> str | None:
+    owners = meta.get("ownerReferences") or []
+    if not isinstance(owners, list):
+        raise PodRejected("bad_object", "ownerReferences is not a list")
+    controller = next((o for o in owners if isinstance(o, dict) and o.get("controller") is True), None)
+    return controller.get("kind") if controller else None
+
+
+def _named_port(spec: dict, name: str, default: int) -> str:
+    """The containerPort of the port called `name` in any container (as Prometheus's pod role
+    finds it), else `default`; checked as an annotation's port is."""
+    for container in spec.get("containers") or []:
+        ports = container.get("ports") if isinstance(container, dict) else None
+        for port in ports if isinstance(ports, list) else ():
+            if isinstance(port, dict) and port.get("name") == name:
+                value = port.get("containerPort")
+                if not isinstance(value, int) or isinstance(value, bool):  # the API server stores an int
+                    raise PodRejected("bad_port", f"port {shown(value)} is not an integer 1-65535")
+                return str(value)
+    return str(default)
+
+
+def _ambient_role(meta: dict, labels: dict) -> str | None:
+    """"ztunnel" or "waypoint" for a pod wearing their label, if it is what the label claims:
+    any pod can wear a label, but only the DaemonSet in Istio's namespace is a ztunnel (it
+    speaks for every pod of its node) and only a Deployment's pod a waypoint."""
+    if labels.get(ZTUNNEL_LABEL[0]) == ZTUNNEL_LABEL[1]:
+        if meta.get("namespace") != SYSTEM_NAMESPACE or _controller_kind(meta) != ZTUNNEL_CONTROLLER:
+            raise PodRejected("not_ztunnel", f"labelled {ZTUNNEL_LABEL[0]}={ZTUNNEL_LABEL[1]} but not a "
+                              f"{ZTUNNEL_CONTROLLER} pod in {SYSTEM_NAMESPACE}")
+        return "ztunnel"
+    if labels.get(WAYPOINT_LABEL[0]) == WAYPOINT_LABEL[1]:
+        if _controller_kind(meta) != WAYPOINT_CONTROLLER:
+            raise PodRejected("not_waypoint", f"labelled {WAYPOINT_LABEL[0]}={WAYPOINT_LABEL[1]} but not "
+                              "a Deployment's pod")
+        return "waypoint"
+    return None
+
+
+def telemetry_name(meta: dict) -> str:
+    """The workload name Istio's telemetry (and so ztunnel) gives a pod: its
+    service.istio.io/workload-name label (Istio 1.25+), else its controller's name, else its own."""
+    chosen = _mapping(meta.get("labels"), "labels").get(WORKLOAD_NAME_LABEL)
+    if is_name(chosen):
+        return chosen
+    return workload(meta).removeprefix(BARE_POD_PREFIX)
+
+
+def ambient_pod(pod: object) -> tuple[str, str, str, str] | None:
+    """(node, namespace, telemetry name, workload) of a running pod whose traffic ztunnel
+    captures, else None: what a ztunnel on that node may speak for."""
+    if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
+        return None
+    meta = pod["metadata"]
+    annotations = _mapping(meta.get("annotations"), "annotations")
+    if annotations.get(AMBIENT_ANNOTATION[0]) != AMBIENT_ANNOTATION[1]:
+        return None
+    if _mapping(pod.get("status"), "status").get("phase") != "Running":
+        return None
+    node = _mapping(pod.get("spec"), "spec").get("nodeName")
+    if not is_name(node):
+        return None
+    return node, _name(meta.get("namespace"), "namespace"), telemetry_name(meta), workload(meta)
 
 
 def workload(meta: dict) -> str:
@@ -110,20 +184,29 @@ def pod_target(pod: object) -> Target | None:
     if status.get("phase") != "Running" or not status.get("podIP"):
         return None
     annotations = _mapping(meta.get("annotations"), "annotations")
-    containers = _mapping(pod.get("spec"), "spec").get("containers") or []
+    spec = _mapping(pod.get("spec"), "spec")
+    containers = spec.get("containers") or []
     if not isinstance(containers, list):
         raise PodRejected("bad_object", "spec.containers is not a list")
     names = {c.get("name") for c in containers if isinstance(c, dict) and isinstance(c.get("name"), str)}
-    for mesh, dialect in MESH_DIALECTS.items():
-        endpoint = dialect.discovery.endpoint(annotations, names)
-        if endpoint is not None:
-            break
+    role = _ambient_role(meta, _mapping(meta.get("labels"), "labels"))
+    node = ""
+    if role == "ztunnel":
+        mesh, port, path = "istio", _named_port(spec, *ZTUNNEL_PORT), ZTUNNEL_PATH
+        node = _name(spec.get("nodeName"), "node name")
+    elif role == "waypoint":
+        mesh, port, path = "istio", _named_port(spec, *WAYPOINT_PORT), MESH_DIALECTS["istio"].discovery.path
     else:
-        return None
-    port, path = endpoint
+        for mesh, dialect in MESH_DIALECTS.items():
+            endpoint = dialect.discovery.endpoint(annotations, names)
+            if endpoint is not None:
+                break
+        else:
+            return None
+        port, path = endpoint
     url = f"http://{_host(status['podIP'])}:{_port(port)}{_path(path)}"
     namespace = _name(meta.get("namespace"), "namespace")
     try:
-        return make_target(url, mesh, namespace, workload(meta))
+        return make_target(url, mesh, namespace, workload(meta), role or "", node)
     except ExporterError as exc:  # a guard: every part was checked above
         raise PodRejected("bad_object", str(exc)) from None

@@ -20,7 +20,7 @@ from typing import Callable
 import aiohttp
 
 from meshobs.exporter import parse, scrape, status
-from meshobs.exporter.normalize import DIALECTS, Reading, admin_certs, normalize
+from meshobs.exporter.normalize import DIALECTS, Reading, admin_certs, normalize, proxy_metrics
 from meshobs.exporter.state import State
 from meshobs.exporter.targets import Target
 
@@ -95,7 +95,7 @@ class Scraper:
         self.after_cycle: list[Callable[["Scraper"], object]] = []
 
     async def scrape_one(self, client: aiohttp.ClientSession, target: Target) -> None:
-        dialect = DIALECTS[target.mesh]
+        dialect = proxy_metrics(target)
         start = time.perf_counter()
         self._last_read[target] = time.monotonic()
         with self.tracer.span("scrape", {"url": target.url, "mesh": target.mesh, "namespace": target.namespace,

@@ -13,14 +13,26 @@ are not scraped, and counted in `dropped_workloads` at every cycle.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 from meshobs.config import Config, duration_seconds
-from meshobs.exporter.normalize import DENIED, FAILURES, Key, Reading
+from meshobs.exporter.normalize import DENIED, FAILURES, MAX_SPEAKERS, Key, Reading
+from meshobs.exporter.pods import is_name, shown
 from meshobs.meshes import DIALECTS as MESH_DIALECTS
 from meshobs.exporter.targets import Target
 
+log = logging.getLogger(__name__)
+
 SCRAPE_ERROR_REASONS = ("timeout", "refused", "too_large", "bad_payload", "http_status")
+# Why a workload a ztunnel named was not counted: not a Kubernetes name (or `unknown`), no
+# captured pod of that name on the ztunnel's node, more than normalize.MAX_SPEAKERS workloads
+# from one ztunnel. (No room under --max-workloads is counted in `dropped_workloads`.)
+CLAIM_REFUSALS = ("bad_name", "not_on_node", "too_many")
+# (node, namespace, name as ztunnel reports it) -> the meshobs workload of the captured pod it
+# is, or None if there is none on that node
+Resolve = Callable[[str, str, str], "str | None"]
 MAX_WORKLOADS = 5000  # default of --max-workloads
 
 
@@ -85,6 +97,12 @@ class TargetState:
     not_before: dict[str, float] = field(default_factory=dict)
     up: bool = False
     duration: float = 0.0
+    # a proxy speaking for other workloads (a ztunnel): raw counter values per workload it
+    # named, the workloads it spoke for at its last scrape, and what it was refused (counted once)
+    claimed: dict[tuple[str, str, str], dict[Key, float]] = field(default_factory=dict)
+    speaks_for: set[tuple[str, str, str]] = field(default_factory=set)
+    refusals: set[tuple[str, str, str]] = field(default_factory=set)
+    too_many: int = 0
 
 
 @dataclass
@@ -111,24 +129,68 @@ class State:
         self.dropped_workloads = 0
         self.targets: dict[Target, TargetState] = {}
         self.workloads: dict[tuple[str, str, str], WorkloadState] = {}
+        # with Kubernetes discovery: checks a ztunnel's claims against the pods of its node
+        self.resolve: Resolve | None = None
+        self.refused_claims = dict.fromkeys(CLAIM_REFUSALS, 0)
 
-    def _workload(self, target: Target) -> WorkloadState:
-        workload = self.workloads.get(target.workload_key)
+    def _workload(self, key: tuple[str, str, str]) -> WorkloadState:
+        """The workload's record, created if new; observed now, so not orphaned."""
+        workload = self.workloads.get(key)
         if workload is None:
-            workload = self.workloads[target.workload_key] = WorkloadState()
+            workload = self.workloads[key] = WorkloadState()
+        workload.orphan_since = None
         return workload
 
     def observe(self, target: Target, reading: Reading, duration: float) -> None:
         """A successful scrape of `target`."""
         state = self.targets.setdefault(target, TargetState())
-        workload = self._workload(target)
-        for key, value in reading.counters.items():
-            last = state.raw.get(key, 0.0)
-            delta = value if value < last else value - last  # below the last value: the proxy restarted
-            workload.totals[key] = workload.totals.get(key, 0.0) + delta
-            state.raw[key] = value
+        _add(self._workload(target.workload_key), state.raw, reading.counters)
+        if reading.by_workload or state.claimed or reading.refused:
+            self._claims(target, state, reading)
         state.certs, state.not_before = reading.certs, reading.not_before
         state.up, state.duration = True, duration
+
+    def _claims(self, target: Target, state: TargetState, reading: Reading) -> None:
+        """Add a ztunnel's counters to the workloads it speaks for, those it may speak for."""
+        speaks: set[tuple[str, str, str]] = set()
+        for (namespace, name), counters in sorted(reading.by_workload.items()):
+            workload, refusal = self._claimed(target, namespace, name)
+            if workload is None:
+                self._refuse(target, state, (namespace, name), refusal)
+                continue
+            key = (target.mesh, namespace, workload)
+            if key not in self.workloads and len(self.workloads) >= self.max_workloads:
+                self.dropped_workloads += 1
+                continue
+            speaks.add(key)
+            _add(self._workload(key), state.claimed.setdefault(key, {}), counters)
+        if reading.refused > state.too_many:
+            self.refused_claims["too_many"] += reading.refused - state.too_many
+            log.warning("%s names more than the %d workloads a ztunnel may speak for: %d not counted",
+                        target.instance, MAX_SPEAKERS, reading.refused)
+        state.too_many = reading.refused
+        state.speaks_for = speaks
+        # the raw values of workloads not named this time are kept (a series that comes back
+        # must not count twice), within the same bound
+        if len(state.claimed) > MAX_SPEAKERS:
+            state.claimed = {key: raw for key, raw in state.claimed.items() if key in speaks}
+
+    def _claimed(self, target: Target, namespace: str, name: str) -> tuple[str | None, str]:
+        if not is_name(namespace) or not is_name(name) or "unknown" in (namespace, name):
+            return None, "bad_name"
+        if self.resolve is None:  # static targets: no pod list to check against
+            return name, ""
+        workload = self.resolve(target.node, namespace, name)
+        return (workload, "") if workload else (None, "not_on_node")
+
+    def _refuse(self, target: Target, state: TargetState, claim: tuple[str, str], reason: str) -> None:
+        marker = (*claim, reason)
+        if marker in state.refusals or len(state.refusals) >= MAX_SPEAKERS:
+            return
+        state.refusals.add(marker)
+        self.refused_claims[reason] += 1
+        log.warning("%s (node %s) speaks for %s/%s: not counted (%s)", target.instance, shown(target.node),
+                    shown(claim[0]), shown(claim[1]), reason)
 
     def failed(self, target: Target, reason: str, duration: float) -> None:
         state = self.targets.setdefault(target, TargetState())
@@ -137,13 +199,15 @@ class State:
 
     def count_error(self, target: Target, reason: str) -> None:
         """An error of one of the target's requests that did not fail the scrape (its /certs)."""
-        self._workload(target).scrape_errors[reason] += 1
+        self._workload(target.workload_key).scrape_errors[reason] += 1
 
     def retain(self, targets: set[Target], now: float) -> set[Target]:
         """The targets to scrape this cycle: those of at most `max_workloads` workloads (known
         ones first). Forget targets no longer discovered; forget orphaned workloads after `grace`,
         or earlier, oldest first, to make room for live ones."""
         live = {t.workload_key for t in targets}
+        # the workloads a live ztunnel spoke for at its last scrape are live too
+        live |= {key for t in targets if t in self.targets for key in self.targets[t].speaks_for}
         admitted = {key for key in live if key in self.workloads}
         for key in sorted(live - admitted):
             if len(admitted) >= self.max_workloads:
@@ -257,3 +321,12 @@ class State:
             elif not due:
                 workload.certs_flagged.discard(kind)
         return events
+
+
+def _add(workload: WorkloadState, raw: dict[Key, float], counters: dict[Key, float]) -> None:
+    """Add a target's new raw values to the workload's totals as deltas since `raw`."""
+    for key, value in counters.items():
+        last = raw.get(key, 0.0)
+        delta = value if value < last else value - last  # below the last value: the proxy restarted
+        workload.totals[key] = workload.totals.get(key, 0.0) + delta
+        raw[key] = value

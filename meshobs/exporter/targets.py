@@ -20,6 +20,10 @@ class Target:
     mesh: str
     namespace: str
     workload: str
+    # "" for a sidecar; "ztunnel" or "waypoint" for Istio's ambient data plane (normalize.ROLES)
+    role: str = ""
+    # a ztunnel's node: it may speak only for the pods there
+    node: str = ""
 
     @property
     def workload_key(self) -> tuple[str, str, str]:
@@ -53,7 +57,7 @@ def _port(parts) -> int | None:
         return None
 
 
-def make_target(url: str, mesh: str, namespace: str, workload: str) -> Target:
+def make_target(url: str, mesh: str, namespace: str, workload: str, role: str = "", node: str = "") -> Target:
     parts = urlsplit(url)
     if "@" in parts.netloc:
         raise ExporterError(f"target {redact(url)!r}: user info is not allowed")
@@ -69,7 +73,7 @@ def make_target(url: str, mesh: str, namespace: str, workload: str) -> Target:
         raise ExporterError(f"target {url!r}: path {path} is not one of the read-only paths {', '.join(sorted(READ_ONLY_PATHS))}")
     if not namespace or not workload:
         raise ExporterError(f"target {url!r}: namespace and workload must not be empty")
-    return Target(f"{parts.scheme}://{parts.netloc}{path}", mesh, namespace, workload)
+    return Target(f"{parts.scheme}://{parts.netloc}{path}", mesh, namespace, workload, role, node)
 
 
 def guess_mesh(url: str) -> str:

@@ -140,6 +140,9 @@ class ProxyMetrics:
     # Envoy admin: a regex over its internal stat names for `/stats/prometheus?usedonly&filter=`,
     # so that the proxy sends only these families (see envoy.admin_stats_filter)
     stats_filter: str = ""
+    # a proxy reporting for many workloads (Istio's ztunnel): the (namespace, workload) a sample
+    # speaks for, by its labels; its counters are kept per that workload, not the proxy's own
+    speaks_for: Callable[[Mapping[str, str]], tuple[str, str] | None] | None = None
 
     @property
     def stats_query(self) -> str:

@@ -179,5 +179,5 @@ def test_a_failed_handshakes_presented_san_never_lands_in_the_identity_field(ren
     filters = [d for d in conf if d.name == "filter"]
     # right after the Envoy parser, but for the steps that make ztunnel's lines into records
     between = filters[[d.params["@type"] for d in filters].index("parser") + 1:filters.index(moved)]
-    assert [d.arg for d in between] == [fluentd.ZTUNNEL_TAG] * 4
+    assert [d.arg for d in between] == [fluentd.ZTUNNEL_TAG] * len(fluentd._ztunnel_filters())
     assert moved.arg == f"kubernetes.var.log.containers.** {fluentd.ZTUNNEL_TAG}"

@@ -105,7 +105,7 @@ def test_cluster_role_only_reads_pods(deploy):
 
 
 def test_network_policy_admits_only_the_monitoring_namespace_and_limits_egress(deploy):
-    """Ingress to the exporter pods is allowed from the monitoring namespace on the metrics port only; egress only to DNS, the API server's ports, the proxies' metrics ports, Fluentd and the OTLP collector."""
+    """Ingress to the exporter pods is allowed from the monitoring namespace on the metrics port only; egress only to DNS, the API server's ports, the proxies' metrics ports, Istio's ztunnels' metrics port, Fluentd and the OTLP collector."""
     (policy,) = documents(deploy / "exporter/base/networkpolicy.yaml")
     assert policy["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "meshobs-exporter"}}
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
@@ -125,6 +125,7 @@ def test_network_policy_admits_only_the_monitoring_namespace_and_limits_egress(d
         {"to": pods("kube-system", ("k8s-app", "kube-dns")), "ports": [{"protocol": "UDP", "port": 53}, *tcp(53)]},
         {"ports": tcp(443, 6443)},
         {"to": [{"namespaceSelector": {}}], "ports": tcp(4191, 15090, 20200)},
+        {"to": pods("istio-system", ("app", "ztunnel")), "ports": tcp(15020)},
         {"to": pods("logging", ("app.kubernetes.io/name", "fluentd")), "ports": tcp(24224)},
         {"to": pods("observability", ("app.kubernetes.io/name", "otel-collector")), "ports": tcp(4317, 4318)},
     ]

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from meshobs.exporter.collector import StateCollector
 from meshobs.exporter.normalize import DIALECTS, normalize
 from meshobs.exporter.parse import parse
-from meshobs.exporter.state import State
+from meshobs.exporter.state import CLAIM_REFUSALS, State
 from meshobs.exporter.targets import make_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -32,7 +32,9 @@ def test_a_50k_line_proxy_becomes_at_most_20_workload_series_and_2_per_proxy():
     registry = CollectorRegistry()
     registry.register(StateCollector(state))
     exposed = [s for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples]
-    assert [(s.name, s.value) for s in exposed if "workload" not in s.labels] == [("meshobs_workloads_dropped_total", 0)]
+    assert [(s.name, s.labels.get("reason"), s.value) for s in exposed if "workload" not in s.labels] == [
+        ("meshobs_workloads_dropped_total", None, 0),
+        *(("meshobs_ztunnel_claims_refused_total", reason, 0) for reason in CLAIM_REFUSALS)]
     samples = [s for s in exposed if "workload" in s.labels]
     per_proxy = [s for s in samples if "instance" in s.labels]
     assert len(samples) - len(per_proxy) == 19  # a leaf certificate's expiry, no CA, no notBefore (Istio stats)

@@ -134,10 +134,13 @@ def _join_partial_lines(tag: str = CONTAINER_TAG) -> Directive:
 
 
 def _ztunnel_filters() -> list[Directive]:
-    """ztunnel's files: lines joined, only its connection lines kept (the rest is its operational
-    log, dropped as Envoy's is), parsed, and mapped onto the meshobs record."""
+    """ztunnel's files: lines joined, JSON lines (logAsJson) rewritten into the plain format,
+    only its connection lines kept (the rest is its operational log, dropped as Envoy's is),
+    parsed, and mapped onto the meshobs record."""
     return [
         _join_partial_lines(ZTUNNEL_TAG),
+        ("filter", ZTUNNEL_TAG, [("@type", "record_transformer"), ("enable_ruby", "true"),
+                                 ("record", "", [("log", ztunnellog.fluentd_json_to_plain())])]),
         ("filter", ZTUNNEL_TAG, [("@type", "grep"), ("regexp", "", [("key", "log"), ("pattern", f"/{ztunnellog.LINE_HINT}/")])]),
         ("filter", ZTUNNEL_TAG, [
             ("@type", "parser"), ("key_name", "log"), ("reserve_data", "false"), ("emit_invalid_record_to_error", "true"),

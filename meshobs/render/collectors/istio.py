@@ -8,11 +8,12 @@ from typing import Any
 from meshobs import accesslog, yamlfmt
 from meshobs.config import Config
 from meshobs.meshes.istio import NO_FILTER_CHAIN_STAT
+from meshobs.meshes.ztunnel_proxy import SYSTEM_NAMESPACE
 from meshobs.render.collectors.endpoints import ACCESS_LOG_PATH, OTLP_GRPC_PORT, collector_host
 
 LOG_PROVIDER = "meshobs-access-log"
 TRACE_PROVIDER = "meshobs-otel"
-ROOT_NAMESPACE = "istio-system"
+ROOT_NAMESPACE = SYSTEM_NAMESPACE  # Istio's root (config) namespace is its own by default
 
 # Istio drops Envoy's ssl.* stats unless included; the meshobs exporter needs the listener's
 # handshake and verify-failure counters, certificate expiry and RBAC decisions. Istio matches

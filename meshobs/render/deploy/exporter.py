@@ -191,12 +191,16 @@ def _tcp(*ports: int) -> list[dict]:
 
 def _egress(cfg: Config) -> list[dict]:
     """Where the exporter may connect: DNS, the API server, the proxies' metrics ports (a pod
-    naming another port in an annotation is not reached), Fluentd, the OTLP collector."""
+    naming another port in an annotation is not reached; Istio's waypoints are Envoys on the
+    sidecars' port), Istio's ztunnels (their metrics port, in Istio's namespace only), Fluentd,
+    the OTLP collector."""
     from meshobs.meshes import DIALECTS
+    from meshobs.meshes.ztunnel_proxy import SYSTEM_NAMESPACE, ZTUNNEL_LABEL, ZTUNNEL_PORT
     from meshobs.render.collectors.endpoints import COLLECTOR_NAME, FLUENTD_NAME, FORWARD_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT
 
     dns = {**_namespace_selector("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
     proxy_ports = sorted({dialect.discovery.port for dialect in DIALECTS.values()})
+    ztunnels = {**_namespace_selector(SYSTEM_NAMESPACE), "podSelector": {"matchLabels": dict([ZTUNNEL_LABEL])}}
     fluentd = {**_namespace_selector(cfg.logging.namespace),
                "podSelector": {"matchLabels": {"app.kubernetes.io/name": FLUENTD_NAME}}}
     collector = {**_namespace_selector(cfg.tracing.collector_namespace),
@@ -205,6 +209,7 @@ def _egress(cfg: Config) -> list[dict]:
         {"to": [dns], "ports": [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]},
         {"ports": _tcp(*API_SERVER_PORTS)},
         {"to": [{"namespaceSelector": {}}], "ports": _tcp(*proxy_ports)},
+        {"to": [ztunnels], "ports": _tcp(ZTUNNEL_PORT[1])},
         {"to": [fluentd], "ports": _tcp(FORWARD_PORT)},
         {"to": [collector], "ports": _tcp(OTLP_GRPC_PORT, OTLP_HTTP_PORT)},
     ]

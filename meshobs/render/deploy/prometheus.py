@@ -10,12 +10,14 @@ only metrics port 15020) and waypoints (Envoy, on 15090 like sidecars, and out o
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 
 from meshobs.config import Config, duration_seconds
 from meshobs.exporter.pods import BARE_POD_PREFIX
 from meshobs.exporter.state import MAX_WORKLOADS
 from meshobs.meshes import Dialect
+from meshobs.meshes.ztunnel_proxy import WAYPOINT_CONTROLLER, WAYPOINT_LABEL, ZTUNNEL_CONTROLLER, ZTUNNEL_LABEL, ZTUNNEL_PORT
 from meshobs.render.collectors.istio import ROOT_NAMESPACE
 from meshobs.render.deploy.common import EXPORTER, METRICS_PORT_NAME, kustomization, metadata, selector, yaml_file
 
@@ -63,13 +65,14 @@ _ENVOY_STATS = (["__meta_kubernetes_pod_container_name", "__meta_kubernetes_pod_
 # istiod labels the waypoint Deployments it creates from a Gateway of class istio-waypoint so
 # (pilot's constants.ManagedGatewayMeshControllerLabel); a bare pod wearing the label is no waypoint
 # and stays in the sidecar job, with a bare pod's treatment.
-_WAYPOINT_LABEL = "__meta_kubernetes_pod_label_gateway_istio_io_managed"
-_WAYPOINT = ([_WAYPOINT_LABEL, "__meta_kubernetes_pod_controller_kind"], "istio.io-mesh-controller;ReplicaSet")
+# (the facts: meshobs/meshes/ztunnel_proxy.py, which the exporter's discovery reads too)
+_WAYPOINT_LABEL = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", WAYPOINT_LABEL[0])
+_WAYPOINT = ([_WAYPOINT_LABEL, "__meta_kubernetes_pod_controller_kind"], f"{WAYPOINT_LABEL[1]};{WAYPOINT_CONTROLLER}")
 # The Helm chart's ztunnel DaemonSet: pods labelled app=ztunnel, container istio-proxy, port
 # `ztunnel-stats` (15020; ztunnel has no 15090, and its admin port 15000 listens on localhost only).
-_ZTUNNEL = (["__meta_kubernetes_pod_label_app", "__meta_kubernetes_pod_controller_kind",
+_ZTUNNEL = ([f"__meta_kubernetes_pod_label_{ZTUNNEL_LABEL[0]}", "__meta_kubernetes_pod_controller_kind",
              "__meta_kubernetes_pod_container_name", "__meta_kubernetes_pod_container_port_name"],
-            "ztunnel;DaemonSet;istio-proxy;ztunnel-stats")
+            f"{ZTUNNEL_LABEL[1]};{ZTUNNEL_CONTROLLER};istio-proxy;{ZTUNNEL_PORT[0]}")
 
 
 def _own_side(reporter: str, source: str, label: str) -> dict:
