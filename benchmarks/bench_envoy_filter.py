@@ -52,7 +52,7 @@ def with_clusters(count: int):
 async def measure(url: str, scrapes: int, envoy_pid: int) -> tuple[int, float, float]:
     """(bytes per answer, exporter CPU ms per scrape, Envoy CPU ms per answer)."""
     dialect = DIALECTS["istio"]
-    async with scrape.session(4) as client:
+    async with scrape.Client() as client:
         size = len(await scrape.fetch(client, url, 5.0, 64 << 20))
         cpu, envoy = time.process_time(), cpu_seconds(envoy_pid)
         for _ in range(scrapes):

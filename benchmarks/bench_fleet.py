@@ -20,7 +20,12 @@ The sidecars run in another child process (raw asyncio protocol answering a preb
 so their CPU stays small and is not counted). Payloads: `istio` (Envoy, ~300 kB / ~3,000 lines)
 or `linkerd` (~50 kB), full, whatever query the exporter sends.
 
+With `--pin-cpu C` the exporter's two processes (and the control) share one CPU, as under a
+pod's 1-CPU limit; with `--busy N`, N processes spin on the CPU (on that one, if pinned) while
+the exporter is measured.
+
     python benchmarks/bench_fleet.py [--sizes 1000,2000,5000] [--payload istio|linkerd] [--interval 15] [--cycles 3]
+                                     [--pin-cpu C] [--busy N]
 """
 
 from __future__ import annotations
@@ -206,7 +211,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, served, folder: Path) -> dict:
+def busy_loops(count: int, pinned) -> list[subprocess.Popen]:
+    """`count` processes spinning on the CPU: contention for the exporter's two processes."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pinned) for _ in range(count)]
+
+
+def pin(cpu: int | None):
+    """A preexec_fn keeping a process (and the processes it starts) on one CPU, as a pod's 1-CPU
+    limit makes the exporter's two processes share one CPU's time; None: no pinning."""
+    return None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
+
+
+def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, served, folder: Path,
+                 busy: int = 0, cpu: int | None = None) -> dict:
     targets = folder / "targets.json"
     path = "/stats/prometheus" if mesh == "istio" else "/metrics"
     targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {
@@ -217,13 +234,15 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
     log = open(folder / "exporter.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "meshobs", "exporter", "--listen", f"127.0.0.1:{port}",
                                 "--targets-file", str(targets), "--scrape-interval", f"{interval:g}s"],
-                               stdout=log, stderr=subprocess.STDOUT)
+                               stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin(cpu))
     (folder / "ok").write_bytes(b"ok\n")
     control_port = free_port()
     control = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(folder),
-                                str(control_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                str(control_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=pin(cpu))
     pollers = [Poller(f"{url}/metrics", {"Accept-Encoding": "gzip"}), Poller(f"{url}/metrics"), Poller(f"{url}/healthz"),
                Poller(f"http://127.0.0.1:{control_port}/ok")]
+    spinning: list[subprocess.Popen] = []
     try:
         deadline = time.monotonic() + max(120, 10 * interval)
         while time.monotonic() < deadline:  # ready = the first cycle is over
@@ -240,6 +259,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
             time.sleep(0.2)
         else:
             raise SystemExit(f"exporter not ready within {max(120, 10 * interval):g}s; see {folder / 'exporter.log'}")
+        spinning = busy_loops(busy, pin(cpu))
         for poller in pollers:
             poller.start()
         serving = children(process.pid)  # the endpoints' process (none before it had one)
@@ -250,12 +270,16 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
         endpoints = sum(cpu_seconds(pid) for pid in serving) - serving0
         cpu, scrapes, wall = scraping + endpoints, served() - scrapes0, time.monotonic() - wall0
         rss, peak = memory_mb(process.pid)
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         serving_rss = sum(memory_mb(pid)[1] for pid in serving)
         for poller in pollers:
             poller.stop.set()
             poller.join(20)
         values = metric_values(f"{url}/metrics")
     finally:
+        for spinner in spinning:
+            spinner.kill()
+            spinner.wait()
         process.terminate()
         process.wait(20)
         control.terminate()
@@ -268,7 +292,7 @@ def run_exporter(ports: list[int], mesh: str, interval: float, cycles: int, serv
             "serving_rss": serving_rss, "scrapes_per_interval": scrapes / (wall / interval),
             "cpu_per_scrape": cpu / max(scrapes, 1), "rss": rss, "peak": peak, "up": up,
             "metrics": pollers[0].summary(), "plain": pollers[1].summary(), "healthz": pollers[2].summary(),
-            "control": pollers[3].summary(), "own": own}
+            "control": pollers[3].summary(), "own": own, "load": load}
 
 
 def main() -> int:
@@ -280,13 +304,20 @@ def main() -> int:
     options.add_argument("--interval", type=float, default=15.0, help="scrape interval, seconds (default 15)")
     options.add_argument("--cycles", type=int, default=3, help="intervals measured per size (default 3)")
     options.add_argument("--baseline-concurrency", type=int, default=64)
+    options.add_argument("--busy", type=int, default=0,
+                         help="processes spinning on the CPU while the exporter is measured (default 0): contention")
+    options.add_argument("--pin-cpu", type=int, default=None, metavar="CPU",
+                         help="run the exporter (both processes), the control server and the busy loops on this one "
+                              "CPU: the contention of a 1-CPU limit (default: not pinned)")
     args = options.parse_args()
     bodies = payloads(args.payload, args.lines, args.kb)
     lines = bodies[0].count(b"\n")
     print(f"payload: {args.payload}, {len(bodies[0]) / 1e3:.0f} kB, {lines} lines per sidecar; "
-          f"interval {args.interval:g} s, {args.cycles} intervals measured per size")
+          f"interval {args.interval:g} s, {args.cycles} intervals measured per size"
+          + (f"; {args.busy} busy-loop processes beside the exporter" if args.busy else "")
+          + (f"; exporter, control and busy loops pinned to CPU {args.pin_cpu}" if args.pin_cpu is not None else ""))
     header = (f"{'sidecars':>8} | {'raw scan CPU s/cycle':>20} | {'exporter CPU s/cycle':>20} | {'ms/sidecar':>10} | "
-              f"{'x raw':>6} | {'scraped/interval':>16} | {'up':>5} | {'RSS (peak) MB':>13}")
+              f"{'x raw':>6} | {'scraped/interval':>16} | {'up':>5} | {'RSS (peak) MB':>13} | {'both processes, peak MB':>23}")
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         parent, child = multiprocessing.Pipe()
@@ -304,7 +335,7 @@ def main() -> int:
             raw = baseline(ports, 2, args.baseline_concurrency)
             with tempfile.TemporaryDirectory() as folder:
                 result = run_exporter(ports, "istio" if args.payload == "istio" else "linkerd", args.interval,
-                                      args.cycles, served, Path(folder))
+                                      args.cycles, served, Path(folder), args.busy, args.pin_cpu)
         finally:
             parent.send("stop")
             simulator.join(10)
@@ -315,13 +346,15 @@ def main() -> int:
         # window need not hold whole cycles)
         rows.append((f"{size:>8} | {raw:>20.2f} | {per_sidecar * size:>20.2f} | {per_sidecar * 1000:>10.2f} | "
                      f"{per_sidecar / (raw / size):>6.1f} | {result['scrapes_per_interval']:>16.0f} | "
-                     f"{result['up']:>5} | {result['rss']:>5.0f} ({result['peak']:.0f})",
+                     f"{result['up']:>5} | {result['rss']:>5.0f} ({result['peak']:.0f}) | "
+                     f"{result['peak'] + result['serving_rss']:>23.0f}",
                      f"{size:>8} | /metrics (gzip, as Prometheus asks) {result['metrics']}; /metrics (plain) "
                      f"{result['plain']}; /healthz {result['healthz']}; control (an idle stdlib HTTP server, same "
                      f"machine: its tail is the scheduler's) {result['control']}"
                      + (f"; exporter says {result['own']}" if result["own"] else "")
                      + f"; of the exporter's CPU per interval, the endpoints' process spent "
-                       f"{result['endpoints_per_interval']:.2f} s (peak RSS {result['serving_rss']:.0f} MB)"))
+                       f"{result['endpoints_per_interval']:.2f} s (peak RSS {result['serving_rss']:.0f} MB)"
+                     + f"; load average {result['load']}"))
         print(rows[-1][0], flush=True)
     print()
     print(header)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import functools
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -56,6 +57,8 @@ _UNESCAPE_RE = re.compile(r'\\[\\"n]')
 # how much of the body's first and last lines is kept to check that it is an exposition
 _EDGE = 4096
 _NAME_START = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*[{ \t]")
+# The end of a sample line whose start the last window cut: a value, maybe a timestamp.
+_VALUE_END = re.compile(rb"[ \t]\S+(?:[ \t]+-?\d+)?[ \t]*$")
 
 
 def _labels(text: str, line: str) -> dict[str, str]:
@@ -95,7 +98,28 @@ def parse_lines(lines: list[bytes]) -> list[Sample]:
 def _line_starts_pattern(prefixes: tuple[str, ...]) -> re.Pattern[bytes]:
     # one pass for all needles: the regex engine hops from newline to newline in C, which beats
     # one bytes.find pass per needle (measured: 250 against 335 us on a 300 kB body)
-    return re.compile(b"\n(?:" + b"|".join(re.escape(n) for n in scan_prefixes(prefixes)) + b")")
+    return re.compile(b"\n(?:" + _trie(scan_prefixes(prefixes)) + b")")
+
+
+def _trie(words: tuple[bytes, ...]) -> bytes:
+    """An alternation of `words` with their shared starts written once (`envoy_(?:http_rbac_|
+    listener_|rbac_)|istio_requests_total`): the engine compares a shared start once per line,
+    not once per word (measured: 144 against 185 us on a 300 kB body)."""
+    if not all(words):
+        return b""  # a word ends here: its start is all a line needs
+    groups: dict[bytes, list[bytes]] = {}
+    for word in words:
+        groups.setdefault(word[:1], []).append(word)
+    parts = []
+    for group in groups.values():
+        common = os.path.commonprefix(group)
+        parts.append(re.escape(common) + _trie(tuple(word[len(common):] for word in group)))
+    return parts[0] if len(parts) == 1 else b"(?:" + b"|".join(parts) + b")"
+
+
+@functools.lru_cache(maxsize=64)
+def _any_of(literals: tuple[str, ...]) -> re.Pattern[bytes]:
+    return re.compile(b"|".join(re.escape(literal.encode()) for literal in literals))
 
 
 @functools.lru_cache(maxsize=64)
@@ -140,7 +164,8 @@ class LineFilter:
         with one of `marked`; then, if given, whose start `names` matches."""
         self._line_starts = tuple(p.encode() for p in prefixes + marked)
         self._needles = _line_starts_pattern(prefixes) if prefixes else None
-        self._markers = tuple(m.encode() for m in markers)
+        # one pass for all markers (one bytes.find pass each cost as much as the regex for all)
+        self._markers = _any_of(markers) if markers else None
         self._marked = tuple(p.encode() for p in marked)
         self._longest = max((len(p) for p in self._line_starts), default=0)
         self._names = names
@@ -202,13 +227,11 @@ class LineFilter:
             starts.add(pos)
         if self._needles is not None:
             starts.update(match.start() + 1 for match in self._needles.finditer(chunk, pos))
-        for marker in self._markers:
-            at = chunk.find(marker, pos)
-            while at >= 0:
-                start = chunk.rfind(b"\n", pos, at) + 1 or pos
+        if self._markers is not None:
+            for match in self._markers.finditer(chunk, pos):
+                start = chunk.rfind(b"\n", pos, match.start()) + 1 or pos
                 if chunk.startswith(self._marked, start):
                     starts.add(start)
-                at = chunk.find(marker, at + len(marker))
         return sorted(starts)
 
     def feed(self, chunk: bytes) -> None:
@@ -263,13 +286,16 @@ class LineFilter:
             if carry.startswith(self._line_starts):
                 self._keep(carry)
         complete = self._offset <= _EDGE
-        for edge in (_sample_edge(self._head, True, complete), _sample_edge(self._tail, False, complete)):
+        for first, edge in ((True, _sample_edge(self._head, True, complete)),
+                            (False, _sample_edge(self._tail, False, complete))):
             if edge is None:
                 continue
             line, whole = edge
             text = line.decode(errors="replace")
-            # a line cut by the window is checked as far as it goes: a name, then labels or a value
-            if not (_LINE.match(text) if whole else _NAME_START.match(line)):
+            # a line cut by the window is checked as far as it goes: the first line's start (a name,
+            # then labels or a value), the last line's end (a value)
+            cut_check = _NAME_START.match(line) if first else _VALUE_END.search(line)
+            if not (_LINE.match(text) if whole else cut_check):
                 raise PayloadError(f"malformed line: {text[:200]!r}")
         return self._kept
 

@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import aiohttp
-
 from meshobs.exporter import parse, scrape, status
 from meshobs.exporter.normalize import DIALECTS, Reading, admin_certs, normalize, proxy_metrics
 from meshobs.exporter.state import State
@@ -94,7 +92,7 @@ class Scraper:
         # called after every cycle with the scraper (a hook for summaries and snapshots)
         self.after_cycle: list[Callable[["Scraper"], object]] = []
 
-    async def scrape_one(self, client: aiohttp.ClientSession, target: Target) -> None:
+    async def scrape_one(self, client: scrape.Client, target: Target) -> None:
         dialect = proxy_metrics(target)
         start = time.perf_counter()
         self._last_read[target] = time.monotonic()
@@ -119,7 +117,7 @@ class Scraper:
         if span is not None:
             span.set_attribute("error.type", reason)
 
-    async def _read(self, client: aiohttp.ClientSession, target: Target, dialect) -> Reading:
+    async def _read(self, client: scrape.Client, target: Target, dialect) -> Reading:
         lines = parse.line_filter(dialect, self.limits.parse)
         try:
             await scrape.fetch(client, metrics_url(target), None, self.limits.max_bytes, lines.feed)
@@ -137,7 +135,7 @@ class Scraper:
         await self._admin_certs(client, target, reading)
         return reading
 
-    async def _admin_certs(self, client: aiohttp.ClientSession, target: Target, reading) -> None:
+    async def _admin_certs(self, client: scrape.Client, target: Target, reading) -> None:
         """Complete `reading` from Envoy's /certs: the expiry where the stats lack it, and the
         notBefore, which no stat carries. While the stats' expiries stay the same (no rotation),
         the last answer is reused rather than asked for again."""
@@ -164,8 +162,9 @@ class Scraper:
             cached = self._certs[url] = (dict(stats), not_before)
         reading.certs, reading.not_before = dict(cached[0]), dict(cached[1])
 
-    async def cycle(self, client: aiohttp.ClientSession) -> None:
+    async def cycle(self, client: scrape.Client) -> None:
         started = time.monotonic()
+        client.prune()
         targets = self.state.retain(self.discover(), time.time())
         live = {certs_url(t) for t in targets}
         self._no_certs &= live  # bounded by the live targets
@@ -226,7 +225,8 @@ class Scraper:
             targets, duration, interval, stats.deferred, max(duration, interval) * targets / max(read, 1), fit)
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with scrape.session(self.limits.concurrency) as client:
+        # idle connections of targets not read for a few intervals (gone, or deferred) are closed
+        async with scrape.Client(idle_seconds=3 * self.limits.interval * self.limits.deadline_intervals) as client:
             while not stop.is_set():
                 started = time.monotonic()
                 try:

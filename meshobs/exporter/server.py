@@ -3,7 +3,9 @@
 Nothing there waits for scraping, parsing or a garbage collection of the scrape process: the
 endpoints' process (meshobs.exporter.serve) holds only the bytes pushed to it. Here: `Exposition`
 renders the state's series after every cycle (a snapshot, rendered and gzipped in a worker
-thread; `frozen` is the snapshot it came from), and `Endpoints` starts that process and feeds it
+thread; the snapshot is let go once rendered, and the text once pushed: a second copy of the
+state, or of the text the endpoints' process holds, would be much of the memory at thousands of
+workloads), and `Endpoints` starts that process and feeds it
 from a thread of its own. That thread calls `ready` and collects `registry` (the few live
 series), so both must be safe to call from outside the scrape loop: read snapshots or plain
 counters, never iterate live state dicts.
@@ -29,7 +31,7 @@ from meshobs.exporter.state import State
 log = logging.getLogger(__name__)
 
 
-def _render(frozen: State) -> tuple[bytes, bytes]:
+def _render(frozen: State) -> tuple[bytearray, bytes]:
     # Prometheus asks for gzip: 5,000 workloads are ~10 MB of text, ~0.5 MB compressed (zlib
     # lets go of the interpreter while it works)
     body = collector.render(frozen)
@@ -40,8 +42,9 @@ class Exposition:
     """The state's series as last rendered; `refresh` renders anew without blocking the loop."""
 
     def __init__(self):
-        self.rendered = (b"", gzip.compress(b""))  # plain, gzip: replaced whole, read by another thread
-        self.frozen: State | None = None  # the snapshot `rendered` was rendered from
+        # plain, gzip: the rendering the feeder has not taken yet (the first push: empty)
+        self._fresh: tuple[bytes | bytearray, bytes] | None = (b"", gzip.compress(b""))
+        self._lock = threading.Lock()
         self.renders = 0
         self.on_render: Callable[[], None] = lambda: None
         self._task: asyncio.Task | None = None
@@ -51,12 +54,22 @@ class Exposition:
         while True:
             self._again = False
             frozen = await collector.snapshot(state)
-            self.rendered = await asyncio.to_thread(_render, frozen)
-            self.frozen = frozen
+            rendered = await asyncio.to_thread(_render, frozen)
+            del frozen
+            with self._lock:
+                self._fresh = rendered
+            del rendered
             self.renders += 1
             self.on_render()
             if not self._again:
                 return
+
+    def take(self) -> tuple[bytes | bytearray, bytes] | None:
+        """The last rendering (plain, gzip) if not taken yet, else None: this process holds the
+        ~10 MB of text at 5,000 workloads only until it is pushed to the endpoints' process."""
+        with self._lock:
+            fresh, self._fresh = self._fresh, None
+        return fresh
 
     def refresh(self, state: State) -> None:
         """Render in the background; a refresh asked for meanwhile renders once more after."""
@@ -111,18 +124,23 @@ class Endpoints:
         self._wake.set()
 
     async def heartbeat(self) -> None:
+        # each beat is pushed at once, and beats come at least four times per liveness timeout:
+        # pushed on the feeder's own 1 s clock, a beat was up to 2 s old when the endpoints' process
+        # judged it, so a timeout near a second locked in phase could answer 503 to a running loop
+        period = min(self.PERIOD, self._liveness_timeout / 4)
         while True:
             self.beat = time.monotonic()
-            await asyncio.sleep(self.PERIOD)
+            self.wake()
+            await asyncio.sleep(period)
 
     def _push(self) -> None:
-        sent = -1
         pipe = self.child.stdin
         try:
             while not self._stopping:
-                if self._exposition.renders != sent:
-                    sent = self._exposition.renders
-                    pipe.writelines(serve.two_parts(serve.EXPOSITION, *self._exposition.rendered))
+                fresh = self._exposition.take()
+                if fresh is not None:
+                    pipe.writelines(serve.two_parts(serve.EXPOSITION, *fresh))
+                    fresh = None  # not held while waiting: the endpoints' process has it
                 live = generate_latest(self._registry)
                 pipe.writelines(serve.two_parts(serve.LIVE, live, gzip.compress(live, compresslevel=1)))
                 ok, text = self._ready()

@@ -47,6 +47,21 @@ def test_what_is_not_an_exposition_is_rejected_with_the_line(body, message):
     assert str(error.value) == message
 
 
+def test_a_last_line_longer_than_the_edge_window_is_read():
+    """A body whose last sample line is longer than the 4 kB edge window (its start cut off there) parses."""
+    long_line = b'other_family{path="' + b"a" * 6000 + b'"} 1\n'
+    body = b"envoy_listener_ssl_handshake{} 3\n" + long_line
+    assert parse(body, ("envoy_listener_ssl_",)) == [Sample("envoy_listener_ssl_handshake", {}, 3.0)]
+
+
+def test_a_last_line_longer_than_the_edge_window_still_needs_a_value():
+    """A long last line that ends without a value is still rejected as malformed."""
+    body = b"envoy_listener_ssl_handshake{} 3\n" + b"x" * 6000 + b"\n"
+    with pytest.raises(PayloadError) as error:
+        parse(body, ("envoy_listener_ssl_",))
+    assert str(error.value).startswith("malformed line: 'xxxx")
+
+
 def _reference(body: bytes, dialect) -> list[bytes]:
     """What the filter must keep: every line of a kept family, found the slow, obvious way."""
     prefixes, markers, marked = dialect.scan

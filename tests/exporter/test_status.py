@@ -13,9 +13,8 @@ from tests.support.procs import free_port, http_get, wait_until
 
 
 def _refused(port: int) -> str:
-    # aiohttp's own words for a closed port, passed through to the operator
-    return (f"refused: Cannot connect to host 127.0.0.1:{port} ssl:default "
-            f"[Connect call failed ('127.0.0.1', {port})]")
+    # the connect error, passed through to the operator
+    return f"refused: cannot connect to 127.0.0.1:{port}: [Errno 111] Connect call failed ('127.0.0.1', {port})"
 
 
 def test_a_failing_target_is_logged_summarised_and_shown_on_readyz(processes, tmp_path):
