@@ -159,27 +159,39 @@ def baseline(ports: list[int], cycles: int, concurrency: int) -> float:
 
 # --- the exporter -----------------------------------------------------------------------------
 
-class Poller(threading.Thread):
-    """GET a path every 250 ms and keep the latencies (a timeout counts as its full length)."""
+def _poll(url: str, headers: dict, stop, results) -> None:
+    latencies, failures = [], 0
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=15) as response:
+                response.read()
+        except OSError:
+            failures += 1
+        latencies.append(time.perf_counter() - started)
+        stop.wait(0.25)
+    results.send((latencies, failures))
+
+
+class Poller:
+    """GET a path every 250 ms and keep the latencies (a timeout counts as its full length).
+    Each poller is a process of its own: pollers sharing one interpreter measured each other
+    (a 10 MB plain /metrics read holds the GIL while /healthz's answer waits to be timed)."""
 
     def __init__(self, url: str, headers: dict | None = None):
-        super().__init__(daemon=True)
-        self.url = url
-        self.headers = headers or {}
+        self.stop = multiprocessing.Event()
+        self._results, sender = multiprocessing.Pipe(duplex=False)
+        self._process = multiprocessing.Process(target=_poll, args=(url, headers or {}, self.stop, sender), daemon=True)
         self.latencies: list[float] = []
         self.failures = 0
-        self.stop = threading.Event()
 
-    def run(self):
-        while not self.stop.is_set():
-            started = time.perf_counter()
-            try:
-                with urllib.request.urlopen(urllib.request.Request(self.url, headers=self.headers), timeout=15) as response:
-                    response.read()
-            except OSError:
-                self.failures += 1
-            self.latencies.append(time.perf_counter() - started)
-            self.stop.wait(0.25)
+    def start(self) -> None:
+        self._process.start()
+
+    def join(self, timeout: float) -> None:
+        if self._results.poll(timeout):
+            self.latencies, self.failures = self._results.recv()
+        self._process.join(timeout)
 
     def summary(self) -> str:
         if not self.latencies:

@@ -255,6 +255,26 @@ class UpstreamHealthAlerts:
 
 
 @dataclass(frozen=True)
+class ZtunnelAlerts:
+    down_for: str = _setting(
+        "2m", "how long a ztunnel must fail its scrapes (or be gone) before MeshZtunnelDown fires: every ambient "
+        "pod of its node is unreachable meanwhile", _duration("must be 0s or longer"))
+    gone_within: str = _setting(
+        "15m", "a node whose ztunnel was scraped within this time but is no longer counts as down (a node removed "
+        "from the cluster too, until this time has passed)", _duration())
+    down_severity: str = _setting("critical", "severity label of MeshZtunnelDown", _severity)
+    window: str = _setting("5m", "rate window of a ztunnel's xDS and identity failures", _duration())
+    min_xds_failures_per_second: float = _setting(
+        0.005, "failed xDS streams to istiod per second (reason ConnectionError or Error) above which MeshZtunnelXdsFailures "
+        "fires (0.005/s: more than one in 5m; normal stream recycling is reason Reconnect)", _non_negative)
+    min_identity_failures_per_second: float = _setting(
+        0.01, "connections per second a ztunnel closed with IDENTITY_ERROR, TLS_FAILURE or CERT_REVOKED above which "
+        "MeshZtunnelIdentityFailures fires", _non_negative)
+    for_: str = _setting("5m", "how long xDS or identity failures must go on", _duration("must be 0s or longer"))
+    severity: str = _setting("warning", "severity label of the xDS and identity alerts", _severity)
+
+
+@dataclass(frozen=True)
 class Alerts:
     error_rate: ErrorRateAlert = _section(ErrorRateAlert, "MeshHighErrorRate")
     latency: LatencyAlert = _section(LatencyAlert, "MeshHighLatencyP99")
@@ -267,6 +287,8 @@ class Alerts:
     upstream_health: UpstreamHealthAlerts = _section(
         UpstreamHealthAlerts, "MeshNoHealthyUpstream, MeshUpstreamConnectFailures, MeshCircuitBreakerOpen, "
         "MeshOutlierEjections, MeshProxyNotLive, MeshControlPlaneDown")
+    ztunnel: ZtunnelAlerts = _section(
+        ZtunnelAlerts, "Istio ambient's ztunnels: MeshZtunnelDown, MeshZtunnelXdsFailures, MeshZtunnelIdentityFailures")
 
 
 @dataclass(frozen=True)

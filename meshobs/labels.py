@@ -236,7 +236,8 @@ def markdown(cfg: Config | None = None) -> str:
             if need.metric not in metrics:
                 metrics.append(need.metric)
         for label, (normalized, metrics) in rows.items():
-            on = "every series" if label == cfg.cluster_label else "<br>".join(f"`{m}`" for m in metrics)
+            # a `|` in a selector (`reporter=~"destination|waypoint"`) would end the table cell
+            on = "every series" if label == cfg.cluster_label else "<br>".join(f"`{m}`".replace("|", "\\|") for m in metrics)
             read_as = ", ".join(f"`{n}`" for n in sorted(normalized))
             out.append(f"| `{label}` | {read_as} | {on} | {provider(cfg, dialect, label, scrape)} |")
     out += ["", "## The meshobs exporter", "",

@@ -156,7 +156,9 @@ def security_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
 
     window = alerts.plaintext.window
     workload = _query(cfg, dialect, signals.WORKLOAD, window)
-    rules.append(Rule(workload_requests(window).name, signals.INBOUND_REQUESTS.expr(dialect, workload, extra=extra), mesh))
+    # a workload's traffic: its requests, or (ambient, no waypoint) its connections, so that mTLS
+    # coverage counts the plaintext connections of workloads that have no L7 view
+    rules.append(Rule(workload_requests(window).name, signals.INBOUND_TRAFFIC.expr(dialect, workload, extra=extra), mesh))
     rules.append(Rule(plaintext(window).name, signals.PLAINTEXT_REQUESTS.expr(dialect, workload, extra=extra), mesh))
     total, served_plain = workload_requests(window).ref(name), plaintext(window).ref(name)
     # Requests over mutual TLS are the ones not served in plaintext (a probe is neither finding).

@@ -84,6 +84,10 @@ REQUEST_ERRORS = Signal("request_errors", "Failed requests", "reqps", "rate", la
                         description="requests that failed (5xx, a failed gRPC status, no answer), as the destination or its callers saw them")
 INBOUND_REQUESTS = Signal("inbound_requests", "Inbound requests", "reqps", "rate", _one("requests"),
                           description="HTTP/gRPC requests received by the destination workload's proxy")
+INBOUND_TRAFFIC = Signal("inbound_traffic", "Inbound requests", "reqps", "rate",
+                         lambda d: (d.requests,) + d.inbound_connections,
+                         description="HTTP/gRPC requests received by the destination workload's proxy; for a workload "
+                                     "with no L7 view (Istio ambient without a waypoint), the connections it accepted")
 INBOUND_ERRORS = Signal("inbound_errors", "Inbound failures", "reqps", "rate", _one("requests"), facet="error",
                         description="requests the destination workload's proxy answered with a failure (5xx, failed gRPC)")
 REQUEST_DURATION = Signal("request_duration", "Latency", "s", "quantile", _one("request_duration"),
@@ -145,3 +149,18 @@ CERT_ISSUANCE_ERRORS = Signal("cert_issuance_errors", "Certificate signing error
 SCRAPE_ERRORS = Signal("scrape_errors", "Exporter scrape errors", "ops", "rate",
                        lambda d: (d.exporter("meshobs_scrape_errors_total", reason="reason"),),
                        description="failed scrapes of sidecar proxies by the meshobs exporter, by reason")
+
+
+def _ztunnels(field: str) -> Callable[[Dialect], tuple[Source, ...]]:
+    return lambda dialect: (getattr(dialect.ztunnels, field),) if dialect.ztunnels else ()
+
+
+# Istio ambient: per node, each ztunnel (normalized label `node`)
+ZTUNNEL_UP = Signal("ztunnel_up", "ztunnels scraped", "short", "gauge_min", _ztunnels("up"),
+                    description="1 while Prometheus scrapes the node's ztunnel (0: its ambient pods are unreachable)")
+ZTUNNEL_XDS_FAILURES = Signal("ztunnel_xds_failures", "ztunnel xDS failures", "ops", "rate", _ztunnels("xds_failures"),
+                              description="xDS streams from a ztunnel to istiod that failed (not the normal reconnects)")
+ZTUNNEL_IDENTITY_FAILURES = Signal("ztunnel_identity_failures", "ztunnel certificate failures", "cps", "rate",
+                                   _ztunnels("identity_failures"),
+                                   description="connections a ztunnel closed for want of a workload certificate or a "
+                                               "failed or revoked TLS identity")

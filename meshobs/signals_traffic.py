@@ -22,15 +22,17 @@ _PATHS: dict[str, str] = {}
 
 
 def _field(name: str, title: str, unit: str, kind: str, path: str, facet: str | None = None,
-           description: str = "") -> Signal:
+           description: str = "", combine: str = "first") -> Signal:
     group, attr = path.split(".")
 
     def sources(dialect: Dialect) -> tuple[Source, ...]:
         source = getattr(getattr(dialect, group), attr)
+        if isinstance(source, tuple):
+            return source
         return (source,) if source is not None else ()
 
     _PATHS[name] = path
-    return Signal(name, title, unit, kind, sources, facet=facet, description=description)
+    return Signal(name, title, unit, kind, sources, facet=facet, description=description, combine=combine)
 
 
 def _client_errors(dialect: Dialect) -> tuple[Source, ...]:
@@ -74,9 +76,10 @@ TCP_CONNECT_FAILURES = _field("tcp_connect_failures", "TCP connection failures",
 
 # --- both sides of a call, 4xx, gRPC, sizes -----------------------------------------------------
 CLIENT_REQUESTS = _field("client_requests", "Requests (caller side)", "reqps", "rate", "client.requests",
-                         description="HTTP/gRPC requests as the calling proxy saw them")
-CLIENT_ERRORS = _field("client_errors", "5xx (caller side)", "reqps", "rate", "client.requests", facet="5xx")
-CLIENT_4XX = _field("client_4xx", "4xx (caller side)", "reqps", "rate", "client.requests", facet="4xx")
+                         description="HTTP/gRPC requests as the calling proxy saw them", combine="largest")
+CLIENT_ERRORS = _field("client_errors", "5xx (caller side)", "reqps", "rate", "client.requests", facet="5xx",
+                       combine="largest")
+CLIENT_4XX = _field("client_4xx", "4xx (caller side)", "reqps", "rate", "client.requests", facet="4xx", combine="largest")
 CLIENT_DURATION = _field("client_duration", "Latency (caller side)", "s", "quantile", "client.duration")
 REQUESTS_4XX = Signal("requests_4xx", "4xx responses", "reqps", "rate", _client_errors, facet="4xx",
                       description="requests answered with a 4xx status at the destination")

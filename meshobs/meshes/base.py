@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from meshobs.meshes.ambient import Ztunnels
 from meshobs.meshes.crosscluster import CrossCluster
 from meshobs.meshes.extended import Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
@@ -86,6 +87,11 @@ class Dialect:
     authz_allowed: tuple[Source, ...] = ()
     tls_handshakes: tuple[Source, ...] = ()
     tls_failures: tuple[Source, ...] = ()
+    # traffic served without mutual TLS beyond the `requests` "plaintext" facet (Istio ambient: connections)
+    plaintext: tuple[Source, ...] = ()
+    # Connections accepted by workloads that may have no L7 view at all (Istio ambient without a
+    # waypoint): a workload's traffic in the security numbers (mTLS coverage) where `requests` has none.
+    inbound_connections: tuple[Source, ...] = ()
     cert_expiry: tuple[Source, ...] = ()
     tcp_connections: tuple[Source, ...] = ()  # connections the destination proxy accepted (counters)
     config_rejected: tuple[Source, ...] = ()
@@ -105,6 +111,8 @@ class Dialect:
     control_plane_detail: ControlPlaneDetail = field(default_factory=ControlPlaneDetail)
     # calls between clusters (meshobs/meshes/crosscluster.py); None where the mesh's series do not tell
     cross_cluster: CrossCluster | None = None
+    # per-node L4 proxies (Istio ambient's ztunnels), None where the mesh has none
+    ztunnels: Ztunnels | None = None
 
     def metrics_ports(self) -> tuple[int, ...]:
         """Every port on which Prometheus may read this mesh's proxies (the exporter reads `discovery.port`)."""
@@ -132,7 +140,7 @@ class Dialect:
 
     def plaintext_sources(self) -> tuple[Source, ...]:
         native = (self.requests.narrowed("plaintext"),) if self.requests.has("plaintext") else ()
-        return (self.exporter("meshobs_plaintext_requests_total"),) + native
+        return (self.exporter("meshobs_plaintext_requests_total"),) + native + self.plaintext
 
     def cert_expiry_sources(self) -> tuple[Source, ...]:
         ca = (self.control_plane.ca_expiry,) if self.control_plane.ca_expiry else ()
@@ -156,11 +164,13 @@ class Dialect:
         """Every metric name the rules and dashboards of this mesh may read."""
         sources: list[Source | None] = [self.requests, *self.service_requests, self.edges, self.request_duration, self.inbound_duration]
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
-                    *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
+                    *self.plaintext, *self.inbound_connections, *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
         if self.cross_cluster:
             sources += self.cross_cluster.sources()
         sources += [s for group in (self.tcp, self.client, self.http, self.proxy_health, self.control_plane_detail)
                     for s in group.sources()]
+        if self.ztunnels:
+            sources += [self.ztunnels.xds_failures, self.ztunnels.identity_failures]  # `up` is Prometheus's own
         names = {name for s in sources if s is not None for name in s.metric_names()}
         return frozenset(names | set(EXPORTER_METRICS) | set(self.extra_catalogue))

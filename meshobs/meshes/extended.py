@@ -33,6 +33,8 @@ class _Group:
             value = getattr(self, f.name)
             if isinstance(value, Source):
                 yield value
+            elif isinstance(value, tuple):
+                yield from (v for v in value if isinstance(v, Source))
 
     def reason(self, name: str) -> str:
         return self.unavailable.get(name, "not reported by this mesh")
@@ -54,9 +56,11 @@ class Tcp(_Group):
 
 @dataclass(frozen=True)
 class Client(_Group):
-    """The caller's side of HTTP/gRPC calls: source and destination labels, facets "5xx", "4xx"."""
+    """The caller's side of HTTP/gRPC calls: source and destination labels, facets "5xx", "4xx".
+    Several sources of requests are views of the same calls (a caller's proxy, the waypoint it
+    calls through): per label set the largest is taken, never the sum."""
 
-    requests: Source | None = None
+    requests: Source | tuple[Source, ...] | None = None
     duration: Source | None = None  # histogram buckets, seconds after scale
 
 
@@ -77,7 +81,7 @@ class ProxyHealth(_Group):
     """The sidecar proxies themselves, by `namespace` and `workload`; upstream health by caller."""
 
     live: Source | None = None  # gauge, 1 while the proxy serves
-    memory: Source | None = None  # gauge, bytes
+    memory: Source | tuple[Source, ...] | None = None  # gauge, bytes (several: proxies of different kinds)
     cpu: Source | None = None  # counter, CPU seconds
     connections: Source | None = None  # gauge, open downstream connections
     endpoints: Source | None = None  # gauge: upstream endpoints known, by caller and destination service

@@ -1,14 +1,20 @@
-"""Istio (sidecar Envoy with Istio's stats filter, istiod).
+"""Istio (sidecar Envoy with Istio's stats filter, istiod), in both data planes: sidecars, and
+ambient mode's ztunnels (L4) and waypoints (L7) (their facts: meshobs/meshes/ambient.py).
 
 Every istio_* series is reported twice, by the source and by the destination proxy. Workload
-numbers (mTLS, plaintext, what reached a pod) read `reporter="destination"`, the side that knows
-`connection_security_policy`. Service numbers take, per service, the larger of the two
-reporters' counts: a call no destination pod answered (503 `UH`/`UF`, timeouts) is recorded only
+numbers (mTLS, plaintext, what reached a pod) read the server's side, the side that knows
+`connection_security_policy`: `reporter="destination"` (a sidecar, or at L4 the server's ztunnel)
+and, at L7 for ambient servers, `reporter="waypoint"` (their waypoint; a request through it is one
+request at L7 but two connections at L4, and only the L7 count is a request count). Service
+numbers take, per service, the larger of the two reporters' counts: a call no destination pod answered (503 `UH`/`UF`, timeouts) is recorded only
 by the caller, with the destination service's name and namespace but an `unknown` workload.
 A failed gRPC call is an HTTP 200 with `grpc_response_status` other than 0. Envoy's own ssl.* stats are dropped by Istio's default stats
 filter, so TLS failures come from the meshobs exporter (with the proxyStatsMatcher that
 `meshobs build` renders for Istio)."""
 
+from dataclasses import replace
+
+from meshobs.meshes import ambient
 from meshobs.meshes.base import ControlPlane, Dialect
 from meshobs.meshes.crosscluster import CrossCluster
 from meshobs.meshes.extended import POD_OWNER, Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
@@ -20,6 +26,9 @@ from meshobs.meshes.proxy import (
 from meshobs.promql import AnyOf, Cut, Source
 
 _DESTINATION = ('reporter="destination"',)
+# The server's side at L7: a sidecar server's own proxy, or an ambient server's waypoint. The two
+# never describe the same request to the same server (docs/ambient.md).
+_SERVER = (f'reporter=~"destination|{ambient.WAYPOINT_REPORTER}"',)
 # Calls out of the mesh (PassthroughCluster, BlackHoleCluster) have no service namespace: not a mesh service
 _SOURCE = ('reporter="source"', 'destination_service_namespace!="unknown"')
 # HTTP 5xx, or a gRPC call that failed (HTTP 200 with a grpc-status other than 0): disjoint series
@@ -76,8 +85,15 @@ _ISTIO_CERTS = CertFamily("envoy_listener_ssl_certificate_", ("tls_certificate",
 # --- TCP, the caller's side, sizes, gRPC, proxies, control plane (meshobs/meshes/extended.py) ---
 # Istio's `sent` is the response direction and `received` the request direction, from either
 # reporter: what a caller sent is `received_bytes` as its own proxy reports it.
-_CALLER = ('reporter=~"source|waypoint"',)  # ambient waypoints report for the caller side
+_CALLER = ('reporter="source"',)  # a sidecar client's proxy, or an ambient client's ztunnel (L4)
+# Upstream failures as the proxy that called the server saw them: a sidecar's, and for ambient servers
+# behind a waypoint the waypoint's (the client's sidecar then sees only the waypoint's answer, no
+# flag). Never request counts: a sidecar client's request through a waypoint is in both.
+_UPSTREAM_CALLER = (f'reporter=~"source|{ambient.WAYPOINT_REPORTER}"',)
 _FLAGS = 'response_flags=~"(.*,)?({flags})(,.*)?"'
+# Connections a caller could not open: Envoy's flags, and ztunnel's for ambient clients (it writes
+# exactly one flag, from a vocabulary of its own)
+_CONNECT_FLAGS = "|".join(("UF", "URX", *ambient.CONNECT_FLAGS))
 _PROXY = {"namespace": "namespace", "workload": POD_OWNER}
 _CALLER_OF_CLUSTER = {
     "source_namespace": "namespace", "source_workload": POD_OWNER,
@@ -88,6 +104,8 @@ _CALLER_OF_CLUSTER = {
 _TCP_AND_HTTP_CALLS = ("istio_requests_total", "istio_tcp_connections_closed_total")
 _ISTIOD = ('pod=~"istiod-.*"',)
 
+# `reporter="destination"` TCP series are a sidecar's TCP services and, from ztunnels, every
+# connection an ambient pod accepted (the client's ztunnel reports it again as `source`).
 ISTIO_TCP = Tcp(
     opened=Source("istio_tcp_connections_opened_total", _DESTINATION, _LABELS,
                   facets={"mtls": ('connection_security_policy="mutual_tls"',)}),
@@ -96,33 +114,42 @@ ISTIO_TCP = Tcp(
     received_bytes=Source("istio_tcp_received_bytes_total", _DESTINATION, _LABELS),
     client_sent_bytes=Source("istio_tcp_received_bytes_total", _CALLER, _LABELS),
     client_received_bytes=Source("istio_tcp_sent_bytes_total", _CALLER, _LABELS),
-    connect_failures=Source("istio_tcp_connections_closed_total", _CALLER + (_FLAGS.format(flags="UF|URX|UH|UO"),), _LABELS),
+    connect_failures=Source("istio_tcp_connections_closed_total",
+                            _UPSTREAM_CALLER + (_FLAGS.format(flags=f"{_CONNECT_FLAGS}|UH|UO"),), _LABELS),
     unavailable={"active": "Istio counts opened and closed connections only; their difference drifts with every "
                            "proxy restart, so meshobs charts the opened and closed rates instead"},
 )
+_CLIENT_FACETS = {"5xx": ('response_code=~"5.."',), "4xx": ('response_code=~"4.."',)}
+# An ambient client has no proxy of its own at L7: its calls are seen by the waypoint it calls
+# through, which also sees a sidecar client's calls (then reported by both: the larger is taken).
 ISTIO_CLIENT = Client(
-    requests=Source("istio_requests_total", _CALLER, _LABELS,
-                    facets={"5xx": ('response_code=~"5.."',), "4xx": ('response_code=~"4.."',)}),
-    duration=Source("istio_request_duration_milliseconds_bucket", _CALLER, _LABELS, scale=0.001),
+    requests=(Source("istio_requests_total", _CALLER, _LABELS, facets=_CLIENT_FACETS),
+              Source("istio_requests_total", (f'reporter="{ambient.WAYPOINT_REPORTER}"',), _LABELS, facets=_CLIENT_FACETS)),
+    # a quantile, not a count: a sidecar client's calls through a waypoint weigh in twice
+    duration=Source("istio_request_duration_milliseconds_bucket", _UPSTREAM_CALLER, _LABELS, scale=0.001),
 )
 ISTIO_HTTP = Http(
     client_errors=('response_code=~"4.."',),
-    inbound_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _LABELS, scale=0.001),
-    grpc=Source("istio_requests_total", _DESTINATION + ('request_protocol="grpc"',),
+    inbound_duration=Source("istio_request_duration_milliseconds_bucket", _SERVER, _LABELS, scale=0.001),
+    grpc=Source("istio_requests_total", _SERVER + ('request_protocol="grpc"',),
                 dict(_LABELS, grpc_status="grpc_response_status")),
-    request_bytes=Source("istio_request_bytes_bucket", _DESTINATION, _LABELS),
-    response_bytes=Source("istio_response_bytes_bucket", _DESTINATION, _LABELS),
+    request_bytes=Source("istio_request_bytes_bucket", _SERVER, _LABELS),
+    response_bytes=Source("istio_response_bytes_bucket", _SERVER, _LABELS),
     unavailable={"routes": "Istio's standard metrics carry no route label (a Telemetry tag override can add one)"},
 )
 ISTIO_PROXY_HEALTH = ProxyHealth(
     live=Source("envoy_server_live", (), _PROXY),
-    memory=Source("envoy_server_memory_allocated", (), _PROXY),
+    # sidecars and waypoints (Envoy's heap), and ztunnels (the kubelet's working set of their
+    # container: ztunnel has no memory series of its own)
+    memory=(Source("envoy_server_memory_allocated", (), _PROXY),
+            replace(ambient.ZTUNNEL_MEMORY, labels=dict(_PROXY, workload=ambient.ZTUNNEL_WORKLOAD))),
+    # cAdvisor: the sidecars' and the ztunnels' containers are both `istio-proxy`
     cpu=Source("container_cpu_usage_seconds_total", ('container="istio-proxy"',), _PROXY),
     connections=Source("envoy_server_total_connections", (), _PROXY),
     # the callers' response flags say what Istio's default stats inclusion drops per cluster
-    no_healthy_upstream=Source(_TCP_AND_HTTP_CALLS, _CALLER + (_FLAGS.format(flags="UH"),), _LABELS),
-    upstream_connect_failures=Source(_TCP_AND_HTTP_CALLS, _CALLER + (_FLAGS.format(flags="UF|URX"),), _LABELS),
-    circuit_breaker_overflow=Source(_TCP_AND_HTTP_CALLS, _CALLER + (_FLAGS.format(flags="UO"),), _LABELS),
+    no_healthy_upstream=Source(_TCP_AND_HTTP_CALLS, _UPSTREAM_CALLER + (_FLAGS.format(flags="UH"),), _LABELS),
+    upstream_connect_failures=Source(_TCP_AND_HTTP_CALLS, _UPSTREAM_CALLER + (_FLAGS.format(flags=_CONNECT_FLAGS),), _LABELS),
+    circuit_breaker_overflow=Source(_TCP_AND_HTTP_CALLS, _UPSTREAM_CALLER + (_FLAGS.format(flags="UO"),), _LABELS),
     # kept by the proxyStatsMatcher inclusion meshobs renders (collectors/istio)
     outlier_ejections=Source("envoy_cluster_outlier_detection_ejections_active", ('cluster_name=~"outbound[|].*"',),
                              _CALLER_OF_CLUSTER),
@@ -176,7 +203,7 @@ ISTIO = Dialect(
     other_metrics_ports=(15020,),
     requests=Source(
         "istio_requests_total",
-        _DESTINATION,
+        _SERVER,
         _LABELS,
         facets={
             "error": _ERRORS,
@@ -185,28 +212,37 @@ ISTIO = Dialect(
         },
     ),
     service_requests=(
-        Source("istio_requests_total", _DESTINATION, _SERVICE_LABELS, facets={"error": _ERRORS}),
+        Source("istio_requests_total", _SERVER, _SERVICE_LABELS, facets={"error": _ERRORS}),
         Source("istio_requests_total", _SOURCE, _SERVICE_LABELS, facets={"error": _ERRORS}),
     ),
     edges=Source(
         "istio_requests_total",
-        _DESTINATION,
+        _SERVER,
         _LABELS,
         facets={"error": _ERRORS, "403": ('response_code="403"',),
                 "mtls": ('connection_security_policy="mutual_tls"',),
                 "plaintext": ('connection_security_policy="none"',)},
     ),
-    request_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _SERVICE_LABELS, scale=0.001),
-    inbound_duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _LABELS, scale=0.001),
+    request_duration=Source("istio_request_duration_milliseconds_bucket", _SERVER, _SERVICE_LABELS, scale=0.001),
+    inbound_duration=Source("istio_request_duration_milliseconds_bucket", _SERVER, _LABELS, scale=0.001),
     # Without the exporter: Envoy's RBAC filter stats (kept by Istio's default stats filter); where
     # a workload has none, 403s answered at the destination (an application's 403 looks the same:
     # Istio's RBAC denials carry no response flag that sets them apart).
+    # A waypoint's RBAC stats carry no workload (its connection managers are named by port): its L7
+    # denials count at the waypoint itself (the pod's owner), not at the workloads behind it. ztunnel's L4 denials count at the destination
+    # workload (the only record of them). The 403 stand-in reads sidecar servers only: behind a
+    # waypoint its RBAC already counts them.
     authz_denied=(
         Source(_RBAC, ('authz_enforce_result="denied"',), _POD_WORKLOAD),
+        Source(ambient.CLOSED, ambient.L4_DESTINATION + (ambient.flags_matcher(ambient.DENY),), _LABELS),
         Source("istio_requests_total", _DESTINATION + ('response_code="403"',), _LABELS),
     ),
     authz_allowed=(Source(_RBAC, ('authz_enforce_result="allowed"',), _POD_WORKLOAD),),
-    tcp_connections=(Source("istio_tcp_connections_opened_total", _DESTINATION, _LABELS),),  # TCP services only
+    # ambient plaintext: connections a ztunnel accepted without HBONE (it never writes `none`)
+    plaintext=(Source(ambient.OPENED, ambient.L4_DESTINATION + (ambient.PLAINTEXT,), _LABELS),),
+    inbound_connections=(Source(ambient.OPENED, ambient.L4_DESTINATION, _LABELS),),
+    # TCP services of sidecars; every connection to an ambient pod (its ztunnel's destination side)
+    tcp_connections=(Source("istio_tcp_connections_opened_total", _DESTINATION, _LABELS),),
     # Born on the first rejection: read as a lazy counter (signals.CONFIG_REJECTIONS).
     config_rejected=(Source("pilot_total_xds_rejects"),),
     control_plane=ControlPlane(
@@ -220,6 +256,7 @@ ISTIO = Dialect(
     ),
     leaf_lifetime="24h",
     extra_catalogue=(
+        *ambient.ZTUNNEL_METRICS,
         "istio_request_duration_milliseconds_sum",
         "istio_request_duration_milliseconds_count",
         "istio_request_bytes_bucket",
@@ -242,4 +279,5 @@ ISTIO = Dialect(
     proxy_health=ISTIO_PROXY_HEALTH,
     control_plane_detail=ISTIO_CONTROL_PLANE_DETAIL,
     cross_cluster=ISTIO_CROSS_CLUSTER,
+    ztunnels=ambient.ZTUNNELS,
 )

@@ -132,12 +132,14 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
     ))
 
     plain = a.plaintext
+    # ztunnel (Istio ambient) sees connections, not requests
+    units = "requests" if dialect.ztunnels is None else "requests or connections"
     result.append(Alert(
         "MeshPlaintextTraffic",
         f"{rec.plaintext(plain.window).ref(mesh)} > {plain.min_requests_per_second:g}",
         plain.for_, plain.severity,
         f"{dialect.title}: plaintext traffic reaches {{{{ $labels.destination_workload }}}}",
-        f"{where_workload} serves {VALUE} requests/s without mutual TLS over the last {plain.window}.",
+        f"{where_workload} serves {VALUE} {units}/s without mutual TLS over the last {plain.window}.",
     ))
 
     exp = a.cert_expiry
@@ -249,8 +251,8 @@ def _recording_group(name: str, rules: list[rec.Rule]) -> dict:
 
 
 def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
-    from meshobs import recordings_traffic
-    from meshobs.render import rules_health  # builds on this module's Alert
+    from meshobs import recordings_ambient, recordings_traffic
+    from meshobs.render import rules_ambient, rules_health  # build on this module's Alert
 
     mesh = dialect.name
     recording = {"groups": [
@@ -259,7 +261,9 @@ def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
         _recording_group(f"meshobs-{mesh}-query", rec.query_rules(cfg, dialect)),
         _recording_group(f"meshobs-{mesh}-tcp-and-upstreams", recordings_traffic.rules(cfg, dialect)),
     ]}
-    every_alert = alerts(cfg, dialect) + rules_health.alerts(cfg, dialect)
+    if dialect.ztunnels is not None:
+        recording["groups"].append(_recording_group(f"meshobs-{mesh}-ztunnels", recordings_ambient.rules(cfg, dialect)))
+    every_alert = alerts(cfg, dialect) + rules_health.alerts(cfg, dialect) + rules_ambient.alerts(cfg, dialect)
     alerting = {"groups": [{
         "name": f"meshobs-{mesh}-alerts",
         "rules": [_alert_rule(cfg, dialect, alert) for alert in every_alert],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshobs.meshes.ambient import ZTUNNEL_POD_PREFIX
 from meshobs.verify.sources import Query
 
 
@@ -33,6 +34,8 @@ _NO_PLAINTEXT = "empty while all traffic is mutual TLS: the series appear with t
 _NO_DRY_RUN = "empty until a dry-run (shadow) authorization policy decides: the series appear with its first decision"
 _NO_CONTROL_PLANE_ERROR = "empty while the control plane has no errors: the counter appears with the first one"
 _NOT_LINKED = "empty while this cluster is linked to no other: {what} appear with the first link"
+_AMBIENT_ONLY = ("exists only where pods run in ambient mode: series of the ztunnels (or recorded from them), which a "
+                 "mesh of sidecars alone does not have; their failure series appear with the first failure")
 _NO_ADMISSION = "empty until the webhook has answered an admission request since it started: the counter appears with the first"
 
 # Series that exist only once something failed. A selector on them may match nothing in a healthy
@@ -46,11 +49,20 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_DRY_RUN, selector="authz_dry_run_"),  # the exporter's series and the recorded ones
     Expected(_NO_DENIAL, selector='response_code="403"', mesh="istio"),
     Expected(_NO_ERROR, selector='response_code=~"5.."', mesh="istio"),
+    Expected("empty while no gRPC call fails: the series appear with the first failed gRPC status",
+             selector='grpc_response_status!~"0|"', mesh="istio"),
     Expected(_NO_PLAINTEXT, selector='connection_security_policy="none"', mesh="istio"),
     Expected(_NO_CONTROL_PLANE_ERROR, selector="pilot_total_xds_rejects", mesh="istio"),
     Expected("network RBAC stats exist only on sidecars of TCP services with an L4 AuthorizationPolicy",
              selector="envoy_rbac{", mesh="istio"),
     Expected(_NO_CONTROL_PLANE_ERROR, selector="citadel_server_csr_sign_err_count", mesh="istio"),
+    # Istio ambient (meshobs/meshes/ambient.py): a mesh of sidecars only has no ztunnel
+    Expected(_AMBIENT_ONLY, selector=f'pod=~"{ZTUNNEL_POD_PREFIX}.+"', mesh="istio"),
+    Expected(_AMBIENT_ONLY, selector=":mesh_ztunnel_", mesh="istio"),
+    Expected("exists only where a waypoint serves ambient pods (`reporter=\"waypoint\"`)",
+             selector='reporter="waypoint"', mesh="istio"),
+    Expected("empty while no request is answered 4xx: the series appear with the first", selector='response_code=~"4.."',
+             mesh="istio"),
     Expected(_NO_DENIAL, selector='status_code="403"', mesh="linkerd"),
     Expected(_NO_DENIAL, selector="inbound_http_authz_deny_total", mesh="linkerd"),
     Expected(_NO_ERROR, selector='status_code=~"5.."', mesh="linkerd"),

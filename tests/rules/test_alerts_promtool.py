@@ -14,7 +14,9 @@ import pytest
 from meshobs import build, config, signals, yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render.rules import ALERT_NAMES
+from tests.rules import ambient_traffic as amb
 from tests.rules.traffic import CLUSTER, MeshTraffic, consul_tags, constant, counter, native_denials, series
+from tests.support.ambientdata import ACCOUNTS, FRONTEND, INTRUDER, LEGACY, POSTGRES, WAYPOINT, WEB, L4, _ztunnel_labels
 from tests.support.procs import require_binary
 
 CFG = config.Config()
@@ -91,11 +93,37 @@ def high_error_rate(mesh: str, title: str) -> list[dict]:
                            t.requests(NS, SVC, "200", (7, 20), grpc_status="0") + t.requests(NS, SVC, "200", (3, 20), grpc_status="14"),
                            "15m", name, [fires("30%")]))
         cases.append(_case("healthy: gRPC calls all OK", t.requests(NS, SVC, "200", (10, 20), grpc_status="0"), "15m", name, []))
+    if mesh == "istio":
+        cases += _ambient_error_rate(title, name)
     if mesh == "linkerd":  # the workload is a StatefulSet: no deployment label at all
         st = MeshTraffic(mesh, owner="statefulset")
         cases.append(_case("bad: a StatefulSet answering 503", st.requests(NS, SVC, "200", (5, 20)) + st.requests(NS, SVC, "503", (5, 20)),
                            "15m", name, [fires("50%")]))
     return cases
+
+
+def _ambient_error_rate(title: str, name: str) -> list[dict]:
+    """Istio ambient: an ambient server's requests are counted by its waypoint (`reporter="waypoint"`);
+    a sidecar client's request through it is counted by both, and must count once."""
+    labels = {"destination_namespace": ACCOUNTS.namespace, "destination_service": ACCOUNTS.name}
+    fires = _alert("istio", name, "critical", labels, f"{title}: {ACCOUNTS.name} fails more than 10% of requests",
+                   f"50% of requests to {ACCOUNTS.name} in {ACCOUNTS.namespace} failed {FAILED} over the last 5m "
+                   "(threshold 10%, at least 20 requests).")
+    through = lambda source, code, values: [amb.waypoint(source, ACCOUNTS, code, values)]
+    both_ends = lambda code, values: through(FRONTEND, code, values) + [amb.sidecar_caller(FRONTEND, ACCOUNTS, code, values)]
+    sidecar_namespace = MeshTraffic("istio").requests(NS, SVC, "200", (10, 20))
+    return [
+        _case("bad (ambient): half the requests through the waypoint answered 503",
+              through(WEB, "200", counter((5, 20))) + through(WEB, "503", counter((5, 20))), "15m", name, [fires]),
+        _case("bad (mixed layout): the ambient namespace fails, the sidecar namespace does not; a sidecar client's "
+              "requests through the waypoint count once (50%, not 25% or 100%)",
+              sidecar_namespace + both_ends("200", counter((5, 20))) + both_ends("503", counter((5, 20))), "15m", name,
+              [fires]),
+        _case("healthy (ambient): 1% failing through the waypoint",
+              through(WEB, "200", counter((10, 20))) + through(WEB, "503", counter((0.1, 20))), "15m", name, []),
+        _case("low traffic (ambient): a single failed request through the waypoint in 5 minutes",
+              through(WEB, "200", counter((0.02, 20))) + through(WEB, "503", "0x15 1x5"), "20m", name, []),
+    ]
 
 
 def high_latency(mesh: str, title: str) -> list[dict]:
@@ -104,7 +132,19 @@ def high_latency(mesh: str, title: str) -> list[dict]:
     labels, where = _service(t)
     fires = _alert(mesh, name, "warning", dict(labels, quantile="0.99"), f"{title}: {SVC} p99 latency above 1s",
                    f"p99 latency of {where} is 4.96s over the last 5m (threshold 1s).")
-    return [
+    cases = []
+    if mesh == "istio":  # an ambient server: its waypoint reports the requests and their latency
+        through_waypoint = lambda inputs: [dict(i, series=i["series"].replace('reporter="destination"', 'reporter="waypoint"'))
+                                           for i in inputs]
+        cases += [
+            _case("bad (ambient): slow through the waypoint",
+                  through_waypoint(t.requests(NS, SVC, "200", (2, 30)) + t.latency(NS, SVC, 2, 30, slow=True)), "25m", name,
+                  [fires]),
+            _case("low traffic (ambient): slow but rare through the waypoint",
+                  through_waypoint(t.requests(NS, SVC, "200", (0.1, 30)) + t.latency(NS, SVC, 0.1, 30, slow=True)), "25m",
+                  name, []),
+        ]
+    return cases + [
         _case("bad", t.requests(NS, SVC, "200", (2, 30)) + t.latency(NS, SVC, 2, 30, slow=True), "25m", name, [fires]),
         _case("healthy", t.requests(NS, SVC, "200", (2, 30)) + t.latency(NS, SVC, 2, 30, slow=False), "25m", name, []),
         _case("low traffic", t.requests(NS, SVC, "200", (0.1, 30)) + t.latency(NS, SVC, 0.1, 30, slow=True), "25m", name, []),
@@ -142,6 +182,7 @@ def unauthorized_burst(mesh: str, title: str) -> list[dict]:
               exporter_sees_none[1:] + native_denials(mesh, NS, SVC, (0, 120), (2, 10)), "130m", name, []),
         _case("healthy: burst over", burst_state("1x5 0x5") + denied((0.02, 10)), "10m", name, []),
         *(_istio_rbac_cases(t, name, fires) if mesh == "istio" else []),
+        *(_ambient_burst_cases(title, name) if mesh == "istio" else []),
         _case("healthy: steady trickle of denials", denied((0.02, 130)), "130m", name, []),
         _case("low traffic: from zero to a trickle", denied((0, 120), (0.02, 10)), "130m", name, []),
     ]
@@ -159,6 +200,41 @@ def _istio_rbac_cases(t: MeshTraffic, name: str, fires: dict) -> list[dict]:
     ]
 
 
+DENIED_AT_L4 = L4(INTRUDER, POSTGRES, POSTGRES, 0, flags="DENY")
+POSTGRES_WORKLOAD = {"destination_namespace": POSTGRES.namespace, "destination_workload": POSTGRES.name}
+
+
+def _l4_denials(values: str, reporters: tuple[str, ...] = ("destination",)) -> list[dict]:
+    """ztunnel's record of connections an AuthorizationPolicy refused: counted opened, then closed with DENY."""
+    return [amb.ztunnel(metric, DENIED_AT_L4, reporter, values) for reporter in reporters
+            for metric in ("istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
+                           "istio_tcp_connections_failed_total")]
+
+
+def _ambient_burst_cases(title: str, name: str) -> list[dict]:
+    """Istio ambient: L4 denials exist only in ztunnel's DENY flag; L7 denials in the waypoint's RBAC stats."""
+    def burst(workload: dict, rate: str) -> dict:
+        where = f"{workload['destination_workload']} in {workload['destination_namespace']}"
+        return _alert("istio", name, "critical", dict(workload, basis="rates"),
+                      f"{title}: burst of authorization denials at {workload['destination_workload']}",
+                      f"{where} denies {rate} requests/s by authorization policy over the last 5m, "
+                      "more than 5x its 1h baseline or above 1/s.")
+
+    at_waypoint = {"destination_namespace": ACCOUNTS.namespace, "destination_workload": WAYPOINT}
+    return [
+        _case("bad (ambient): a burst of L4 denials (DENY) at the server's ztunnel", _l4_denials(counter((0, 120), (2, 10))),
+              "130m", name, [burst(POSTGRES_WORKLOAD, "2")]),
+        # read on the server's side only: both ztunnels' 0.6/s would add up to 1.2/s, above 1/s
+        _case("healthy (ambient): a steady 0.6 L4 denials/s, reported by both ztunnels, counts once",
+              _l4_denials(counter((0.6, 130)), ("source", "destination")), "130m", name, []),
+        _case("bad (ambient): a burst of L7 denials in the waypoint's RBAC filter, counted at the waypoint",
+              [amb.waypoint_rbac("denied", counter((0, 120), (2, 10))), amb.waypoint_rbac("allowed", counter((5, 130)))]
+              + [amb.waypoint(INTRUDER, ACCOUNTS, "403", counter((0, 120), (2, 10)))], "130m", name,
+              [burst(at_waypoint, "2")]),
+        _case("low traffic (ambient): a few L4 denials", _l4_denials(counter((0, 120), (0.02, 10))), "130m", name, []),
+    ]
+
+
 def unauthorized_sustained(mesh: str, title: str) -> list[dict]:
     t = MeshTraffic(mesh)
     name = "MeshUnauthorizedAccessSustained"
@@ -172,6 +248,18 @@ def unauthorized_sustained(mesh: str, title: str) -> list[dict]:
         _case("bad: native proxy metrics only", native_denials(mesh, NS, SVC, (0.5, 60)), "60m", name, [fires]),
         _case("healthy: steady trickle of denials", denied((0.02, 60)), "60m", name, []),
         _case("low traffic: a few denials", denied((0, 50), (0.05, 10)), "60m", name, []),
+        *(_ambient_sustained_cases(title, name) if mesh == "istio" else []),
+    ]
+
+
+def _ambient_sustained_cases(title: str, name: str) -> list[dict]:
+    fires = _alert("istio", name, "warning", POSTGRES_WORKLOAD, f"{title}: {POSTGRES.name} keeps denying requests",
+                   f"{POSTGRES.name} in {POSTGRES.namespace} has denied 0.5 requests/s by authorization policy for at "
+                   "least 5m (threshold 0.1/s over 5m); it fires for as long as this lasts.")
+    return [
+        _case("bad (ambient): a steady 0.5 L4 denials/s at the server's ztunnel", _l4_denials(counter((0.5, 60))), "60m",
+              name, [fires]),
+        _case("low traffic (ambient): a trickle of L4 denials", _l4_denials(counter((0.02, 60))), "60m", name, []),
     ]
 
 
@@ -203,8 +291,9 @@ def mtls_failure(mesh: str, title: str) -> list[dict]:
 def plaintext(mesh: str, title: str) -> list[dict]:
     t = MeshTraffic(mesh)
     name = "MeshPlaintextTraffic"
+    units = "requests or connections" if DIALECTS[mesh].ztunnels else "requests"  # ztunnel counts connections
     fires = _alert(mesh, name, "warning", WORKLOAD, f"{title}: plaintext traffic reaches {SVC}",
-                   f"{SVC} in {NS} serves 1 requests/s without mutual TLS over the last 5m.")
+                   f"{SVC} in {NS} serves 1 {units}/s without mutual TLS over the last 5m.")
     cases = []
     if mesh == "consul":  # Consul labels no request as plaintext: only the exporter sees it
         bad = t.requests(NS, SVC, "200", (1, 15)) + [t.exporter("meshobs_plaintext_requests_total", NS, SVC, counter((1, 15)))]
@@ -225,10 +314,42 @@ def plaintext(mesh: str, title: str) -> list[dict]:
             "no_tls_reason": "no_tls_from_remote", "status_code": "200", "classification": "success",
             "srv_kind": "default", "srv_name": "all-unauthenticated", "route_kind": "default", "route_name": "probe"}, counter((1, 15)))]
         cases.append(_case("healthy: kubelet probes", healthy + probes, "15m", name, []))
+    if mesh == "istio":
+        cases += _ambient_plaintext_cases(title, name)
     return cases + [
         _case("bad", bad, "15m", name, [fires]),
         _case("healthy", healthy, "15m", name, []),
         _case("low traffic: one plaintext request", low, "15m", name, []),
+    ]
+
+
+def _ambient_plaintext_cases(title: str, name: str) -> list[dict]:
+    """Istio ambient: ztunnel never writes `none`; plaintext reaching a captured pod is `unknown` at its ztunnel."""
+    fires = _alert("istio", name, "warning", POSTGRES_WORKLOAD, f"{title}: plaintext traffic reaches {POSTGRES.name}",
+                   f"{POSTGRES.name} in {POSTGRES.namespace} serves 1 requests or connections/s without mutual TLS "
+                   "over the last 5m.")
+    plain, hbone = L4(LEGACY, POSTGRES, POSTGRES, 0, mtls=False), L4(ACCOUNTS, POSTGRES, POSTGRES, 0)
+    opened = lambda edge, reporter, values: [amb.ztunnel("istio_tcp_connections_opened_total", edge, reporter, values)]
+    healthy = opened(hbone, "destination", counter((5, 15))) + opened(hbone, "source", counter((5, 15)))
+    # the client's ztunnel sends plain TCP to a pod it does not capture: `unknown` on the source side only
+    to_outside = opened(L4(WEB, LEGACY, LEGACY, 0, mtls=False), "source", counter((1, 15)))
+    # a sidecar pod outside istio-system serving series that look like ztunnel's: not a ztunnel
+    forged = [series("istio_tcp_connections_opened_total", {**_ztunnel_labels(plain, "destination"), "namespace": "bank",
+                                                              "pod": "ztunnel-fake"}, counter((1, 15)))]
+    return [
+        _case("bad (ambient): plaintext from outside the mesh reaches postgres (`unknown` at its ztunnel)",
+              healthy + opened(plain, "destination", counter((1, 15))), "15m", name, [fires]),
+        _case("healthy (ambient): HBONE only, and plaintext a client's ztunnel sends out of the mesh",
+              healthy + to_outside, "15m", name, []),
+        _case("healthy (ambient): a pod outside istio-system forging ztunnel's series is not read", healthy + forged,
+              "15m", name, []),
+        _case("low traffic (ambient): one plaintext connection", healthy + opened(plain, "destination", "0x10 1x5"),
+              "15m", name, []),
+        _case("bad (mixed layout): plaintext to a sidecar workload (`none`) and to an ambient one (`unknown`)",
+              healthy + opened(plain, "destination", counter((1, 15)))
+              + MeshTraffic("istio").requests(NS, SVC, "200", (1, 15), mtls=False), "15m", name,
+              [fires, _alert("istio", name, "warning", WORKLOAD, f"{title}: plaintext traffic reaches {SVC}",
+                             f"{SVC} in {NS} serves 1 requests or connections/s without mutual TLS over the last 5m.")]),
     ]
 
 

@@ -127,6 +127,6 @@ def test_series_from_one_reporter_only_fail_the_panels_needing_the_other(process
         'destination_namespace) is empty')
     assert ("alerts/istio/recording-rules.yaml: meshobs-istio-traffic / recording rule "
             "'destination_service:mesh_requests:rate5m'") in group(
-        'selector istio_requests_total{reporter="destination"} matches no series')
+        'selector istio_requests_total{reporter=~"destination|waypoint"} matches no series')
     # the callers still count every call: the service's request rate has series
     assert not any(line.startswith("FAIL returns no series") and "mesh_requests:rate5m" in line for line in lines)
