@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from meshobs.meshes.ambient import Ztunnels
+from meshobs.meshes.crosscluster import CrossCluster
 from meshobs.meshes.extended import Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
 from meshobs.promql import Source
@@ -108,6 +109,8 @@ class Dialect:
     http: Http = field(default_factory=Http)
     proxy_health: ProxyHealth = field(default_factory=ProxyHealth)
     control_plane_detail: ControlPlaneDetail = field(default_factory=ControlPlaneDetail)
+    # calls between clusters (meshobs/meshes/crosscluster.py); None where the mesh's series do not tell
+    cross_cluster: CrossCluster | None = None
     # per-node L4 proxies (Istio ambient's ztunnels), None where the mesh has none
     ztunnels: Ztunnels | None = None
 
@@ -163,6 +166,8 @@ class Dialect:
         sources += [*self.authz_denied, *self.authz_allowed, *self.tls_handshakes, *self.tls_failures,
                     *self.plaintext, *self.inbound_connections, *self.cert_expiry, *self.tcp_connections, *self.config_rejected]
         sources += [getattr(self.control_plane, f) for f in self.control_plane.__dataclass_fields__]
+        if self.cross_cluster:
+            sources += self.cross_cluster.sources()
         sources += [s for group in (self.tcp, self.client, self.http, self.proxy_health, self.control_plane_detail)
                     for s in group.sources()]
         if self.ztunnels:

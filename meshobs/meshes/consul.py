@@ -14,10 +14,11 @@ counts, the only ones to see calls no destination pod answered. Intentions are E
 filters: L4 under stat prefix `connect_authz`, L7 as the HTTP RBAC filter."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
+from meshobs.meshes.crosscluster import CrossCluster
 from meshobs.meshes.extended import POD_OWNER, Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.envoy import ENVOY_CERTS, ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import PodDiscovery, ProxyMetrics
-from meshobs.promql import Source
+from meshobs.promql import FirstOf, Source
 
 _CONSUL = ('local_cluster!=""',)  # a bootstrap tag: only Consul's sidecars have it
 _PUBLIC = _CONSUL + ('envoy_http_conn_manager_prefix="public_listener"',)
@@ -118,6 +119,28 @@ CONSUL_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
     },
 )
 
+# --- calls between clusters (meshobs/meshes/crosscluster.py) ---
+# An upstream cluster is named by its SNI: `<svc>.<ns>[.<partition>].<dc>.internal.<trust domain>.consul`
+# in a (WAN-federated) datacenter, `<svc>.<ns>.<peer>.external.<trust domain>.consul` behind a
+# cluster peering; Consul's bootstrap tags cut `consul_destination_datacenter` or
+# `consul_destination_peer` out of it, and tags the caller's own `consul_source_datacenter`.
+# Every upstream is counted (local calls are pairs of one datacenter).
+_CROSS_CLUSTER_LABELS = dict(_UPSTREAM_SERVICE, code="envoy_response_code", source_cluster="consul_source_datacenter",
+                             destination_cluster=FirstOf(("consul_destination_peer", "consul_destination_datacenter")),
+                             source_namespace="consul_source_namespace", source_workload="local_cluster")
+CONSUL_CROSS_CLUSTER = CrossCluster(
+    # an upstream to a mesh service is mutual TLS by construction: there is no plaintext upstream to count
+    requests=Source("envoy_cluster_upstream_rq", _UPSTREAM, _CROSS_CLUSTER_LABELS,
+                    facets={"error": CONSUL_CLIENT.requests.facets["5xx"]}),
+    duration=Source("envoy_cluster_upstream_rq_time_bucket", _UPSTREAM, _CROSS_CLUSTER_LABELS, scale=0.001),
+    reporter="caller",
+    only_remote=False,
+    about="Consul: the caller's upstream clusters, by datacenter (WAN federation) or peer (cluster peering), "
+          "from their SNI names",
+    # the servers' view of each cluster peering (consul.peering.healthy, reported per peer by the leader)
+    remote_up=Source("consul_peering_healthy", (), {"destination_cluster": "peer_name"}),
+)
+
 CONSUL = Dialect(
     name="consul",
     title="Consul",
@@ -190,4 +213,5 @@ CONSUL = Dialect(
     http=CONSUL_HTTP,
     proxy_health=CONSUL_PROXY_HEALTH,
     control_plane_detail=CONSUL_CONTROL_PLANE_DETAIL,
+    cross_cluster=CONSUL_CROSS_CLUSTER,
 )

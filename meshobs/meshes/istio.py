@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from meshobs.meshes import ambient, ztunnel
 from meshobs.meshes.base import ControlPlane, Dialect
+from meshobs.meshes.crosscluster import CrossCluster
 from meshobs.meshes.extended import POD_OWNER, Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.envoy import ENVOY_RBAC, ENVOY_TLS, admin_stats_filter
 from meshobs.meshes.proxy import (
@@ -178,6 +179,18 @@ ISTIO_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
     },
 )
 
+# Calls between clusters: the destination reporter names both ends in Istio's cluster names
+# (`values.global.multiCluster.clusterName`, "Kubernetes" unless set), local calls as pairs of one cluster.
+_PAIR_LABELS = dict(_LABELS, destination_cluster="destination_cluster")
+ISTIO_CROSS_CLUSTER = CrossCluster(
+    requests=Source("istio_requests_total", _DESTINATION, _PAIR_LABELS,
+                    facets={"error": _ERRORS, "mtls": ('connection_security_policy="mutual_tls"',)}),
+    duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _PAIR_LABELS, scale=0.001),
+    reporter="destination",
+    only_remote=False,
+    about="Istio: the destination's proxy labels both ends (`source_cluster`, `destination_cluster`)",
+)
+
 ISTIO = Dialect(
     name="istio",
     title="Istio",
@@ -266,5 +279,6 @@ ISTIO = Dialect(
     http=ISTIO_HTTP,
     proxy_health=ISTIO_PROXY_HEALTH,
     control_plane_detail=ISTIO_CONTROL_PLANE_DETAIL,
+    cross_cluster=ISTIO_CROSS_CLUSTER,
     ztunnels=ambient.ZTUNNELS,
 )

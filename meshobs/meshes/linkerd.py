@@ -11,6 +11,7 @@ findings. Linkerd has no handshake-failure counter, so TLS failures come from th
 exporter only."""
 
 from meshobs.meshes.base import ControlPlane, Dialect
+from meshobs.meshes.crosscluster import CrossCluster
 from meshobs.meshes.extended import Client, ControlPlaneDetail, Http, ProxyHealth, Tcp
 from meshobs.meshes.proxy import (
     ALLOWED, DENIED, DRY_RUN_DENIED, HANDSHAKES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule, all_of, label_is,
@@ -147,6 +148,36 @@ LINKERD_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
     },
 )
 
+# --- calls between clusters (meshobs/meshes/crosscluster.py) ---
+# Gateway mode: the service mirror labels a mirrored service's endpoints with the Link's target
+# cluster and the remote service's name; the destination controller hands those to the caller's
+# proxy as `target_cluster`, `target_service`, `target_service_namespace`, which it puts on its
+# outbound series as `dst_target_*` (linkerd2 controller/api/destination/watcher/port_publisher.go).
+# Local calls have no `dst_target_cluster`. The flat-network "remote discovery" mode resolves the
+# remote cluster's endpoints directly and puts no cluster on the series: those calls look local.
+_TO_OTHER_CLUSTER = _OUTBOUND + ('dst_target_cluster!=""',)
+_CROSS_CLUSTER_LABELS = {
+    "destination_cluster": "dst_target_cluster",
+    "destination_namespace": "dst_target_service_namespace",
+    "destination_service": "dst_target_service",
+    "source_namespace": "namespace",
+    "source_workload": _WORKLOAD,
+    "code": "status_code",
+}
+LINKERD_CROSS_CLUSTER = CrossCluster(
+    requests=Source("response_total", _TO_OTHER_CLUSTER, _CROSS_CLUSTER_LABELS,
+                    facets={"error": _FAILURE, "mtls": ('tls="true"',)}),
+    duration=Source("response_latency_ms_bucket", _TO_OTHER_CLUSTER, _CROSS_CLUSTER_LABELS, scale=0.001),
+    reporter="caller",
+    only_remote=True,
+    about="Linkerd: the caller's proxy counts calls through a multicluster gateway (`dst_target_cluster`); "
+          "the caller's cluster is the store's cluster label; flat-network (remote discovery) calls are not told apart",
+    # the service mirror probes each linked cluster's gateway (linkerd2 multicluster/service-mirror/metrics.go)
+    remote_up=Source("gateway_alive", (), {"destination_cluster": "target_cluster_name"}),
+    gateway_probe_duration=Source("gateway_probe_latency_ms_bucket", (), {"destination_cluster": "target_cluster_name"},
+                                  scale=0.001),
+)
+
 LINKERD = Dialect(
     name="linkerd",
     title="Linkerd",
@@ -164,9 +195,11 @@ LINKERD = Dialect(
         },
     ),
     service_requests=(Source("response_total", _OUTBOUND + ('dst_service!=""',), _SERVICE_LABELS, facets={"error": _FAILURE}),),
+    # workload to workload in this cluster: a call through a multicluster gateway names no
+    # destination pod (its endpoint is the remote gateway) and is one of the cross-cluster calls
     edges=Source(
         "response_total",
-        _OUTBOUND + ('dst_service!=""',),
+        _OUTBOUND + ('dst_service!=""', 'dst_target_cluster=""'),
         {
             "source_namespace": "namespace",
             "source_workload": _WORKLOAD,
@@ -223,4 +256,5 @@ LINKERD = Dialect(
     http=LINKERD_HTTP,
     proxy_health=LINKERD_PROXY_HEALTH,
     control_plane_detail=LINKERD_CONTROL_PLANE_DETAIL,
+    cross_cluster=LINKERD_CROSS_CLUSTER,
 )

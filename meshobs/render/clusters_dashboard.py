@@ -1,30 +1,23 @@
 """The multi-cluster dashboard per mesh, `dashboards/<mesh>/clusters.json`: each cluster's health
 side by side (one tile / one line per cluster, from the per-cluster recordings), and — where the
 mesh's request series say which cluster the caller is in — traffic between clusters: requests,
-failure ratio, mTLS share and latency per (caller cluster → destination cluster) pair.
-
-Istio labels the caller's cluster (`source_cluster`) on the destination's request series; Linkerd
-(multicluster gateways) and Consul (peers, datacenters) put no caller cluster on the series
-meshobs reads at the destination, so their dashboard has the side-by-side rows only.
+failure ratio, mTLS share and latency per (caller cluster → destination cluster) pair
+(meshobs/render/between_clusters.py: Istio's cluster labels, Linkerd's multicluster gateways,
+Consul's datacenters and peers).
 """
 
 from __future__ import annotations
 
 from meshobs import recordings as rec
-from meshobs import signals
 from meshobs.config import Config
 from meshobs.meshes.base import Dialect
+from meshobs.render import between_clusters
 from meshobs.render.dashboards import _Context
 from meshobs.render.grafana import Panel, Row
 from meshobs.render.grafana import Query as Q
 
-CALLER_CLUSTER = "source_cluster"  # normalized label: the caller's cluster, as the mesh names it
 GOOD_HIGH = ((None, "red"), (0.95, "orange"), (0.99, "green"))
 BAD_HIGH = ((None, "green"), (0.01, "orange"), (1, "red"))
-
-
-def reports_caller_cluster(dialect: Dialect) -> bool:
-    return CALLER_CLUSTER in dialect.requests.labels
 
 
 def _by_cluster(c: _Context, operation: str, expr: str) -> str:
@@ -75,31 +68,9 @@ def _side_by_side(c: _Context) -> tuple[Row, Row]:
     return Row("Clusters side by side", tiles), Row("Clusters over time", lines)
 
 
-def _cross_cluster(c: _Context) -> Row:
-    pair = (c.cluster, CALLER_CLUSTER)
-    legend = f"{{{{{CALLER_CLUSTER}}}}} → {{{{{c.cluster}}}}}"
-    requests = c.live(signals.INBOUND_REQUESTS, pair)
-    errors = c.live(signals.INBOUND_ERRORS, pair)
-    plaintext = c.live(signals.INBOUND_PLAINTEXT, pair)
-    about = (f"Pairs of (caller cluster as {c.dialect.title} names it → destination cluster, the `{c.cluster}` "
-             "label); pairs of one cluster are local traffic.")
-    return Row("Traffic between clusters", (
-        Panel("Requests by caller cluster", "timeseries", (Q(requests, legend),), unit="reqps", description=about),
-        Panel("Failure ratio by caller cluster", "timeseries", (Q(f"({errors} or {requests} * 0) / {requests}", legend),),
-              unit="percentunit", description=about),
-        Panel("mTLS share by caller cluster", "timeseries", (Q(f"1 - ({plaintext} or {requests} * 0) / {requests}", legend),),
-              unit="percentunit", max_value=1, min_value=0, description=about),
-        Panel(f"p{c.cfg.alerts.latency.quantile * 100:g} latency by caller cluster", "timeseries",
-              (Q(c.live(signals.REQUEST_DURATION, pair, quantile=c.cfg.alerts.latency.quantile), legend),),
-              unit="s", description=about),
-    ))
-
-
 def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
     c = _Context(cfg, dialect)
-    rows = _side_by_side(c)
-    if reports_caller_cluster(dialect) and signals.INBOUND_PLAINTEXT.available(dialect):
-        rows += (_cross_cluster(c),)
+    rows = _side_by_side(c) + between_clusters.rows(c, gateways=True)
     path, content = c.dashboard("clusters", "Clusters", "Each cluster's health side by side, and traffic between clusters.",
                                 (), rows)
     return {path: content}

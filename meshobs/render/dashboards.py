@@ -13,6 +13,7 @@ from meshobs import recordings_traffic
 from meshobs.config import Config
 from meshobs.meshes.base import Dialect
 from meshobs.promql import Filters, Query
+from meshobs.render import between_clusters
 from meshobs.render import dashboards_traffic as more
 from meshobs.render import grafana
 from meshobs.render.grafana import Panel, Row, Variable
@@ -124,7 +125,8 @@ def _overview(c: _Context) -> tuple[str, bytes]:
               unit="percentunit", max_value=1, thresholds=BAD_HIGH),
     )
     return c.dashboard("overview", "Overview", "Traffic, errors, latency and security of the whole mesh.", (),
-                       (Row("Mesh at a glance", stats), Row("Services", services)) + more.overview_rows(c))
+                       (Row("Mesh at a glance", stats), Row("Services", services)) + more.overview_rows(c)
+                       + between_clusters.rows(c))
 
 
 def _service(c: _Context) -> tuple[str, bytes]:
@@ -163,7 +165,7 @@ def _service(c: _Context) -> tuple[str, bytes]:
         "service", "Service", "Golden signals of one destination service.",
         (c.variable("namespace", "Namespace", rec.requests(w), "destination_namespace"),
          c.variable("service", "Service", rec.requests(w), "destination_service", destination_namespace="namespace")),
-        (Row("Golden signals", golden), Row("Traffic", traffic)) + more.service_rows(c),
+        (Row("Golden signals", golden), Row("Traffic", traffic)) + more.service_rows(c) + between_clusters.service_rows(c, sel),
     )
 
 

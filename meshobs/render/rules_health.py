@@ -6,9 +6,11 @@ callers' failed connections, TCP services' included, so a second TCP alert would
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from meshobs import promql
+from meshobs import recordings as rec
 from meshobs import recordings_traffic as rt
 from meshobs import signals_traffic as st
 from meshobs.config import Config
@@ -92,12 +94,38 @@ def _states(cfg: Config, dialect: Dialect) -> list[Alert]:
     return alerts
 
 
+_EQUALITY = re.compile(r'^(\w+)="([^"\\]*)"$')
+
+
+def _data_plane(cfg: Config, dialect: Dialect) -> str:
+    """Series every cluster running the mesh's proxies has: requests at a proxy, or the exporter reading one."""
+    extra = rec.extra_matchers(cfg, dialect)
+    return promql.union([promql.selector(s, extra=extra[s.origin], cluster_label=cfg.cluster_label)
+                         for s in (dialect.requests, dialect.target_up_source())])
+
+
+def _missing(cfg: Config, dialect: Dialect, required: str, labels: dict[str, str]) -> str:
+    """Clusters with proxies but without `required` (carrying `labels`, as absent() would), or
+    `required` absent everywhere while no proxy reports either (a single Prometheus, no traffic)."""
+    c, data_plane = cfg.cluster_label, _data_plane(cfg, dialect)
+    per_cluster = f"group by ({c}) ({data_plane}) unless on ({c}) group by ({c}) ({required})"
+    for label, value in labels.items():
+        per_cluster = f'label_replace({per_cluster}, "{label}", "{value}", "", "")'
+    return f"{per_cluster}\nor (absent({required}) unless on () group({data_plane}))"
+
+
 def _control_plane_down(cfg: Config, dialect: Dialect) -> list[Alert]:
+    """Per cluster: a store holding many clusters has the control plane of the others, so absent()
+    alone would fire only when the control plane is missing in every cluster."""
     detail = dialect.control_plane_detail
     extra = getattr(cfg.selectors, dialect.name)
-    parts = [f"absent({promql.selector(s, extra=extra, cluster_label=cfg.cluster_label)})" for s in detail.required]
+    parts = []
+    for source in detail.required:
+        labels = dict(m.groups() for m in map(_EQUALITY.match, source.matchers) if m)
+        parts.append(_missing(cfg, dialect, promql.selector(source, extra=extra, cluster_label=cfg.cluster_label), labels))
     if detail.autopilot_healthy is not None:
-        parts.append(f"max({promql.selector(detail.autopilot_healthy, extra=extra, cluster_label=cfg.cluster_label)}) < 1")
+        healthy = promql.selector(detail.autopilot_healthy, extra=extra, cluster_label=cfg.cluster_label)
+        parts.append(f"max by ({cfg.cluster_label}) ({healthy}) < 1")
     if not parts:
         return []
     up = cfg.alerts.upstream_health

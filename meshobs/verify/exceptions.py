@@ -39,6 +39,7 @@ _NO_ERROR = "empty while no request fails: the series appear with the first erro
 _NO_PLAINTEXT = "empty while all traffic is mutual TLS: the series appear with the first plaintext request"
 _NO_DRY_RUN = "empty until a dry-run (shadow) authorization policy decides: the series appear with its first decision"
 _NO_CONTROL_PLANE_ERROR = "empty while the control plane has no errors: the counter appears with the first one"
+_NOT_LINKED = "empty while this cluster is linked to no other: {what} appear with the first link"
 _AMBIENT_ONLY = ("exists only where pods run in ambient mode: series of the ztunnels (or recorded from them), which a "
                  "mesh of sidecars alone does not have; their failure series appear with the first failure")
 _NO_ADMISSION = "empty until the webhook has answered an admission request since it started: the counter appears with the first"
@@ -132,6 +133,13 @@ EXPECTED: tuple[Expected, ...] = (
     *(Expected("cAdvisor's container counters come from the kubelet's scrape job (kube-prometheus), not from "
                "meshobs's jobs", selector=metric) for metric in ("container_cpu_usage_seconds_total",
                                                                  "container_memory_working_set_bytes")),
+    # Traffic between clusters: series that exist only once the mesh spans clusters
+    Expected(_NOT_LINKED.format(what="calls through a multicluster gateway (`dst_target_cluster`)"),
+             selector='dst_target_cluster!=""', mesh="linkerd"),
+    Expected(_NOT_LINKED.format(what="the service mirror's gateway probes"), selector="gateway_alive", mesh="linkerd"),
+    Expected(_NOT_LINKED.format(what="the service mirror's gateway probes"), selector="gateway_probe_latency_ms_bucket",
+             mesh="linkerd"),
+    Expected(_NOT_LINKED.format(what="the servers' cluster peerings"), selector="consul_peering_healthy", mesh="consul"),
 )
 
 

@@ -140,35 +140,60 @@ def _control_plane(mesh: str, values: str, *components: str) -> list[dict]:
     return [series("consul_autopilot_healthy", {"namespace": "consul", "pod": "consul-server-0"}, values)]
 
 
+OTHER_CLUSTER = "c2"
+
+
+def _in_cluster(cluster: str, inputs: list[dict]) -> list[dict]:
+    """`inputs` (series of cluster c1) moved to `cluster`."""
+    return [dict(i, series=i["series"].replace(f'cluster="{CLUSTER}"', f'cluster="{cluster}"')) for i in inputs]
+
+
+def _proxies(mesh: str) -> list[dict]:
+    """A cluster's data plane: the exporter reading one of its proxies."""
+    return [series("meshobs_target_up", {"mesh": mesh, "namespace": NS, "workload": SVC}, constant(1, 15))]
+
+
 def control_plane_cases(mesh: str, name: str) -> list[dict]:
     title = DIALECTS[mesh].title
 
-    def fires(component: str | None, labels: dict) -> dict:
+    def fires(component: str | None, labels: dict, cluster: bool = False) -> dict:
         summary = f"{title}: control plane down" + (f" ({component})" if component else "")
         part = f" component {component}" if component else ""
         return _expected(mesh, name, "critical", labels, summary,
                          f"{title}'s control plane{part} has been missing or unhealthy for 5m: proxies get no new "
-                         "configuration, endpoints or certificates.", cluster=False)
+                         "configuration, endpoints or certificates.", cluster=cluster)
 
     if mesh == "istio":
-        return [
-            _case("bad: istiod gone", _control_plane(mesh, "1x2 _x13"), "15m", name, [fires("pilot", {"component": "pilot"})]),
-            _case("healthy", _control_plane(mesh, constant(1, 15)), "15m", name, []),
+        healthy, gone, gone_labels = _control_plane(mesh, constant(1, 15)), _control_plane(mesh, "1x2 _x13"), {"component": "pilot"}
+        cases = [
+            _case("bad: istiod gone", gone, "15m", name, [fires("pilot", gone_labels)]),
+            _case("healthy", healthy, "15m", name, []),
             _case("blip: a rollout", _control_plane(mesh, "1x8 _x2 1x5"), "15m", name, []),
         ]
-    if mesh == "linkerd":
+        component = "pilot"
+    elif mesh == "linkerd":
+        healthy = _control_plane(mesh, constant(1, 15), "identity", "destination")
         gone = _control_plane(mesh, constant(1, 15), "destination") + _control_plane(mesh, "1x2 _x13", "identity")
-        return [
-            _case("bad: identity gone", gone, "15m", name,
-                  [fires("identity", {"component": "identity", "namespace": "linkerd"})]),
-            _case("healthy", _control_plane(mesh, constant(1, 15), "identity", "destination"), "15m", name, []),
+        gone_labels, component = {"component": "identity", "namespace": "linkerd"}, "identity"
+        cases = [
+            _case("bad: identity gone", gone, "15m", name, [fires("identity", gone_labels)]),
+            _case("healthy", healthy, "15m", name, []),
             _case("blip: a rollout", _control_plane(mesh, "1x8 _x2 1x5", "identity", "destination"), "15m", name, []),
         ]
-    return [
-        _case("bad: no leader", _control_plane(mesh, "1x2 _x13"), "15m", name, [fires(None, {})]),
-        _case("bad: autopilot unhealthy", _control_plane(mesh, "1x5 0x10"), "15m", name, [fires(None, {})]),
-        _case("healthy", _control_plane(mesh, constant(1, 15)), "15m", name, []),
-        _case("blip: a leader election", _control_plane(mesh, "1x8 _x2 1x5"), "15m", name, []),
+    else:
+        healthy, gone, gone_labels, component = _control_plane(mesh, constant(1, 15)), _control_plane(mesh, "1x2 _x13"), {}, None
+        cases = [
+            _case("bad: no leader", gone, "15m", name, [fires(None, {})]),
+            _case("bad: autopilot unhealthy", _control_plane(mesh, "1x5 0x10"), "15m", name, [fires(None, {}, cluster=True)]),
+            _case("healthy", healthy, "15m", name, []),
+            _case("blip: a leader election", _control_plane(mesh, "1x8 _x2 1x5"), "15m", name, []),
+        ]
+    # One store, two clusters: c1 healthy, c2's control plane goes while its proxies stay
+    c1 = healthy + _proxies(mesh)
+    return cases + [
+        _case("bad: one of two clusters loses its control plane", c1 + _in_cluster(OTHER_CLUSTER, gone + _proxies(mesh)),
+              "15m", name, [fires(component, dict(gone_labels, cluster=OTHER_CLUSTER))]),
+        _case("healthy: a cluster without proxies runs no control plane", c1 + _in_cluster(OTHER_CLUSTER, gone), "15m", name, []),
     ]
 
 

@@ -1,8 +1,8 @@
 """Consul service mesh data from real Envoys: a `backend` sidecar (HTTP public_listener with mTLS and
 L7 intentions, the HTTP RBAC filter), a `db` sidecar (TCP public_listener with L4 intentions, the
 network RBAC filter under Consul's `connect_authz` prefix) and two caller sidecars (`frontend`,
-allowed, which also calls `db` through a TCP upstream; `intruder`, denied) whose upstream clusters
-carry Consul's SNI names, all with the stats
+allowed, which also calls `db` through a TCP upstream and `backend` of the cluster peer `west`;
+`intruder`, denied) whose upstream clusters carry Consul's SNI names, all with the stats
 tags of Consul's Envoy bootstrap, so /stats/prometheus carries `local_cluster` and `consul_*`
 labels like a real Consul sidecar."""
 
@@ -29,12 +29,22 @@ CONSUL_TAG_REGEXES = {
     "consul.destination.namespace": _SERVICE_IN_SNI + r"[^.]+\.([^.]+)\.(?:[^.]+\.)?[^.]+\.[^.]+\.[^.]+\.consul\.)",
     "consul.destination.partition": _SERVICE_IN_SNI + r"[^.]+\.[^.]+\.(?:([^.]+)\.)?[^.]+\.internal[^.]*\.[^.]+\.consul\.)",
     "consul.destination.datacenter": _SERVICE_IN_SNI + r"[^.]+\.[^.]+\.(?:[^.]+\.)?([^.]+)\.internal[^.]*\.[^.]+\.consul\.)",
+    # an upstream of a cluster peer: `svc.ns.<peer>.external.<trust domain>`
+    "consul.destination.peer": r"^cluster\.([^.]+\.(?:[^.]+\.)?([^.]+)\.external\.[^.]+\.consul\.)",
     "consul.destination.target": r"^cluster\.(?:passthrough~)?(((?:[^.]+~)?(?:[^.]+\.)?[^.]+\.[^.]+\.(?:[^.]+\.)?[^.]+)\.[^.]+\.[^.]+\.consul\.)",
 }
 
 
+PEER = "west"
+
+
 def sni(service: str) -> str:
     return f"{service}.{NAMESPACE}.{DATACENTER}.internal.{TRUST_DOMAIN}"
+
+
+def peered_sni(service: str) -> str:
+    """The SNI of `service` exported by the cluster peer `PEER` (Consul cluster peering)."""
+    return f"{service}.{NAMESPACE}.{PEER}.external.{TRUST_DOMAIN}"
 
 
 def consul_bootstrap(config: dict, service: str) -> None:
@@ -72,10 +82,11 @@ def _public_listener(config: dict) -> None:
     listener["filter_chains"][0]["filters"][0]["typed_config"]["stat_prefix"] = "public_listener"
 
 
-def _upstream_cluster(service: str, target: RunningEnvoy, client: Issued) -> dict:
-    """A Consul upstream cluster: named by the service's SNI, mTLS with `client`'s certificate, and
-    Consul's default passive health checks (outlier detection)."""
-    cluster_name = sni(service)
+def _upstream_cluster(service: str, target: RunningEnvoy, client: Issued, cluster_name: str | None = None) -> dict:
+    """A Consul upstream cluster: named by the service's SNI (`cluster_name`, else the local
+    datacenter's), mTLS with `client`'s certificate, and Consul's default passive health checks
+    (outlier detection)."""
+    cluster_name = cluster_name or sni(service)
     return {
         "name": cluster_name, "type": "STATIC", "connect_timeout": "1s",
         "outlier_detection": {},
@@ -91,23 +102,34 @@ def _upstream_cluster(service: str, target: RunningEnvoy, client: Issued) -> dic
     }
 
 
-def _caller(config: dict, backend: RunningEnvoy, client: Issued, port: int) -> None:
-    """Replace the listener with an upstream listener (plain HTTP from the app) to `backend`
-    over mTLS with `client`'s certificate, as a Consul upstream."""
-    cluster_name = sni("backend")
+def _http_upstream(cluster_name: str, stat_prefix: str, port: int) -> dict:
+    """An upstream listener: plain HTTP from the app on `port`, routed to the cluster `cluster_name`."""
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "upstream.backend.default.default.dc1",
+        "stat_prefix": stat_prefix,
         "route_config": {"virtual_hosts": [{"name": "backend", "domains": ["*"],
                                             "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]}]},
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
     }
-    config["static_resources"]["listeners"] = [{
-        "name": "backend:127.0.0.1", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+    return {
+        "name": f"{stat_prefix}:127.0.0.1", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
-    }]
+    }
+
+
+def _caller(config: dict, backend: RunningEnvoy, client: Issued, port: int) -> None:
+    """Replace the listener with an upstream listener (plain HTTP from the app) to `backend`
+    over mTLS with `client`'s certificate, as a Consul upstream."""
+    config["static_resources"]["listeners"] = [_http_upstream(sni("backend"), "upstream.backend.default.default.dc1", port)]
     config["static_resources"]["clusters"] = [_upstream_cluster("backend", backend, client)]
+
+
+def _peered_upstream(config: dict, backend: RunningEnvoy, client: Issued, port: int) -> None:
+    """Add an upstream listener to `backend` as the cluster peer `PEER` exports it (the peer's
+    service is played by the same Envoy: only the upstream cluster's name tells the peer)."""
+    config["static_resources"]["listeners"].append(_http_upstream(peered_sni("backend"), f"upstream.backend.default.{PEER}", port))
+    config["static_resources"]["clusters"].append(_upstream_cluster("backend", backend, client, peered_sni("backend")))
 
 
 def _tcp_upstream(config: dict, db: RunningEnvoy, client: Issued, port: int) -> None:
@@ -170,10 +192,14 @@ class Caller:
     envoy: RunningEnvoy
     port: int
     tcp_port: int | None = None  # its upstream listener for the TCP service `db`, if it has one
+    peer_port: int | None = None  # its upstream listener for `backend` of the cluster peer, if it has one
 
-    def request(self) -> int:
-        """One plain HTTP request from the app to its upstream listener; the status."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+    def request(self, peer: bool = False) -> int:
+        """One plain HTTP request from the app to its upstream listener (of the peer's `backend`
+        with `peer`); the status."""
+        port = self.peer_port if peer else self.port
+        assert port is not None, "this caller has no upstream of the cluster peer"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
             conn.request("GET", "/")
             response = conn.getresponse()
@@ -222,17 +248,20 @@ def start_consul_mesh(processes, tmp_path: Path) -> ConsulMesh:
     folder.mkdir()
     db = start_envoy(processes, folder, pki, customize=db_config)
     callers = []
-    # frontend also calls the TCP service db (allowed by its L4 intention)
-    for name, cert, tcp_port in (("frontend", pki.allowed, free_port()), ("intruder", pki.denied, None)):
+    # frontend also calls the TCP service db (allowed by its L4 intention) and the peer's backend
+    for name, cert, tcp_port, peer_port in (("frontend", pki.allowed, free_port(), free_port()),
+                                            ("intruder", pki.denied, None, None)):
         port = free_port()
 
-        def caller_config(config: dict, cert=cert, port=port, name=name, tcp_port=tcp_port) -> None:
+        def caller_config(config: dict, cert=cert, port=port, name=name, tcp_port=tcp_port, peer_port=peer_port) -> None:
             _caller(config, backend, cert, port)
             if tcp_port is not None:
                 _tcp_upstream(config, db, cert, tcp_port)
+            if peer_port is not None:
+                _peered_upstream(config, backend, cert, peer_port)
             consul_bootstrap(config, name)
 
         folder = tmp_path / name
         folder.mkdir()
-        callers.append(Caller(start_envoy(processes, folder, pki, customize=caller_config), port, tcp_port))
+        callers.append(Caller(start_envoy(processes, folder, pki, customize=caller_config), port, tcp_port, peer_port))
     return ConsulMesh(backend, db, *callers)

@@ -2,7 +2,8 @@
 names and labels: TCP (with a failing upstream), gRPC calls, caller-only failures (no healthy
 upstream, connect failure, circuit-breaker overflow), the proxies' own numbers (Envoy server
 stats, linkerd2-proxy process and balancer metrics, cAdvisor's container CPU) and the control
-planes in depth (istiod resources, pushes and webhooks; Linkerd controllers and injector).
+planes in depth (istiod resources, pushes and webhooks; Linkerd controllers and injector), and
+Linkerd calls to a service mirrored from another cluster through a multicluster gateway.
 Consul servers' telemetry is here too, replayed beside the real Consul Envoys.
 
 `MESHES` is `meshdata.MESHES` with these additions."""
@@ -148,7 +149,28 @@ def _linkerd_balancer(edge: Edge) -> list[Series]:
             gauge("outbound_http_balancer_endpoints", dict(backend, endpoint_state="pending"), 1)]
 
 
-def linkerd(now: float) -> list[Target]:
+# Multicluster gateway mode: `web` calls `emoji` of another cluster through its mirror
+# `emoji-<cluster>`; the endpoint is the remote gateway, so the series name no pod, only the
+# mirrored service and the target (linkerd2's destination controller: `target_cluster`, ...).
+LINKERD_REMOTE_CLUSTER = "west"
+LINKERD_GATEWAY_CALLS = (Edge("emojivoto", "web", "emojivoto", "emoji", "200", 1.5),
+                         Edge("emojivoto", "web", "emojivoto", "emoji", "503", 0.1))
+LINKERD_GATEWAY_ID = "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+
+
+def _linkerd_through_gateway(edge: Edge, cluster: str) -> list[Series]:
+    base = {"direction": "outbound", "authority": f"{edge.service}-{cluster}.{edge.namespace}.svc.cluster.local:8080",
+            "target_addr": "172.18.0.5:4143", "tls": "true", "server_id": LINKERD_GATEWAY_ID,
+            "dst_namespace": edge.namespace, "dst_service": f"{edge.service}-{cluster}", "dst_target_cluster": cluster,
+            "dst_target_service": edge.service, "dst_target_service_namespace": edge.namespace}
+    response = {**base, "status_code": edge.code, "classification": "failure" if edge.code.startswith("5") else "success",
+                "error": ""}
+    return [counter("request_total", base, edge.rate), counter("response_total", response, edge.rate)] + histogram(
+        "response_latency_ms", response, edge.rate, mean=80.0)
+
+
+def linkerd(now: float, remote_cluster: str = LINKERD_REMOTE_CLUSTER) -> list[Target]:
+    """Linkerd's proxies and controllers; `web` also calls `emoji` in `remote_cluster` through its gateway."""
     targets = meshdata.linkerd(now)
     pods = {(t.labels["namespace"], t.workload): t for t in targets if t.proxy}
     for (namespace, workload), target in pods.items():
@@ -162,6 +184,8 @@ def linkerd(now: float) -> list[Target]:
     for edge in meshdata.LINKERD_EDGES:
         if edge.namespace == "emojivoto":
             pods[(edge.namespace, edge.service)].series += _linkerd_routes(edge)
+    for edge in LINKERD_GATEWAY_CALLS:
+        pods[(edge.source_namespace, edge.source)].series += _linkerd_through_gateway(edge, remote_cluster)
     for edge in LINKERD_GRPC:
         pods[(edge.namespace, edge.service)].series += _linkerd_grpc_inbound(edge)
         pods[(edge.source_namespace, edge.source)].series += _linkerd_grpc_outbound(edge)
@@ -169,6 +193,12 @@ def linkerd(now: float) -> list[Target]:
     for target in controllers:
         target.series += [gauge("process_resident_memory_bytes", {}, 60e6), counter("process_cpu_seconds_total", {}, 0.02),
                           gauge("go_goroutines", {}, 120)]
+    # the multicluster service mirror probes the linked cluster's gateway (its `controller` container)
+    mirror = Target("/metrics", {"namespace": "linkerd-multicluster", "pod": f"linkerd-service-mirror-{remote_cluster}-5d9c8-abcde",
+                                 "component": "controller"}, "linkerd", f"linkerd-service-mirror-{remote_cluster}", [
+        gauge("gateway_alive", {"target_cluster_name": remote_cluster}, 1),
+        *histogram("gateway_probe_latency_ms", {"target_cluster_name": remote_cluster}, 1 / 3, mean=12.0),
+    ], proxy=False)
     injector = Target("/metrics", {"namespace": "linkerd", "pod": "linkerd-proxy-injector-7c9d8-abcde",
                                    "component": "proxy-injector"}, "linkerd", "linkerd-proxy-injector", [
         gauge("process_start_time_seconds", {}, now - 3600),
@@ -176,7 +206,7 @@ def linkerd(now: float) -> list[Target]:
         counter("proxy_inject_admission_responses_total",
                 {"owner_kind": "deployment", "skip": "true", "skip_reason": "injection_disabled"}, 0.01),
     ], proxy=False)
-    return sorted(pods.values(), key=lambda t: t.labels["pod"]) + controllers + [injector]
+    return sorted(pods.values(), key=lambda t: t.labels["pod"]) + controllers + [injector, mirror]
 
 
 # --- Consul servers ----------------------------------------------------------------------------
@@ -196,6 +226,9 @@ def consul_servers(now: float) -> list[Target]:
         ]
         if index == 0:
             series.append(gauge("consul_autopilot_healthy", {}, 1))
+            # the leader's view of the cluster peering with `west`
+            peer = {"peer_name": "west", "peer_id": "5c7b5e9a-2f0e-4c8e-9d6a-3b1f0e2a7c41"}
+            series += [gauge("consul_peering_healthy", peer, 1), gauge("consul_peering_exported_services", peer, 2)]
         labels = {"namespace": "consul", "pod": f"consul-server-{index}"}
         targets.append(Target("/v1/agent/metrics", labels, "consul", f"consul-server-{index}", series, proxy=False))
     return targets

@@ -43,6 +43,7 @@ def start_consul(processes, tmp_path, request, store=stack.start):
             assert tcp_connect(mesh.db, mesh.backend.pki.allowed).startswith(b"HTTP/1.1 200")  # L4 intention allows
             assert tcp_connect(mesh.db, mesh.backend.pki.denied) == b""  # L4 intention denies: closed
             assert mesh.frontend.tcp_request().startswith(b"HTTP/1.1 200")  # through frontend's TCP upstream
+            assert mesh.frontend.request(peer=True) == 200  # to backend of the cluster peer `west`
 
     out, prometheus = store(processes, tmp_path, "consul", jobs, entries, traffic)
     return mesh, out, prometheus
@@ -53,7 +54,7 @@ def outcomes_of(checker: Checker, out, dashboard_file: str):
 
 
 def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes, tmp_path, request, capsys):
-    """Every Consul panel and rule returns series from real Envoys; the denied pair, each TLS failure reason are non-zero; the TCP caller of db is charted."""
+    """Every Consul panel and rule returns series from real Envoys; the denied pair, each TLS failure reason are non-zero; the TCP caller of db and the call to the cluster peer's backend are charted."""
     mesh, out, prometheus = start_consul(processes, tmp_path, request)
     report = stack.report_dir(tmp_path, "consul")
     code = cli.main(["verify", "--prometheus", prometheus.url, "--dir", str(out), "--mesh", "consul",
@@ -79,5 +80,9 @@ def test_every_panel_and_rule_returns_data_and_security_shows_failures(processes
     tcp = panel(outcomes_of(checker, out, "service.json"), "service.json", "TCP bytes exchanged with callers").result
     # charted (the instant's rate may already be 0: the traffic ran before the checks)
     assert ("frontend", "db") in {(s["metric"]["source_workload"], s["metric"]["destination_service"]) for s in tcp}
+    between = panel(outcomes_of(checker, out, "clusters.json"), "clusters.json", "Requests by cluster pair").result
+    assert {(s["metric"]["source_cluster"], s["metric"]["destination_cluster"]) for s in between} == {("dc1", "dc1"), ("dc1", "west")}
+    callers = panel(outcomes_of(checker, out, "service.json"), "service.json", "Requests by caller and cluster").result
+    assert ("frontend", "west") in {(s["metric"]["source_workload"], s["metric"]["destination_cluster"]) for s in callers}
     assert failures == []
     assert code == 0
