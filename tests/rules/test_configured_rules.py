@@ -27,6 +27,8 @@ NON_DEFAULT = {
         "plaintext": {"window": "10m"},
         "cert_expiry": {"leaf_warning_fraction": 0.2, "leaf_critical_fraction": 0.1, "warning": "14d", "critical": "2d"},
         "config_rejected": {"window": "30m"},
+        "ztunnel": {"down_for": "4m", "gone_within": "30m", "window": "10m", "min_xds_failures_per_second": 0.02,
+                    "min_identity_failures_per_second": 0.5, "for": "15m", "severity": "critical"},
     },
     "slo": {"availability_percent": 99.5, "period": "28d", "min_failed_requests": 10},
 }
@@ -103,3 +105,21 @@ def test_leaf_fractions_must_be_ordered():
     with pytest.raises(ConfigError) as info:
         config.from_dict({"alerts": {"cert_expiry": {"leaf_warning_fraction": 0.05, "leaf_critical_fraction": 0.1}}})
     assert str(info.value) == "alerts.cert_expiry.leaf_critical_fraction: 0.1 must be smaller than leaf_warning_fraction (0.05)"
+
+
+def test_the_ztunnel_alerts_read_the_configured_thresholds(tmp_path):
+    """Non-default `alerts.ztunnel` settings reach the ztunnel alerts and their recorded windows."""
+    out = _build(tmp_path, NON_DEFAULT)
+    groups = yaml.safe_load((out / "alerts/istio/alerting-rules.yaml").read_text())["groups"]
+    rules = [r for g in groups for r in g["rules"] if r.get("alert", "").startswith("MeshZtunnel")]
+    by_alert: dict[str, list[tuple[str, str, str]]] = {}
+    for rule in rules:
+        by_alert.setdefault(rule["alert"], []).append((rule["expr"], rule["for"], rule["labels"]["severity"]))
+    assert {(f, sev) for _, f, sev in by_alert["MeshZtunnelDown"]} == {("4m", "critical")}
+    down, gone = sorted(by_alert["MeshZtunnelDown"], key=lambda r: r[0].startswith("max_over_time"))
+    assert down[0] == 'node:mesh_ztunnel_up:min{mesh="istio"} == 0'
+    assert gone[0].startswith('max_over_time(node:mesh_ztunnel_up:min{mesh="istio"}[30m])')
+    assert by_alert["MeshZtunnelIdentityFailures"] == [
+        ('node_response_flags:mesh_ztunnel_identity_failures:rate10m{mesh="istio"} > 0.5', "15m", "critical")]
+    assert by_alert["MeshZtunnelXdsFailures"] == [
+        ('node_reason:mesh_ztunnel_xds_failures:rate10m{mesh="istio"} > 0.02', "15m", "critical")]
