@@ -236,14 +236,6 @@ class State:
         """The workloads with live targets, in label order: an orphaned one is no longer exported."""
         return sorted((key, w) for key, w in self.workloads.items() if w.orphan_since is None)
 
-    def certs(self, key: tuple[str, str, str]) -> dict[str, float]:
-        """Earliest expiry per kind over the workload's live targets."""
-        return self.certs_by_workload().get(key, {})
-
-    def certs_by_workload(self) -> dict[tuple[str, str, str], dict[str, float]]:
-        """`certs` of every workload, in one pass over the targets (not one per workload)."""
-        return {key: {kind: expires for kind, (expires, _) in times.items()} for key, times in self.cert_times().items()}
-
     def cert_times(self) -> dict[tuple[str, str, str], dict[str, tuple[float, float | None]]]:
         """Per workload and kind, the (expiry, notBefore or None) of its certificate that expires
         first, in one pass over the targets (not one per workload)."""
