@@ -60,30 +60,49 @@ class Reading:
     refused: int = 0
 
 
-def _fresh(dialect: ProxyMetrics) -> dict[Key, float]:
-    counters: dict[Key, float] = {rule.key: 0.0 for rule in dialect.counters}
-    if dialect.reports(FAILURES):
-        for reason in REASONS:
-            counters.setdefault((FAILURES, reason), 0.0)
-    return counters
+def _counter_value(sample: Sample) -> float:
+    if not 0.0 <= sample.value <= MAX_COUNTER:  # NaN fails this too
+        # one poisoned value would stay in the workload's totals for ever
+        raise PayloadError(f"counter {sample.name[:100]} has value {sample.value!r}: "
+                           f"a counter is a finite number from 0 to 2^64")
+    return sample.value
 
 
 def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
+    if dialect.speaks_for is not None:
+        return _by_speaker(dialect, samples)
     counters: dict[Key, float] = {rule.key: 0.0 for rule in dialect.counters}
     certs: dict[str, float] = {}
-    by_workload: dict[tuple[str, str], dict[Key, float]] = {}
-    refused: set[tuple[str, str]] = set()
     for sample in samples:
         rules, cert_families = dialect.rules_for(sample.name)
         for rule in rules:
             if rule.match(sample.labels):
-                if not 0.0 <= sample.value <= MAX_COUNTER:  # NaN fails this too
-                    # one poisoned value would stay in the workload's totals for ever
-                    raise PayloadError(f"counter {sample.name[:100]} has value {sample.value!r}: "
-                                       f"a counter is a finite number from 0 to 2^64")
-                if dialect.speaks_for is None:
-                    counters[rule.key] += sample.value
-                    continue
+                counters[rule.key] += _counter_value(sample)
+        for family in cert_families:
+            name = family.cert_name(sample)
+            if name is not None and 0 < sample.value < math.inf:
+                kind = cert_kind(name)
+                certs[kind] = min(certs.get(kind, sample.value), sample.value)
+    for reason in REASONS:
+        counters.setdefault((FAILURES, reason), 0.0)
+    return Reading(counters, certs)
+
+
+def _by_speaker(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
+    """A proxy reporting for other workloads (`ProxyMetrics.speaks_for`): counters per workload
+    it names, no certificates of its own."""
+    # every workload's counters start from the same zeros: built once per scrape, copied per workload
+    fresh: dict[Key, float] = {rule.key: 0.0 for rule in dialect.counters}
+    if dialect.reports(FAILURES):
+        for reason in REASONS:
+            fresh.setdefault((FAILURES, reason), 0.0)
+    by_workload: dict[tuple[str, str], dict[Key, float]] = {}
+    refused: set[tuple[str, str]] = set()
+    for sample in samples:
+        rules, _ = dialect.rules_for(sample.name)
+        for rule in rules:
+            if rule.match(sample.labels):
+                value = _counter_value(sample)
                 who = dialect.speaks_for(sample.labels)
                 if who is None:
                     continue
@@ -92,18 +111,9 @@ def normalize(dialect: ProxyMetrics, samples: list[Sample]) -> Reading:
                     if len(by_workload) >= MAX_SPEAKERS:
                         refused.add(who)
                         continue
-                    into = by_workload[who] = _fresh(dialect)
-                into[rule.key] += sample.value
-        for family in cert_families:
-            name = family.cert_name(sample)
-            if name is not None and 0 < sample.value < math.inf:
-                kind = cert_kind(name)
-                certs[kind] = min(certs.get(kind, sample.value), sample.value)
-    if dialect.speaks_for is not None:
-        return Reading({}, {}, by_workload=by_workload, refused=len(refused))
-    for reason in REASONS:
-        counters.setdefault((FAILURES, reason), 0.0)
-    return Reading(counters, certs)
+                    into = by_workload[who] = dict(fresh)
+                into[rule.key] += value
+    return Reading({}, {}, by_workload=by_workload, refused=len(refused))
 
 
 def admin_certs(body: bytes) -> tuple[dict[str, float], dict[str, float]]:
