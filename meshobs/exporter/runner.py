@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from meshobs.exporter import parse, scrape, status
-from meshobs.exporter.normalize import DIALECTS, Reading, admin_certs, normalize, proxy_metrics
+from meshobs.exporter.normalize import Reading, admin_certs, normalize, proxy_metrics
 from meshobs.exporter.state import State
 from meshobs.exporter.targets import Target
 
@@ -57,14 +57,14 @@ class CycleStats:
 def certs_url(target: Target) -> str | None:
     """Envoy's /certs next to /stats/prometheus on an admin port (Consul 19000); an Istio
     sidecar's 15090 or a merged endpoint does not serve it, Linkerd has no such path."""
-    if DIALECTS[target.mesh].admin_certs and target.url.endswith("/stats/prometheus"):
+    if proxy_metrics(target).admin_certs and target.url.endswith("/stats/prometheus"):
         return target.url.removesuffix("/stats/prometheus") + "/certs"
     return None
 
 
 def metrics_url(target: Target) -> str:
     """The target's metrics URL; on Envoy's admin, with the dialect's constant stats filter."""
-    query = DIALECTS[target.mesh].stats_query
+    query = proxy_metrics(target).stats_query
     return f"{target.url}?{query}" if query and target.url.endswith("/stats/prometheus") else target.url
 
 
