@@ -52,7 +52,6 @@ _DESTINATION = 'reporter="destination"'
 TLS_FLAGS = {"TLS_FAILURE": "other", "IDENTITY_ERROR": "other", "CERT_REVOKED": "untrusted_cert"}
 
 
-
 def _rule(family: str, key: tuple[str, str], *matchers: str) -> Rule:
     # A busy node's ztunnel has thousands of connection series: the exporter's scan keeps only
     # the lines holding the most selective matcher (the last) as a literal.
@@ -66,14 +65,14 @@ ZTUNNEL_RULES = (
     _rule(_OPENED, (HANDSHAKES, ""), 'connection_security_policy="mutual_tls"', _DESTINATION),
 )
 
-_SIDES = {"destination": "destination", "source": "source"}
+_SIDES = ("destination", "source")  # reporter values, each the prefix of its side's labels
 
 
 def speaker(labels: Mapping[str, str]) -> tuple[str, str] | None:
     """(namespace, workload) as ztunnel names the workload a series speaks for: the side its
     reporter is on; None for a series of no side."""
-    side = _SIDES.get(labels.get("reporter", ""))
-    if side is None:
+    side = labels.get("reporter", "")
+    if side not in _SIDES:
         return None
     return labels.get(f"{side}_workload_namespace", ""), labels.get(f"{side}_workload", "")
 
