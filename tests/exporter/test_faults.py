@@ -11,9 +11,10 @@ from tests.exporter.running import start_exporter
 from tests.support.procs import free_port, http_get, wait_until
 
 
-def targets_json(ports: dict[str, int]) -> str:
+def targets_json(ports: dict[str, int], namespace: str = "faults", **labels: str) -> str:
+    """A file_sd targets file: one consul workload per name, on 127.0.0.1:port."""
     return json.dumps([{"targets": [f"127.0.0.1:{port}"],
-                        "labels": {"mesh": "consul", "namespace": "faults", "workload": name}}
+                        "labels": {"mesh": "consul", "namespace": namespace, "workload": name, **labels}}
                        for name, port in sorted(ports.items())])
 
 

@@ -14,6 +14,7 @@ import sys
 from tests.exporter import hostile
 from tests.exporter.kube_api import KubeApi, pod
 from tests.exporter.running import start_exporter
+from tests.exporter.test_faults import targets_json
 from tests.support.procs import wait_until
 
 GOOD_EXPIRY = "2027-01-02T03:04:05Z"
@@ -21,10 +22,7 @@ GOOD_EXPIRY = "2027-01-02T03:04:05Z"
 
 def targets_file(tmp_path, ports: dict[str, int]):
     path = tmp_path / "targets.json"
-    path.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"],
-                                 "labels": {"mesh": "consul", "namespace": "shop", "workload": name,
-                                            "__metrics_path__": "/stats/prometheus"}}
-                                for name, port in sorted(ports.items())]))
+    path.write_text(targets_json(ports, namespace="shop", __metrics_path__="/stats/prometheus"))
     return path
 
 
