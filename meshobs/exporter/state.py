@@ -141,9 +141,16 @@ class State:
         workload.orphan_since = None
         return workload
 
+    def _target(self, target: Target) -> TargetState:
+        """The target's record, created if new (not built on every scrape to be thrown away)."""
+        state = self.targets.get(target)
+        if state is None:
+            state = self.targets[target] = TargetState()
+        return state
+
     def observe(self, target: Target, reading: Reading, duration: float) -> None:
         """A successful scrape of `target`."""
-        state = self.targets.setdefault(target, TargetState())
+        state = self._target(target)
         _add(self._workload(target.workload_key), state.raw, reading.counters)
         if reading.by_workload or state.claimed or reading.refused:
             self._claims(target, state, reading)
@@ -193,7 +200,7 @@ class State:
                     shown(claim[0]), shown(claim[1]), reason)
 
     def failed(self, target: Target, reason: str, duration: float) -> None:
-        state = self.targets.setdefault(target, TargetState())
+        state = self._target(target)
         state.up, state.duration = False, duration
         self.count_error(target, reason)
 
