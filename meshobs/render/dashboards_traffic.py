@@ -15,7 +15,7 @@ from meshobs import recordings as rec
 from meshobs import recordings_traffic as rt
 from meshobs import signals
 from meshobs import signals_traffic as st
-from meshobs.render.grafana import Panel, Row
+from meshobs.render.grafana import GOOD_HIGH, Panel, Row
 from meshobs.render.grafana import Query as Q
 from meshobs.signals import Signal
 
@@ -26,7 +26,6 @@ PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 SIZE_PERCENTILES = (0.5, 0.9, 0.99)
 SERVICE_LEGEND = "{{destination_service}}.{{destination_namespace}}"
 CALLER_LEGEND = "{{source_workload}}.{{source_namespace}}"
-GOOD_HIGH = ((None, "red"), (0.95, "orange"), (0.99, "green"))
 
 
 def _available(c: "_Context", *wanted: Signal) -> bool:
