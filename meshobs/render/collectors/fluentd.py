@@ -18,7 +18,7 @@ from typing import Any
 from meshobs import accesslog, yamlfmt, ztunnellog
 from meshobs.config import Config
 from meshobs.render.collectors.endpoints import (
-    FLUENTD_NAME, FORWARD_KEY_ITEM, FORWARD_KEY_SECRET, FORWARD_PORT, PROXY_CONTAINER, labels,
+    FLUENTD_NAME, FORWARD_KEY_ITEM, FORWARD_KEY_SECRET, FORWARD_PORT, PROXY_CONTAINER, forward_key_volume, labels,
 )
 
 CONTAINER_TAG = "kubernetes.var.log.containers.**"
@@ -276,8 +276,6 @@ def manifests(cfg: Config, mesh: str) -> list[dict[str, Any]]:
     meta = {"name": FLUENTD_NAME, "namespace": ns, "labels": labels(FLUENTD_NAME)}
     selector = {"app.kubernetes.io/name": FLUENTD_NAME}
     host_paths = [("varlog", "/var/log")]
-    key_volume = {"name": "forward-key", "secret": {"secretName": FORWARD_KEY_SECRET, "optional": False,
-                                                    "items": [{"key": FORWARD_KEY_ITEM, "path": FORWARD_KEY_ITEM}]}}
     container = {
         "name": FLUENTD_NAME,
         "image": cfg.logging.fluentd_image,
@@ -321,7 +319,7 @@ def manifests(cfg: Config, mesh: str) -> list[dict[str, Any]]:
                         "containers": [container],
                         "volumes": [
                             {"name": "config", "configMap": {"name": f"{FLUENTD_NAME}-config"}},
-                            key_volume,
+                            forward_key_volume("forward-key"),
                             *({"name": name, "hostPath": {"path": path}} for name, path in host_paths),
                         ],
                     },
