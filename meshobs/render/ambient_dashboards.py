@@ -17,6 +17,7 @@ from meshobs.meshes.base import Dialect
 from meshobs.promql import Filters, Query, Source
 from meshobs.render.dashboards import BAD_HIGH, FAILED, GOOD_HIGH, RATE, _Context, _success_ratio, _total
 from meshobs.render.dashboards_traffic import CALLER_LEGEND, SERVICE_LEGEND
+from meshobs.render.dashboards_traffic import _stat as traffic_stat
 from meshobs.render.grafana import Panel, Row, Variable
 from meshobs.render.grafana import Query as Q
 
@@ -70,7 +71,8 @@ class _Scope:
 
 
 def _stat(title: str, expr: str, unit: str, description: str = "", **kw) -> Panel:
-    return Panel(title, "stat", (Q(expr),), unit=unit, width=4, height=4, description=description, **kw)
+    """A one-query stat tile, sized as the other dashboards' tiles."""
+    return traffic_stat(title, (Q(expr),), unit, description, **kw)
 
 
 # --- ztunnel -----------------------------------------------------------------------------------
