@@ -9,6 +9,8 @@ workloads on the overview, service, workload and security dashboards come from t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from meshobs import promql, signals
 from meshobs.config import Config
 from meshobs.meshes import ambient as a
@@ -51,7 +53,7 @@ class _Scope:
         """Per second (or, `total`, in the dashboard's time range) by `by`; `fixed` filters normalized labels."""
         query = self._query(by, fixed)
         if total:
-            query = Query(by=query.by, window="$__range", filters=query.filters, cluster_label=query.cluster_label)
+            query = replace(query, window="$__range")
         return promql.rate((source,), query, facet, self.c.extra, func="increase" if total else "rate")
 
     def gauge(self, source: Source, by: tuple[str, ...] = (), aggregation: str = "sum", **fixed: str) -> str:
