@@ -155,15 +155,18 @@ def _ztunnel_filters() -> list[Directive]:
     ]
 
 
+# Ruby: the record's TLS handshake did not fail (its peer_principal is a verified identity).
+_NO_TLS_FAILURE = 'record["transport_failure_reason"].to_s.empty?'
+
+
 def _presented_identity(tags: str) -> Directive:
     """After a failed handshake Envoy still logs the SAN of the certificate it rejected: keep it,
     but never as the peer's identity."""
-    failed = 'record["transport_failure_reason"].to_s.empty?'
     return ("filter", tags, [
         ("@type", "record_transformer"), ("enable_ruby", "true"),
         ("record", "", [
-            ("presented_peer_principal", f'${{{failed} ? nil : record["peer_principal"]}}'),
-            ("peer_principal", f'${{{failed} ? record["peer_principal"] : nil}}'),
+            ("presented_peer_principal", f'${{{_NO_TLS_FAILURE} ? nil : record["peer_principal"]}}'),
+            ("peer_principal", f'${{{_NO_TLS_FAILURE} ? record["peer_principal"] : nil}}'),
         ]),
     ])
 
@@ -236,7 +239,7 @@ def attribution() -> Directive:
     `matched_policy`, the same pattern), so a log backend can group them."""
     policy = " || ".join(f'record["{name}"].to_s[/{accesslog.MATCHED_POLICY}/, 1]'
                          for name in ("response_code_details", "connection_termination_details"))
-    principal = 'record["transport_failure_reason"].to_s.empty? ? record["peer_principal"] : nil'
+    principal = f'{_NO_TLS_FAILURE} ? record["peer_principal"] : nil'
     return ("filter", DENIED_TAG, [
         ("@type", "record_transformer"), ("enable_ruby", "true"),
         ("record", "", [("matched_policy", f"${{{policy}}}"), ("source_principal", f"${{{principal}}}")]),
