@@ -77,10 +77,9 @@ def _load_yaml(path: Path) -> tuple[object, list[str]]:
         return None, [f"{path}: cannot be read as YAML: {exc}"]
 
 
-def recorded_names(rule_files: Iterable[Path]) -> set[str]:
+def _recorded_names(loaded: Iterable[tuple[object, list[str]]]) -> set[str]:
     names = set()
-    for path in rule_files:
-        data, problems = _load_yaml(path)
+    for data, problems in loaded:
         if problems or not isinstance(data, dict):
             continue
         for group in data.get("groups") or []:
@@ -90,8 +89,9 @@ def recorded_names(rule_files: Iterable[Path]) -> set[str]:
     return names
 
 
-def check_rule_file(path: Path, known: frozenset[str]) -> list[str]:
-    data, problems = _load_yaml(path)
+def _check_rules(path: Path, data: object, load_problems: list[str], known: frozenset[str]) -> list[str]:
+    """The problems of one rule file, loaded by `_load_yaml`."""
+    problems = list(load_problems)
     if problems:
         return problems
     if not isinstance(data, dict) or not isinstance(data.get("groups"), list):
@@ -189,10 +189,10 @@ def check_dashboard(path: Path, known: frozenset[str]) -> list[str]:
     return problems
 
 
-def known_metrics(mesh: str, rule_files: Iterable[Path]) -> frozenset[str]:
+def _known_metrics(mesh: str, recorded: set[str]) -> frozenset[str]:
     dialect = DIALECTS.get(mesh)
     catalogue = dialect.catalogue() if dialect else frozenset()
-    return frozenset(catalogue | recorded_names(rule_files) | BUILTIN_METRICS)
+    return frozenset(catalogue | recorded | BUILTIN_METRICS)
 
 
 @dataclass
@@ -245,11 +245,13 @@ def inspect_tree(root: Path, skip: set[str] = frozenset()) -> TreeReport:
                 problems.append(f"{folder}: {what}")
         # the global roll-ups (alerts/<mesh>/global/) are checked with the per-cluster files they read
         rule_files += sorted((root / "alerts" / mesh).glob("global/*.yaml"))
-        known = known_metrics(mesh, rule_files)
-        for path in rule_files:
-            problems += check_rule_file(path, known)
+        # each rule file is read and parsed once, for the recorded names, its checks and its count
+        loaded = {path: _load_yaml(path) for path in rule_files}
+        known = _known_metrics(mesh, _recorded_names(loaded.values()))
+        for path, (data, load_problems) in loaded.items():
+            problems += _check_rules(path, data, load_problems, known)
             report.rule_files += 1
-            report.rules += _count_rules(path)
+            report.rules += _count_rules(data, load_problems)
         uids: dict[str, Path] = {}
         for path in dashboards:
             problems += check_dashboard(path, known)
@@ -266,8 +268,7 @@ def inspect_tree(root: Path, skip: set[str] = frozenset()) -> TreeReport:
     return report
 
 
-def _count_rules(path: Path) -> int:
-    data, problems = _load_yaml(path)
-    if problems or not isinstance(data, dict):
+def _count_rules(data: object, load_problems: list[str]) -> int:
+    if load_problems or not isinstance(data, dict):
         return 0
     return sum(len(group.get("rules") or []) for group in data.get("groups") or [] if isinstance(group, dict))

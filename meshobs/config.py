@@ -47,6 +47,10 @@ def _duration(reason_if_zero: str = "must be longer than 0s") -> Callable[[Any],
     return check
 
 
+# The validator of every `for:`-like setting (how long a condition must hold).
+_how_long = _duration("must be 0s or longer")
+
+
 def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
@@ -154,7 +158,7 @@ class ErrorRateAlert:
         _fraction,
     )
     window: str = _setting("5m", "rate window of the ratio", _duration())
-    for_: str = _setting("5m", "how long the ratio must stay high before firing", _duration("must be 0s or longer"))
+    for_: str = _setting("5m", "how long the ratio must stay high before firing", _how_long)
     min_requests: float = _setting(
         20, "requests the service must have received over the window for the ratio to count (a count, not a rate: "
         "a quiet service is alerted on too)", _non_negative,
@@ -167,7 +171,7 @@ class LatencyAlert:
     threshold_seconds: float = _setting(1.0, "p99 latency above which MeshHighLatencyP99 fires", _positive)
     quantile: float = _setting(0.99, "the quantile compared with the threshold", _fraction)
     window: str = _setting("5m", "rate window of the histogram", _duration())
-    for_: str = _setting("10m", "how long latency must stay high", _duration("must be 0s or longer"))
+    for_: str = _setting("10m", "how long latency must stay high", _how_long)
     min_requests_per_second: float = _setting(0.5, "minimum traffic for the alert to be considered", _non_negative)
     severity: str = _setting("warning", "severity label", _severity)
 
@@ -185,7 +189,7 @@ class UnauthorizedBurstAlert:
     )
     for_: str = _setting(
         "1m", "how long the burst must last where it is judged from rates (without the exporter; with it, "
-        "the exporter's real-time burst state fires at once)", _duration("must be 0s or longer"),
+        "the exporter's real-time burst state fires at once)", _how_long,
     )
     severity: str = _setting("critical", "severity label", _severity)
 
@@ -196,7 +200,7 @@ class UnauthorizedSustainedAlert:
         0.1, "denials per second at a workload (over alerts.unauthorized_burst.window) that fire for as long as they last",
         _positive,
     )
-    for_: str = _setting("5m", "how long the denials must go on", _duration("must be 0s or longer"))
+    for_: str = _setting("5m", "how long the denials must go on", _how_long)
     severity: str = _setting("warning", "severity label", _severity)
 
 
@@ -207,7 +211,7 @@ class MTLSFailureAlert:
         0.01, "failures per second above which MeshMTLSFailure fires (0.01/s: a few in 5m, not one stray probe)",
         _non_negative,
     )
-    for_: str = _setting("2m", "how long failures must go on", _duration("must be 0s or longer"))
+    for_: str = _setting("2m", "how long failures must go on", _how_long)
     severity: str = _setting("critical", "severity label", _severity)
 
 
@@ -217,7 +221,7 @@ class PlaintextAlert:
     min_requests_per_second: float = _setting(
         0.01, "plaintext requests per second tolerated (0.01/s: one stray request does not fire)", _non_negative
     )
-    for_: str = _setting("5m", "how long plaintext traffic must go on", _duration("must be 0s or longer"))
+    for_: str = _setting("5m", "how long plaintext traffic must go on", _how_long)
     severity: str = _setting("warning", "severity label", _severity)
 
 
@@ -232,13 +236,13 @@ class CertExpiryAlert:
     leaf_critical_fraction: float = _setting(
         0.05, "critical when a leaf certificate has less than this share of its lifetime left", _fraction,
     )
-    for_: str = _setting("5m", "how long the condition must hold", _duration("must be 0s or longer"))
+    for_: str = _setting("5m", "how long the condition must hold", _how_long)
 
 
 @dataclass(frozen=True)
 class ConfigRejectedAlert:
     window: str = _setting("10m", "window in which any rejection counts", _duration())
-    for_: str = _setting("5m", "how long rejections must go on", _duration("must be 0s or longer"))
+    for_: str = _setting("5m", "how long rejections must go on", _how_long)
     severity: str = _setting("warning", "severity label", _severity)
 
 
@@ -248,9 +252,9 @@ class UpstreamHealthAlerts:
     min_failures_per_second: float = _setting(
         0.05, "failures per second from one caller to one service above which an upstream alert fires", _non_negative
     )
-    for_: str = _setting("5m", "how long upstream failures, ejections or a proxy not live must go on", _duration("must be 0s or longer"))
+    for_: str = _setting("5m", "how long upstream failures, ejections or a proxy not live must go on", _how_long)
     severity: str = _setting("warning", "severity label of the upstream and proxy alerts", _severity)
-    control_plane_for: str = _setting("5m", "how long a control-plane component must be missing", _duration("must be 0s or longer"))
+    control_plane_for: str = _setting("5m", "how long a control-plane component must be missing", _how_long)
     control_plane_severity: str = _setting("critical", "severity label of MeshControlPlaneDown", _severity)
 
 
@@ -258,7 +262,7 @@ class UpstreamHealthAlerts:
 class ZtunnelAlerts:
     down_for: str = _setting(
         "2m", "how long a ztunnel must fail its scrapes (or be gone) before MeshZtunnelDown fires: every ambient "
-        "pod of its node is unreachable meanwhile", _duration("must be 0s or longer"))
+        "pod of its node is unreachable meanwhile", _how_long)
     gone_within: str = _setting(
         "15m", "a node whose ztunnel was scraped within this time but is no longer counts as down (a node removed "
         "from the cluster too, until this time has passed)", _duration())
@@ -270,7 +274,7 @@ class ZtunnelAlerts:
     min_identity_failures_per_second: float = _setting(
         0.01, "connections per second a ztunnel closed with IDENTITY_ERROR, TLS_FAILURE or CERT_REVOKED above which "
         "MeshZtunnelIdentityFailures fires", _non_negative)
-    for_: str = _setting("5m", "how long xDS or identity failures must go on", _duration("must be 0s or longer"))
+    for_: str = _setting("5m", "how long xDS or identity failures must go on", _how_long)
     severity: str = _setting("warning", "severity label of the xDS and identity alerts", _severity)
 
 

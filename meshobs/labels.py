@@ -179,7 +179,7 @@ def check_folder(url: str, root: Path, stale: set[str]) -> tuple[list[str], int]
 
     built = manifest.read(root)
     meshes = built.meshes if built else tuple(m for m in manifest.mesh_folders(root) if m not in stale)
-    cfg = Config(cluster_label=built.cluster_label if built else "cluster")
+    cfg = Config(cluster_label=built.cluster_label) if built else Config()
     prometheus = Prometheus(url)
     prometheus.ready()
     problems, checked = [], 0

@@ -28,18 +28,14 @@ def _checked_path(relative: str) -> PurePosixPath:
 
 def diff(artefacts: Artefacts, out: Path) -> list[str]:
     """Paths (relative, sorted) whose content on disk differs from the artefact or is missing."""
-    return sorted(missing(artefacts, out) + changed(artefacts, out))
+    return [path for _, path in differences(artefacts, out, [])]
 
 
-def missing(artefacts: Artefacts, out: Path) -> list[str]:
-    """Artefacts (relative, sorted) with no file on disk."""
-    return [relative for relative in sorted(artefacts) if not (out / _checked_path(relative)).is_file()]
-
-
-def changed(artefacts: Artefacts, out: Path) -> list[str]:
-    """Artefacts (relative, sorted) whose file on disk holds other bytes."""
-    return [relative for relative in sorted(artefacts)
-            if (out / _checked_path(relative)).is_file() and (out / relative).read_bytes() != artefacts[relative]]
+def _difference(content: bytes, target: Path) -> str | None:
+    """`missing` (no file), `changed` (other bytes) or None (up to date)."""
+    if not target.is_file():
+        return "missing"
+    return "changed" if target.read_bytes() != content else None
 
 
 DIFFERENCES = ("missing", "changed", "stale")
@@ -47,8 +43,8 @@ DIFFERENCES = ("missing", "changed", "stale")
 
 def differences(artefacts: Artefacts, out: Path, stale_files: list[str]) -> list[tuple[str, str]]:
     """(missing|changed|stale, path) for every file `write` would touch, sorted by path."""
-    found = [("missing", path) for path in missing(artefacts, out)]
-    found += [("changed", path) for path in changed(artefacts, out)]
+    found = [(how, relative) for relative in sorted(artefacts)
+             if (how := _difference(artefacts[relative], out / _checked_path(relative)))]
     found += [("stale", path) for path in stale_files]
     return sorted(found, key=lambda item: item[1])
 

@@ -182,8 +182,8 @@ def _ruby_flag() -> str:
     return f'(e = record["error"].to_s).empty? ? nil : {chain}'
 
 
-def _ruby_or_nil(key: str) -> str:
-    return f'(v = record["{key}"]).to_s.empty? ? nil : v'
+def _ruby_or_nil(key: str, convert: str = "") -> str:
+    return f'(v = record["{key}"]).to_s.empty? ? nil : v{convert}'
 
 
 def fluentd_record() -> dict[str, str]:
@@ -193,7 +193,7 @@ def fluentd_record() -> dict[str, str]:
     fields = {
         "start_time": 'record["time"]',
         "response_flags": _ruby_flag(),
-        "duration_ms": '(v = record["duration_ms"]).to_s.empty? ? nil : v.to_i',
+        "duration_ms": _ruby_or_nil("duration_ms", ".to_i"),
         "upstream_host": 'record["dst_addr"]',
         "downstream_remote_address": 'record["src_addr"]',
         "peer_principal": f'{inbound} ? record["src_identity"] : record["dst_identity"]',
@@ -201,8 +201,8 @@ def fluentd_record() -> dict[str, str]:
         "transport_failure_reason": f'{tls}.include?({_ruby_flag()}) ? record["error"] : nil',
         "connection_termination_details": f'(f = {_ruby_flag()}).nil? || {tls}.include?(f) ? nil : record["error"]',
         "authority": _ruby_or_nil("dst_service"),
-        "bytes_received": '(v = record["bytes_recv"]).to_s.empty? ? nil : v.to_i',
-        "bytes_sent": '(v = record["bytes_sent"]).to_s.empty? ? nil : v.to_i',
+        "bytes_received": _ruby_or_nil("bytes_recv", ".to_i"),
+        "bytes_sent": _ruby_or_nil("bytes_sent", ".to_i"),
         "direction": 'record["direction"]',
         **{key: _ruby_or_nil(key) for key in ("src_workload", "src_namespace", "dst_workload", "dst_namespace", "error")},
     }

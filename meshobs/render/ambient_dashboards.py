@@ -9,6 +9,8 @@ workloads on the overview, service, workload and security dashboards come from t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from meshobs import promql, signals
 from meshobs.config import Config
 from meshobs.meshes import ambient as a
@@ -16,15 +18,15 @@ from meshobs.meshes import ztunnel as z
 from meshobs.meshes.base import Dialect
 from meshobs.promql import Filters, Query, Source
 from meshobs.render.dashboards import BAD_HIGH, FAILED, GOOD_HIGH, RATE, _Context, _success_ratio, _total
+from meshobs.render.dashboards_traffic import CALLER_LEGEND, SERVICE_LEGEND
+from meshobs.render.dashboards_traffic import _stat as traffic_stat
 from meshobs.render.grafana import Panel, Row, Variable
 from meshobs.render.grafana import Query as Q
 
 # Dialects with ambient data planes.
 AMBIENT_MESHES = ("istio",)
 NODE_LEGEND = "{{node}}"
-SERVICE_LEGEND = "{{destination_service}}.{{destination_namespace}}"
 WORKLOAD_LEGEND = "{{destination_workload}}.{{destination_namespace}}"
-SOURCE_LEGEND = "{{source_workload}}.{{source_namespace}}"
 CERTIFICATES = ("ztunnel exposes no certificate-expiry metric, and its admin port (15000, `/config_dump` with each "
                 "identity's certificate chain) listens on localhost only: nothing read-only outside the pod can read "
                 "it. What shows a certificate problem: connections failed with IDENTITY_ERROR (ztunnel could not get "
@@ -51,7 +53,7 @@ class _Scope:
         """Per second (or, `total`, in the dashboard's time range) by `by`; `fixed` filters normalized labels."""
         query = self._query(by, fixed)
         if total:
-            query = Query(by=query.by, window="$__range", filters=query.filters, cluster_label=query.cluster_label)
+            query = replace(query, window="$__range")
         return promql.rate((source,), query, facet, self.c.extra, func="increase" if total else "rate")
 
     def gauge(self, source: Source, by: tuple[str, ...] = (), aggregation: str = "sum", **fixed: str) -> str:
@@ -71,7 +73,8 @@ class _Scope:
 
 
 def _stat(title: str, expr: str, unit: str, description: str = "", **kw) -> Panel:
-    return Panel(title, "stat", (Q(expr),), unit=unit, width=4, height=4, description=description, **kw)
+    """A one-query stat tile, sized as the other dashboards' tiles."""
+    return traffic_stat(title, (Q(expr),), unit, description, **kw)
 
 
 # --- ztunnel -----------------------------------------------------------------------------------
@@ -138,7 +141,7 @@ def _ztunnel(c: _Context) -> tuple[str, bytes]:
               (Q(promql.ratio(s.rate(z.OPENED, node, facet="mtls", **inbound), s.rate(z.OPENED, node, **inbound)), NODE_LEGEND),),
               unit="percentunit", min_value=0, max_value=1),
         Panel("Plaintext connections by source and destination", "timeseries",
-              (Q(s.rate(z.OPENED, signals.WORKLOAD_EDGE, facet="plaintext", **inbound), f"{SOURCE_LEGEND} → {WORKLOAD_LEGEND}"),),
+              (Q(s.rate(z.OPENED, signals.WORKLOAD_EDGE, facet="plaintext", **inbound), f"{CALLER_LEGEND} → {WORKLOAD_LEGEND}"),),
               unit="cps", description="Connections accepted without mutual TLS (`connection_security_policy=\"unknown\"`): "
                                       "from outside the mesh, admitted by PERMISSIVE mode."),
         Panel("Identity and TLS failures by node", "timeseries",
@@ -232,7 +235,7 @@ def _waypoint(c: _Context) -> tuple[str, bytes]:
               unit="reqps", description="Envoy's RBAC filter of the waypoint, per service port it listens on (its stats "
                                         "name the port, not the service: per service, see the 403s)."),
         Panel("403 responses by source and destination", "timeseries",
-              (Q(s.rate(z.WAYPOINT_REQUESTS, edge, facet="403"), f"{SOURCE_LEGEND} → {SERVICE_LEGEND}"),), unit="reqps"),
+              (Q(s.rate(z.WAYPOINT_REQUESTS, edge, facet="403"), f"{CALLER_LEGEND} → {SERVICE_LEGEND}"),), unit="reqps"),
         Panel("Denied pairs", "table", (Q(s.rate(z.WAYPOINT_REQUESTS, edge, facet="403", total=True), instant=True),),
               description="403 responses through the waypoints in the time range, by source and destination."),
     )

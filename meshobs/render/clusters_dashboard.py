@@ -13,11 +13,8 @@ from meshobs.config import Config
 from meshobs.meshes.base import Dialect
 from meshobs.render import between_clusters
 from meshobs.render.dashboards import _Context
-from meshobs.render.grafana import Panel, Row
+from meshobs.render.grafana import BAD_HIGH, GOOD_HIGH, Panel, Row
 from meshobs.render.grafana import Query as Q
-
-GOOD_HIGH = ((None, "red"), (0.95, "orange"), (0.99, "green"))
-BAD_HIGH = ((None, "green"), (0.01, "orange"), (1, "red"))
 
 
 def _by_cluster(c: _Context, operation: str, expr: str) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from meshobs import promql
 from meshobs import recordings as rec
 from meshobs import recordings_traffic as rt
 from meshobs import signals
 from meshobs import signals_traffic as st
-from meshobs.render.grafana import Panel, Row
+from meshobs.render.grafana import GOOD_HIGH, Panel, Row
 from meshobs.render.grafana import Query as Q
 from meshobs.signals import Signal
 
@@ -26,7 +27,6 @@ PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 SIZE_PERCENTILES = (0.5, 0.9, 0.99)
 SERVICE_LEGEND = "{{destination_service}}.{{destination_namespace}}"
 CALLER_LEGEND = "{{source_workload}}.{{source_namespace}}"
-GOOD_HIGH = ((None, "red"), (0.95, "orange"), (0.99, "green"))
 
 
 def _available(c: "_Context", *wanted: Signal) -> bool:
@@ -67,7 +67,7 @@ def overview_rows(c: "_Context") -> tuple[Row, ...]:
     tcp: list[Panel | None] = []
     if _available(c, st.TCP_OPENED):
         opened = c.ref(rt.tcp_opened(w))
-        tcp.append(_stat("TCP connections opened", (Q(f"sum({opened}) or vector(0)"),), "cps",
+        tcp.append(_stat("TCP connections opened", (Q(promql.or_value(f"sum({opened})", 0)),), "cps",
                          "TCP connections accepted per second by all meshed workloads."))
         if _available(c, st.TCP_MTLS_OPENED):
             tcp.append(_stat("TCP mTLS share", (Q(_ratio(f"sum({c.ref(rt.tcp_mtls_opened(w))})", f"sum({opened})")),),
@@ -75,8 +75,8 @@ def overview_rows(c: "_Context") -> tuple[Row, ...]:
         tcp.append(Panel("TCP workloads", "table", (Q(f"sum by ({', '.join(by_workload)}) ({opened})", instant=True),),
                          unit="cps", description="Workloads accepting TCP connections, by connections opened per second."))
     if _available(c, st.TCP_RECEIVED):
-        tcp.append(_stat("TCP throughput", (Q(f"sum({c.ref(rt.tcp_received(w))}) or vector(0)", "received"),
-                                            Q(f"sum({c.ref(rt.tcp_sent(w))}) or vector(0)", "sent")), "Bps"))
+        tcp.append(_stat("TCP throughput", (Q(promql.or_value(f"sum({c.ref(rt.tcp_received(w))})", 0), "received"),
+                                            Q(promql.or_value(f"sum({c.ref(rt.tcp_sent(w))})", 0), "sent")), "Bps"))
         tcp.append(Panel("TCP bytes received by workload", "timeseries",
                          (Q(c.ref(rt.tcp_received(w)), "{{destination_workload}}.{{destination_namespace}}"),), unit="Bps"))
     workloads = c.ref(rec.workload_requests(c.cfg.alerts.plaintext.window))
@@ -199,7 +199,7 @@ def proxy(c: "_Context") -> tuple[str, bytes]:
     by_caller = (c.cluster,) + st.CALLER
     legend = "{{workload}}.{{namespace}}"
     resources = _panels(
-        _stat("Proxies not live", (Q(f"count({c.ref(rt.PROXY_LIVE, **sel)} == 0) or vector(0)"),), "short",
+        _stat("Proxies not live", (Q(promql.or_value(f"count({c.ref(rt.PROXY_LIVE, **sel)} == 0)", 0)),), "short",
               "Workloads with a proxy initializing or draining.", thresholds=((None, "green"), (1, "red")))
         if _available(c, st.PROXY_LIVE) else None,
         _stat("Proxy memory", (Q(f"sum({c.ref(rt.PROXY_MEMORY, **sel)})"),), "bytes"),
@@ -250,7 +250,7 @@ def control_plane_rows(c: "_Context") -> tuple[Row, ...]:
     distribution = _panels(
         Panel("xDS pushes by type", "timeseries", _queries(c, ((st.CP_PUSHES, "{{type}}"),), (c.cluster, "type")), unit="ops",
               description="Configuration pushes to proxies by xDS type; send errors are not pushes."),
-        Panel("Push errors", "timeseries", (Q(f"{c.live(st.CP_PUSH_ERRORS, everything)} or vector(0)", "errors"),)
+        Panel("Push errors", "timeseries", (Q(promql.or_value(c.live(st.CP_PUSH_ERRORS, everything), 0), "errors"),)
               if _available(c, st.CP_PUSH_ERRORS) else (), unit="ops"),
         Panel("Push time", "timeseries",
               _percentiles(c, st.CP_PUSH_TIME, everything, (0.5, 0.99), "") if _available(c, st.CP_PUSH_TIME) else (), unit="s"),

@@ -17,6 +17,9 @@ from grafanalib._gen import DashboardEncoder
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PANEL_KINDS = ("timeseries", "stat", "table", "bargauge", "text")
+# Threshold steps of a ratio panel: green when high (success, coverage) or when low (failures).
+GOOD_HIGH = ((None, "red"), (0.95, "orange"), (0.99, "green"))
+BAD_HIGH = ((None, "green"), (0.01, "orange"), (1, "red"))
 # grafanalib still writes these pre-Grafana-7 keys; modern Grafana ignores or rewrites them.
 _LEGACY_KEYS = ("rows", "style", "hideControls", "sharedCrosshair", "span", "minSpan", "height", "editable_rows")
 

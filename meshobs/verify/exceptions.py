@@ -115,7 +115,6 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_ADMISSION, selector="sidecar_injection_", mesh="istio"),
     Expected(_NO_ADMISSION, selector="galley_validation_", mesh="istio"),
     Expected(_NO_ADMISSION, selector="proxy_inject_admission_responses_total", mesh="linkerd"),
-    Expected(_NO_ERROR, selector='envoy_response_code=~"5.."', mesh="consul"),
     # Ambient data planes: their selectors may be empty only while none of them is scraped at all
     Expected(_NO_WAYPOINT, selector=ambient.WAYPOINT[-1], mesh="istio", unless_present=_WAYPOINTS),
     Expected(_NO_DENIAL, selector=ambient.flags_matcher(ambient.DENY), mesh="istio"),

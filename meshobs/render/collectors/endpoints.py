@@ -15,6 +15,12 @@ FORWARD_PORT = 24224
 FORWARD_KEY_SECRET = "meshobs-fluentd-forward"
 FORWARD_KEY_ITEM = "shared-key"
 
+
+def forward_key_volume(name: str) -> dict:
+    """The pod volume holding the forward input's shared key; the pod does not start without it."""
+    return {"name": name, "secret": {"secretName": FORWARD_KEY_SECRET, "optional": False,
+                                     "items": [{"key": FORWARD_KEY_ITEM, "path": FORWARD_KEY_ITEM}]}}
+
 COLLECTOR_NAME = "otel-collector"
 JAEGER_NAME = "jaeger"
 FLUENTD_NAME = "fluentd"

@@ -18,7 +18,7 @@ from typing import Any
 from meshobs import accesslog, yamlfmt, ztunnellog
 from meshobs.config import Config
 from meshobs.render.collectors.endpoints import (
-    FLUENTD_NAME, FORWARD_KEY_ITEM, FORWARD_KEY_SECRET, FORWARD_PORT, PROXY_CONTAINER, labels,
+    FLUENTD_NAME, FORWARD_KEY_ITEM, FORWARD_KEY_SECRET, FORWARD_PORT, PROXY_CONTAINER, forward_key_volume, labels,
 )
 
 CONTAINER_TAG = "kubernetes.var.log.containers.**"
@@ -155,15 +155,18 @@ def _ztunnel_filters() -> list[Directive]:
     ]
 
 
+# Ruby: the record's TLS handshake did not fail (its peer_principal is a verified identity).
+_NO_TLS_FAILURE = 'record["transport_failure_reason"].to_s.empty?'
+
+
 def _presented_identity(tags: str) -> Directive:
     """After a failed handshake Envoy still logs the SAN of the certificate it rejected: keep it,
     but never as the peer's identity."""
-    failed = 'record["transport_failure_reason"].to_s.empty?'
     return ("filter", tags, [
         ("@type", "record_transformer"), ("enable_ruby", "true"),
         ("record", "", [
-            ("presented_peer_principal", f'${{{failed} ? nil : record["peer_principal"]}}'),
-            ("peer_principal", f'${{{failed} ? record["peer_principal"] : nil}}'),
+            ("presented_peer_principal", f'${{{_NO_TLS_FAILURE} ? nil : record["peer_principal"]}}'),
+            ("peer_principal", f'${{{_NO_TLS_FAILURE} ? record["peer_principal"] : nil}}'),
         ]),
     ])
 
@@ -236,7 +239,7 @@ def attribution() -> Directive:
     `matched_policy`, the same pattern), so a log backend can group them."""
     policy = " || ".join(f'record["{name}"].to_s[/{accesslog.MATCHED_POLICY}/, 1]'
                          for name in ("response_code_details", "connection_termination_details"))
-    principal = 'record["transport_failure_reason"].to_s.empty? ? record["peer_principal"] : nil'
+    principal = f'{_NO_TLS_FAILURE} ? record["peer_principal"] : nil'
     return ("filter", DENIED_TAG, [
         ("@type", "record_transformer"), ("enable_ruby", "true"),
         ("record", "", [("matched_policy", f"${{{policy}}}"), ("source_principal", f"${{{principal}}}")]),
@@ -276,8 +279,6 @@ def manifests(cfg: Config, mesh: str) -> list[dict[str, Any]]:
     meta = {"name": FLUENTD_NAME, "namespace": ns, "labels": labels(FLUENTD_NAME)}
     selector = {"app.kubernetes.io/name": FLUENTD_NAME}
     host_paths = [("varlog", "/var/log")]
-    key_volume = {"name": "forward-key", "secret": {"secretName": FORWARD_KEY_SECRET, "optional": False,
-                                                    "items": [{"key": FORWARD_KEY_ITEM, "path": FORWARD_KEY_ITEM}]}}
     container = {
         "name": FLUENTD_NAME,
         "image": cfg.logging.fluentd_image,
@@ -321,7 +322,7 @@ def manifests(cfg: Config, mesh: str) -> list[dict[str, Any]]:
                         "containers": [container],
                         "volumes": [
                             {"name": "config", "configMap": {"name": f"{FLUENTD_NAME}-config"}},
-                            key_volume,
+                            forward_key_volume("forward-key"),
                             *({"name": name, "hostPath": {"path": path}} for name, path in host_paths),
                         ],
                     },

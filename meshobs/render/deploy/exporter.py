@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from meshobs.config import Config
 from meshobs.exporter import settings
-from meshobs.render.collectors.endpoints import FORWARD_KEY_ITEM, FORWARD_KEY_SECRET
+from meshobs.render.collectors.endpoints import FORWARD_KEY_ITEM, forward_key_volume
 from meshobs.render.deploy.common import (
     EXPORTER,
     METRICS_PORT_NAME,
@@ -100,8 +100,7 @@ def _pod_template(cfg: Config, sharded: bool) -> dict:
             "volumes": [
                 {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
                 # the shared key of Fluentd's forward input; the pod does not start without it
-                {"name": "fluentd-forward-key", "secret": {"secretName": FORWARD_KEY_SECRET, "optional": False,
-                                                           "items": [{"key": FORWARD_KEY_ITEM, "path": FORWARD_KEY_ITEM}]}},
+                forward_key_volume("fluentd-forward-key"),
             ],
             "terminationGracePeriodSeconds": 10,
         },
