@@ -17,6 +17,7 @@ from typing import Any
 
 from meshobs import accesslog, yamlfmt, ztunnellog
 from meshobs.config import Config
+from meshobs.meshes import ambient
 from meshobs.render.collectors.endpoints import (
     FLUENTD_NAME, FORWARD_KEY_ITEM, FORWARD_KEY_SECRET, FORWARD_PORT, PROXY_CONTAINER, forward_key_volume, labels,
 )
@@ -26,7 +27,8 @@ CONTAINER_TAG = "kubernetes.var.log.containers.**"
 # (meshobs.ztunnellog), so its files are tailed apart, under their own tag, and parsed into the
 # same record before the shared steps (identity, metadata, security routing).
 ZTUNNEL_TAG = "ztunnel.var.log.containers.**"
-ZTUNNEL_PATH = "/var/log/containers/ztunnel-*_istio-system_istio-proxy-*.log"
+ZTUNNEL_PATH = (f"/var/log/containers/{ambient.ZTUNNEL_POD_PREFIX}*_{ambient.ROOT_NAMESPACE}_"
+                f"{PROXY_CONTAINER['istio']}-*.log")
 ACCESS_TAG_PREFIX = "meshobs.access"
 PARSE_ERROR_TAG_PREFIX = "meshobs.parse_error"
 FORWARD_KEY_DIR = "/etc/fluentd/forward"
