@@ -40,9 +40,7 @@ def _istio_grpc(edge: Edge, reporter: str) -> list[Series]:
 
 
 def _istio_tcp_failure(edge: Edge) -> list[Series]:
-    labels = meshdata._istio_request_labels(edge, "source")
-    del labels["response_code"], labels["grpc_response_status"]
-    labels.update(request_protocol="tcp", response_flags="UF")
+    labels = dict(meshdata._istio_tcp_labels(edge, "source"), response_flags="UF")
     return [counter("istio_tcp_connections_opened_total", labels, edge.rate),
             counter("istio_tcp_connections_closed_total", labels, edge.rate)]
 
