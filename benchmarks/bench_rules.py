@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,11 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.support.procs import process_starter, wait_until  # noqa: E402
+from tests.support.prom import run_prometheus  # noqa: E402
 
 BLOCK = 2 * 3600
 CODES = {"200": 0.95, "503": 0.05}  # share of each service's traffic
@@ -85,51 +89,32 @@ def traffic_rules(derived: bool) -> dict:
                                                       for r in rules]}]}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.load(response)
 
 
-def evaluation_seconds(prometheus: str, blocks: Path, work: Path, rules: dict, evaluations: int, interval: int) -> list[float]:
+def evaluation_seconds(blocks: Path, work: Path, rules: dict, evaluations: int, interval: int) -> list[float]:
     """The traffic group's evaluation time over `evaluations` evaluations in a real Prometheus."""
-    data = work / "data"
-    shutil.copytree(blocks, data)
+    shutil.copytree(blocks, work / "data")
     (work / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
-    (work / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"evaluation_interval": f"{interval}s", "scrape_interval": f"{interval}s"},
-        "rule_files": [str(work / "rules.yaml")],
-    }))
-    port = _free_port()
-    log = (work / "prometheus.log").open("w")
-    process = subprocess.Popen([prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
-                                f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    config = {"global": {"evaluation_interval": f"{interval}s", "scrape_interval": f"{interval}s"},
+              "rule_files": [str(work / "rules.yaml")]}
     seen: dict[str, float] = {}
+    starter = process_starter()
     try:
-        deadline = time.monotonic() + 120 + evaluations * interval * 10
-        while len(seen) < evaluations:
-            if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited: see {work / 'prometheus.log'}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(seen)} evaluations seen")
-            try:
-                groups = _get(f"http://127.0.0.1:{port}/api/v1/rules")["data"]["groups"]
-            except OSError:
-                time.sleep(0.5)
-                continue
-            for group in groups:
+        prometheus = run_prometheus(next(starter), work, config)
+
+        def evaluated() -> bool:
+            for group in _get(f"{prometheus.url}/api/v1/rules")["data"]["groups"]:
                 if not group["lastEvaluation"].startswith("0001"):
                     seen[group["lastEvaluation"]] = group["evaluationTime"]
-            time.sleep(interval / 4)
+            return len(seen) >= evaluations
+
+        wait_until(evaluated, timeout=120 + evaluations * interval * 10, interval=interval / 4,
+                   what=f"{evaluations} evaluations of the traffic group")
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        next(starter, None)  # stops Prometheus
     return list(seen.values())
 
 
@@ -142,8 +127,8 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=9)
     parser.add_argument("--interval", type=int, default=10, help="rule evaluation interval, seconds")
     args = parser.parse_args()
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    if not prometheus or not promtool:
+    promtool = shutil.which("promtool")
+    if not shutil.which("prometheus") or not promtool:
         sys.exit("needs prometheus and promtool on PATH")
 
     with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmp:
@@ -168,7 +153,7 @@ def main() -> None:
         for name, derived in (("before (raw long windows)", False), ("after (derived from recorded 5m rates)", True)):
             work = root / ("after" if derived else "before")
             work.mkdir()
-            times = evaluation_seconds(prometheus, root / "blocks", work, traffic_rules(derived), args.evaluations, args.interval)
+            times = evaluation_seconds(root / "blocks", work, traffic_rules(derived), args.evaluations, args.interval)
             results[name] = statistics.median(times)
             print(f"{name}: traffic group evaluation {results[name] * 1000:.1f} ms "
                   f"(median of {len(times)}: {', '.join(f'{t * 1000:.0f}' for t in sorted(times))} ms)")

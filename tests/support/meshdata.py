@@ -157,10 +157,16 @@ def _istio_edge_series(edge: Edge, reporter: str) -> list[Series]:
     return out
 
 
-def _istio_tcp_series(edge: Edge, reporter: str) -> list[Series]:
+def _istio_tcp_labels(edge: Edge, reporter: str) -> Labels:
+    """The labels of a TCP connection's series: a request's, without the response."""
     labels = _istio_request_labels(edge, reporter)
     del labels["response_code"], labels["grpc_response_status"]
     labels["request_protocol"] = "tcp"
+    return labels
+
+
+def _istio_tcp_series(edge: Edge, reporter: str) -> list[Series]:
+    labels = _istio_tcp_labels(edge, reporter)
     return [counter("istio_tcp_connections_opened_total", labels, edge.rate),
             counter("istio_tcp_connections_closed_total", labels, edge.rate * 0.9),
             counter("istio_tcp_sent_bytes_total", labels, edge.rate * 4000),

@@ -20,7 +20,9 @@ ISTIO_CALLER_FAILURES = (
     (Edge("shop", "productpage", "shop", "ratings", "503", 0.2), "UF"),  # upstream connect failure
     (Edge("shop", "productpage", "shop", "ratings", "503", 0.1), "UO"),  # circuit breaker overflow
 )
-ISTIO_GRPC = (Edge("shop", "frontend", "shop", "catalog", "0", 2.0), Edge("shop", "frontend", "shop", "catalog", "14", 0.3))
+# gRPC calls: HTTP 200 with a grpc-status ("14": UNAVAILABLE)
+ISTIO_GRPC = (Edge("shop", "frontend", "shop", "catalog", "200", 2.0, grpc_status="0"),
+              Edge("shop", "frontend", "shop", "catalog", "200", 0.3, grpc_status="14"))
 ISTIO_TCP_FAILURE = Edge("shop", "reviews", "shop", "redis", "", 0.2)
 
 
@@ -32,17 +34,13 @@ def _istio_caller_failure(edge: Edge, flags: str) -> list[Series]:
 
 
 def _istio_grpc(edge: Edge, reporter: str) -> list[Series]:
-    # gRPC failures travel as HTTP 200 with a grpc-status
-    labels = dict(meshdata._istio_request_labels(edge, reporter), request_protocol="grpc", response_code="200",
-                  grpc_response_status=edge.code)
+    labels = meshdata._istio_request_labels(edge, reporter)
     return [counter("istio_requests_total", labels, edge.rate)] + histogram(
         "istio_request_duration_milliseconds", labels, edge.rate)
 
 
 def _istio_tcp_failure(edge: Edge) -> list[Series]:
-    labels = meshdata._istio_request_labels(edge, "source")
-    del labels["response_code"], labels["grpc_response_status"]
-    labels.update(request_protocol="tcp", response_flags="UF")
+    labels = dict(meshdata._istio_tcp_labels(edge, "source"), response_flags="UF")
     return [counter("istio_tcp_connections_opened_total", labels, edge.rate),
             counter("istio_tcp_connections_closed_total", labels, edge.rate)]
 
@@ -95,7 +93,8 @@ def istio(now: float) -> list[Target]:
 
 
 # --- Linkerd -----------------------------------------------------------------------------------
-LINKERD_GRPC = (Edge("emojivoto", "web", "emojivoto", "emoji", "0", 1.0), Edge("emojivoto", "web", "emojivoto", "emoji", "14", 0.2))
+LINKERD_GRPC = (Edge("emojivoto", "web", "emojivoto", "emoji", "200", 1.0, grpc_status="0"),
+                Edge("emojivoto", "web", "emojivoto", "emoji", "200", 0.2, grpc_status="14"))
 
 
 def _linkerd_tcp_inbound(rate: float) -> list[Series]:
@@ -119,15 +118,15 @@ def _linkerd_tcp_outbound(edge: Edge) -> list[Series]:
 def _linkerd_grpc_outbound(edge: Edge) -> list[Series]:
     labels = {"direction": "outbound", "authority": f"{edge.service}.{edge.namespace}.svc.cluster.local:8080",
               "target_addr": "10.42.0.17:8080", "tls": "true", "dst_namespace": edge.namespace, "dst_deployment": edge.service,
-              "dst_service": edge.service, "status_code": "200", "grpc_status": edge.code,
-              "classification": "success" if edge.code == "0" else "failure", "error": ""}
+              "dst_service": edge.service, "status_code": edge.code, "grpc_status": edge.grpc_status,
+              "classification": meshdata._classification(edge), "error": ""}
     return [counter("response_total", labels, edge.rate)]
 
 
 def _linkerd_grpc_inbound(edge: Edge) -> list[Series]:
     labels = {"direction": "inbound", "authority": f"{edge.service}.{edge.namespace}.svc.cluster.local:8080",
-              "target_addr": "10.42.0.17:8080", "tls": "true", "status_code": "200", "grpc_status": edge.code,
-              "classification": "success" if edge.code == "0" else "failure", "error": ""}
+              "target_addr": "10.42.0.17:8080", "tls": "true", "status_code": edge.code, "grpc_status": edge.grpc_status,
+              "classification": meshdata._classification(edge), "error": ""}
     return [counter("response_total", labels, edge.rate)]
 
 

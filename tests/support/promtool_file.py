@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from meshobs.config import duration_seconds
+
 Labels = dict[str, str]
 Samples = list[tuple[float, float]]
 
-_DURATION = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _TERM = re.compile(r"^(?P<start>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|_|stale)"
                    r"(?:(?P<op>[-+])(?P<step>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?))?(?:x(?P<times>\d+))?$")
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -32,10 +32,10 @@ class NotationError(ValueError):
 
 def seconds(duration: str) -> float:
     """A Prometheus duration (`1h30m`, `90s`) in seconds."""
-    parts = _DURATION.findall(duration)
-    if not parts or "".join(n + u for n, u in parts) != duration:
-        raise NotationError(f"not a duration: {duration!r}")
-    return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+    try:
+        return duration_seconds(duration)
+    except ValueError:
+        raise NotationError(f"not a duration: {duration!r}") from None
 
 
 def parse_series(text: str) -> Labels:
