@@ -525,13 +525,17 @@ def test_every_alert_has_scenarios():
 @pytest.mark.parametrize("alertname", ALERT_NAMES)
 def test_alert_fires_on_bad_and_stays_silent_otherwise(alertname, mesh, rule_files, tmp_path):
     """promtool agrees with each scenario: bad fires with exact labels and annotations, the rest stay silent."""
-    promtool = require_binary("promtool")
-    tests = SCENARIOS[alertname](mesh, DIALECTS[mesh].title)
-    test_file = tmp_path / f"{mesh}-{alertname}.yaml"
+    run_promtool(rule_files[mesh], tmp_path, f"{mesh}-{alertname}", SCENARIOS[alertname](mesh, DIALECTS[mesh].title))
+
+
+def run_promtool(files, tmp_path: Path, name: str, tests: list[dict]) -> None:
+    """`promtool test rules` of `tests` on the rule `files`; fails with promtool's output."""
+    test_file = tmp_path / f"{name}.yaml"
     test_file.write_text(yamlfmt.dump({
-        "rule_files": [str(p) for p in sorted(rule_files[mesh])],
+        "rule_files": [str(p) for p in sorted(files)],
         "evaluation_interval": "1m",
         "tests": tests,
     }))
-    result = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([require_binary("promtool"), "test", "rules", str(test_file)], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -14,6 +14,7 @@ from meshobs.meshes import DIALECTS
 from meshobs.render import rules_ambient
 from tests.rules import ambient_traffic as amb
 from tests.rules.test_alerts_promtool import CFG, _case, rule_files  # noqa: F401 (fixture)
+from tests.rules.test_alerts_promtool import run_promtool as run_rule_tests
 from tests.rules.test_health_alerts_promtool import _expected
 from tests.rules.traffic import CLUSTER, constant, counter
 from tests.support.ambientdata import ACCOUNTS, LEGACY, POSTGRES, L4, WEB
@@ -24,12 +25,9 @@ TITLE = "Istio"
 
 def run_promtool(rule_files: dict, tmp_path: Path, name: str, tests: list[dict]) -> None:
     """`promtool test rules` on Istio's rendered rule files; fails with promtool's output."""
-    test_file = tmp_path / f"{name}.yaml"
-    test_file.write_text(yamlfmt.dump({
-        "rule_files": [str(p) for p in sorted(rule_files["istio"])],
-        "evaluation_interval": "1m",
-        "tests": tests,
-    }))
+    run_rule_tests(rule_files["istio"], tmp_path, name, tests)
+
+
 UNREACHABLE = "every ambient pod of the node is unreachable (ztunnel carries all their traffic)"
 
 
