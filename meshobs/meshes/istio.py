@@ -23,7 +23,7 @@ from meshobs.meshes.proxy import (
     ALLOWED, DENIED, DRY_RUN_ALLOWED, DRY_RUN_DENIED, FAILURES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule,
     all_of, label_is,
 )
-from meshobs.promql import AnyOf, Cut, Source
+from meshobs.promql import Cut, Source
 
 _DESTINATION = ('reporter="destination"',)
 # The server's side at L7: a sidecar server's own proxy, or an ambient server's waypoint. The two
@@ -31,8 +31,7 @@ _DESTINATION = ('reporter="destination"',)
 _SERVER = (f'reporter=~"destination|{ambient.WAYPOINT_REPORTER}"',)
 # Calls out of the mesh (PassthroughCluster, BlackHoleCluster) have no service namespace: not a mesh service
 _SOURCE = ('reporter="source"', 'destination_service_namespace!="unknown"')
-# HTTP 5xx, or a gRPC call that failed (HTTP 200 with a grpc-status other than 0): disjoint series
-_ERRORS = AnyOf((('response_code=~"5.."',), ('response_code!~"5..", grpc_response_status!~"0|"',)))
+_ERRORS = ambient.L7_ERRORS
 # the sidecars' and waypoints' (Envoy stats filter) matchers the facets below share
 _MTLS = ('connection_security_policy="mutual_tls"',)
 _NO_TLS = ('connection_security_policy="none"',)
@@ -129,7 +128,7 @@ _CLIENT_FACETS = {"5xx": ('response_code=~"5.."',), "4xx": _4XX}
 # through, which also sees a sidecar client's calls (then reported by both: the larger is taken).
 ISTIO_CLIENT = Client(
     requests=(Source("istio_requests_total", _CALLER, _LABELS, facets=_CLIENT_FACETS),
-              Source("istio_requests_total", (f'reporter="{ambient.WAYPOINT_REPORTER}"',), _LABELS, facets=_CLIENT_FACETS)),
+              Source("istio_requests_total", ambient.WAYPOINT_L7, _LABELS, facets=_CLIENT_FACETS)),
     # a quantile, not a count: a sidecar client's calls through a waypoint weigh in twice
     duration=Source("istio_request_duration_milliseconds_bucket", _UPSTREAM_CALLER, _LABELS, scale=0.001),
 )
