@@ -10,6 +10,8 @@ dashboards break them down by. Names, labels and values as ztunnel and Istio 1.3
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from meshobs.meshes import ambient as a
 from meshobs.meshes.extended import POD_OWNER
 from meshobs.promql import Cut, Source
@@ -39,8 +41,7 @@ _FLAGS = {
 
 
 def _l4(metric: str) -> Source:
-    source = a.ztunnel_source(metric, **_L4)
-    return Source(source.metric, source.matchers, source.labels, facets=_FLAGS)
+    return replace(a.ztunnel_source(metric, **_L4), facets=_FLAGS)
 
 
 OPENED = _l4(a.OPENED)
