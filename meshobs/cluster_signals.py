@@ -3,27 +3,9 @@
 
 from __future__ import annotations
 
-from meshobs.meshes.base import Dialect
-from meshobs.promql import Source
-from meshobs.signals import Signal
+from meshobs.signals import Signal, at_path
 
-
-def _requests(dialect: Dialect) -> tuple[Source, ...]:
-    return (dialect.cross_cluster.requests,) if dialect.cross_cluster else ()
-
-
-def _duration(dialect: Dialect) -> tuple[Source, ...]:
-    cross = dialect.cross_cluster
-    return (cross.duration,) if cross and cross.duration else ()
-
-
-def _gateway(field: str):
-    def sources(dialect: Dialect) -> tuple[Source, ...]:
-        source = getattr(dialect.cross_cluster, field) if dialect.cross_cluster else None
-        return (source,) if source else ()
-
-    return sources
-
+_requests = at_path("cross_cluster.requests")
 
 REQUESTS = Signal("cross_cluster_requests", "Requests between clusters", "reqps", "rate", _requests,
                   description="HTTP/gRPC requests by caller cluster and destination cluster")
@@ -31,11 +13,11 @@ ERRORS = Signal("cross_cluster_errors", "Failed requests between clusters", "req
                 description="failed requests (5xx, failed gRPC) by caller cluster and destination cluster")
 MTLS = Signal("cross_cluster_mtls", "mTLS requests between clusters", "reqps", "rate", _requests, facet="mtls",
               description="requests over mutual TLS by caller cluster and destination cluster")
-DURATION = Signal("cross_cluster_duration", "Latency between clusters", "s", "quantile", _duration,
+DURATION = Signal("cross_cluster_duration", "Latency between clusters", "s", "quantile", at_path("cross_cluster.duration"),
                   description="time to answer a request, by caller cluster and destination cluster")
-REMOTE_UP = Signal("remote_up", "Remote clusters reachable", "short", "gauge_min", _gateway("remote_up"),
+REMOTE_UP = Signal("remote_up", "Remote clusters reachable", "short", "gauge_min", at_path("cross_cluster.remote_up"),
                    description="1 while the mesh reaches a remote cluster (its gateway answers probes, its peering "
                                "is healthy), by destination cluster")
 GATEWAY_PROBE_DURATION = Signal("gateway_probe_duration", "Gateway probe latency", "s", "quantile",
-                                _gateway("gateway_probe_duration"),
+                                at_path("cross_cluster.gateway_probe_duration"),
                                 description="time the mesh's probes of a remote cluster's gateway take, by destination cluster")

@@ -45,7 +45,7 @@ Facet = tuple[str, ...] | AnyOf
 class Source:
     """Where a mesh keeps one number.
 
-    `labels` maps normalized label -> native label (a name, or `Derived`); a normalized label
+    `labels` maps normalized label -> native label (a name, a `FirstOf` or a `Cut`); a normalized label
     with a fixed value (a TLS failure reason) is given in `constant_labels`. `facets` are named
     native matchers a signal may ask for: "error", "403", "plaintext"."""
 

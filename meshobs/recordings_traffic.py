@@ -84,33 +84,27 @@ def tcp_window(cfg: Config) -> str:
     return cfg.alerts.error_rate.window
 
 
+def _recordings(cfg: Config) -> list[tuple[Recorded, Signal, tuple[str, ...], str]]:
+    """(recorded series, signal, normalized labels, window; "" for an instant) of every signal recorded here."""
+    tcp, upstream = tcp_window(cfg), window(cfg)
+    return ([(family(tcp), signal, by, tcp) for family, signal, by in _TCP]
+            + [(family(upstream), signal, by, upstream) for family, signal, by in _WINDOWED]
+            + [(name, signal, by, "") for name, signal, by in _INSTANT])
+
+
 def recorded(cfg: Config, dialect: Dialect, signal: Signal) -> Recorded | None:
     """The recorded series holding `signal` for this mesh, None where the mesh does not report it."""
     if not signal.available(dialect):
         return None
-    for family, candidate, _ in _TCP:
-        if candidate is signal:
-            return family(tcp_window(cfg))
-    for family, candidate, _ in _WINDOWED:
-        if candidate is signal:
-            return family(window(cfg))
-    for name, candidate, _ in _INSTANT:
-        if candidate is signal:
-            return name
-    return None
+    return next((name for name, candidate, _, _ in _recordings(cfg) if candidate is signal), None)
 
 
 def rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     mesh = {"mesh": dialect.name}
     extra = extra_matchers(cfg, dialect)
     result = []
-    for windowed, at in ((_TCP, tcp_window(cfg)), (_WINDOWED, window(cfg))):
-        for family, signal, by in windowed:
-            if signal.available(dialect):
-                query = Query(by=(cfg.cluster_label,) + by, window=at, cluster_label=cfg.cluster_label)
-                result.append(Rule(family(at).name, signal.expr(dialect, query, extra=extra), mesh))
-    for name, signal, by in _INSTANT:
+    for name, signal, by, at in _recordings(cfg):
         if signal.available(dialect):
-            query = Query(by=(cfg.cluster_label,) + by, window="", cluster_label=cfg.cluster_label)
+            query = Query(by=(cfg.cluster_label,) + by, window=at, cluster_label=cfg.cluster_label)
             result.append(Rule(name.name, signal.expr(dialect, query, extra=extra), mesh))
     return result

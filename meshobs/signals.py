@@ -64,13 +64,15 @@ class Signal:
         raise ValueError(f"unknown signal kind {self.kind}")
 
 
-def _one(path: str) -> Callable[[Dialect], tuple[Source, ...]]:
+def at_path(path: str) -> Callable[[Dialect], tuple[Source, ...]]:
     """Sources of a signal a dialect answers with one Source at `path` ("requests",
-    "control_plane.up"), none where the dialect has None there."""
+    "control_plane.up", "ztunnels.up"), none where the dialect has None there or on the way."""
 
     def sources(dialect: Dialect) -> tuple[Source, ...]:
         source: object = dialect
         for attr in path.split("."):
+            if source is None:
+                return ()
             source = getattr(source, attr)
         return (source,) if source is not None else ()
 
@@ -82,32 +84,32 @@ REQUESTS = Signal("requests", "Requests", "reqps", "rate", lambda d: d.service_r
 REQUEST_ERRORS = Signal("request_errors", "Failed requests", "reqps", "rate", lambda d: d.service_requests, facet="error",
                         combine="largest",
                         description="requests that failed (5xx, a failed gRPC status, no answer), as the destination or its callers saw them")
-INBOUND_REQUESTS = Signal("inbound_requests", "Inbound requests", "reqps", "rate", _one("requests"),
+INBOUND_REQUESTS = Signal("inbound_requests", "Inbound requests", "reqps", "rate", at_path("requests"),
                           description="HTTP/gRPC requests received by the destination workload's proxy")
 INBOUND_TRAFFIC = Signal("inbound_traffic", "Inbound requests", "reqps", "rate",
                          lambda d: (d.requests,) + d.inbound_connections,
                          description="HTTP/gRPC requests received by the destination workload's proxy; for a workload "
                                      "with no L7 view (Istio ambient without a waypoint), the connections it accepted")
-INBOUND_ERRORS = Signal("inbound_errors", "Inbound failures", "reqps", "rate", _one("requests"), facet="error",
+INBOUND_ERRORS = Signal("inbound_errors", "Inbound failures", "reqps", "rate", at_path("requests"), facet="error",
                         description="requests the destination workload's proxy answered with a failure (5xx, failed gRPC)")
-REQUEST_DURATION = Signal("request_duration", "Latency", "s", "quantile", _one("request_duration"),
+REQUEST_DURATION = Signal("request_duration", "Latency", "s", "quantile", at_path("request_duration"),
                           description="time to answer a request to a destination service (Linkerd: as its callers see it)")
-INBOUND_PLAINTEXT = Signal("inbound_plaintext", "Inbound plaintext requests", "reqps", "rate", _one("requests"),
+INBOUND_PLAINTEXT = Signal("inbound_plaintext", "Inbound plaintext requests", "reqps", "rate", at_path("requests"),
                            facet="plaintext", description="requests the destination workload's proxy served without mutual TLS")
-INBOUND_DURATION = Signal("inbound_duration", "Inbound latency", "s", "quantile", _one("inbound_duration"),
+INBOUND_DURATION = Signal("inbound_duration", "Inbound latency", "s", "quantile", at_path("inbound_duration"),
                           description="time the destination workload's proxy took to answer a request")
 PLAINTEXT_REQUESTS = Signal("plaintext_requests", "Plaintext requests", "reqps", "rate",
                             lambda d: d.plaintext_sources(),
                             description="requests that reached a workload without mutual TLS")
-EDGE_REQUESTS = Signal("edge_requests", "Requests by source", "reqps", "rate", _one("edges"),
+EDGE_REQUESTS = Signal("edge_requests", "Requests by source", "reqps", "rate", at_path("edges"),
                        description="requests by source and destination")
-EDGE_ERRORS = Signal("edge_errors", "Failed requests by source", "reqps", "rate", _one("edges"), facet="error",
+EDGE_ERRORS = Signal("edge_errors", "Failed requests by source", "reqps", "rate", at_path("edges"), facet="error",
                      description="failed requests (5xx, failed gRPC) by source and destination")
-EDGE_MTLS = Signal("edge_mtls", "mTLS requests by source", "reqps", "rate", _one("edges"), facet="mtls",
+EDGE_MTLS = Signal("edge_mtls", "mTLS requests by source", "reqps", "rate", at_path("edges"), facet="mtls",
                    description="requests over mutual TLS, by source and destination")
-EDGE_PLAINTEXT = Signal("edge_plaintext", "Plaintext requests by source", "reqps", "rate", _one("edges"), facet="plaintext",
+EDGE_PLAINTEXT = Signal("edge_plaintext", "Plaintext requests by source", "reqps", "rate", at_path("edges"), facet="plaintext",
                         description="requests served without mutual TLS, by source and destination")
-EDGE_FORBIDDEN = Signal("edge_forbidden", "403 responses by source", "reqps", "rate", _one("edges"), facet="403",
+EDGE_FORBIDDEN = Signal("edge_forbidden", "403 responses by source", "reqps", "rate", at_path("edges"), facet="403",
                         description="403 responses by source and destination")
 AUTHZ_DENIED = Signal("authz_denied", "Authorization denials", "reqps", "rate", lambda d: d.authz_denied_sources(),
                       description="requests or connections refused by an authorization policy", exporter_judges=True)
@@ -139,28 +141,24 @@ BURSTS_STARTED = Signal("bursts_started", "Denial bursts started", "short", "inc
                         description="bursts of authorization denials the meshobs exporter saw begin")
 BURST_ACTIVE = Signal("burst_active", "Denial burst active", "short", "gauge_max", lambda d: (d.burst_source(),),
                       description="1 while the exporter sees a burst of authorization denials")
-CONTROL_PLANE_UP = Signal("control_plane_up", "Control plane instances", "short", "gauge_count", _one("control_plane.up"))
-CONNECTED_PROXIES = Signal("connected_proxies", "Connected proxies", "short", "gauge_sum", _one("control_plane.connected_proxies"))
-CONFIG_PUSHES = Signal("config_pushes", "Configuration pushes", "ops", "rate", _one("control_plane.config_pushes"))
-PUSH_DURATION = Signal("push_duration", "Push / convergence time", "s", "quantile", _one("control_plane.push_duration"))
-CA_EXPIRY = Signal("ca_expiry", "Root CA expiry", "dateTimeAsIso", "gauge_min", _one("control_plane.ca_expiry"))
+CONTROL_PLANE_UP = Signal("control_plane_up", "Control plane instances", "short", "gauge_count", at_path("control_plane.up"))
+CONNECTED_PROXIES = Signal("connected_proxies", "Connected proxies", "short", "gauge_sum", at_path("control_plane.connected_proxies"))
+CONFIG_PUSHES = Signal("config_pushes", "Configuration pushes", "ops", "rate", at_path("control_plane.config_pushes"))
+PUSH_DURATION = Signal("push_duration", "Push / convergence time", "s", "quantile", at_path("control_plane.push_duration"))
+CA_EXPIRY = Signal("ca_expiry", "Root CA expiry", "dateTimeAsIso", "gauge_min", at_path("control_plane.ca_expiry"))
 CERT_ISSUANCE_ERRORS = Signal("cert_issuance_errors", "Certificate signing errors", "ops", "rate",
-                              _one("control_plane.cert_issuance_errors"))
+                              at_path("control_plane.cert_issuance_errors"))
 SCRAPE_ERRORS = Signal("scrape_errors", "Exporter scrape errors", "ops", "rate",
                        lambda d: (d.exporter("meshobs_scrape_errors_total", reason="reason"),),
                        description="failed scrapes of sidecar proxies by the meshobs exporter, by reason")
 
 
-def _ztunnels(field: str) -> Callable[[Dialect], tuple[Source, ...]]:
-    return lambda dialect: (getattr(dialect.ztunnels, field),) if dialect.ztunnels else ()
-
-
 # Istio ambient: per node, each ztunnel (normalized label `node`)
-ZTUNNEL_UP = Signal("ztunnel_up", "ztunnels scraped", "short", "gauge_min", _ztunnels("up"),
+ZTUNNEL_UP = Signal("ztunnel_up", "ztunnels scraped", "short", "gauge_min", at_path("ztunnels.up"),
                     description="1 while Prometheus scrapes the node's ztunnel (0: its ambient pods are unreachable)")
-ZTUNNEL_XDS_FAILURES = Signal("ztunnel_xds_failures", "ztunnel xDS failures", "ops", "rate", _ztunnels("xds_failures"),
+ZTUNNEL_XDS_FAILURES = Signal("ztunnel_xds_failures", "ztunnel xDS failures", "ops", "rate", at_path("ztunnels.xds_failures"),
                               description="xDS streams from a ztunnel to istiod that failed (not the normal reconnects)")
 ZTUNNEL_IDENTITY_FAILURES = Signal("ztunnel_identity_failures", "ztunnel certificate failures", "cps", "rate",
-                                   _ztunnels("identity_failures"),
+                                   at_path("ztunnels.identity_failures"),
                                    description="connections a ztunnel closed for want of a workload certificate or a "
                                                "failed or revoked TLS identity")

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meshobs.meshes import ztunnel_proxy as pods
-from meshobs.promql import Cut, Source
+from meshobs.promql import AnyOf, Cut, Source
 
 # The pods' facts (namespace, labels, ports) are the exporter's discovery's: meshobs/meshes/ztunnel_proxy.py.
 ROOT_NAMESPACE = pods.SYSTEM_NAMESPACE  # where istiod and ztunnel run
@@ -44,6 +44,7 @@ L4_DESTINATION = ZTUNNEL + ('reporter="destination"',)
 MTLS = 'connection_security_policy="mutual_tls"'
 PLAINTEXT = 'connection_security_policy="unknown"'
 # response_flags (src/proxy/metrics.rs ResponseFlags): `-` is success.
+FAILED = 'response_flags!="-"'  # any flag but success
 DENY = "DENY"  # an AuthorizationPolicy refused the connection: the only record of an L4 denial
 # a TLS handshake on HBONE failed (TLS_FAILURE, 1.29+), the ztunnel could not get a workload's
 # certificate (IDENTITY_ERROR, 1.29+), or the peer's certificate is revoked (CERT_REVOKED, master):
@@ -83,7 +84,7 @@ ZTUNNEL_XDS_TERMINATIONS = ztunnel_source("istio_xds_connection_terminations_tot
 ZTUNNEL_XDS_MESSAGES = ztunnel_source("istio_xds_message_total", url="url")
 ZTUNNEL_IDENTITY_FAILURES = ztunnel_source(CLOSED, flags_matcher(IDENTITY_FLAGS), response_flags="response_flags")
 ZTUNNEL_CONNECTIONS_OPENED = ztunnel_source(OPENED, reporter="reporter")
-ZTUNNEL_CONNECTIONS_FAILED = ztunnel_source(CLOSED, 'response_flags!="-"', reporter="reporter",
+ZTUNNEL_CONNECTIONS_FAILED = ztunnel_source(CLOSED, FAILED, reporter="reporter",
                                             response_flags="response_flags")
 ZTUNNEL_SENT_BYTES = ztunnel_source("istio_tcp_sent_bytes_total", reporter="reporter")
 ZTUNNEL_RECEIVED_BYTES = ztunnel_source("istio_tcp_received_bytes_total", reporter="reporter")
@@ -111,16 +112,16 @@ class Ztunnels:
 
 ZTUNNELS = Ztunnels(up=ZTUNNEL_UP, xds_failures=ZTUNNEL_XDS_FAILURES, identity_failures=ZTUNNEL_IDENTITY_FAILURES)
 
-ZTUNNEL_METRICS = (
-    OPENED, CLOSED, "istio_tcp_connections_failed_total", "istio_tcp_sent_bytes_total",
-    "istio_tcp_received_bytes_total", "istio_tcp_sockets_open", "istio_xds_connection_terminations_total",
-    "istio_xds_message_total", "istio_xds_message_bytes_total", "istio_dns_requests_total",
-    "workload_manager_active_proxy_count", "workload_manager_pending_proxy_count",
-    "workload_manager_proxies_started_total", "workload_manager_proxies_stopped_total",
-)
+# ztunnel series no source reads (1.29+; closed_total has the same flags in every version): the
+# others are in the catalogue through the sources of meshobs/meshes/ztunnel.py (ztunnel.CATALOGUE)
+ZTUNNEL_METRICS = ("istio_tcp_connections_failed_total",)
 
 # --- waypoints ---------------------------------------------------------------------------------
 WAYPOINT_REPORTER = "waypoint"  # Istio's stats filter reporter SERVER_GATEWAY
+WAYPOINT_L7 = (f'reporter="{WAYPOINT_REPORTER}"',)  # a waypoint's L7 series
+# Istio's stats filter's failed requests, at a sidecar or a waypoint alike: HTTP 5xx, or a gRPC call
+# that failed (HTTP 200 with a grpc-status other than 0): disjoint series
+L7_ERRORS = AnyOf((('response_code=~"5.."',), ('response_code!~"5..", grpc_response_status!~"0|"',)))
 # The target label meshobs's waypoint job adds (the Gateway's name): a waypoint's own Envoy stats.
 WAYPOINT_LABEL = "waypoint"
 WAYPOINT = (f'{WAYPOINT_LABEL}!=""',)

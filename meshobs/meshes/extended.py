@@ -115,7 +115,3 @@ class ControlPlaneDetail(_Group):
     connected_dataplanes: Source | None = None  # gauge
     # gauges that exist while a required component runs; MeshControlPlaneDown fires when one is absent
     required: tuple[Source, ...] = ()
-
-    def sources(self) -> Iterator[Source]:
-        yield from super().sources()
-        yield from self.required

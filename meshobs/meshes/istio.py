@@ -23,7 +23,7 @@ from meshobs.meshes.proxy import (
     ALLOWED, DENIED, DRY_RUN_ALLOWED, DRY_RUN_DENIED, FAILURES, PLAINTEXT, CertFamily, PodDiscovery, ProxyMetrics, Rule,
     all_of, label_is,
 )
-from meshobs.promql import AnyOf, Cut, Source
+from meshobs.promql import Cut, Source
 
 _DESTINATION = ('reporter="destination"',)
 # The server's side at L7: a sidecar server's own proxy, or an ambient server's waypoint. The two
@@ -31,8 +31,12 @@ _DESTINATION = ('reporter="destination"',)
 _SERVER = (f'reporter=~"destination|{ambient.WAYPOINT_REPORTER}"',)
 # Calls out of the mesh (PassthroughCluster, BlackHoleCluster) have no service namespace: not a mesh service
 _SOURCE = ('reporter="source"', 'destination_service_namespace!="unknown"')
-# HTTP 5xx, or a gRPC call that failed (HTTP 200 with a grpc-status other than 0): disjoint series
-_ERRORS = AnyOf((('response_code=~"5.."',), ('response_code!~"5..", grpc_response_status!~"0|"',)))
+_ERRORS = ambient.L7_ERRORS
+# the sidecars' and waypoints' (Envoy stats filter) matchers the facets below share
+_MTLS = ('connection_security_policy="mutual_tls"',)
+_NO_TLS = ('connection_security_policy="none"',)
+_403 = ('response_code="403"',)
+_4XX = ('response_code=~"4.."',)
 _SERVICE_LABELS = {
     "destination_namespace": "destination_service_namespace",
     "destination_service": "destination_service_name",
@@ -108,7 +112,7 @@ _ISTIOD = ('pod=~"istiod-.*"',)
 # connection an ambient pod accepted (the client's ztunnel reports it again as `source`).
 ISTIO_TCP = Tcp(
     opened=Source("istio_tcp_connections_opened_total", _DESTINATION, _LABELS,
-                  facets={"mtls": ('connection_security_policy="mutual_tls"',)}),
+                  facets={"mtls": _MTLS}),
     closed=Source("istio_tcp_connections_closed_total", _DESTINATION, _LABELS),
     sent_bytes=Source("istio_tcp_sent_bytes_total", _DESTINATION, _LABELS),
     received_bytes=Source("istio_tcp_received_bytes_total", _DESTINATION, _LABELS),
@@ -119,17 +123,17 @@ ISTIO_TCP = Tcp(
     unavailable={"active": "Istio counts opened and closed connections only; their difference drifts with every "
                            "proxy restart, so meshobs charts the opened and closed rates instead"},
 )
-_CLIENT_FACETS = {"5xx": ('response_code=~"5.."',), "4xx": ('response_code=~"4.."',)}
+_CLIENT_FACETS = {"5xx": ('response_code=~"5.."',), "4xx": _4XX}
 # An ambient client has no proxy of its own at L7: its calls are seen by the waypoint it calls
 # through, which also sees a sidecar client's calls (then reported by both: the larger is taken).
 ISTIO_CLIENT = Client(
     requests=(Source("istio_requests_total", _CALLER, _LABELS, facets=_CLIENT_FACETS),
-              Source("istio_requests_total", (f'reporter="{ambient.WAYPOINT_REPORTER}"',), _LABELS, facets=_CLIENT_FACETS)),
+              Source("istio_requests_total", ambient.WAYPOINT_L7, _LABELS, facets=_CLIENT_FACETS)),
     # a quantile, not a count: a sidecar client's calls through a waypoint weigh in twice
     duration=Source("istio_request_duration_milliseconds_bucket", _UPSTREAM_CALLER, _LABELS, scale=0.001),
 )
 ISTIO_HTTP = Http(
-    client_errors=('response_code=~"4.."',),
+    client_errors=_4XX,
     inbound_duration=Source("istio_request_duration_milliseconds_bucket", _SERVER, _LABELS, scale=0.001),
     grpc=Source("istio_requests_total", _SERVER + ('request_protocol="grpc"',),
                 dict(_LABELS, grpc_status="grpc_response_status")),
@@ -184,7 +188,7 @@ ISTIO_CONTROL_PLANE_DETAIL = ControlPlaneDetail(
 _PAIR_LABELS = dict(_LABELS, destination_cluster="destination_cluster")
 ISTIO_CROSS_CLUSTER = CrossCluster(
     requests=Source("istio_requests_total", _DESTINATION, _PAIR_LABELS,
-                    facets={"error": _ERRORS, "mtls": ('connection_security_policy="mutual_tls"',)}),
+                    facets={"error": _ERRORS, "mtls": _MTLS}),
     duration=Source("istio_request_duration_milliseconds_bucket", _DESTINATION, _PAIR_LABELS, scale=0.001),
     reporter="destination",
     only_remote=False,
@@ -207,8 +211,8 @@ ISTIO = Dialect(
         _LABELS,
         facets={
             "error": _ERRORS,
-            "403": ('response_code="403"',),
-            "plaintext": ('connection_security_policy="none"',),
+            "403": _403,
+            "plaintext": _NO_TLS,
         },
     ),
     service_requests=(
@@ -219,9 +223,7 @@ ISTIO = Dialect(
         "istio_requests_total",
         _SERVER,
         _LABELS,
-        facets={"error": _ERRORS, "403": ('response_code="403"',),
-                "mtls": ('connection_security_policy="mutual_tls"',),
-                "plaintext": ('connection_security_policy="none"',)},
+        facets={"error": _ERRORS, "403": _403, "mtls": _MTLS, "plaintext": _NO_TLS},
     ),
     request_duration=Source("istio_request_duration_milliseconds_bucket", _SERVER, _SERVICE_LABELS, scale=0.001),
     inbound_duration=Source("istio_request_duration_milliseconds_bucket", _SERVER, _LABELS, scale=0.001),
@@ -235,7 +237,7 @@ ISTIO = Dialect(
     authz_denied=(
         Source(_RBAC, ('authz_enforce_result="denied"',), _POD_WORKLOAD),
         Source(ambient.CLOSED, ambient.L4_DESTINATION + (ambient.flags_matcher(ambient.DENY),), _LABELS),
-        Source("istio_requests_total", _DESTINATION + ('response_code="403"',), _LABELS),
+        Source("istio_requests_total", _DESTINATION + _403, _LABELS),
     ),
     authz_allowed=(Source(_RBAC, ('authz_enforce_result="allowed"',), _POD_WORKLOAD),),
     # ambient plaintext: connections a ztunnel accepted without HBONE (it never writes `none`)

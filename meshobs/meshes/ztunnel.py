@@ -10,9 +10,11 @@ dashboards break them down by. Names, labels and values as ztunnel and Istio 1.3
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from meshobs.meshes import ambient as a
 from meshobs.meshes.extended import POD_OWNER
-from meshobs.promql import AnyOf, Cut, Source
+from meshobs.promql import Cut, Source
 
 NODE = a.NODE_LABEL
 WAYPOINT = a.WAYPOINT_LABEL
@@ -30,7 +32,7 @@ _L4 = {
 }
 _FLAGS = {
     # every flag but `-` is a failed connection; closed_total has it in every version
-    "failed": ('response_flags!="-"',),
+    "failed": (a.FAILED,),
     "denied": (a.flags_matcher(a.DENY),),
     "identity": (a.flags_matcher(a.IDENTITY_FLAGS),),
     "mtls": (a.MTLS,),
@@ -39,8 +41,7 @@ _FLAGS = {
 
 
 def _l4(metric: str) -> Source:
-    source = a.ztunnel_source(metric, **_L4)
-    return Source(source.metric, source.matchers, source.labels, facets=_FLAGS)
+    return replace(a.ztunnel_source(metric, **_L4), facets=_FLAGS)
 
 
 OPENED = _l4(a.OPENED)
@@ -69,12 +70,11 @@ _L7 = {
     "source_workload": "source_workload",
     "code": "response_code",
 }
-# HTTP 5xx, or a gRPC call that failed (HTTP 200 with a grpc-status other than 0): disjoint series
 _L7_FACETS = {
-    "error": AnyOf((('response_code=~"5.."',), ('response_code!~"5..", grpc_response_status!~"0|"',))),
+    "error": a.L7_ERRORS,
     "403": ('response_code="403"',),
 }
-_L7_MATCHERS = (f'reporter="{a.WAYPOINT_REPORTER}"',) + a.WAYPOINT
+_L7_MATCHERS = a.WAYPOINT_L7 + a.WAYPOINT
 WAYPOINT_REQUESTS = Source("istio_requests_total", _L7_MATCHERS, _L7, facets=_L7_FACETS)
 WAYPOINT_DURATION = Source("istio_request_duration_milliseconds_bucket", _L7_MATCHERS, _L7, scale=0.001)
 _PER_WAYPOINT = {WAYPOINT: WAYPOINT, "namespace": "namespace", "pod": "pod", "workload": POD_OWNER}

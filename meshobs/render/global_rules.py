@@ -41,8 +41,13 @@ def path(mesh: str) -> str:
     return f"alerts/{mesh}/global/global-rules.yaml"
 
 
+def _name(name: str) -> str:
+    """A pattern matching `name` as a whole metric name, not as part of a longer one."""
+    return rf"(?<![\w:]){re.escape(name)}(?![\w:])"
+
+
 def _reads(expr: str, names: set[str]) -> list[str]:
-    return [name for name in names if re.search(rf"(?<![\w:]){re.escape(name)}(?![\w:])", expr)]
+    return [name for name in names if re.search(_name(name), expr)]
 
 
 def _aggregation(operation: str) -> str | None:
@@ -68,7 +73,7 @@ def global_rules(cfg: Config, dialect: Dialect) -> list[rec.Rule]:
             # a derived recording (a ratio): the same expression over the rolled-up inputs
             expr = rule.expr
             for name in sorted(reads, key=len, reverse=True):
-                expr = re.sub(rf"(?<![\w:]){re.escape(name)}(?![\w:])", global_name(name), expr)
+                expr = re.sub(_name(name), global_name(name), expr)
             out.append(rec.Rule(global_name(rule.record), expr, dict(rule.labels)))
             continue
         operation = rule.record.rsplit(":", 1)[-1]

@@ -29,11 +29,12 @@ ALERT_NAMES = (
 _CALLER = "{{ $labels.source_workload }} in {{ $labels.source_namespace }}"
 _SERVICE = "{{ $labels.destination_service }}"
 
-# (alert, signal, what fails, summary's verb phrase)
+# (alert, signal, what fails, what follows the service, summary's verb phrase)
 _FAILURE_RATES = (
-    ("MeshNoHealthyUpstream", st.NO_HEALTHY_UPSTREAM, "calls/s failed because no endpoint of", "finds no healthy endpoint of"),
-    ("MeshUpstreamConnectFailures", st.UPSTREAM_CONNECT_FAILURES, "connections/s failed to reach", "cannot connect to"),
-    ("MeshCircuitBreakerOpen", st.CIRCUIT_BREAKER_OVERFLOW, "calls/s were refused by the circuit breaker towards",
+    ("MeshNoHealthyUpstream", st.NO_HEALTHY_UPSTREAM, "calls/s failed because no endpoint of", " was healthy",
+     "finds no healthy endpoint of"),
+    ("MeshUpstreamConnectFailures", st.UPSTREAM_CONNECT_FAILURES, "connections/s failed to reach", "", "cannot connect to"),
+    ("MeshCircuitBreakerOpen", st.CIRCUIT_BREAKER_OVERFLOW, "calls/s were refused by the circuit breaker towards", "",
      "overflows its circuit breaker towards"),
 )
 
@@ -57,11 +58,10 @@ def _no_ready_endpoints(cfg: Config, dialect: Dialect) -> list[Alert]:
 def _failure_rates(cfg: Config, dialect: Dialect) -> list[Alert]:
     up = cfg.alerts.upstream_health
     alerts = []
-    for name, signal, what, verb in _FAILURE_RATES:
+    for name, signal, what, tail, verb in _FAILURE_RATES:
         recorded = rt.recorded(cfg, dialect, signal)
         if recorded is None:
             continue
-        tail = " was healthy" if name == "MeshNoHealthyUpstream" else ""
         alerts.append(Alert(
             name, f"{recorded.ref(dialect.name)} > {up.min_failures_per_second:g}", up.for_, up.severity,
             f"{dialect.title}: {{{{ $labels.source_workload }}}} {verb} {_SERVICE}",
