@@ -38,14 +38,14 @@ NODE_LABEL = "node"
 ZTUNNEL_METRICS_PORT = pods.ZTUNNEL_PORT[1]  # ztunnel has no 15090 and its admin port is localhost-only
 
 # The server's side of a connection (both ztunnels report every connection).
-L4_DESTINATION = ZTUNNEL + ('reporter="destination"',)
+L4_DESTINATION = ZTUNNEL + (pods.DESTINATION,)
 # ztunnel's connection_security_policy is `mutual_tls` (HBONE) or `unknown`, never `none`: at a
 # destination, `unknown` is plaintext from outside the mesh (PERMISSIVE inbound passthrough).
-MTLS = 'connection_security_policy="mutual_tls"'
-PLAINTEXT = 'connection_security_policy="unknown"'
+MTLS = pods.MTLS_POLICY
+PLAINTEXT = pods.PLAINTEXT_POLICY
 # response_flags (src/proxy/metrics.rs ResponseFlags): `-` is success.
 FAILED = 'response_flags!="-"'  # any flag but success
-DENY = "DENY"  # an AuthorizationPolicy refused the connection: the only record of an L4 denial
+DENY = pods.DENY  # an AuthorizationPolicy refused the connection: the only record of an L4 denial
 # a TLS handshake on HBONE failed (TLS_FAILURE, 1.29+), the ztunnel could not get a workload's
 # certificate (IDENTITY_ERROR, 1.29+), or the peer's certificate is revoked (CERT_REVOKED, master):
 # the flags the exporter reads as TLS failures
@@ -54,8 +54,8 @@ IDENTITY_FLAGS = tuple(pods.TLS_FLAGS)
 # 15008 timed out; H2_HANDSHAKE_FAILURE, master)
 CONNECT_FLAGS = ("CONNECT", "NETWORK_POLICY", "H2_HANDSHAKE_FAILURE")
 # Counted on close with the outcome's flag in every version (`_failed_total` exists from 1.29 only).
-CLOSED = "istio_tcp_connections_closed_total"
-OPENED = "istio_tcp_connections_opened_total"
+CLOSED = pods.CLOSED
+OPENED = pods.OPENED
 # xDS streams to istiod that ended in failure: ConnectionError (istiod unreachable) and Error (a
 # gRPC error); Reconnect and Complete are the normal stream recycling (src/xds/client.rs run_loop).
 XDS_FAILURE_REASONS = ("ConnectionError", "Error")

@@ -45,9 +45,16 @@ AMBIENT_ANNOTATION = ("ambient.istio.io/redirection", "enabled")
 # Since Istio 1.25 a pod may name its own telemetry workload with this label.
 WORKLOAD_NAME_LABEL = "service.istio.io/workload-name"
 
-_CLOSED = "istio_tcp_connections_closed_total"
-_OPENED = "istio_tcp_connections_opened_total"
-_DESTINATION = 'reporter="destination"'
+# ztunnel's connection series (src/proxy/metrics.rs): every connection is counted on close with
+# its outcome's flag, in every version.
+CLOSED = "istio_tcp_connections_closed_total"
+OPENED = "istio_tcp_connections_opened_total"
+DESTINATION = 'reporter="destination"'  # the server's side (both ztunnels report every connection)
+DENY = "DENY"  # the response flag of a connection an AuthorizationPolicy refused
+# connection_security_policy is `mutual_tls` (HBONE) or `unknown`, never `none`: at a destination,
+# `unknown` is plaintext from outside the mesh
+MTLS_POLICY = 'connection_security_policy="mutual_tls"'
+PLAINTEXT_POLICY = 'connection_security_policy="unknown"'
 # response flag -> meshobs failure reason
 TLS_FLAGS = {"TLS_FAILURE": "other", "IDENTITY_ERROR": "other", "CERT_REVOKED": "untrusted_cert"}
 
@@ -59,10 +66,10 @@ def _rule(family: str, key: tuple[str, str], *matchers: str) -> Rule:
 
 
 ZTUNNEL_RULES = (
-    _rule(_CLOSED, (DENIED, ""), _DESTINATION, 'response_flags="DENY"'),
-    *(_rule(_CLOSED, (FAILURES, reason), f'response_flags="{flag}"') for flag, reason in TLS_FLAGS.items()),
-    _rule(_OPENED, (PLAINTEXT, ""), _DESTINATION, 'connection_security_policy="unknown"'),
-    _rule(_OPENED, (HANDSHAKES, ""), 'connection_security_policy="mutual_tls"', _DESTINATION),
+    _rule(CLOSED, (DENIED, ""), DESTINATION, f'response_flags="{DENY}"'),
+    *(_rule(CLOSED, (FAILURES, reason), f'response_flags="{flag}"') for flag, reason in TLS_FLAGS.items()),
+    _rule(OPENED, (PLAINTEXT, ""), DESTINATION, PLAINTEXT_POLICY),
+    _rule(OPENED, (HANDSHAKES, ""), MTLS_POLICY, DESTINATION),
 )
 
 _SIDES = ("destination", "source")  # reporter values, each the prefix of its side's labels

@@ -119,7 +119,7 @@ EXPECTED: tuple[Expected, ...] = (
     Expected(_NO_WAYPOINT, selector=ambient.WAYPOINT[-1], mesh="istio", unless_present=_WAYPOINTS),
     Expected(_NO_DENIAL, selector=ambient.flags_matcher(ambient.DENY), mesh="istio"),
     Expected("empty while no ztunnel connection fails: the series appear with the first response flag",
-             selector='response_flags!="-"', mesh="istio"),
+             selector=ambient.FAILED, mesh="istio"),
     Expected("empty while no ztunnel fails to get or present a workload certificate",
              selector=ambient.flags_matcher(ambient.IDENTITY_FLAGS), mesh="istio"),
     Expected(_NO_PLAINTEXT, selector=ambient.PLAINTEXT, mesh="istio"),
