@@ -36,19 +36,21 @@ def duration_seconds(text: str) -> float:
     return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS) if g)
 
 
-def _duration(reason_if_zero: str = "must be longer than 0s") -> Callable[[Any], str | None]:
+def _duration(zero_allowed: bool = False) -> Callable[[Any], str | None]:
     def check(value: str) -> str | None:
         try:
             seconds = duration_seconds(value)
         except ValueError:
             return "is not a Prometheus duration such as 30s, 5m, 1h or 7d"
-        return reason_if_zero if seconds <= 0 else None
+        if zero_allowed:
+            return "must be 0s or longer" if seconds < 0 else None
+        return "must be longer than 0s" if seconds <= 0 else None
 
     return check
 
 
-# The validator of every `for:`-like setting (how long a condition must hold).
-_how_long = _duration("must be 0s or longer")
+# The validator of every `for:`-like setting (how long a condition must hold; 0s: at once).
+_how_long = _duration(zero_allowed=True)
 
 
 def _positive(value: float) -> str | None:

@@ -71,6 +71,12 @@ def test_bad_duration_is_rejected():
     )
 
 
+def test_a_for_of_0s_fires_at_once_but_a_window_of_0s_is_rejected():
+    """`for: 0s` (fire at once) is a valid setting; a rate window of 0s is not."""
+    assert config.from_dict({"alerts": {"plaintext": {"for": "0s"}}}).alerts.plaintext.for_ == "0s"
+    assert _error({"alerts": {"plaintext": {"window": "0s"}}}) == "alerts.plaintext.window: '0s' must be longer than 0s"
+
+
 def test_number_as_duration_is_rejected():
     """A bare number is not a duration (5 could mean seconds or minutes)."""
     assert _error({"alerts": {"plaintext": {"for": 5}}}) == "alerts.plaintext.for: expected a duration string such as '5m', got 5"

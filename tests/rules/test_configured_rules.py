@@ -48,6 +48,7 @@ def _build(tmp_path: Path, data: dict) -> Path:
     ("non-default windows, thresholds and a 28d SLO", NON_DEFAULT),
     ("error and latency windows of 10m", {"alerts": {"error_rate": {"window": "10m"}, "latency": {"window": "10m"}}}),
     ("burst baseline shorter than an hour", {"alerts": {"unauthorized_burst": {"window": "1m", "baseline_window": "10m"}}}),
+    ("an alert that fires at once", {"alerts": {"plaintext": {"for": "0s"}}}),
 ])
 def test_a_non_default_config_builds_output_meshobs_check_accepts(name, data, tmp_path):
     """`meshobs check` and `promtool check rules` pass on what `meshobs build` writes for a non-default config."""
