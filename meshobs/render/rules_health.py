@@ -107,11 +107,7 @@ def _data_plane(cfg: Config, dialect: Dialect) -> str:
 def missing(cfg: Config, dialect: Dialect, required: str, labels: dict[str, str]) -> str:
     """Clusters with proxies but without `required` (carrying `labels`, as absent() would), or
     `required` absent everywhere while no proxy reports either (a single Prometheus, no traffic)."""
-    c, data_plane = cfg.cluster_label, _data_plane(cfg, dialect)
-    per_cluster = f"group by ({c}) ({data_plane}) unless on ({c}) group by ({c}) ({required})"
-    for label, value in labels.items():
-        per_cluster = f'label_replace({per_cluster}, "{label}", "{value}", "", "")'
-    return f"{per_cluster}\nor (absent({required}) unless on () group({data_plane}))"
+    return promql.missing_per_group(required, _data_plane(cfg, dialect), cfg.cluster_label, labels)
 
 
 def _control_plane_down(cfg: Config, dialect: Dialect) -> list[Alert]:
