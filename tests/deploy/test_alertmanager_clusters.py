@@ -170,3 +170,12 @@ def test_every_bad_cluster_setting_is_named_at_once():
         "  alertmanager.clusters.us-1.chat_channel: 'a b' must be a Slack channel such as #eu-oncall: letters, digits, "
         "'.', '_' or '-' after an optional '#' or '@'"
     )
+
+
+def test_the_cluster_settings_load_back_from_config_validate_output():
+    """`meshobs config --validate` writes the clusters as a mapping that loads back to the same configuration."""
+    cfg = config.from_dict(TWO_CLUSTERS)
+    written = yaml.safe_load(config.to_yaml(cfg))
+    assert written["alertmanager"]["clusters"]["us-1"] == {
+        "pager_key_file": "pd-us", "chat_channel": "", "chat_webhook_file": "slack-us"}
+    assert config.from_dict(written) == cfg
