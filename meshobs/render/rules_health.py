@@ -104,7 +104,7 @@ def _data_plane(cfg: Config, dialect: Dialect) -> str:
                          for s in (dialect.requests, dialect.target_up_source())])
 
 
-def _missing(cfg: Config, dialect: Dialect, required: str, labels: dict[str, str]) -> str:
+def missing(cfg: Config, dialect: Dialect, required: str, labels: dict[str, str]) -> str:
     """Clusters with proxies but without `required` (carrying `labels`, as absent() would), or
     `required` absent everywhere while no proxy reports either (a single Prometheus, no traffic)."""
     c, data_plane = cfg.cluster_label, _data_plane(cfg, dialect)
@@ -122,7 +122,7 @@ def _control_plane_down(cfg: Config, dialect: Dialect) -> list[Alert]:
     parts = []
     for source in detail.required:
         labels = dict(m.groups() for m in map(_EQUALITY.match, source.matchers) if m)
-        parts.append(_missing(cfg, dialect, promql.selector(source, extra=extra, cluster_label=cfg.cluster_label), labels))
+        parts.append(missing(cfg, dialect, promql.selector(source, extra=extra, cluster_label=cfg.cluster_label), labels))
     if detail.autopilot_healthy is not None:
         healthy = promql.selector(detail.autopilot_healthy, extra=extra, cluster_label=cfg.cluster_label)
         parts.append(f"max by ({cfg.cluster_label}) ({healthy}) < 1")
