@@ -281,6 +281,25 @@ class ZtunnelAlerts:
 
 
 @dataclass(frozen=True)
+class CrossClusterAlerts:
+    window: str = _setting(
+        "5m", "rate window of the requests between clusters the error ratio is computed from (also recorded, with the "
+        "dashboards' traffic window, for the panels of traffic between clusters)", _duration())
+    error_ratio: float = _setting(
+        0.1, "share of failed requests (5xx, failed gRPC calls) from one cluster to another above which "
+        "MeshCrossClusterErrors fires", _fraction)
+    min_requests: float = _setting(
+        20, "requests from one cluster to the other over the window for the ratio to count (a count, not a rate)",
+        _non_negative)
+    errors_for: str = _setting("5m", "how long the error ratio between two clusters must stay high", _how_long)
+    errors_severity: str = _setting("warning", "severity label of MeshCrossClusterErrors", _severity)
+    unreachable_for: str = _setting(
+        "5m", "how long the mesh's own reachability of a remote cluster (Linkerd's gateway probes, Consul's peering "
+        "health) must stay below 1 before MeshRemoteClusterUnreachable fires", _how_long)
+    unreachable_severity: str = _setting("critical", "severity label of MeshRemoteClusterUnreachable", _severity)
+
+
+@dataclass(frozen=True)
 class Alerts:
     error_rate: ErrorRateAlert = _section(ErrorRateAlert, "MeshHighErrorRate")
     latency: LatencyAlert = _section(LatencyAlert, "MeshHighLatencyP99")
@@ -295,6 +314,8 @@ class Alerts:
         "MeshOutlierEjections, MeshProxyNotLive, MeshControlPlaneDown")
     ztunnel: ZtunnelAlerts = _section(
         ZtunnelAlerts, "Istio ambient's ztunnels: MeshZtunnelDown, MeshZtunnelXdsFailures, MeshZtunnelIdentityFailures")
+    cross_cluster: CrossClusterAlerts = _section(
+        CrossClusterAlerts, "calls between clusters: MeshRemoteClusterUnreachable, MeshCrossClusterErrors")
 
 
 @dataclass(frozen=True)

@@ -316,3 +316,20 @@ def missing_per_group(required: str, present: str, by: str, labels: Mapping[str,
 def gone(sel: str, window: str) -> str:
     """Series of `sel` seen within `window` and not now (a scrape target that disappeared)."""
     return f"max_over_time({sel}[{window}])\nunless {sel}"
+
+
+
+def ratio_with_volume(ratio: str, rate: str, threshold: float, seconds: float, min_count: float) -> str:
+    """A recorded ratio above `threshold` where its recorded `rate` amounted to at least `min_count`
+    events over the window of `seconds` (a count, not a rate: a quiet service is judged too, and an
+    idle one, whose ratio has no value, never)."""
+    return f"{ratio} > {threshold:g}\nand {rate} * {seconds:g} >= {min_count:g}"
+
+
+def labels_differ(expr: str, first: str, second: str) -> str:
+    """`expr` without its series whose labels `first` and `second` hold the same value (a pair of
+    one cluster). PromQL cannot compare two labels of a series: each value of `first` is made a
+    (first, second) pair of equal ends and those pairs are removed; grouped first, so that the
+    copies cannot collide."""
+    same = f'label_replace(group by ({first}) ({expr}), "{second}", "$1", "{first}", "(.*)")'
+    return f"(({expr}) unless on ({first}, {second}) {same})"

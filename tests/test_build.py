@@ -15,6 +15,7 @@ from meshobs.errors import BuildError
 from meshobs.meshes import DIALECTS
 from meshobs.render.rules import ALERT_NAMES
 from meshobs.render.rules_ambient import ALERT_NAMES as AMBIENT_ALERT_NAMES
+from meshobs.render.rules_crosscluster import ALERT_NAMES as CROSS_CLUSTER_ALERT_NAMES
 from meshobs.render.rules_health import ALERT_NAMES as HEALTH_ALERT_NAMES
 
 
@@ -63,7 +64,8 @@ def test_every_mesh_has_every_alert(rendered):
         rules = yaml.safe_load((rendered / "alerts" / mesh / "alerting-rules.yaml").read_text())["groups"][0]["rules"]
         dry_run = signals.DRY_RUN_DENIED.available(DIALECTS[mesh])  # only where the proxy reports dry-run decisions
         expected = set(ALERT_NAMES) - (set() if dry_run else {"MeshPolicyDryRunDenials"})
-        assert {r["alert"] for r in rules} - set(HEALTH_ALERT_NAMES) - set(AMBIENT_ALERT_NAMES) == expected
+        others = set(HEALTH_ALERT_NAMES) | set(AMBIENT_ALERT_NAMES) | set(CROSS_CLUSTER_ALERT_NAMES)
+        assert {r["alert"] for r in rules} - others == expected
         assert all(r["labels"]["mesh"] == mesh and r["labels"]["severity"] for r in rules)
 
 

@@ -137,8 +137,10 @@ CONSUL_CROSS_CLUSTER = CrossCluster(
     only_remote=False,
     about="Consul: the caller's upstream clusters, by datacenter (WAN federation) or peer (cluster peering), "
           "from their SNI names",
-    # the servers' view of each cluster peering (consul.peering.healthy, reported per peer by the leader)
-    remote_up=Source("consul_peering_healthy", (), {"destination_cluster": "peer_name"}),
+    # the servers' view of each cluster peering (consul.peering.healthy, set per peer by the leader every
+    # 9s: 1 healthy, 0 not or never connected; agent/consul/leader_peering.go). Every agent also serves
+    # the declared gauge without labels at 0 (go-metrics initializes declared gauges at zero): no peering.
+    remote_up=Source("consul_peering_healthy", ('peer_name!=""',), {"destination_cluster": "peer_name"}),
 )
 
 CONSUL = Dialect(

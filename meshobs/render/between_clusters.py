@@ -1,6 +1,9 @@
 """Panels of traffic between clusters, one definition for the clusters, overview and service
 dashboards: requests, failure ratio, mTLS share and latency per (caller cluster → destination
-cluster) pair, from the dialect's cross-cluster sources (meshobs/cluster_signals.py).
+cluster) pair. The clusters and overview dashboards read the recorded pairs and reachability
+(meshobs/recordings_crosscluster.py), not the raw series, so a store of many clusters does not
+re-aggregate them at every refresh; the service dashboard's callers (finer than a pair) and the
+gateway probes' latency read the dialect's cross-cluster sources (meshobs/cluster_signals.py).
 
 An end of the pair the mesh does not name is the reporting proxy's own cluster, the store's
 cluster label: the legend shows that label there. On the service dashboard the callers of the
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from meshobs import cluster_signals as cs
 from meshobs import promql
+from meshobs import recordings_crosscluster as rx
 from meshobs.meshes.crosscluster import DESTINATION_CLUSTER, ENDS, SOURCE_CLUSTER
 from meshobs.promql import Filters, Query
 from meshobs.render.grafana import Panel, Row
@@ -58,22 +62,44 @@ def _about(c: "_Context") -> str:
     return f"{cross.about}; {scope}."
 
 
-def _pair_panels(c: "_Context", by: tuple[str, ...], regex: dict[str, str], legend: str, what: str) -> tuple[Panel, ...]:
+def _pair_panels(c: "_Context", pairs: dict[str, str], legend: str, what: str) -> tuple[Panel, ...]:
+    """The pair panels from their queries: "requests", "failure" and, where the mesh has them, "mtls" and "latency"."""
     about = _about(c)
-    requests = _live(c, cs.REQUESTS, by, regex)
     panels = [
-        Panel(f"Requests {what}", "timeseries", (Q(requests, legend),), unit="reqps", description=about),
-        Panel(f"Failure ratio {what}", "timeseries", (Q(promql.ratio(_live(c, cs.ERRORS, by, regex), requests), legend),),
+        Panel(f"Requests {what}", "timeseries", (Q(pairs["requests"], legend),), unit="reqps", description=about),
+        Panel(f"Failure ratio {what}", "timeseries", (Q(pairs["failure"], legend),),
               unit="percentunit", max_value=1, min_value=0, description=about),
     ]
-    if cs.MTLS.available(c.dialect):
-        panels.append(Panel(f"mTLS share {what}", "timeseries", (Q(promql.ratio(_live(c, cs.MTLS, by, regex), requests), legend),),
+    if "mtls" in pairs:
+        panels.append(Panel(f"mTLS share {what}", "timeseries", (Q(pairs["mtls"], legend),),
                             unit="percentunit", max_value=1, min_value=0, description=about))
-    if cs.DURATION.available(c.dialect):
-        q = c.cfg.alerts.latency.quantile
-        panels.append(Panel(f"p{q * 100:g} latency {what}", "timeseries",
-                            (Q(_live(c, cs.DURATION, by, regex, quantile=q), legend),), unit="s", description=about))
+    if "latency" in pairs:
+        panels.append(Panel(f"p{c.cfg.alerts.latency.quantile * 100:g} latency {what}", "timeseries",
+                            (Q(pairs["latency"], legend),), unit="s", description=about))
     return tuple(panels)
+
+
+def _live_pairs(c: "_Context", by: tuple[str, ...], regex: dict[str, str]) -> dict[str, str]:
+    """The pair queries from the mesh's own series, grouped by `by` (finer than the recorded pairs)."""
+    requests = _live(c, cs.REQUESTS, by, regex)
+    pairs = {"requests": requests, "failure": promql.ratio(_live(c, cs.ERRORS, by, regex), requests)}
+    if cs.MTLS.available(c.dialect):
+        pairs["mtls"] = promql.ratio(_live(c, cs.MTLS, by, regex), requests)
+    if cs.DURATION.available(c.dialect):
+        pairs["latency"] = _live(c, cs.DURATION, by, regex, quantile=c.cfg.alerts.latency.quantile)
+    return pairs
+
+
+def _recorded_pairs(c: "_Context") -> dict[str, str]:
+    """The pair queries from the recorded pairs (meshobs/recordings_crosscluster.py) of the selected clusters."""
+    window = c.traffic_window
+    requests = c.ref(rx.requests(window))
+    pairs = {"requests": requests, "failure": c.ref(rx.error_ratio(window))}
+    if cs.MTLS.available(c.dialect):
+        pairs["mtls"] = promql.ratio(c.ref(rx.mtls_requests(window)), requests)
+    if cs.DURATION.available(c.dialect):
+        pairs["latency"] = c.ref(rx.latency(rx.latency_window(c.cfg)), {"quantile": f"{c.cfg.alerts.latency.quantile:g}"})
+    return pairs
 
 
 def _gateway_panels(c: "_Context") -> tuple[Panel, ...]:
@@ -82,7 +108,7 @@ def _gateway_panels(c: "_Context") -> tuple[Panel, ...]:
     legend = f"{{{{{c.cluster}}}}} → {{{{{DESTINATION_CLUSTER}}}}}"
     panels = []
     if cs.REMOTE_UP.available(c.dialect):
-        panels.append(Panel("Remote clusters reachable", "timeseries", (Q(_live(c, cs.REMOTE_UP, by, regex), legend),),
+        panels.append(Panel("Remote clusters reachable", "timeseries", (Q(c.ref(rx.REMOTE_UP), legend),),
                             max_value=1, min_value=0, description=cs.REMOTE_UP.description + "."))
     if cs.GATEWAY_PROBE_DURATION.available(c.dialect):
         panels.append(Panel("Gateway probe p99 latency", "timeseries",
@@ -96,7 +122,7 @@ def rows(c: "_Context", gateways: bool = False) -> tuple[Row, ...]:
     (and, with `gateways`, the mesh's probes of the remote gateways)."""
     if not reported(c):
         return ()
-    panels = _pair_panels(c, _by(c), {c.cluster: "$cluster"}, pair_legend(c), "by cluster pair")
+    panels = _pair_panels(c, _recorded_pairs(c), pair_legend(c), "by cluster pair")
     return (Row(TITLE, panels + (_gateway_panels(c) if gateways else ())),)
 
 
@@ -110,5 +136,5 @@ def service_rows(c: "_Context", sel: dict[str, str]) -> tuple[Row, ...]:
     if c.dialect.cross_cluster.reporter == "destination":  # type: ignore[union-attr]
         regex[c.cluster] = "$cluster"
     legend = f"{{{{source_workload}}}}.{{{{source_namespace}}}} ({pair_legend(c)})"
-    return (Row("Callers by cluster", _pair_panels(c, _by(c, "source_namespace", "source_workload"), regex, legend,
-                                                   "by caller and cluster")),)
+    return (Row("Callers by cluster", _pair_panels(c, _live_pairs(c, _by(c, "source_namespace", "source_workload"), regex),
+                                                   legend, "by caller and cluster")),)

@@ -4,11 +4,13 @@ recordings (meshobs/recordings.py) up across clusters, for a ruler that sees eve
 
 It reads recorded series only, never raw ones: each cluster (or the central ruler, with the
 per-cluster files) records `level:metric:operation` grouped by the cluster label; this file
-records `global_<level>:metric:operation` without it.
+records `global_<level>:metric:operation` without it. The pairs of calls between clusters keep
+both ends (`source_cluster`, `destination_cluster`) once the cluster label is gone.
 - rates and increases add up across clusters (`sum without (cluster)`);
 - a rule computed from recordings only (a ratio) is recomputed from the rolled-up inputs (its own
   expression over the global names), never averaged;
-- minima and maxima (certificate expiry and lifetime) stay minima and maxima;
+- minima and maxima (certificate expiry and lifetime, a remote cluster's reachability) stay minima
+  and maxima;
 - quantiles cannot be combined from per-cluster quantiles: they are left out (a global p99
   needs the raw histogram buckets in one place).
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import re
 
 from meshobs import recordings as rec
+from meshobs import recordings_crosscluster
 from meshobs import yamlfmt
 from meshobs.checks import metric_names
 from meshobs.config import Config
@@ -60,7 +63,7 @@ def _aggregation(operation: str) -> str | None:
 
 def global_rules(cfg: Config, dialect: Dialect) -> list[rec.Rule]:
     """The roll-up of every per-cluster recording of `dialect` that can be rolled up."""
-    per_cluster = rec.traffic_rules(cfg, dialect) + rec.security_rules(cfg, dialect)
+    per_cluster = rec.traffic_rules(cfg, dialect) + rec.security_rules(cfg, dialect) + recordings_crosscluster.rules(cfg, dialect)
     recorded = {rule.record for rule in per_cluster}
     out: list[rec.Rule] = []
     seen: set[str] = set()

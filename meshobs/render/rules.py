@@ -66,8 +66,8 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
     err = a.error_rate
     result.append(Alert(
         "MeshHighErrorRate",
-        f"{rec.error_ratio(err.window).ref(mesh)} > {err.ratio:g}\n"
-        f"and {rec.requests(err.window).ref(mesh)} * {_seconds_text(err.window)} >= {err.min_requests:g}",
+        promql.ratio_with_volume(rec.error_ratio(err.window).ref(mesh), rec.requests(err.window).ref(mesh), err.ratio,
+                                 duration_seconds(err.window), err.min_requests),
         err.for_, err.severity,
         f"{dialect.title}: {{{{ $labels.destination_service }}}} fails more than {err.ratio:.0%} of requests",
         f"{{{{ $value | humanizePercentage }}}} of requests to {where_service} failed (5xx, failed gRPC calls, "
@@ -255,8 +255,8 @@ def _recording_group(name: str, rules: list[rec.Rule]) -> dict:
 
 
 def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
-    from meshobs import recordings_ambient, recordings_traffic
-    from meshobs.render import rules_ambient, rules_health  # build on this module's Alert
+    from meshobs import recordings_ambient, recordings_crosscluster, recordings_traffic
+    from meshobs.render import rules_ambient, rules_crosscluster, rules_health  # build on this module's Alert
 
     mesh = dialect.name
     recording = {"groups": [
@@ -267,7 +267,11 @@ def render(cfg: Config, dialect: Dialect) -> dict[str, bytes]:
     ]}
     if dialect.ztunnels is not None:
         recording["groups"].append(_recording_group(f"meshobs-{mesh}-ztunnels", recordings_ambient.rules(cfg, dialect)))
-    every_alert = alerts(cfg, dialect) + rules_health.alerts(cfg, dialect) + rules_ambient.alerts(cfg, dialect)
+    between_clusters = recordings_crosscluster.rules(cfg, dialect)
+    if between_clusters:
+        recording["groups"].append(_recording_group(f"meshobs-{mesh}-between-clusters", between_clusters))
+    every_alert = (alerts(cfg, dialect) + rules_health.alerts(cfg, dialect) + rules_ambient.alerts(cfg, dialect)
+                   + rules_crosscluster.alerts(cfg, dialect))
     alerting = {"groups": [{
         "name": f"meshobs-{mesh}-alerts",
         "rules": [_alert_rule(cfg, dialect, alert) for alert in every_alert],

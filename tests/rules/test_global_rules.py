@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from meshobs import build, checks, config, recordings, yamlfmt
+from meshobs import build, checks, config, recordings, recordings_crosscluster, yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render import global_rules
 from tests.rules.traffic import CLUSTER, MeshTraffic
@@ -46,8 +46,9 @@ def _two_clusters(mesh: str) -> list[dict]:
 @pytest.mark.parametrize("mesh", sorted(DIALECTS))
 def test_global_rules_read_only_recordings(mesh, rendered):
     """Every global rule reads only per-cluster or global recordings, never a raw series, and promtool accepts the file."""
-    per_cluster = {r.record for r in recordings.traffic_rules(config.Config(), DIALECTS[mesh])
-                   + recordings.security_rules(config.Config(), DIALECTS[mesh])}
+    cfg = config.Config()
+    per_cluster = {r.record for r in recordings.traffic_rules(cfg, DIALECTS[mesh]) + recordings.security_rules(cfg, DIALECTS[mesh])
+                   + recordings_crosscluster.rules(cfg, DIALECTS[mesh])}
     document = yaml.safe_load((rendered / global_rules.path(mesh)).read_text())
     rules = [r for g in document["groups"] for r in g["rules"]]
     assert rules and all(r["record"].startswith("global_") for r in rules)
