@@ -4,7 +4,8 @@ replay mode, and the alerts promtool expects at each eval_time firing there too 
 firing state and exact label sets) — nothing more, nothing less.
 
 Driven only by the promtool test document (tests/support/promtool_file.py reads it), so any
-scenario added to tests/rules/test_alerts_promtool.py is replayed here as well."""
+scenario added to tests/rules/test_alerts_promtool.py or test_crosscluster_alerts_promtool.py is
+replayed here as well."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 
 from meshobs.meshes import DIALECTS
 from meshobs.render.rules import ALERT_NAMES
+from meshobs.render import rules_crosscluster
+from tests.rules import test_crosscluster_alerts_promtool as crosscluster
 from tests.rules.test_alerts_promtool import SCENARIOS, rule_files  # noqa: F401  (fixture)
 from tests.support import promtool_file
 from tests.support.victoria import replay_rules, rule_layers, start_victoria_metrics
@@ -37,11 +40,15 @@ def replay_case(vm, case: promtool_file.Case, rules, tmp_path, interval: str) ->
     return problems
 
 
+# the alerts of every mesh and those on the way between clusters
+REPLAYED = dict(SCENARIOS, **crosscluster.SCENARIOS)
+
+
 @pytest.mark.parametrize("mesh", sorted(DIALECTS))
-@pytest.mark.parametrize("alertname", ALERT_NAMES)
+@pytest.mark.parametrize("alertname", ALERT_NAMES + rules_crosscluster.ALERT_NAMES)
 def test_promtool_scenarios_fire_the_same_on_victoriametrics(alertname, mesh, rule_files, processes, tmp_path):
     """vmalert on VictoriaMetrics fires exactly the alerts promtool expects in every scenario."""
-    document = {"evaluation_interval": "1m", "tests": SCENARIOS[alertname](mesh, DIALECTS[mesh].title)}
+    document = {"evaluation_interval": "1m", "tests": REPLAYED[alertname](mesh, DIALECTS[mesh].title)}
     vm = start_victoria_metrics(processes, tmp_path)
     problems = []
     for case in promtool_file.read(document):

@@ -29,6 +29,8 @@ NON_DEFAULT = {
         "config_rejected": {"window": "30m"},
         "ztunnel": {"down_for": "4m", "gone_within": "30m", "window": "10m", "min_xds_failures_per_second": 0.02,
                     "min_identity_failures_per_second": 0.5, "for": "15m", "severity": "critical"},
+        "cross_cluster": {"window": "10m", "error_ratio": 0.25, "min_requests": 100, "errors_for": "15m",
+                          "errors_severity": "critical", "unreachable_for": "2m", "unreachable_severity": "warning"},
     },
     "slo": {"availability_percent": 99.5, "period": "28d", "min_failed_requests": 10},
 }
@@ -124,3 +126,31 @@ def test_the_ztunnel_alerts_read_the_configured_thresholds(tmp_path):
         ('node_response_flags:mesh_ztunnel_identity_failures:rate10m{mesh="istio"} > 0.5', "15m", "critical")]
     assert by_alert["MeshZtunnelXdsFailures"] == [
         ('node_reason:mesh_ztunnel_xds_failures:rate10m{mesh="istio"} > 0.02', "15m", "critical")]
+
+
+def test_the_cross_cluster_alerts_read_the_configured_thresholds(tmp_path):
+    """Non-default `alerts.cross_cluster` settings and cluster label reach both alerts and the recorded pairs: the
+    alert's window and the dashboards' traffic window are recorded, and the panels read the latter."""
+    out = _build(tmp_path, NON_DEFAULT)
+    groups = yaml.safe_load((out / "alerts/linkerd/alerting-rules.yaml").read_text())["groups"]
+    rules = {r["alert"]: r for g in groups for r in g["rules"]
+             if r.get("alert") in ("MeshCrossClusterErrors", "MeshRemoteClusterUnreachable")}
+    errors, unreachable = rules["MeshCrossClusterErrors"], rules["MeshRemoteClusterUnreachable"]
+    assert errors["expr"] == (
+        'source_cluster_destination_cluster:mesh_cross_cluster_request_errors:ratio_rate10m{mesh="linkerd"} > 0.25\n'
+        'and source_cluster_destination_cluster:mesh_cross_cluster_requests:rate10m{mesh="linkerd"} * 600 >= 100')
+    assert (errors["for"], errors["labels"]["severity"]) == ("15m", "critical")
+    assert "(threshold 25%, at least 100 requests)" in errors["annotations"]["description"]
+    assert unreachable["expr"] == 'destination_cluster:mesh_remote_cluster_up:min{mesh="linkerd"} < 1'
+    assert (unreachable["for"], unreachable["labels"]["severity"]) == ("2m", "warning")
+    assert unreachable["annotations"]["summary"] == (
+        "Linkerd: cluster {{ $labels.k8s_cluster }} cannot reach cluster {{ $labels.destination_cluster }}")
+    recorded = {r["record"]: r["expr"] for g in yaml.safe_load((out / "alerts/linkerd/recording-rules.yaml").read_text())["groups"]
+                for r in g["rules"]}
+    for window in ("2m", "10m"):
+        pairs = recorded[f"source_cluster_destination_cluster:mesh_cross_cluster_requests:rate{window}"]
+        # Linkerd's caller is the reporting proxy's own cluster: copied from the configured label
+        assert pairs.startswith("label_replace(sum by (k8s_cluster, source_cluster, destination_cluster) (")
+        assert pairs.endswith(', "source_cluster", "$1", "k8s_cluster", "(.*)")')
+    clusters = (out / "dashboards/linkerd/clusters.json").read_text()
+    assert 'source_cluster_destination_cluster:mesh_cross_cluster_requests:rate2m{mesh=\\"linkerd\\", k8s_cluster=~\\"$cluster\\"}' in clusters

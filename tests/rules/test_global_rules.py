@@ -12,7 +12,7 @@ import yaml
 from meshobs import build, checks, config, recordings, recordings_crosscluster, yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render import global_rules
-from tests.rules.traffic import CLUSTER, MeshTraffic
+from tests.rules.traffic import CLUSTER, MeshTraffic, counter
 from tests.support import promtool_file
 from tests.support.procs import require_binary
 from tests.support.victoria import replay_rules, start_victoria_metrics
@@ -97,3 +97,29 @@ def test_vmalert_rolls_two_clusters_up_on_victoriametrics(mesh, rendered, proces
             for s in ratio] == [
         ({"__name__": "global_destination_service:mesh_request_errors:ratio_rate5m", "destination_service": SVC,
           "mesh": mesh}, 0.25)]
+
+
+@pytest.mark.parametrize("mesh", sorted(DIALECTS))
+def test_promtool_rolls_the_pairs_between_clusters_up(mesh, rendered, tmp_path):
+    """Calls to the other cluster counted in two store clusters (10 and 5 req/s) roll up by their two ends, without
+    the cluster label: one pair of 15 req/s where the mesh names both ends, two where the caller's end is the store's
+    cluster (Linkerd)."""
+    from tests.rules.test_crosscluster_alerts_promtool import calls
+
+    in_c1 = calls(mesh, True, "200", counter((10, 20)))
+    in_c2 = [dict(s, series=s["series"].replace(f'cluster="{CLUSTER}"', 'cluster="c2"'))
+             for s in calls(mesh, True, "200", counter((5, 20)))]
+    expected = {"istio": [("west", "east", 15)], "linkerd": [("c1", "west", 10), ("c2", "west", 5)],
+                "consul": [("dc1", "west", 15)]}[mesh]
+    test = {"rule_files": [str(p) for p in _files(rendered, mesh)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": in_c1 + in_c2,
+        "promql_expr_test": [{
+            "expr": "global_source_cluster_destination_cluster:mesh_cross_cluster_requests:rate5m", "eval_time": "15m",
+            "exp_samples": [{"labels": f'global_source_cluster_destination_cluster:mesh_cross_cluster_requests:rate5m'
+                                       f'{{destination_cluster="{d}", mesh="{mesh}", source_cluster="{s}"}}', "value": v}
+                            for s, d, v in expected]}],
+    }]}
+    (tmp_path / "test.yaml").write_text(yamlfmt.dump(test))
+    result = subprocess.run([require_binary("promtool"), "test", "rules", str(tmp_path / "test.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
