@@ -140,6 +140,7 @@ EXPECTED: tuple[Expected, ...] = (
              mesh="linkerd"),
     Expected(_NOT_LINKED.format(what="the servers' cluster peerings"), selector="consul_peering_healthy", mesh="consul"),
     # ... and recorded from them (meshobs/recordings_crosscluster.py): Linkerd counts only calls to other clusters
+    Expected(_NO_ERROR, selector=":mesh_cross_cluster_request_errors:rate"),
     Expected(_NOT_LINKED.format(what="calls through a multicluster gateway (`dst_target_cluster`)"),
              selector=":mesh_cross_cluster_", mesh="linkerd"),
     Expected(_NOT_LINKED.format(what="the service mirror's gateway probes"), selector=":mesh_remote_cluster_up:",
