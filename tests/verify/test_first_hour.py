@@ -105,7 +105,8 @@ def test_rule_groups_not_loaded_are_named_up_front(processes, tmp_path, consul_o
     assert result.returncode == 1
     assert [line for line in result.stderr.splitlines() if "warning" in line] == [
         f"meshobs verify: warning: Prometheus at {prometheus.url} has not loaded the rule groups meshobs-consul-alerts, "
-        "meshobs-consul-query, meshobs-consul-security, meshobs-consul-tcp-and-upstreams, meshobs-consul-traffic: add alerts/consul/alerting-rules.yaml, "
+        "meshobs-consul-between-clusters, meshobs-consul-query, meshobs-consul-security, meshobs-consul-tcp-and-upstreams, "
+        "meshobs-consul-traffic: add alerts/consul/alerting-rules.yaml, "
         "alerts/consul/recording-rules.yaml to its rule_files (deploy/prometheus/ does); the dashboards read the "
         "series these rules record",
         "meshobs verify: warning: see the warning above before trusting these failures",
