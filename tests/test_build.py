@@ -117,6 +117,18 @@ def test_dashboards_are_modern_and_linked(rendered):
         assert f"meshobs-{mesh}" in data["tags"]
 
 
+@pytest.mark.parametrize("mesh", sorted(DIALECTS))
+def test_security_edges_follow_the_namespace_variable_only_where_they_name_kubernetes_namespaces(rendered, mesh):
+    """The security dashboard's 403 edge panels filter by $namespace (a workload's Kubernetes namespace) only for a mesh whose edges name that namespace; Consul's name the Consul one."""
+    data = json.loads((rendered / f"dashboards/{mesh}/security.json").read_text())
+    edges = [p for p in data["panels"] if p["title"] in ("403 responses by source and destination", "Denied pairs")]
+    assert len(edges) == 2
+    filtered = {"$namespace" in p["targets"][0]["expr"] for p in edges}
+    assert filtered == {DIALECTS[mesh].edges_in_workload_namespaces}
+    if mesh == "consul":
+        assert all("not the Kubernetes namespace the Namespace variable lists" in p["description"] for p in edges)
+
+
 def test_check_reports_every_differing_file(rendered, tmp_path):
     """`--check` writes nothing, exits 1 and lists each file as missing, changed or stale, with the counts."""
     out = tmp_path / "copy"

@@ -113,6 +113,9 @@ class Dialect:
     cross_cluster: CrossCluster | None = None
     # per-node L4 proxies (Istio ambient's ztunnels), None where the mesh has none
     ztunnels: Ztunnels | None = None
+    # Whether `edges` name the destination's namespace as the workload numbers do (Kubernetes's);
+    # Consul's callers know only the Consul namespace of the service they call.
+    edges_in_workload_namespaces: bool = True
 
     def metrics_ports(self) -> tuple[int, ...]:
         """Every port on which Prometheus may read this mesh's proxies (the exporter reads `discovery.port`)."""

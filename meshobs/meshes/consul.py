@@ -146,6 +146,7 @@ CONSUL_CROSS_CLUSTER = CrossCluster(
 CONSUL = Dialect(
     name="consul",
     title="Consul",
+    edges_in_workload_namespaces=False,
     proxy=ProxyMetrics("consul", "/stats/prometheus", ENVOY_TLS + ENVOY_RBAC, (ENVOY_CERTS,), admin_certs=True,
                        stats_filter=admin_stats_filter()),
     # consul-dataplane merges Envoy's and the app's metrics on 20200 unless the pod says otherwise.

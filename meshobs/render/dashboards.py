@@ -228,17 +228,24 @@ def _security(c: _Context) -> tuple[str, bytes]:
               (Q(c.live(signals.PLAINTEXT_REQUESTS, by_workload, **sel), "{{destination_workload}}.{{destination_namespace}}"),),
               unit="reqps"),
     )
+    # The Namespace variable lists the workloads' namespaces: it filters edges only where they name the same kind
+    edge_sel, edge_scope = sel, ""
+    if not c.dialect.edges_in_workload_namespaces:
+        edge_sel = {}
+        edge_scope = (f"Every namespace: {c.dialect.title} names a called service by its own namespace, "
+                      "not the Kubernetes namespace the Namespace variable lists.")
     authz = (
         Panel("Authorization denials by destination", "timeseries",
               (Q(c.live(signals.AUTHZ_DENIED, by_workload, **sel), "{{destination_workload}}.{{destination_namespace}}"),),
               unit="reqps"),
         Panel("403 responses by source and destination", "timeseries",
-              (Q(c.live(signals.EDGE_FORBIDDEN, (c.cluster,) + signals.EDGE, **sel),
+              (Q(c.live(signals.EDGE_FORBIDDEN, (c.cluster,) + signals.EDGE, **edge_sel),
                  "{{source_workload}}.{{source_namespace}} → {{destination_service}}.{{destination_namespace}}"),),
-              unit="reqps"),
+              unit="reqps", description=edge_scope),
         Panel("Denied pairs", "table",
-              (Q(c.live(signals.EDGE_FORBIDDEN, (c.cluster,) + signals.EDGE, window="$__range", total=True, **sel), instant=True),),
-              description="403 responses in the time range, by source and destination."),
+              (Q(c.live(signals.EDGE_FORBIDDEN, (c.cluster,) + signals.EDGE, window="$__range", total=True, **edge_sel),
+                 instant=True),),
+              description=f"403 responses in the time range, by source and destination.{edge_scope and ' ' + edge_scope}"),
         Panel("Certificates expiring soonest", "table",
               (Q(f"bottomk(20, {c.ref(rec.CERT_EXPIRY, **sel)} - time())", instant=True),), unit="s"),
     )
