@@ -46,7 +46,7 @@ def pair_legend(c: "_Context") -> str:
     return f"{{{{{_end(c, SOURCE_CLUSTER)}}}}} → {{{{{_end(c, DESTINATION_CLUSTER)}}}}}"
 
 
-def _by(c: "_Context", *more: str) -> tuple[str, ...]:
+def pair_labels(c: "_Context", *more: str) -> tuple[str, ...]:
     return (c.cluster, *ENDS, *more)
 
 
@@ -79,7 +79,7 @@ def _pair_panels(c: "_Context", pairs: dict[str, str], legend: str, what: str) -
     return tuple(panels)
 
 
-def _live_pairs(c: "_Context", by: tuple[str, ...], regex: dict[str, str]) -> dict[str, str]:
+def live_pairs(c: "_Context", by: tuple[str, ...], regex: dict[str, str]) -> dict[str, str]:
     """The pair queries from the mesh's own series, grouped by `by` (finer than the recorded pairs)."""
     requests = _live(c, cs.REQUESTS, by, regex)
     pairs = {"requests": requests, "failure": promql.ratio(_live(c, cs.ERRORS, by, regex), requests)}
@@ -90,7 +90,7 @@ def _live_pairs(c: "_Context", by: tuple[str, ...], regex: dict[str, str]) -> di
     return pairs
 
 
-def _recorded_pairs(c: "_Context") -> dict[str, str]:
+def recorded_pairs(c: "_Context") -> dict[str, str]:
     """The pair queries from the recorded pairs (meshobs/recordings_crosscluster.py) of the selected clusters."""
     window = c.traffic_window
     requests = c.ref(rx.requests(window))
@@ -122,7 +122,7 @@ def rows(c: "_Context", gateways: bool = False) -> tuple[Row, ...]:
     (and, with `gateways`, the mesh's probes of the remote gateways)."""
     if not reported(c):
         return ()
-    panels = _pair_panels(c, _recorded_pairs(c), pair_legend(c), "by cluster pair")
+    panels = _pair_panels(c, recorded_pairs(c), pair_legend(c), "by cluster pair")
     return (Row(TITLE, panels + (_gateway_panels(c) if gateways else ())),)
 
 
@@ -136,5 +136,5 @@ def service_rows(c: "_Context", sel: dict[str, str]) -> tuple[Row, ...]:
     if c.dialect.cross_cluster.reporter == "destination":  # type: ignore[union-attr]
         regex[c.cluster] = "$cluster"
     legend = f"{{{{source_workload}}}}.{{{{source_namespace}}}} ({pair_legend(c)})"
-    return (Row("Callers by cluster", _pair_panels(c, _live_pairs(c, _by(c, "source_namespace", "source_workload"), regex),
-                                                   legend, "by caller and cluster")),)
+    pairs = live_pairs(c, pair_labels(c, "source_namespace", "source_workload"), regex)
+    return (Row("Callers by cluster", _pair_panels(c, pairs, legend, "by caller and cluster")),)
