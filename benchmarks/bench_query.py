@@ -19,23 +19,18 @@ import io
 import json
 import statistics
 import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from meshobs import build, cli, config, signals  # noqa: E402
+from meshobs import cli, signals  # noqa: E402
 from meshobs.meshes import DIALECTS  # noqa: E402
 from meshobs.promql import Query  # noqa: E402
 from meshobs.query.client import Prometheus  # noqa: E402
-from meshobs.render import rules  # noqa: E402
 from tests.support import meshdata  # noqa: E402
-from tests.support.procs import process_starter, wait_until  # noqa: E402
-from tests.support.prom import start_prometheus  # noqa: E402
-from tests.verify.replay import Replay  # noqa: E402
+from recorded_prometheus import recording_istio, timed_parallel  # noqa: E402
 
 NAMESPACES = 50
 COMMANDS = (("stat",), ("stat", "service"), ("stat", "--to", "ns-0/w-0"), ("authz",), ("tls",), ("certs",),
@@ -93,14 +88,7 @@ def raw_stat_queries() -> list[str]:
 
 
 def timed_raw(prometheus: Prometheus, at: float, repeat: int) -> float:
-    exprs = raw_stat_queries()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda expr: prometheus.vector(expr, at), exprs))
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return timed_parallel(prometheus, raw_stat_queries(), at, repeat)
 
 
 def main() -> None:
@@ -111,50 +99,26 @@ def main() -> None:
     args = parser.parse_args()
 
     now = time.time()
-    target = meshdata.Target("/metrics", {}, "istio", "fleet",
-                             [s for i in range(args.workloads) for s in workload_series(i, now)])
-    replay = Replay([target])
-    starter = process_starter()
-    processes = next(starter)
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            tmp = Path(folder)
-            rendered = rules.render(config.Config(), build.select_meshes(["istio"])[0])
-            rule_file = tmp / "istio-recording-rules.yaml"
-            rule_file.write_bytes(rendered["alerts/istio/recording-rules.yaml"])
-            (_, address), = replay.addresses()
-            # rules evaluated every 15 s as usual: a shorter interval would have Prometheus busy
-            # re-evaluating 1,000 workloads' rules while the commands are timed
-            prometheus = start_prometheus(processes, tmp, {"fleet": [{"targets": [address], "labels": {"cluster": "c1"}}]},
-                                          rule_files=[rule_file], scrape_interval="5s", evaluation_interval="15s")
-            client = Prometheus(prometheus.url, timeout=60)
-            print(f"{len(target.series):,} raw series for {args.workloads:,} workloads; waiting for recorded series ...")
-            wait_until(lambda: client.vector('count(count_over_time(up[1m]) >= 2)', time.time()),
-                       timeout=300, interval=1, what="two scrapes")
-            scraped = time.time()
-            wait_until(lambda: all(evaluated > scraped for evaluated in prometheus.rule_evaluations()),
-                       timeout=300, interval=1, what="every rule group evaluated on two scrapes")
-            at = time.time()
-            recorded = client.vector('count({__name__=~".+:mesh_.+", mesh="istio"})', at)[0].value
-            print(f"{recorded:,.0f} recorded series\n")
-            baseline = timed_raw(client, at, args.repeat)
-            print(f"{'command':<34} {'rows':>6} {'median':>8}  {'vs raw-series stat':>18}  goal < 1 s")
-            for argv in COMMANDS:
-                seconds, rows = timed(argv, prometheus.url, at, args.repeat)
-                verdict = "ok" if seconds < 1 else "SLOW"
-                print(f"{'meshobs ' + ' '.join(argv):<34} {rows:6,} {seconds * 1000:7.0f}ms  {seconds / baseline:17.2f}x  {verdict}")
-            print(f"{'baseline: stat from raw series':<34} {'':6} {baseline * 1000:7.0f}ms  {1:17.2f}x")
-            if args.profile:
-                import cProfile
-                import pstats
+    series = [s for i in range(args.workloads) for s in workload_series(i, now)]
+    print(f"{len(series):,} raw series for {args.workloads:,} workloads; waiting for recorded series ...")
+    with recording_istio(series, "c1") as (prometheus, client):
+        at = time.time()
+        recorded = client.vector('count({__name__=~".+:mesh_.+", mesh="istio"})', at)[0].value
+        print(f"{recorded:,.0f} recorded series\n")
+        baseline = timed_raw(client, at, args.repeat)
+        print(f"{'command':<34} {'rows':>6} {'median':>8}  {'vs raw-series stat':>18}  goal < 1 s")
+        for argv in COMMANDS:
+            seconds, rows = timed(argv, prometheus.url, at, args.repeat)
+            verdict = "ok" if seconds < 1 else "SLOW"
+            print(f"{'meshobs ' + ' '.join(argv):<34} {rows:6,} {seconds * 1000:7.0f}ms  {seconds / baseline:17.2f}x  {verdict}")
+        print(f"{'baseline: stat from raw series':<34} {'':6} {baseline * 1000:7.0f}ms  {1:17.2f}x")
+        if args.profile:
+            import cProfile
+            import pstats
 
-                profile = cProfile.Profile()
-                profile.runcall(timed, tuple(args.profile.split()), prometheus.url, at, 1)
-                pstats.Stats(profile).sort_stats("cumulative").print_stats(20)
-    finally:
-        replay.stop()
-        next(starter, None)
-
+            profile = cProfile.Profile()
+            profile.runcall(timed, tuple(args.profile.split()), prometheus.url, at, 1)
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(20)
 
 if __name__ == "__main__":
     main()
