@@ -103,3 +103,10 @@ def unknown(group_keys: list[str], kind: str | None) -> list[str]:
         if not common:
             problems.append(f"fields {', '.join(map(repr, extra))}: no one ruler reads them all")
     return problems
+
+
+def without_fields(document: dict) -> dict:
+    """A rule document without the product-only group fields: what Prometheus 2's promtool reads."""
+    groups = [{key: value for key, value in group.items() if key not in BY_KEY} if isinstance(group, dict) else group
+              for group in document.get("groups") or []]
+    return document | {"groups": groups}
