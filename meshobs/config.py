@@ -434,6 +434,15 @@ def _group_labels(value: dict[str, str]) -> str | None:
     return None
 
 
+def _tenant_ids(values: tuple[str, ...]) -> str | None:
+    # Mimir's tenant ID rules (dskit tenant.ValidTenantID): at most 150 of these characters, not . or ..
+    for value in values:
+        if not re.fullmatch(r"[A-Za-z0-9!_.*'()-]{1,150}", value) or value in (".", ".."):
+            return f"has {value!r}, which is not a Mimir tenant ID (letters, digits and !-_.*'(), at most 150)"
+    duplicates = sorted({value for value in values if values.count(value) > 1})
+    return f"names {duplicates[0]!r} twice" if duplicates else None
+
+
 @dataclass(frozen=True)
 class Ruler:
     """The rule-group fields of deploy/ruler/rules/ for the ruler of a long-term store
@@ -449,6 +458,10 @@ class Ruler:
     partial_response_strategy: str = _setting(
         "", "Thanos Ruler only: warn evaluates with the stores that answer, abort (Thanos's default) skips the "
         "evaluation when one fails; empty: not rendered", _partial_response_strategy)
+    source_tenants: tuple[str, ...] = _setting(
+        (), "Mimir only: the tenants every group reads, as a federated rule group (when each cluster writes to a "
+        "tenant of its own; needs -ruler.tenant-federation.enabled); what the rules record goes to the tenant the "
+        "files are loaded into; []: not rendered", _tenant_ids)
     group_labels: dict[str, str] = field(default_factory=dict, metadata={
         "doc": "labels added to every rule of every group (group field labels: Prometheus >= 3.0, Thanos >= 0.38, "
                "Mimir >= 3.0, vmalert), e.g. {ruler: global}; never the cluster label; {}: not rendered",

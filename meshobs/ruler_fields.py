@@ -13,9 +13,9 @@ Where each field is defined (looked up in each product's source):
 - Thanos: pkg/rules/manager.go, `configRuleAdapter` (partial_response_strategy, with Prometheus's
   `rulefmt.RuleGroup` inline: query_offset from v0.37.0, labels from v0.38.0, the releases built
   on Prometheus 2.55 and 3.0);
-- Mimir: pkg/ruler/rulespb/rules.proto, `RuleGroupDesc` (queryOffset; evaluationDelay is its
-  deprecated older name; group labels since Mimir 3.0, grafana/mimir#12397 — older Mimir accepts
-  and drops them);
+- Mimir: pkg/ruler/rulespb/rules.proto, `RuleGroupDesc` (queryOffset — evaluationDelay is its
+  deprecated older name, never rendered; sourceTenants, a federated group's tenants; group labels
+  since Mimir 3.0, grafana/mimir#12397 — older Mimir accepts and drops them);
 - VictoriaMetrics 1.79.5 (Debian 12's vmalert): app/vmalert/config/config.go, `Group` (labels;
   eval_offset came in v1.94.0 and eval_delay in v1.95.0, so neither is rendered).
 """
@@ -67,6 +67,7 @@ FIELDS = (
         _offset,
     ),
     GroupField("partial_response_strategy", "partial_response_strategy", ("thanos",), {}, lambda v: v or None),
+    GroupField("source_tenants", "source_tenants", ("mimir",), {}, lambda v: list(v) or None),
     GroupField("labels", "group_labels", KINDS, {}, _labels),
 )
 BY_KEY = {f.key: f for f in FIELDS}

@@ -29,7 +29,7 @@ RULER_LABEL = {"ruler": "global"}
 SETTINGS = {
     "prometheus": {"query_offset": "1m", "group_labels": RULER_LABEL},
     "thanos": {"query_offset": "1m", "partial_response_strategy": "warn", "group_labels": RULER_LABEL},
-    "mimir": {"query_offset": "2m", "group_labels": RULER_LABEL},
+    "mimir": {"query_offset": "2m", "source_tenants": ["eu-1", "us-1"], "group_labels": RULER_LABEL},
     "victoriametrics": {"group_labels": RULER_LABEL},
 }
 
@@ -79,6 +79,7 @@ def test_group_keys_are_the_configured_ones_and_promtool_reads_the_rest(kind, de
     out = _render(tmp_path, {"ruler": {"kind": kind, **SETTINGS[kind]}})
     expected = {"query_offset": SETTINGS[kind].get("query_offset"),
                 "partial_response_strategy": SETTINGS[kind].get("partial_response_strategy"),
+                "source_tenants": SETTINGS[kind].get("source_tenants"),
                 "labels": RULER_LABEL}
     expected = {key: value for key, value in expected.items() if value is not None}
     stripped_dir = tmp_path / "stripped"
@@ -131,7 +132,7 @@ def test_meshobs_check_accepts_the_fields_of_the_built_kind_and_names_the_others
 def test_vmalert_reads_every_field_the_table_gives_it_and_refuses_the_others(tmp_path):
     """The real vmalert 1.79.5 (`-dryRun`) accepts each group field the table lists for victoriametrics and refuses every other one, naming it."""
     vmalert = require_binary("vmalert")
-    samples = {"query_offset": "1m", "partial_response_strategy": "warn", "labels": RULER_LABEL}
+    samples = {"query_offset": "1m", "partial_response_strategy": "warn", "source_tenants": ["eu-1"], "labels": RULER_LABEL}
     assert set(samples) == set(ruler_fields.BY_KEY)
     for field in ruler_fields.FIELDS:
         path = tmp_path / f"{field.key}.yaml"
@@ -189,6 +190,12 @@ def test_vmalert_loads_the_rendered_files_and_records_with_the_group_label(proce
      "ruler.group_labels.region: region is the cluster label (cluster_label): every series the ruler records, "
      "per-cluster ones included, would carry region='all', and every global series would land in that fake "
      "cluster; name the ruler with another label, e.g. ruler: global"),
+    ({"ruler": {"kind": "thanos", "source_tenants": ["eu-1"]}},
+     "ruler.source_tenants: ['eu-1'] cannot be set for ruler.kind thanos: only the Mimir ruler reads the group field "
+     "source_tenants"),
+    ({"ruler": {"kind": "mimir", "source_tenants": ["eu-1|us-1"]}},
+     "ruler.source_tenants: ['eu-1|us-1'] has 'eu-1|us-1', which is not a Mimir tenant ID (letters, digits and "
+     "!-_.*'(), at most 150)"),
     ({"ruler": {"kind": "cortex"}},
      "ruler.kind: 'cortex' must be one of prometheus, thanos, mimir, victoriametrics"),
     ({"ruler": {"kind": "thanos", "partial_response_strategy": "ignore"}},
