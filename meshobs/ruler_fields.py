@@ -50,6 +50,7 @@ class GroupField:
 
 
 def _offset(value: str) -> str | None:
+    # imported here: meshobs.config imports this table for its checks
     from meshobs.config import duration_seconds
 
     return value if duration_seconds(value) > 0 else None

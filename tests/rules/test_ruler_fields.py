@@ -127,6 +127,12 @@ def test_meshobs_check_accepts_the_fields_of_the_built_kind_and_names_the_others
     path.write_text(path.read_text().replace("    query_offset: 1m\n", "    eval_offset: 1m\n"))
     assert f"{path}: group 'meshobs-istio-global': field 'eval_offset' is not a rule group field of any ruler " \
            "meshobs knows (prometheus, thanos, mimir, victoriametrics)" in checks.check_ruler_rules(out)
+    # without a manifest the kind is unknown: the fields of one group must still be read by one ruler
+    manifest.unlink()
+    path.write_text(path.read_text().replace("    eval_offset: 1m\n", "    source_tenants:\n      - eu-1\n"))
+    assert checks.check_ruler_rules(out) == [
+        f"{path}: group 'meshobs-istio-global': fields 'partial_response_strategy', 'source_tenants', 'labels': "
+        "no one ruler reads them all"]
 
 
 def test_vmalert_reads_every_field_the_table_gives_it_and_refuses_the_others(tmp_path):
