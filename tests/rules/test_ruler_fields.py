@@ -131,7 +131,7 @@ def test_meshobs_check_accepts_the_fields_of_the_built_kind_and_names_the_others
     manifest.unlink()
     path.write_text(path.read_text().replace("    eval_offset: 1m\n", "    source_tenants:\n      - eu-1\n"))
     assert checks.check_ruler_rules(out) == [
-        f"{path}: group 'meshobs-istio-global': fields 'partial_response_strategy', 'source_tenants', 'labels': "
+        f"{path}: group 'meshobs-istio-global': fields 'source_tenants', 'partial_response_strategy', 'labels': "
         "no one ruler reads them all"]
 
 
