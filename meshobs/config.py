@@ -348,6 +348,61 @@ class SLO:
         return BURN_RATES[self.period]
 
 
+def _cluster_name(value: str) -> str | None:
+    if value and not _label_value(value):
+        return None
+    return "must be a cluster label value: letters, digits, '.', '_' or '-', not empty"
+
+
+def _secret_file(value: str) -> str | None:
+    # The name becomes a key of the Kubernetes Secret and a file in Alertmanager's secrets folder.
+    if value not in (".", "..") and re.fullmatch(r"[A-Za-z0-9._-]+", value):
+        return None
+    return "must be a file name: letters, digits, '.', '_' or '-'"
+
+
+def _slack_channel(value: str) -> str | None:
+    # Alertmanager expands templates in `channel`; these characters leave none to expand.
+    if re.fullmatch(r"[#@]?[A-Za-z0-9._-]{1,80}", value):
+        return None
+    return "must be a Slack channel such as #eu-oncall: letters, digits, '.', '_' or '-' after an optional '#' or '@'"
+
+
+def _or_empty(check: Callable[[str], str | None]) -> Callable[[str], str | None]:
+    """`check`, with the empty string allowed (it stands for a value derived from the context)."""
+    return lambda value: None if value == "" else check(value)
+
+
+def _entries(cls: type, entry: str, doc: str, check: Callable[[str], str | None]) -> Any:
+    """A mapping in meshobs.yaml (`entry` name -> a `cls` section), kept as a tuple of pairs so that
+    the Config stays frozen and hashable; `check` judges each name."""
+    return field(default=(), metadata={"doc": doc, "check": None, "entries": cls, "entry": entry, "entry_check": check})
+
+
+@dataclass(frozen=True)
+class ClusterReceivers:
+    pager_key_file: str = _setting(
+        "", "file in Alertmanager's secrets folder holding this cluster's PagerDuty routing key; empty: "
+        "pagerduty-routing-key-<cluster>", _or_empty(_secret_file),
+    )
+    chat_channel: str = _setting("", "Slack channel of this cluster's alerts; empty: #meshobs-<cluster>", _or_empty(_slack_channel))
+    chat_webhook_file: str = _setting(
+        "", "file in Alertmanager's secrets folder holding the Slack webhook URL that posts to chat_channel (a Slack "
+        "app's webhook posts to its own channel only); empty: slack-webhook-url, the shared receivers' file",
+        _or_empty(_secret_file),
+    )
+
+
+@dataclass(frozen=True)
+class Alertmanager:
+    clusters: tuple[tuple[str, ClusterReceivers], ...] = _entries(
+        ClusterReceivers, "cluster",
+        "clusters whose alerts go to receivers of their own: value of the cluster label -> its pager and chat "
+        "(paging severities reach its pager and its chat, the rest its chat); every other cluster keeps the shared "
+        "receivers", _cluster_name,
+    )
+
+
 @dataclass(frozen=True)
 class Selectors:
     """Extra label matchers added to every selector of a source, e.g. to leave out a namespace."""
@@ -520,6 +575,7 @@ class Config:
     selectors: Selectors = _section(Selectors, "extra label matchers per source")
     alerts: Alerts = _section(Alerts, "alert thresholds, windows, for durations and severities")
     slo: SLO = _section(SLO, "availability SLO for MeshErrorBudgetBurn")
+    alertmanager: Alertmanager = _section(Alertmanager, "routing of deploy/alertmanager/alertmanager.yml")
     deploy: Deploy = _section(Deploy, "Kubernetes deployment of the exporter")
     ruler: Ruler = _section(Ruler, "the group fields of deploy/ruler/rules/ for a long-term store's ruler")
     tracing: Tracing = _section(Tracing, "tracing settings rendered into mesh and collector configs")
@@ -594,8 +650,11 @@ def _all_keys(cls: type = None, prefix: str = "") -> dict[str, list[str]]:
     for f in dataclasses.fields(cls or Config):
         name = _yaml_key(f.name)
         found.setdefault(name, []).append(_dotted(prefix, name))
-        if dataclasses.is_dataclass(hints[f.name]):
-            for inner, paths in _all_keys(hints[f.name], _dotted(prefix, name)).items():
+        inner_cls, inner_prefix = hints[f.name], _dotted(prefix, name)
+        if "entries" in f.metadata:
+            inner_cls, inner_prefix = f.metadata["entries"], f"{inner_prefix}.<{f.metadata['entry']}>"
+        if dataclasses.is_dataclass(inner_cls):
+            for inner, paths in _all_keys(inner_cls, inner_prefix).items():
                 found.setdefault(inner, []).extend(paths)
     return found
 
@@ -631,6 +690,9 @@ def _build(cls: type, data: Any, prefix: str, errors: list[ConfigError]) -> Any:
         if dataclasses.is_dataclass(kind):
             values[f.name] = _build(kind, data[yaml_key], key, errors)
             continue
+        if "entries" in f.metadata:
+            values[f.name] = _build_entries(f, data[yaml_key], key, errors)
+            continue
         try:
             value = _coerce(kind, data[yaml_key], key)
         except ConfigError as exc:
@@ -650,6 +712,31 @@ def _build(cls: type, data: Any, prefix: str, errors: list[ConfigError]) -> Any:
         if not any(e.key.startswith(f"{section}.") for e in errors):
             errors.append(exc)
         return cls()  # never used: the errors are raised; the defaults keep the outer sections buildable
+
+
+def _build_entries(f: dataclasses.Field, data: Any, prefix: str, errors: list[ConfigError]) -> tuple:
+    """The (name, section) pairs of the mapping `data` for the `_entries` field `f`; a wrong name
+    or section is added to `errors` and left out."""
+    if data is None:
+        return ()
+    if not isinstance(data, dict):
+        errors.append(ConfigError(prefix, f"expected a mapping of {f.metadata['entry']} -> settings, got {type(data).__name__}"))
+        return ()
+    entries = []
+    for name, settings in data.items():
+        # a name that is not a valid one is quoted, so that its spaces or emptiness show
+        where = f"{prefix}[{name!r}]"
+        try:
+            _coerce(str, name, where)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        reason = f.metadata["entry_check"](name)
+        if reason:
+            errors.append(ConfigError(where, f"{name!r} {reason}"))
+            continue
+        entries.append((name, _build(f.metadata["entries"], settings, _dotted(prefix, name), errors)))
+    return tuple(entries)
 
 
 # Settings that do nothing alone: (key given in the file, test that it is alone, what to say).
@@ -711,8 +798,14 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _field_plain(f: dataclasses.Field, value: Any) -> Any:
+    if "entries" in f.metadata:
+        return {name: _as_dict(entry) for name, entry in value}
+    return _plain(value)
+
+
 def _as_dict(obj: Any) -> dict:
-    return {_yaml_key(f.name): _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    return {_yaml_key(f.name): _field_plain(f, getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
 def to_yaml(cfg: Config) -> str:
@@ -738,6 +831,13 @@ def documented_defaults() -> str:
             if dataclasses.is_dataclass(value):
                 lines.append(f"{pad}{_yaml_key(f.name)}:")
                 walk(value, indent + 1)
+            elif "entries" in f.metadata:
+                # none by default: the settings of one entry, commented out, show the form
+                lines.append(f"{pad}#   <{f.metadata['entry']}>:")
+                for inner in dataclasses.fields(f.metadata["entries"]):
+                    lines.append(f"{pad}#     # {inner.metadata['doc']}")
+                    lines.append(f"{pad}#     {_default_line(_yaml_key(inner.name), inner.default)}")
+                lines.append(f"{pad}{_yaml_key(f.name)}: {{}}")
             else:
                 lines.append(f"{pad}{_default_line(_yaml_key(f.name), value)}")
 

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from meshobs.config import Config
+
+# A manifest written before the label was configurable was built with the default one
+_DEFAULT_CLUSTER_LABEL = Config().cluster_label
+
 NAME = "meshobs-build.json"
 PER_MESH_DIRS = ("dashboards", "alerts", "collectors")
 
@@ -30,7 +35,7 @@ def render(artefacts: Mapping[str, bytes], meshes: list[str], version: str, clus
 class Manifest:
     meshes: tuple[str, ...]
     files: dict[str, str]
-    cluster_label: str = "cluster"
+    cluster_label: str = _DEFAULT_CLUSTER_LABEL
     ruler_kind: str | None = None  # None: written before meshobs recorded it
 
     def command(self) -> str:
@@ -46,8 +51,8 @@ def read(root: Path) -> Manifest | None:
     """The folder's manifest; None when there is none or it cannot be read (then nothing is known)."""
     try:
         document = json.loads((root / NAME).read_text())
-        return Manifest(tuple(document["meshes"]), dict(document["files"]), str(document.get("cluster_label", "cluster")),
-                        document.get("ruler_kind"))
+        return Manifest(tuple(document["meshes"]), dict(document["files"]),
+                        str(document.get("cluster_label", _DEFAULT_CLUSTER_LABEL)), document.get("ruler_kind"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

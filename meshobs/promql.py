@@ -301,3 +301,18 @@ def highest_over(expr: str, window: str) -> str:
     """The highest sample of a recorded quantile over a longer window (max_over_time skips the
     NaN an idle interval records, where avg_over_time would return NaN)."""
     return f"max_over_time({expr}[{window}])"
+
+
+def missing_per_group(required: str, present: str, by: str, labels: Mapping[str, str]) -> str:
+    """The `by` groups (clusters) that have `present` but not `required`, carrying `labels` as
+    absent() would; or `required` absent everywhere while `present` is absent too. absent()
+    alone, over a store of many clusters, fires only when `required` is gone from all of them."""
+    per_group = f"group by ({by}) ({present}) unless on ({by}) group by ({by}) ({required})"
+    for label, value in labels.items():
+        per_group = f'label_replace({per_group}, "{label}", "{value}", "", "")'
+    return f"{per_group}\nor (absent({required}) unless on () group({present}))"
+
+
+def gone(sel: str, window: str) -> str:
+    """Series of `sel` seen within `window` and not now (a scrape target that disappeared)."""
+    return f"max_over_time({sel}[{window}])\nunless {sel}"

@@ -8,6 +8,7 @@ Consul's datacenters and peers).
 
 from __future__ import annotations
 
+from meshobs import promql
 from meshobs import recordings as rec
 from meshobs.config import Config
 from meshobs.meshes.base import Dialect
@@ -23,7 +24,7 @@ def _by_cluster(c: _Context, operation: str, expr: str) -> str:
 
 def _share(c: _Context, part: str, whole: str) -> str:
     """Per cluster, the share of `whole` that is `part`; a service without `part` series counts 0."""
-    return f"{_by_cluster(c, 'sum', f'{part} or {whole} * 0')} / {_by_cluster(c, 'sum', whole)}"
+    return promql.ratio(_by_cluster(c, "sum", part), _by_cluster(c, "sum", whole))
 
 
 def _side_by_side(c: _Context) -> tuple[Row, Row]:

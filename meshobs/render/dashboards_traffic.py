@@ -42,13 +42,8 @@ def _panels(*candidates: Panel | None) -> tuple[Panel, ...]:
     return tuple(p for p in candidates if p is not None and p.queries)
 
 
-def _ratio(part: str, whole: str) -> str:
-    """part / whole, 0 (not missing) where `part` has no series for a label set of `whole`."""
-    return f"({part} or {whole} * 0) / {whole}"
-
-
 def _success(c: "_Context", errors: Signal, total: Signal, by: tuple[str, ...], **sel: str) -> str:
-    return f"1 - {_ratio(f'({c.live(errors, by, **sel)})', f'({c.live(total, by, **sel)})')}"
+    return f"1 - {promql.ratio(f'({c.live(errors, by, **sel)})', f'({c.live(total, by, **sel)})')}"
 
 
 def _percentiles(c: "_Context", signal: Signal, by: tuple[str, ...], quantiles: tuple[float, ...], legend: str,
@@ -70,7 +65,7 @@ def overview_rows(c: "_Context") -> tuple[Row, ...]:
         tcp.append(_stat("TCP connections opened", (Q(promql.or_value(f"sum({opened})", 0)),), "cps",
                          "TCP connections accepted per second by all meshed workloads."))
         if _available(c, st.TCP_MTLS_OPENED):
-            tcp.append(_stat("TCP mTLS share", (Q(_ratio(f"sum({c.ref(rt.tcp_mtls_opened(w))})", f"sum({opened})")),),
+            tcp.append(_stat("TCP mTLS share", (Q(promql.ratio(f"sum({c.ref(rt.tcp_mtls_opened(w))})", f"sum({opened})")),),
                              "percentunit", "Share of TCP connections that arrived over mutual TLS.", thresholds=GOOD_HIGH))
         tcp.append(Panel("TCP workloads", "table", (Q(f"sum by ({', '.join(by_workload)}) ({opened})", instant=True),),
                          unit="cps", description="Workloads accepting TCP connections, by connections opened per second."))
@@ -177,7 +172,7 @@ def workload_rows(c: "_Context") -> tuple[Row, ...]:
     ]
     if _available(c, st.TCP_MTLS_OPENED):
         tcp.append(Panel("Inbound TCP mTLS share", "timeseries",
-                         (Q(_ratio(c.ref(rt.tcp_mtls_opened(w), **inbound), c.ref(rt.tcp_opened(w), **inbound)),
+                         (Q(promql.ratio(c.ref(rt.tcp_mtls_opened(w), **inbound), c.ref(rt.tcp_opened(w), **inbound)),
                             "{{destination_workload}}"),), unit="percentunit", min_value=0, max_value=1))
     tcp += [
         Panel("Outbound TCP bytes by destination", "timeseries",

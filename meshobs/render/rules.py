@@ -218,10 +218,14 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
     # deploy/ imports this module (alert names for the Alertmanager routes): import its job name late
     from meshobs.render.deploy.common import EXPORTER
 
+    from meshobs.render.rules_health import missing
+
+    # Per cluster, as MeshControlPlaneDown: in a store of many clusters absent() alone fires only
+    # when every cluster's exporter is gone, and its alert would carry no cluster.
     exporter_up = f'up{{job="{EXPORTER}"}}'
     result.append(Alert(
         "MeshExporterDown",
-        f"{exporter_up} == 0\nor absent({exporter_up})",
+        f"{exporter_up} == 0\nor {missing(cfg, dialect, exporter_up, {'job': EXPORTER})}",
         "5m", "critical",
         f"{dialect.title}: the meshobs exporter is down",
         f"Prometheus has not scraped the meshobs exporter (job {EXPORTER}){{{{ with $labels.instance }}}} at {{{{ . }}}}{{{{ end }}}} "

@@ -7,6 +7,7 @@ ambient workloads themselves."""
 
 from __future__ import annotations
 
+from meshobs import promql
 from meshobs import recordings_ambient as ra
 from meshobs.config import Config
 from meshobs.meshes.ambient import IDENTITY_FLAGS, XDS_FAILURE_REASONS
@@ -38,7 +39,7 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
             (("basis", "down"),),
         ),
         Alert(
-            "MeshZtunnelDown", f"max_over_time({up}[{z.gone_within}])\nunless {up}", z.down_for, z.down_severity,
+            "MeshZtunnelDown", promql.gone(up, z.gone_within), z.down_for, z.down_severity,
             f"{dialect.title}: the ztunnel of node {_NODE} is gone",
             f"Node {_NODE} had a ztunnel in the last {z.gone_within} and has none now: {unreachable}, "
             "unless the node itself was removed.",

@@ -104,14 +104,10 @@ def _data_plane(cfg: Config, dialect: Dialect) -> str:
                          for s in (dialect.requests, dialect.target_up_source())])
 
 
-def _missing(cfg: Config, dialect: Dialect, required: str, labels: dict[str, str]) -> str:
+def missing(cfg: Config, dialect: Dialect, required: str, labels: dict[str, str]) -> str:
     """Clusters with proxies but without `required` (carrying `labels`, as absent() would), or
     `required` absent everywhere while no proxy reports either (a single Prometheus, no traffic)."""
-    c, data_plane = cfg.cluster_label, _data_plane(cfg, dialect)
-    per_cluster = f"group by ({c}) ({data_plane}) unless on ({c}) group by ({c}) ({required})"
-    for label, value in labels.items():
-        per_cluster = f'label_replace({per_cluster}, "{label}", "{value}", "", "")'
-    return f"{per_cluster}\nor (absent({required}) unless on () group({data_plane}))"
+    return promql.missing_per_group(required, _data_plane(cfg, dialect), cfg.cluster_label, labels)
 
 
 def _control_plane_down(cfg: Config, dialect: Dialect) -> list[Alert]:
@@ -122,7 +118,7 @@ def _control_plane_down(cfg: Config, dialect: Dialect) -> list[Alert]:
     parts = []
     for source in detail.required:
         labels = dict(m.groups() for m in map(_EQUALITY.match, source.matchers) if m)
-        parts.append(_missing(cfg, dialect, promql.selector(source, extra=extra, cluster_label=cfg.cluster_label), labels))
+        parts.append(missing(cfg, dialect, promql.selector(source, extra=extra, cluster_label=cfg.cluster_label), labels))
     if detail.autopilot_healthy is not None:
         healthy = promql.selector(detail.autopilot_healthy, extra=extra, cluster_label=cfg.cluster_label)
         parts.append(f"max by ({cfg.cluster_label}) ({healthy}) < 1")

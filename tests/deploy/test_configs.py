@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import urllib.request
 
 import yaml
 
 from meshobs import config
 from meshobs.render.deploy import prometheus
 from tests.deploy.conftest import render
-from tests.support.procs import free_port, http_get, require_binary, wait_until
+from tests.support.procs import http_get, require_binary, wait_until
+from tests.support.prom import amtool_routes, run_alertmanager
 
 # Debian's Prometheus 2.42 (the one installed here) is built without these discoveries.
 MISSING_IN_DEBIAN_BUILD = ("kubernetes_sd_configs", "consul_sd_configs")
@@ -84,11 +84,7 @@ def test_amtool_accepts_the_alertmanager_config(deploy):
 
 
 def _routes(deploy, **labels: str) -> str:
-    amtool = require_binary("amtool")
-    argv = [amtool, "config", "routes", "test", f"--config.file={deploy / 'alertmanager/alertmanager.yml'}"]
-    result = subprocess.run(argv + [f"{k}={v}" for k, v in labels.items()], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return amtool_routes(deploy / "alertmanager/alertmanager.yml", **labels)
 
 
 def test_alerts_route_by_severity_then_mesh(deploy):
@@ -97,15 +93,6 @@ def test_alerts_route_by_severity_then_mesh(deploy):
     assert _routes(deploy, alertname="MeshErrorBudgetBurn", severity="page", mesh="consul") == "meshobs-pager,meshobs-chat-consul"
     assert _routes(deploy, alertname="MeshHighLatencyP99", severity="warning", mesh="linkerd") == "meshobs-chat-linkerd"
     assert _routes(deploy, alertname="Other", severity="ticket") == "meshobs-default"
-
-
-def _post_alerts(port: int, alerts: list[dict]) -> None:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v2/alerts", data=json.dumps(alerts).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
 
 
 def _states(port: int) -> dict[tuple[str, str, str, str, str], str]:
@@ -124,15 +111,9 @@ def _alert(name: str, severity: str, mesh: str, dst_namespace: str = "", dst_wor
 
 def test_real_alertmanager_inhibits_as_configured(deploy, tmp_path, processes):
     """A real Alertmanager with the rendered config suppresses the security alerts of exactly the workload whose proxy the exporter cannot read (not its mesh's other workloads, not another namespace's namesake), and warnings under a critical of the same alert."""
-    binary = require_binary("prometheus-alertmanager")
-    port = free_port()
-    am = processes(
-        [binary, f"--config.file={deploy / 'alertmanager/alertmanager.yml'}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        tmp_path / "alertmanager.log",
-    )
-    am.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, what="alertmanager /-/ready")
-    _post_alerts(port, [
+    am = run_alertmanager(processes, deploy / "alertmanager/alertmanager.yml", tmp_path)
+    port = am.port
+    am.post([
         # as the rule renders it: the proxy's namespace and workload under both names
         _alert("MeshExporterTargetDown", "warning", "istio", "shop", "reviews", namespace="shop", workload="reviews"),
         _alert("MeshMTLSFailure", "critical", "istio", "shop", "reviews", reason="untrusted_cert"),

@@ -492,9 +492,17 @@ def exporter_down(mesh: str, title: str) -> list[dict]:
               "exp_annotations": {"summary": f"{title}: the meshobs exporter is down",
                                   "description": description.format(""), "runbook_url": f"{RUNBOOK}meshexporterdown"}}
     other = [series("up", {"job": "istio-proxies", "instance": "10.0.0.7:15090"}, constant(1, 10))]
+    # One store, two clusters: both clusters' proxies report, only c1's exporter is scraped
+    proxies = MeshTraffic(mesh).requests(NS, SVC, "200", (1, 10))
+    c2 = [dict(s, series=s["series"].replace(f'cluster="{CLUSTER}"', 'cluster="c2"')) for s in proxies]
+    in_c2 = {"exp_labels": {"severity": "critical", "mesh": mesh, "job": "meshobs-exporter", "cluster": "c2"},
+             "exp_annotations": absent["exp_annotations"]}
     return [
         _case("bad: its scrape fails", up(constant(0, 10)), "10m", name, [down]),
         _case("bad: no scrape job for it at all", other, "10m", name, [absent]),
+        _case("bad: one of two clusters has proxies but no exporter", up(constant(1, 10)) + proxies + c2, "10m", name,
+              [in_c2]),
+        _case("healthy: the exporter of the only cluster with proxies is up", up(constant(1, 10)) + proxies, "10m", name, []),
         _case("healthy", up(constant(1, 10)), "10m", name, []),
         _case("blip: one failed scrape", up("1x5 0x1 1x4"), "10m", name, []),
     ]

@@ -15,8 +15,10 @@ stop with the test. Intervals default to 1s (Prometheus still takes ~5s to scrap
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Sequence
@@ -80,13 +82,17 @@ class Webhook:
 
 
 class RunningAlertmanager(Listening):
-    pass
+    def post(self, alerts: list[dict]) -> None:
+        """Send `alerts` (each {"labels": {...}}) as a Prometheus would, through the v2 API."""
+        request = urllib.request.Request(f"{self.url}/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
 
 
 def start_alertmanager(processes, tmp_path: Path, webhook_url: str, group_wait: str = "0s",
                        group_interval: str = "1s", repeat_interval: str = "1h") -> RunningAlertmanager:
     """Alertmanager routing every alert, grouped per alert name, to `webhook_url` at once."""
-    binary = require_binary("prometheus-alertmanager")
     folder = tmp_path / "alertmanager"
     folder.mkdir(exist_ok=True)
     config = {
@@ -95,15 +101,30 @@ def start_alertmanager(processes, tmp_path: Path, webhook_url: str, group_wait: 
         "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
     }
     (folder / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    return run_alertmanager(processes, folder / "alertmanager.yml", folder)
+
+
+def run_alertmanager(processes, config_file: Path, folder: Path) -> RunningAlertmanager:
+    """A real Alertmanager with `config_file` (a rendered one, say), its data and log in `folder`."""
+    binary = require_binary("prometheus-alertmanager")
     port = free_port()
     process = processes(
-        [binary, f"--config.file={folder / 'alertmanager.yml'}", f"--storage.path={folder / 'data'}",
+        [binary, f"--config.file={config_file}", f"--storage.path={folder / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
          f"--web.external-url=http://127.0.0.1:{port}"],
         folder / "alertmanager.log",
     )
     process.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, what="alertmanager /-/ready")
     return RunningAlertmanager(port, process)
+
+
+def amtool_routes(config_file: Path, **labels: str) -> str:
+    """The receivers (comma-separated) that `amtool config routes test` picks for an alert with `labels`."""
+    amtool = require_binary("amtool")
+    argv = [amtool, "config", "routes", "test", f"--config.file={config_file}"]
+    result = subprocess.run(argv + [f"{k}={v}" for k, v in labels.items()], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 class RunningPrometheus(Listening):

@@ -1,4 +1,5 @@
-"""Alertmanager: route by severity, then by mesh; group per service; inhibit the noise.
+"""Alertmanager: route by cluster (for the clusters given their own receivers), by severity, then
+by mesh; group per service; inhibit the noise.
 
 Receivers hold no secret: the PagerDuty routing key, the Slack webhook URL and the webhook's
 bearer token are read from files that the Alertmanager pod mounts from a Secret
@@ -7,7 +8,9 @@ bearer token are read from files that the Alertmanager pod mounts from a Secret
 
 from __future__ import annotations
 
-from meshobs.config import Config
+from typing import Iterable
+
+from meshobs.config import ClusterReceivers, Config
 from meshobs.errors import BuildError
 from meshobs.meshes import Dialect
 from meshobs.render.deploy.common import kustomization, yaml_file
@@ -28,65 +31,124 @@ OBJECT_LABELS = ("mesh", "destination_namespace", "destination_service", "destin
 WORKLOAD_LABELS = ("mesh", "destination_namespace", "destination_workload")
 
 
-def _matcher_alternatives(values: tuple[str, ...]) -> str:
+def _matcher_alternatives(values: Iterable[str]) -> str:
     return "|".join(values)
 
 
-def _receivers(dialects: list[Dialect]) -> list[dict]:
-    pager = {
-        "name": "meshobs-pager",
-        "pagerduty_configs": [{"routing_key_file": f"{SECRETS_DIR}/pagerduty-routing-key", "send_resolved": True}],
+FALLBACK_RECEIVER = "meshobs-default"
+# Files in SECRETS_DIR that the shared receivers read.
+PAGER_KEY_FILE = "pagerduty-routing-key"
+SLACK_URL_FILE = "slack-webhook-url"
+WEBHOOK_TOKEN_FILE = "webhook-token"
+
+
+def pager_receiver(cluster: str = "") -> str:
+    """The PagerDuty receiver of `cluster` (alertmanager.clusters); of every other cluster when empty."""
+    return f"meshobs-{cluster}-pager" if cluster else "meshobs-pager"
+
+
+def mesh_chat_receiver(mesh: str) -> str:
+    """The shared chat receiver of one mesh's alerts."""
+    return f"meshobs-chat-{mesh}"
+
+
+def cluster_chat_receiver(cluster: str) -> str:
+    """The chat receiver of every mesh's alerts of `cluster` (alertmanager.clusters)."""
+    # "-chat" last: a cluster named like a mesh cannot take that mesh's receiver name
+    return f"meshobs-{cluster}-chat"
+
+
+def cluster_secret_files(cluster: str, receivers: ClusterReceivers) -> tuple[str, str]:
+    """The PagerDuty routing key and Slack webhook URL files (in SECRETS_DIR) of `cluster`'s receivers."""
+    return receivers.pager_key_file or f"{PAGER_KEY_FILE}-{cluster}", receivers.chat_webhook_file or SLACK_URL_FILE
+
+
+def _pager(name: str, key_file: str) -> dict:
+    return {
+        "name": name,
+        "pagerduty_configs": [{"routing_key_file": f"{SECRETS_DIR}/{key_file}", "send_resolved": True}],
     }
-    chat = [
-        {
-            "name": f"meshobs-chat-{d.name}",
-            "slack_configs": [
-                {
-                    "api_url_file": f"{SECRETS_DIR}/slack-webhook-url",
-                    "channel": f"#meshobs-{d.name}",
-                    "send_resolved": True,
-                    "title": f"[{{{{ .Status | toUpper }}}}] {d.title}: {{{{ .CommonLabels.alertname }}}}",
-                    "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ .Annotations.runbook_url }}\n{{ end }}",
-                }
-            ],
-        }
-        for d in dialects
-    ]
+
+
+def _chat(name: str, channel: str, subject: str, url_file: str) -> dict:
+    """A Slack receiver; `subject` (no template in it) leads each message's title."""
+    return {
+        "name": name,
+        "slack_configs": [
+            {
+                "api_url_file": f"{SECRETS_DIR}/{url_file}",
+                "channel": channel,
+                "send_resolved": True,
+                "title": f"[{{{{ .Status | toUpper }}}}] {subject}: {{{{ .CommonLabels.alertname }}}}",
+                "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ .Annotations.runbook_url }}\n{{ end }}",
+            }
+        ],
+    }
+
+
+def _receivers(cfg: Config, dialects: list[Dialect]) -> list[dict]:
     fallback = {
-        "name": "meshobs-default",
+        "name": FALLBACK_RECEIVER,
         "webhook_configs": [
             {
                 "url": "http://alert-receiver.monitoring.svc:8080/alerts",
-                "http_config": {"authorization": {"credentials_file": f"{SECRETS_DIR}/webhook-token"}},
+                "http_config": {"authorization": {"credentials_file": f"{SECRETS_DIR}/{WEBHOOK_TOKEN_FILE}"}},
                 "send_resolved": True,
             }
         ],
     }
-    return [fallback, pager, *chat]
+    chat = [_chat(mesh_chat_receiver(d.name), f"#meshobs-{d.name}", d.title, SLACK_URL_FILE) for d in dialects]
+    per_cluster = []
+    for cluster, receivers in cfg.alertmanager.clusters:
+        key_file, url_file = cluster_secret_files(cluster, receivers)
+        # the mesh is in the title: one channel holds every mesh's alerts of the cluster
+        subject = f"{cluster} {{{{ .CommonLabels.mesh }}}}"
+        per_cluster += [
+            _pager(pager_receiver(cluster), key_file),
+            _chat(cluster_chat_receiver(cluster), receivers.chat_channel or f"#meshobs-{cluster}", subject, url_file),
+        ]
+    return [fallback, _pager(pager_receiver(), PAGER_KEY_FILE), *chat, *per_cluster]
 
 
-def _route(cluster: str, dialects: list[Dialect]) -> dict:
-    paging = f'severity=~"{_matcher_alternatives(PAGING_SEVERITIES)}"'
+def _paging_route(receiver: str, cluster_label: str) -> dict:
     return {
-        "receiver": "meshobs-default",
+        "matchers": [f'severity=~"{_matcher_alternatives(PAGING_SEVERITIES)}"'],
+        "receiver": receiver,
+        "group_by": ["alertname", cluster_label, *OBJECT_LABELS[:-1]],
+        "group_wait": "10s",
+        "repeat_interval": "1h",
+        # Paged alerts also reach the chat below.
+        "continue": True,
+    }
+
+
+def _cluster_route(cluster_label: str, cluster: str, dialects: list[Dialect]) -> dict:
+    """`cluster`'s alerts to its own pager and chat; no `continue`, so the shared receivers never
+    see them. An alert of no rendered mesh falls back to the parent's receiver, as elsewhere."""
+    return {
+        "matchers": [f'{cluster_label}="{cluster}"'],
+        "routes": [
+            _paging_route(pager_receiver(cluster), cluster_label),
+            {
+                "matchers": [f'mesh=~"{_matcher_alternatives(d.name for d in dialects)}"'],
+                "receiver": cluster_chat_receiver(cluster),
+            },
+        ],
+    }
+
+
+def _route(cfg: Config, dialects: list[Dialect]) -> dict:
+    cluster = cfg.cluster_label
+    return {
+        "receiver": FALLBACK_RECEIVER,
         "group_by": ["alertname", cluster, "mesh", "destination_namespace"],
         "group_wait": "30s",
         "group_interval": "5m",
         "repeat_interval": "4h",
         "routes": [
-            {
-                "matchers": [paging],
-                "receiver": "meshobs-pager",
-                "group_by": ["alertname", cluster, *OBJECT_LABELS[:-1]],
-                "group_wait": "10s",
-                "repeat_interval": "1h",
-                # Paged alerts also reach the mesh's channel below.
-                "continue": True,
-            },
-            *(
-                {"matchers": [f'mesh="{d.name}"'], "receiver": f"meshobs-chat-{d.name}"}
-                for d in dialects
-            ),
+            *(_cluster_route(cluster, name, dialects) for name, _ in cfg.alertmanager.clusters),
+            _paging_route(pager_receiver(), cluster),
+            *({"matchers": [f'mesh="{d.name}"'], "receiver": mesh_chat_receiver(d.name)} for d in dialects),
         ],
     }
 
@@ -123,9 +185,9 @@ def _inhibit_rules(cluster: str) -> list[dict]:
 def alertmanager_config(cfg: Config, dialects: list[Dialect]) -> dict:
     return {
         "global": {"resolve_timeout": "5m"},
-        "route": _route(cfg.cluster_label, dialects),
+        "route": _route(cfg, dialects),
         "inhibit_rules": _inhibit_rules(cfg.cluster_label),
-        "receivers": _receivers(dialects),
+        "receivers": _receivers(cfg, dialects),
     }
 
 
