@@ -498,6 +498,18 @@ def _tenant_ids(values: tuple[str, ...]) -> str | None:
     return f"names {duplicates[0]!r} twice" if duplicates else None
 
 
+class FrozenLabels(dict):
+    """Label name -> value, a mapping in meshobs.yaml that the frozen Config can hold and hash."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("configuration labels cannot change")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class Ruler:
     """The rule-group fields of deploy/ruler/rules/ for the ruler of a long-term store
@@ -517,10 +529,10 @@ class Ruler:
         (), "Mimir only: the tenants every group reads, as a federated rule group (when each cluster writes to a "
         "tenant of its own; needs -ruler.tenant-federation.enabled); what the rules record goes to the tenant the "
         "files are loaded into; []: not rendered", _tenant_ids)
-    group_labels: dict[str, str] = field(default_factory=dict, metadata={
-        "doc": "labels added to every rule of every group (group field labels: Prometheus >= 3.0, Thanos >= 0.38, "
-               "Mimir >= 3.0, vmalert), e.g. {ruler: global}; never the cluster label; {}: not rendered",
-        "check": _group_labels})
+    group_labels: FrozenLabels = _setting(
+        FrozenLabels(), "labels added to every rule of every group (group field labels: Prometheus >= 3.0, "
+        "Thanos >= 0.38, Mimir >= 3.0, vmalert), e.g. {ruler: global}; never the cluster label; {}: not rendered",
+        _group_labels)
 
     def __post_init__(self) -> None:
         for name in ruler_fields.values(self):
@@ -615,13 +627,12 @@ def _type_name(kind: Any) -> str:
 
 
 def _coerce(kind: Any, value: Any, key: str) -> Any:
-    if typing.get_origin(kind) is dict:
-        # A mapping of strings in YAML (label name -> value).
+    if kind is FrozenLabels:
         value = _coerce(dict, value, key)
         for name, item in value.items():
             _coerce(str, name, f"{key} key {name!r}")
             _coerce(str, item, f"{key}.{name}")
-        return dict(value)
+        return FrozenLabels(value)
     if typing.get_origin(kind) is tuple:
         # A list of strings in YAML; a tuple in the frozen Config.
         value = _coerce(list, value, key)
@@ -795,6 +806,8 @@ def load(path: Path) -> Config:
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         return _as_dict(value)
+    if isinstance(value, FrozenLabels):
+        return dict(value)
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -816,7 +829,7 @@ def _default_line(key: str, value: Any) -> str:
     if isinstance(value, tuple):
         # Flow style keeps a list on the one line under its comment.
         return f"{key}: {yaml.safe_dump(list(value), default_flow_style=True).strip()}"
-    return yamlfmt.dump({key: value}).rstrip("\n")
+    return yamlfmt.dump({key: _plain(value)}).rstrip("\n")
 
 
 def documented_defaults() -> str:

@@ -230,3 +230,12 @@ def test_a_group_label_a_rule_sets_itself_is_refused_at_build():
         "ruler.group_labels.severity: deploy/ruler/rules/consul-alerting-rules.yaml: group 'meshobs-consul-alerts': "
         "MeshHighErrorRate sets its own severity label, which wins over a group label in every ruler: the label would "
         "mean two things; choose another name")
+
+
+def test_ruler_settings_load_back_and_stay_a_value():
+    """A full `ruler:` section written out as `config --validate` prints it loads back equal, and the Config stays hashable and its labels immutable."""
+    cfg = config.from_dict({"ruler": {"kind": "mimir", **SETTINGS["mimir"]}})
+    assert config.from_dict(yaml.safe_load(config.to_yaml(cfg))) == cfg
+    assert hash(cfg) == hash(config.from_dict({"ruler": {"kind": "mimir", **SETTINGS["mimir"]}}))
+    with pytest.raises(TypeError, match="^configuration labels cannot change$"):
+        cfg.ruler.group_labels["ruler"] = "other"
