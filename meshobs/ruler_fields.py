@@ -107,6 +107,16 @@ def unknown(group_keys: list[str], kind: str | None) -> list[str]:
     return problems
 
 
+def shadowed(group: dict) -> list[tuple[str, str]]:
+    """(rule, label) for each group label a rule of the group sets itself: the rule's own value
+    wins in every ruler (Prometheus's rules manager and vmalert's mergeLabels alike), so the group
+    label would mean two things."""
+    labels = group.get("labels") if isinstance(group.get("labels"), dict) else {}
+    return [(str(rule.get("alert") or rule.get("record")), name)
+            for rule in group.get("rules") or [] if isinstance(rule, dict)
+            for name in sorted(set(labels) & set(rule.get("labels") or {}))]
+
+
 def without_fields(document: dict) -> dict:
     """A rule document without the product-only group fields: what Prometheus 2's promtool reads."""
     groups = [{key: value for key, value in group.items() if key not in BY_KEY} if isinstance(group, dict) else group

@@ -135,6 +135,28 @@ def test_meshobs_check_accepts_the_fields_of_the_built_kind_and_names_the_others
         "no one ruler reads them all"]
 
 
+def test_meshobs_check_judges_hand_edited_group_values(tmp_path):
+    """`meshobs check` judges a ruler group's values as `ruler:` would: a bad offset, the cluster label as a group label, and a group label the group's rules set themselves."""
+    out = _render(tmp_path, {"ruler": {"kind": "thanos", **SETTINGS["thanos"]}})
+    rules = out / "deploy/ruler/rules"
+    (rules / "istio-global-rules.yaml").write_text((rules / "istio-global-rules.yaml").read_text().replace(
+        "query_offset: 1m", "query_offset: soon").replace("ruler: global", "cluster: x"))
+    (rules / "istio-alerting-rules.yaml").write_text((rules / "istio-alerting-rules.yaml").read_text().replace(
+        "      ruler: global\n", "      severity: page\n", 1))
+    alerting = yaml.safe_load((rules / "istio-alerting-rules.yaml").read_text())["groups"][0]
+    assert checks.check_ruler_rules(out) == [
+        f"{rules / 'istio-alerting-rules.yaml'}: group 'meshobs-istio-alerts': group label 'severity' is set by "
+        f"{len(alerting['rules'])} of its rules too (first {alerting['rules'][0]['alert']}), whose own value wins in "
+        "every ruler",
+        f"{rules / 'istio-global-rules.yaml'}: group 'meshobs-istio-global': field 'query_offset': 'soon' is not a "
+        "Prometheus duration such as 30s, 5m, 1h or 7d",
+        f"{rules / 'istio-global-rules.yaml'}: group 'meshobs-istio-global': field 'labels': cluster is the cluster "
+        "label (cluster_label): every series the ruler records, per-cluster ones included, would carry cluster='x', "
+        "and every global series would land in that fake cluster; name the ruler with another label, e.g. ruler: "
+        "global",
+    ]
+
+
 def test_vmalert_reads_every_field_the_table_gives_it_and_refuses_the_others(tmp_path):
     """The real vmalert 1.79.5 (`-dryRun`) accepts each group field the table lists for victoriametrics and refuses every other one, naming it."""
     vmalert = require_binary("vmalert")

@@ -52,14 +52,12 @@ def _header(text: str) -> str:
     return "".join(lines[:count])
 
 
-def _refuse_shadowed_labels(group: dict, labels: dict[str, str], where: str) -> None:
-    for rule in group.get("rules") or []:
-        for name in sorted(set(labels) & set(rule.get("labels") or {})):
-            raise ConfigError(
-                f"ruler.group_labels.{name}",
-                f"{where}: group {group['name']!r}: {rule.get('alert') or rule.get('record')} sets its own {name} "
-                "label, which wins over a group label in every ruler: the label would mean two things; "
-                "choose another name")
+def _refuse_shadowed_labels(group: dict, where: str) -> None:
+    for rule, name in ruler_fields.shadowed(group):
+        raise ConfigError(
+            f"ruler.group_labels.{name}",
+            f"{where}: group {group['name']!r}: {rule} sets its own {name} label, which wins over a group label in "
+            "every ruler: the label would mean two things; choose another name")
 
 
 def with_group_fields(name: str, content: bytes, fields: dict[str, Any]) -> bytes:
@@ -71,9 +69,9 @@ def with_group_fields(name: str, content: bytes, fields: dict[str, Any]) -> byte
     document = yaml.safe_load(text)
     groups = []
     for group in document["groups"]:
-        _refuse_shadowed_labels(group, fields.get("labels") or {}, f"deploy/ruler/rules/{name}")
         head = {key: group[key] for key in ("name", "interval") if key in group}
         groups.append(head | fields | {key: value for key, value in group.items() if key not in head})
+        _refuse_shadowed_labels(groups[-1], f"deploy/ruler/rules/{name}")
     return (_header(text) + yamlfmt.dump(document | {"groups": groups})).encode()
 
 
