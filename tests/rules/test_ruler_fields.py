@@ -174,7 +174,7 @@ def test_vmalert_reads_every_field_the_table_gives_it_and_refuses_the_others(tmp
 
 
 def test_vmalert_loads_the_rendered_files_and_records_with_the_group_label(processes, tmp_path):
-    """For kind victoriametrics, vmalert -dryRun accepts every rendered deploy/ruler file, and evaluating the Istio recordings and roll-ups on VictoriaMetrics writes series that all carry ruler="global"."""
+    """For kind victoriametrics, vmalert -dryRun accepts every rendered deploy/ruler file, and evaluating Istio's recordings, roll-ups and alerts on VictoriaMetrics writes series and alerts that all carry ruler="global"."""
     out = _render(tmp_path, {"ruler": {"kind": "victoriametrics", **SETTINGS["victoriametrics"]}})
     files = _ruler_files(out)
     result = subprocess.run([require_binary("vmalert"), *[f"-rule={p}" for p in files], "-dryRun", "-loggerLevel=WARN"],
@@ -183,7 +183,8 @@ def test_vmalert_loads_the_rendered_files_and_records_with_the_group_label(proce
     vm = start_victoria_metrics(processes, tmp_path)
     [case] = promtool_file.read({"tests": [{"interval": "1m", "input_series": _two_clusters("istio")}]})
     vm.import_series(case.samples(), base=T0)
-    rules = [out / "deploy/ruler/rules/istio-recording-rules.yaml", out / "deploy/ruler/rules/istio-global-rules.yaml"]
+    rules = [out / "deploy/ruler/rules/istio-recording-rules.yaml", out / "deploy/ruler/rules/istio-global-rules.yaml",
+             out / "deploy/ruler/rules/istio-alerting-rules.yaml"]
     replay_rules(vm, rules, tmp_path, start=T0, end=T0 + 15 * 60, interval="1m")
     at = T0 + 15 * 60
     per_cluster = vm.query('destination_service:mesh_requests:rate5m{mesh="istio"}', at)
@@ -191,6 +192,8 @@ def test_vmalert_loads_the_rendered_files_and_records_with_the_group_label(proce
     assert sorted((s["metric"]["cluster"], s["metric"]["ruler"]) for s in per_cluster) == [
         (CLUSTER, "global"), ("c2", "global")]
     assert [(s["metric"]["ruler"], float(s["value"][1])) for s in rolled_up] == [("global", 40.0)]
+    # c2 fails every request: its error-rate alert fires, with the ruler's label as well
+    assert [(labels["cluster"], labels["ruler"]) for labels in vm.firing_at("MeshHighErrorRate", at)] == [("c2", "global")]
     recorded = vm.query('count({__name__=~".+:.+"})', at)
     labelled = vm.query('count({__name__=~".+:.+", ruler="global"})', at)
     assert float(recorded[0]["value"][1]) == float(labelled[0]["value"][1]) > 2
