@@ -521,7 +521,7 @@ class Ruler:
         _ruler_kind)
     query_offset: str = _setting(
         "0s", "evaluate every group this long in the past, so that remote-written samples have arrived "
-        "(group field query_offset: Prometheus >= 2.53, Thanos >= 0.37, Mimir); 0s: not rendered", _how_long)
+        "(group field query_offset: Prometheus >= 2.53, Thanos >= 0.36, Mimir); 0s: not rendered", _how_long)
     partial_response_strategy: str = _setting(
         "", "Thanos Ruler only: warn evaluates with the stores that answer, abort (Thanos's default) skips the "
         "evaluation when one fails; empty: not rendered", _partial_response_strategy)

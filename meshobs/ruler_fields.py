@@ -11,8 +11,8 @@ Where each field is defined (looked up in each product's source):
 - Prometheus: model/rulefmt/rulefmt.go, `RuleGroup` (query_offset since v2.53.0, labels since
   v3.0.0);
 - Thanos: pkg/rules/manager.go, `configRuleAdapter` (partial_response_strategy, with Prometheus's
-  `rulefmt.RuleGroup` inline: query_offset from v0.37.0, labels from v0.38.0, the releases built
-  on Prometheus 2.55 and 3.0);
+  `rulefmt.RuleGroup` inline: query_offset from v0.36.0, labels from v0.38.0, the releases built
+  on a Prometheus main of June 2024 (after 2.53) and on 3.1);
 - Mimir: pkg/ruler/rulespb/rules.proto, `RuleGroupDesc` (queryOffset — evaluationDelay is its
   deprecated older name, never rendered; sourceTenants, a federated group's tenants; group labels
   since Mimir 3.0, grafana/mimir#12397 — older Mimir accepts and drops them);
