@@ -60,9 +60,10 @@ def _refuse_shadowed_labels(group: dict, where: str) -> None:
             "every ruler: the label would mean two things; choose another name")
 
 
-def with_group_fields(name: str, content: bytes, fields: dict[str, Any]) -> bytes:
-    """The rule file `name` with `fields` in each group, after its name and interval (the order
-    of Prometheus's RuleGroup); unchanged, byte for byte, when there are none."""
+def with_group_fields(name: str, content: bytes, fields: dict[str, Any], kind: str) -> bytes:
+    """The rule file `name` with `fields` (those the ruler `kind` reads) in each group, after its
+    name and interval (the order of Prometheus's RuleGroup), and a comment saying so; unchanged,
+    byte for byte, when there are none."""
     if not fields:
         return content
     text = content.decode()
@@ -72,13 +73,16 @@ def with_group_fields(name: str, content: bytes, fields: dict[str, Any]) -> byte
         head = {key: group[key] for key in ("name", "interval") if key in group}
         groups.append(head | fields | {key: value for key, value in group.items() if key not in head})
         _refuse_shadowed_labels(groups[-1], f"deploy/ruler/rules/{name}")
-    return (_header(text) + yamlfmt.dump(document | {"groups": groups})).encode()
+    note = (f"# For ruler.kind {kind}: each group has {', '.join(fields)} (meshobs/ruler_fields.py); the same rules "
+            "without them are under alerts/.\n")
+    return (_header(text) + note + yamlfmt.dump(document | {"groups": groups})).encode()
 
 
 def render(cfg: Config, dialects: list[Dialect], artefacts: dict[str, bytes]) -> dict[str, bytes]:
     ns = cfg.deploy.monitoring_namespace
     fields = ruler_fields.values(cfg.ruler)
-    rules = {name: with_group_fields(name, content, fields) for name, content in ruler_rule_files(artefacts).items()}
+    rules = {name: with_group_fields(name, content, fields, cfg.ruler.kind)
+             for name, content in ruler_rule_files(artefacts).items()}
     files = {
         "deploy/prometheus-agent/prometheus.yml": yaml_file(agent_config(cfg, dialects)),
         "deploy/prometheus-agent/kustomization.yaml": kustomization(
