@@ -77,7 +77,8 @@ def render(cfg: Config, dialects: Iterable[Dialect]) -> dict[str, bytes]:
         raise
     except Exception as exc:
         raise BuildError(f"rendering failed: {type(exc).__name__}: {exc}") from exc
-    artefacts[manifest.NAME] = manifest.render(artefacts, [d.name for d in dialects], __version__, cfg.cluster_label)
+    artefacts[manifest.NAME] = manifest.render(artefacts, [d.name for d in dialects], __version__, cfg.cluster_label,
+                                                cfg.ruler.kind)
     return dict(sorted(artefacts.items()))
 
 

@@ -15,7 +15,8 @@ from typing import Iterable
 import promql_parser
 import yaml
 
-from meshobs import prom3
+from meshobs import config, manifest, prom3, ruler_fields
+from meshobs.errors import ConfigError
 from meshobs.meshes import DIALECTS
 
 ALLOWED_PANEL_TYPES = frozenset({"timeseries", "stat", "table", "bargauge", "heatmap", "text", "row"})
@@ -265,7 +266,49 @@ def inspect_tree(root: Path, skip: set[str] = frozenset()) -> TreeReport:
             if uid in uids:
                 problems.append(f"{path}: uid {uid!r} is also used by {uids[uid]}")
             uids[uid] = path
+    problems += check_ruler_rules(root)
     return report
+
+
+def _group_field_problems(group: dict, kind: str | None, cluster_label: str) -> list[str]:
+    """A deploy/ruler group's fields: each one the kind reads (meshobs/ruler_fields.py), each value
+    one its `ruler:` setting accepts, and no group label a rule of the group sets itself."""
+    problems = ruler_fields.unknown(list(group), kind)
+    for key in [key for key in group if key in ruler_fields.BY_KEY]:
+        field = ruler_fields.BY_KEY[key]
+        try:
+            config.from_dict({"cluster_label": cluster_label, "ruler": {"kind": field.kinds[0], field.setting: group[key]}})
+        except ConfigError as exc:
+            problems.append(f"field {key!r}: {exc.reason}")
+    setters: dict[str, list[str]] = {}
+    for rule, label in ruler_fields.shadowed(group):
+        setters.setdefault(label, []).append(rule)
+    problems += [f"group label {label!r} is set by {len(rules)} of its rules too (first {rules[0]}), whose own "
+                 "value wins in every ruler" for label, rules in sorted(setters.items())]
+    return problems
+
+
+def check_ruler_rules(root: Path) -> list[str]:
+    """deploy/ruler/rules/*.yaml: each group's fields beyond Prometheus 2's against the ruler table
+    for the kind the last build rendered (meshobs/ruler_fields.py, kind from meshobs-build.json),
+    and the rules themselves, without those fields, as every rule file is checked."""
+    paths = sorted((root / "deploy" / "ruler" / "rules").glob("*.yaml"))
+    built = manifest.read(root)
+    kind = built.ruler_kind if built and built.ruler_kind in ruler_fields.KINDS else None
+    cluster_label = built.cluster_label if built else config.Config().cluster_label
+    loaded = {path: _load_yaml(path) for path in paths}
+    # one ruler evaluates every mesh's files: a rule may read what any of them records
+    known = frozenset(set().union(*(_known_metrics(mesh, set()) for mesh in DIALECTS)) | _recorded_names(loaded.values()))
+    problems = []
+    for path, (data, load_problems) in loaded.items():
+        if not load_problems and isinstance(data, dict) and isinstance(data.get("groups"), list):
+            for group in data["groups"]:
+                if isinstance(group, dict):
+                    problems += [f"{path}: group {group.get('name')!r}: {problem}"
+                                 for problem in _group_field_problems(group, kind, cluster_label)]
+            data = ruler_fields.without_fields(data)
+        problems += _check_rules(path, data, load_problems, known)
+    return problems
 
 
 def _count_rules(data: object, load_problems: list[str]) -> int:

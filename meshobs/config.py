@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import yaml
 
-from meshobs import yamlfmt
+from meshobs import ruler_fields, yamlfmt
 from meshobs.errors import ConfigError, ConfigErrors
 
 log = logging.getLogger(__name__)
@@ -492,6 +492,78 @@ class Deploy:
     )
 
 
+def _ruler_kind(value: str) -> str | None:
+    return None if value in ruler_fields.KINDS else f"must be one of {', '.join(ruler_fields.KINDS)}"
+
+
+def _partial_response_strategy(value: str) -> str | None:
+    return None if value in ("", "abort", "warn") else "must be abort or warn (or empty: not rendered; Thanos aborts)"
+
+
+def _group_labels(value: dict[str, str]) -> str | None:
+    for name, label_value in value.items():
+        if _label_name(name) or name.startswith("__"):
+            return f"has {name!r}, which must be a Prometheus label name not starting with '__'"
+        if not label_value or _label_value(label_value):
+            return (f"has {name}: {label_value!r}, which must be letters, digits, '.', '_' or '-' (not empty: an "
+                    "empty value removes the label)")
+    return None
+
+
+def _tenant_ids(values: tuple[str, ...]) -> str | None:
+    # Mimir's tenant ID rules (dskit tenant.ValidTenantID): at most 150 of these characters, not . or ..
+    for value in values:
+        if not re.fullmatch(r"[A-Za-z0-9!_.*'()-]{1,150}", value) or value in (".", ".."):
+            return f"has {value!r}, which is not a Mimir tenant ID (letters, digits and !-_.*'(), at most 150)"
+    duplicates = sorted({value for value in values if values.count(value) > 1})
+    return f"names {duplicates[0]!r} twice" if duplicates else None
+
+
+class FrozenLabels(dict):
+    """Label name -> value, a mapping in meshobs.yaml that the frozen Config can hold and hash."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("configuration labels cannot change")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Ruler:
+    """The rule-group fields of deploy/ruler/rules/ for the ruler of a long-term store
+    (docs/long-term-stores.md); which kind reads which field is meshobs/ruler_fields.py."""
+
+    kind: str = _setting(
+        "prometheus", "the ruler that loads deploy/ruler/rules/: prometheus, thanos, mimir or victoriametrics "
+        "(vmalert); only fields this kind reads are rendered, and a setting it does not read is refused",
+        _ruler_kind)
+    query_offset: str = _setting(
+        "0s", "evaluate every group this long in the past, so that remote-written samples have arrived "
+        "(group field query_offset: Prometheus >= 2.53, Thanos >= 0.36, Mimir); 0s: not rendered", _how_long)
+    partial_response_strategy: str = _setting(
+        "", "Thanos Ruler only: warn evaluates with the stores that answer, abort (Thanos's default) skips the "
+        "evaluation when one fails; empty: not rendered", _partial_response_strategy)
+    source_tenants: tuple[str, ...] = _setting(
+        (), "Mimir only: the tenants every group reads, as a federated rule group (when each cluster writes to a "
+        "tenant of its own; needs -ruler.tenant-federation.enabled); what the rules record goes to the tenant the "
+        "files are loaded into; []: not rendered", _tenant_ids)
+    group_labels: FrozenLabels = _setting(
+        FrozenLabels(), "labels added to every rule of every group (group field labels: Prometheus >= 3.0, "
+        "Thanos >= 0.38, Mimir >= 3.0, vmalert), e.g. {ruler: global}; never the cluster label; {}: not rendered",
+        _group_labels)
+
+    def __post_init__(self) -> None:
+        for name in ruler_fields.values(self):
+            group_field = ruler_fields.BY_KEY[name]
+            if self.kind not in group_field.kinds:
+                raise ConfigError(f"ruler.{group_field.setting}",
+                                  f"{_plain(getattr(self, group_field.setting))!r} cannot be set for ruler.kind "
+                                  f"{self.kind}: {ruler_fields.refusal(group_field, self.kind)}")
+
+
 @dataclass(frozen=True)
 class Tracing:
     sampling_percent: float = _setting(1.0, "share of requests traced by the proxies, in percent", _percent_closed)
@@ -538,6 +610,7 @@ class Config:
     slo: SLO = _section(SLO, "availability SLO for MeshErrorBudgetBurn")
     alertmanager: Alertmanager = _section(Alertmanager, "routing of deploy/alertmanager/alertmanager.yml")
     deploy: Deploy = _section(Deploy, "Kubernetes deployment of the exporter")
+    ruler: Ruler = _section(Ruler, "the group fields of deploy/ruler/rules/ for a long-term store's ruler")
     tracing: Tracing = _section(Tracing, "tracing settings rendered into mesh and collector configs")
     logging: Logging = _section(Logging, "log shipping settings rendered into Fluentd configs")
 
@@ -549,6 +622,14 @@ class Config:
             raise ConfigError("alerts.cert_expiry.leaf_critical_fraction",
                               f"{expiry.leaf_critical_fraction:g} must be smaller than leaf_warning_fraction "
                               f"({expiry.leaf_warning_fraction:g})")
+        if self.cluster_label in self.ruler.group_labels:
+            raise ConfigError(
+                f"ruler.group_labels.{self.cluster_label}",
+                f"{self.cluster_label} is the cluster label (cluster_label): every series the ruler records, "
+                f"per-cluster ones included, would carry {self.cluster_label}="
+                f"{self.ruler.group_labels[self.cluster_label]!r}, and every global series would land in that fake "
+                "cluster; name the ruler with another label, e.g. ruler: global",
+            )
         burst = self.alerts.unauthorized_burst
         if duration_seconds(burst.baseline_window) <= duration_seconds(burst.window):
             raise ConfigError(
@@ -567,6 +648,12 @@ def _type_name(kind: Any) -> str:
 
 
 def _coerce(kind: Any, value: Any, key: str) -> Any:
+    if kind is FrozenLabels:
+        value = _coerce(dict, value, key)
+        for name, item in value.items():
+            _coerce(str, name, f"{key} key {name!r}")
+            _coerce(str, item, f"{key}.{name}")
+        return FrozenLabels(value)
     if typing.get_origin(kind) is tuple:
         # A list of strings in YAML; a tuple in the frozen Config.
         value = _coerce(list, value, key)
@@ -740,6 +827,8 @@ def load(path: Path) -> Config:
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         return _as_dict(value)
+    if isinstance(value, FrozenLabels):
+        return dict(value)
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -761,7 +850,7 @@ def _default_line(key: str, value: Any) -> str:
     if isinstance(value, tuple):
         # Flow style keeps a list on the one line under its comment.
         return f"{key}: {yaml.safe_dump(list(value), default_flow_style=True).strip()}"
-    return yamlfmt.dump({key: value}).rstrip("\n")
+    return yamlfmt.dump({key: _plain(value)}).rstrip("\n")
 
 
 def documented_defaults() -> str:

@@ -22,9 +22,12 @@ NAME = "meshobs-build.json"
 PER_MESH_DIRS = ("dashboards", "alerts", "collectors")
 
 
-def render(artefacts: Mapping[str, bytes], meshes: list[str], version: str, cluster_label: str) -> bytes:
+def render(artefacts: Mapping[str, bytes], meshes: list[str], version: str, cluster_label: str,
+           ruler_kind: str) -> bytes:
     files = {path: hashlib.sha256(content).hexdigest() for path, content in sorted(artefacts.items())}
-    document = {"built_by": f"meshobs {version}", "meshes": meshes, "cluster_label": cluster_label, "files": files}
+    # the ruler kind tells `check` which group fields deploy/ruler/rules/ may have
+    document = {"built_by": f"meshobs {version}", "meshes": meshes, "cluster_label": cluster_label,
+                "ruler_kind": ruler_kind, "files": files}
     return (json.dumps(document, indent=2) + "\n").encode()
 
 
@@ -33,6 +36,7 @@ class Manifest:
     meshes: tuple[str, ...]
     files: dict[str, str]
     cluster_label: str = _DEFAULT_CLUSTER_LABEL
+    ruler_kind: str | None = None  # None: written before meshobs recorded it
 
     def command(self) -> str:
         """The build command that wrote it, as a user would type it."""
@@ -47,7 +51,8 @@ def read(root: Path) -> Manifest | None:
     """The folder's manifest; None when there is none or it cannot be read (then nothing is known)."""
     try:
         document = json.loads((root / NAME).read_text())
-        return Manifest(tuple(document["meshes"]), dict(document["files"]), str(document.get("cluster_label", _DEFAULT_CLUSTER_LABEL)))
+        return Manifest(tuple(document["meshes"]), dict(document["files"]),
+                        str(document.get("cluster_label", _DEFAULT_CLUSTER_LABEL)), document.get("ruler_kind"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
