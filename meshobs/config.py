@@ -111,12 +111,21 @@ def _k8s_name(value: str) -> str | None:
     return None if ok else "must be a Kubernetes name (lower case letters, digits and '-')"
 
 
-def _k8s_names(values: tuple[str, ...]) -> str | None:
-    for value in values:
-        if _k8s_name(value):
-            return f"has {value!r}, which {_k8s_name(value)}"
-    duplicates = sorted({value for value in values if values.count(value) > 1})
-    return f"names {duplicates[0]!r} twice" if duplicates else None
+def _each_once(check: Callable[[str], str | None]) -> Callable[[tuple[str, ...]], str | None]:
+    """`check` for every value of a list, and no value twice."""
+
+    def check_all(values: tuple[str, ...]) -> str | None:
+        for value in values:
+            reason = check(value)
+            if reason:
+                return f"has {value!r}, which {reason}"
+        duplicates = sorted({value for value in values if values.count(value) > 1})
+        return f"names {duplicates[0]!r} twice" if duplicates else None
+
+    return check_all
+
+
+_k8s_names = _each_once(_k8s_name)
 
 
 _LABEL_KEY = r"(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
@@ -510,13 +519,11 @@ def _group_labels(value: dict[str, str]) -> str | None:
     return None
 
 
-def _tenant_ids(values: tuple[str, ...]) -> str | None:
+def _tenant_id(value: str) -> str | None:
     # Mimir's tenant ID rules (dskit tenant.ValidTenantID): at most 150 of these characters, not . or ..
-    for value in values:
-        if not re.fullmatch(r"[A-Za-z0-9!_.*'()-]{1,150}", value) or value in (".", ".."):
-            return f"has {value!r}, which is not a Mimir tenant ID (letters, digits and !-_.*'(), at most 150)"
-    duplicates = sorted({value for value in values if values.count(value) > 1})
-    return f"names {duplicates[0]!r} twice" if duplicates else None
+    if re.fullmatch(r"[A-Za-z0-9!_.*'()-]{1,150}", value) and value not in (".", ".."):
+        return None
+    return "is not a Mimir tenant ID (letters, digits and !-_.*'(), at most 150)"
 
 
 class FrozenLabels(dict):
@@ -549,7 +556,7 @@ class Ruler:
     source_tenants: tuple[str, ...] = _setting(
         (), "Mimir only: the tenants every group reads, as a federated rule group (when each cluster writes to a "
         "tenant of its own; needs -ruler.tenant-federation.enabled); what the rules record goes to the tenant the "
-        "files are loaded into; []: not rendered", _tenant_ids)
+        "files are loaded into; []: not rendered", _each_once(_tenant_id))
     group_labels: FrozenLabels = _setting(
         FrozenLabels(), "labels added to every rule of every group (group field labels: Prometheus >= 3.0, "
         "Thanos >= 0.38, Mimir >= 3.0, vmalert), e.g. {ruler: global}; never the cluster label; {}: not rendered",
