@@ -291,7 +291,8 @@ def _group_field_problems(group: dict, kind: str | None, cluster_label: str) -> 
 def check_ruler_rules(root: Path) -> list[str]:
     """deploy/ruler/rules/*.yaml: each group's fields beyond Prometheus 2's against the ruler table
     for the kind the last build rendered (meshobs/ruler_fields.py, kind from meshobs-build.json),
-    and the rules themselves, without those fields, as every rule file is checked."""
+    and the rules themselves as every rule file is checked (`_check_rules` reads only a group's
+    name and rules, so the fields need not be taken out first)."""
     paths = sorted((root / "deploy" / "ruler" / "rules").glob("*.yaml"))
     built = manifest.read(root)
     kind = built.ruler_kind if built and built.ruler_kind in ruler_fields.KINDS else None
@@ -306,7 +307,6 @@ def check_ruler_rules(root: Path) -> list[str]:
                 if isinstance(group, dict):
                     problems += [f"{path}: group {group.get('name')!r}: {problem}"
                                  for problem in _group_field_problems(group, kind, cluster_label)]
-            data = ruler_fields.without_fields(data)
         problems += _check_rules(path, data, load_problems, known)
     return problems
 
