@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meshobs import build, checks, config, ruler_fields, yamlfmt
+from meshobs import build, checks, config, ruler_fields, writer, yamlfmt
 from meshobs.errors import ConfigError
 from meshobs.meshes import DIALECTS
 from tests.rules.test_global_rules import _two_clusters
@@ -37,9 +37,7 @@ SETTINGS = {
 def _render(tmp_path: Path, data: dict) -> Path:
     """`meshobs build` of the config `data` into `tmp_path`, manifest included."""
     out = tmp_path / "out"
-    for path, content in build.render(config.from_dict(data), DIALECTS.values()).items():
-        (out / path).parent.mkdir(parents=True, exist_ok=True)
-        (out / path).write_bytes(content)
+    writer.write(build.render(config.from_dict(data), DIALECTS.values()), out)
     return out
 
 
