@@ -138,16 +138,16 @@ def _cluster_route(cluster_label: str, cluster: str, dialects: list[Dialect]) ->
 
 
 def _route(cfg: Config, dialects: list[Dialect]) -> dict:
-    cluster = cfg.cluster_label
+    cluster_label = cfg.cluster_label
     return {
         "receiver": FALLBACK_RECEIVER,
-        "group_by": ["alertname", cluster, "mesh", "destination_namespace"],
+        "group_by": ["alertname", cluster_label, "mesh", "destination_namespace"],
         "group_wait": "30s",
         "group_interval": "5m",
         "repeat_interval": "4h",
         "routes": [
-            *(_cluster_route(cluster, name, dialects) for name, _ in cfg.alertmanager.clusters),
-            _paging_route(pager_receiver(), cluster),
+            *(_cluster_route(cluster_label, cluster, dialects) for cluster, _ in cfg.alertmanager.clusters),
+            _paging_route(pager_receiver(), cluster_label),
             *({"matchers": [f'mesh="{d.name}"'], "receiver": mesh_chat_receiver(d.name)} for d in dialects),
         ],
     }
