@@ -3,14 +3,13 @@ renders, it renders, and every consumer here accepts the result."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from meshobs import checks
+from tests.rules.test_configured_rules import _build as build_with_cli
 from tests.support.prom import amtool_routes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs/examples/many-clusters.yaml"
@@ -20,12 +19,9 @@ def _build(tmp_path: Path, cluster: str) -> Path:
     """The example built for `cluster` (only deploy.cluster changed, as its comment says)."""
     document = yaml.safe_load(EXAMPLE.read_text())
     document["deploy"]["cluster"] = cluster
-    config_file, out = tmp_path / f"{cluster}.yaml", tmp_path / cluster
-    config_file.write_text(yaml.safe_dump(document))
-    result = subprocess.run([sys.executable, "-m", "meshobs", "build", "--config", str(config_file), "--out", str(out)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return out
+    folder = tmp_path / cluster
+    folder.mkdir()
+    return build_with_cli(folder, document)
 
 
 @pytest.fixture(scope="module")
