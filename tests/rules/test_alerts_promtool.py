@@ -15,7 +15,7 @@ from meshobs import build, config, signals, yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render.rules import ALERT_NAMES
 from tests.rules import ambient_traffic as amb
-from tests.rules.traffic import CLUSTER, MeshTraffic, consul_tags, constant, counter, native_denials, series
+from tests.rules.traffic import CLUSTER, MeshTraffic, consul_tags, constant, counter, in_cluster, native_denials, series
 from tests.support.ambientdata import ACCOUNTS, FRONTEND, INTRUDER, LEGACY, POSTGRES, WAYPOINT, WEB, L4, _ztunnel_labels
 from tests.support.procs import require_binary
 
@@ -494,7 +494,7 @@ def exporter_down(mesh: str, title: str) -> list[dict]:
     other = [series("up", {"job": "istio-proxies", "instance": "10.0.0.7:15090"}, constant(1, 10))]
     # One store, two clusters: both clusters' proxies report, only c1's exporter is scraped
     proxies = MeshTraffic(mesh).requests(NS, SVC, "200", (1, 10))
-    c2 = [dict(s, series=s["series"].replace(f'cluster="{CLUSTER}"', 'cluster="c2"')) for s in proxies]
+    c2 = in_cluster("c2", proxies)
     in_c2 = {"exp_labels": {"severity": "critical", "mesh": mesh, "job": "meshobs-exporter", "cluster": "c2"},
              "exp_annotations": absent["exp_annotations"]}
     return [

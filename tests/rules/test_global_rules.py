@@ -12,7 +12,7 @@ import yaml
 from meshobs import build, checks, config, recordings, recordings_crosscluster, yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render import global_rules
-from tests.rules.traffic import CLUSTER, MeshTraffic, counter
+from tests.rules.traffic import MeshTraffic, counter, in_cluster
 from tests.support import promtool_file
 from tests.support.procs import require_binary
 from tests.support.victoria import replay_rules, start_victoria_metrics
@@ -38,8 +38,7 @@ def _files(rendered, mesh):
 def _two_clusters(mesh: str) -> list[dict]:
     """30 req/s all answered in cluster c1, 10 req/s all failing in c2, for one service."""
     t = MeshTraffic(mesh)
-    in_c2 = [dict(s, series=s["series"].replace(f'cluster="{CLUSTER}"', 'cluster="c2"'))
-             for s in t.requests(NS, SVC, "503", (10, 20))]
+    in_c2 = in_cluster("c2", t.requests(NS, SVC, "503", (10, 20)))
     return t.requests(NS, SVC, "200", (30, 20)) + in_c2
 
 
@@ -107,8 +106,7 @@ def test_promtool_rolls_the_pairs_between_clusters_up(mesh, rendered, tmp_path):
     from tests.rules.test_crosscluster_alerts_promtool import calls
 
     in_c1 = calls(mesh, True, "200", counter((10, 20)))
-    in_c2 = [dict(s, series=s["series"].replace(f'cluster="{CLUSTER}"', 'cluster="c2"'))
-             for s in calls(mesh, True, "200", counter((5, 20)))]
+    in_c2 = in_cluster("c2", calls(mesh, True, "200", counter((5, 20))))
     expected = {"istio": [("west", "east", 15)], "linkerd": [("c1", "west", 10), ("c2", "west", 5)],
                 "consul": [("dc1", "west", 15)]}[mesh]
     test = {"rule_files": [str(p) for p in _files(rendered, mesh)], "evaluation_interval": "1m", "tests": [{
