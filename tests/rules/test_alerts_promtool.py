@@ -24,6 +24,12 @@ RUNBOOK = CFG.runbook_url_base
 NS, SVC = "shop", "checkout"
 
 
+def runbook_headings() -> set[str]:
+    """The section headings of docs/runbooks.md: the anchors the alerts' runbook_url point at."""
+    return {line[3:].strip() for line in (Path(__file__).parents[2] / "docs/runbooks.md").read_text().splitlines()
+            if line.startswith("## ")}
+
+
 @pytest.fixture(scope="module")
 def rule_files(tmp_path_factory) -> dict[str, list[Path]]:
     out = tmp_path_factory.mktemp("rules")

@@ -14,6 +14,7 @@ from meshobs import cluster_signals as cs
 from meshobs.meshes import DIALECTS
 from meshobs.render import rules_crosscluster
 from tests.rules.test_alerts_promtool import CFG, NS, _alert, _case, rule_files, run_promtool  # noqa: F401 (fixture)
+from tests.rules.test_alerts_promtool import runbook_headings
 from tests.rules.traffic import CLUSTER, constant, counter, series
 
 REMOTE = "west"  # the other cluster: Istio's clusterName, a Linkerd Link's target, a Consul peer
@@ -157,8 +158,4 @@ def test_cross_cluster_alert_fires_on_bad_and_stays_silent_otherwise(alertname, 
 
 def test_every_cross_cluster_alert_has_a_runbook_section():
     """docs/runbooks.md has a section for each cross-cluster alert, the anchor its runbook_url points at."""
-    from pathlib import Path
-
-    headings = {line[3:].strip() for line in (Path(__file__).parents[2] / "docs/runbooks.md").read_text().splitlines()
-                if line.startswith("## ")}
-    assert set(rules_crosscluster.ALERT_NAMES) <= headings
+    assert set(rules_crosscluster.ALERT_NAMES) <= runbook_headings()

@@ -11,7 +11,7 @@ import pytest
 from meshobs import yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render import rules_health
-from tests.rules.test_alerts_promtool import CFG, RUNBOOK, _case, rule_files  # noqa: F401 (fixture)
+from tests.rules.test_alerts_promtool import CFG, RUNBOOK, _case, rule_files, runbook_headings  # noqa: F401 (fixture)
 from tests.rules.traffic import CLUSTER, constant, counter, in_cluster, series
 from tests.support.procs import require_binary
 
@@ -233,8 +233,4 @@ def test_health_alert_fires_on_bad_and_stays_silent_otherwise(mesh, alertname, r
 
 def test_every_health_alert_has_a_runbook_section():
     """docs/runbooks.md has a section for each health alert, the anchor its runbook_url points at."""
-    from pathlib import Path
-
-    headings = {line[3:].strip() for line in (Path(__file__).parents[2] / "docs/runbooks.md").read_text().splitlines()
-                if line.startswith("## ")}
-    assert set(rules_health.ALERT_NAMES) <= headings
+    assert set(rules_health.ALERT_NAMES) <= runbook_headings()
