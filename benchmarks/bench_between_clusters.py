@@ -27,22 +27,13 @@ from meshobs.meshes import DIALECTS  # noqa: E402
 from meshobs.render import between_clusters  # noqa: E402
 from meshobs.render.dashboards import _Context  # noqa: E402
 from tests.support import meshdata  # noqa: E402
-from recorded_prometheus import recording_istio, timed_parallel  # noqa: E402
+from recorded_prometheus import istio_calls, recording_istio, timed_parallel  # noqa: E402
 
-NAMESPACES = 50
 HERE = "c1"
 
 
 def workload_series(index: int, clusters: int) -> list[meshdata.Series]:
-    namespace, workload = f"ns-{index % NAMESPACES}", f"w-{index}"
-    base = {"reporter": "destination", "source_workload": f"w-{(index + 1) % 1000}", "source_workload_namespace": namespace,
-            "destination_workload": workload, "destination_workload_namespace": namespace,
-            "destination_service_name": workload, "connection_security_policy": "mutual_tls",
-            "source_cluster": f"c{index % clusters + 1}", "destination_cluster": HERE}
-    out = [meshdata.counter("istio_requests_total", {**base, "response_code": "200"}, 1.0 + index % 7),
-           meshdata.counter("istio_requests_total", {**base, "response_code": "503"}, 0.01 * (index % 5))]
-    out += meshdata.histogram("istio_request_duration_milliseconds", {**base, "response_code": "200"}, 1.0 + index % 7)
-    return out
+    return istio_calls(index, source_cluster=f"c{index % clusters + 1}", destination_cluster=HERE)
 
 
 def panel_queries(pairs: dict[str, str]) -> list[str]:
@@ -75,6 +66,7 @@ def main() -> None:
     print(f"{'Traffic between clusters, one refresh':<42} {'median':>8}  {'vs raw series':>13}")
     print(f"{'recorded pairs (rendered dashboards)':<42} {seconds * 1000:7.1f}ms  {seconds / baseline:12.3f}x")
     print(f"{'baseline: raw series':<42} {baseline * 1000:7.1f}ms  {1:12.3f}x")
+
 
 if __name__ == "__main__":
     main()

@@ -30,22 +30,15 @@ from meshobs.meshes import DIALECTS  # noqa: E402
 from meshobs.promql import Query  # noqa: E402
 from meshobs.query.client import Prometheus  # noqa: E402
 from tests.support import meshdata  # noqa: E402
-from recorded_prometheus import recording_istio, timed_parallel  # noqa: E402
+from recorded_prometheus import NAMESPACES, istio_calls, recording_istio, timed_parallel  # noqa: E402
 
-NAMESPACES = 50
 COMMANDS = (("stat",), ("stat", "service"), ("stat", "--to", "ns-0/w-0"), ("authz",), ("tls",), ("certs",),
             ("stat", "--window", "1h"))
 
 
 def workload_series(index: int, now: float) -> list[meshdata.Series]:
     namespace, workload = f"ns-{index % NAMESPACES}", f"w-{index}"
-    caller = f"w-{(index + 1) % 1000}"
-    base = {"reporter": "destination", "source_workload": caller, "source_workload_namespace": namespace,
-            "destination_workload": workload, "destination_workload_namespace": namespace,
-            "destination_service_name": workload, "connection_security_policy": "mutual_tls"}
-    out = [meshdata.counter("istio_requests_total", {**base, "response_code": "200"}, 1.0 + index % 7),
-           meshdata.counter("istio_requests_total", {**base, "response_code": "503"}, 0.01 * (index % 5))]
-    out += meshdata.histogram("istio_request_duration_milliseconds", {**base, "response_code": "200"}, 1.0 + index % 7)
+    out = istio_calls(index)
     exporter = {"mesh": "istio", "namespace": namespace, "workload": workload}
     out += [meshdata.counter("meshobs_authz_allowed_total", exporter, 1.0),
             meshdata.counter("meshobs_authz_denied_total", exporter, 0.1 if index % 10 == 0 else 0.0),
@@ -119,6 +112,7 @@ def main() -> None:
             profile = cProfile.Profile()
             profile.runcall(timed, tuple(args.profile.split()), prometheus.url, at, 1)
             pstats.Stats(profile).sort_stats("cumulative").print_stats(20)
+
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,22 @@ from tests.support.prom import RunningPrometheus, start_prometheus
 from tests.verify.replay import Replay
 
 
+NAMESPACES = 50
+
+
+def istio_calls(index: int, **labels: str) -> list[meshdata.Series]:
+    """Istio's destination-reported requests of workload w-<index> in ns-<index % NAMESPACES>, called by
+    w-<index + 1> (200 and a few 503 responses over mutual TLS, a latency histogram), `labels` added."""
+    namespace, workload = f"ns-{index % NAMESPACES}", f"w-{index}"
+    base = {"reporter": "destination", "source_workload": f"w-{(index + 1) % 1000}", "source_workload_namespace": namespace,
+            "destination_workload": workload, "destination_workload_namespace": namespace,
+            "destination_service_name": workload, "connection_security_policy": "mutual_tls", **labels}
+    out = [meshdata.counter("istio_requests_total", {**base, "response_code": "200"}, 1.0 + index % 7),
+           meshdata.counter("istio_requests_total", {**base, "response_code": "503"}, 0.01 * (index % 5))]
+    out += meshdata.histogram("istio_request_duration_milliseconds", {**base, "response_code": "200"}, 1.0 + index % 7)
+    return out
+
+
 @contextlib.contextmanager
 def recording_istio(series: list[meshdata.Series], cluster: str) -> Iterator[tuple[RunningPrometheus, Prometheus]]:
     """A replay endpoint serving `series` and a real Prometheus scraping it (as cluster `cluster`)

@@ -318,7 +318,6 @@ def gone(sel: str, window: str) -> str:
     return f"max_over_time({sel}[{window}])\nunless {sel}"
 
 
-
 def ratio_with_volume(ratio: str, rate: str, threshold: float, seconds: float, min_count: float) -> str:
     """A recorded ratio above `threshold` where its recorded `rate` amounted to at least `min_count`
     events over the window of `seconds` (a count, not a rate: a quiet service is judged too, and an

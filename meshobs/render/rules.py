@@ -215,9 +215,9 @@ def alerts(cfg: Config, dialect: Dialect) -> list[Alert]:
         "The meshobs exporter has failed to scrape the proxy of {{ $labels.workload }} in {{ $labels.namespace }} "
         "for 5 minutes; its security signals are missing.",
     ))
-    # deploy/ imports this module (alert names for the Alertmanager routes): import its job name late
+    # deploy/ imports this module (alert names for the Alertmanager routes), and rules_health builds on
+    # its Alert: import the job name and the per-cluster absence late
     from meshobs.render.deploy.common import EXPORTER
-
     from meshobs.render.rules_health import missing
 
     # Per cluster, as MeshControlPlaneDown: in a store of many clusters absent() alone fires only

@@ -40,6 +40,9 @@ _NO_PLAINTEXT = "empty while all traffic is mutual TLS: the series appear with t
 _NO_DRY_RUN = "empty until a dry-run (shadow) authorization policy decides: the series appear with its first decision"
 _NO_CONTROL_PLANE_ERROR = "empty while the control plane has no errors: the counter appears with the first one"
 _NOT_LINKED = "empty while this cluster is linked to no other: {what} appear with the first link"
+_NO_GATEWAY_CALLS = _NOT_LINKED.format(what="calls through a multicluster gateway (`dst_target_cluster`)")
+_NO_GATEWAY_PROBES = _NOT_LINKED.format(what="the service mirror's gateway probes")
+_NO_PEERINGS = _NOT_LINKED.format(what="the servers' cluster peerings")
 _AMBIENT_ONLY = ("exists only where pods run in ambient mode: series of the ztunnels (or recorded from them), which a "
                  "mesh of sidecars alone does not have; their failure series appear with the first failure")
 _NO_ADMISSION = "empty until the webhook has answered an admission request since it started: the counter appears with the first"
@@ -133,19 +136,15 @@ EXPECTED: tuple[Expected, ...] = (
                "meshobs's jobs", selector=metric) for metric in ("container_cpu_usage_seconds_total",
                                                                  "container_memory_working_set_bytes")),
     # Traffic between clusters: series that exist only once the mesh spans clusters
-    Expected(_NOT_LINKED.format(what="calls through a multicluster gateway (`dst_target_cluster`)"),
-             selector='dst_target_cluster!=""', mesh="linkerd"),
-    Expected(_NOT_LINKED.format(what="the service mirror's gateway probes"), selector="gateway_alive", mesh="linkerd"),
-    Expected(_NOT_LINKED.format(what="the service mirror's gateway probes"), selector="gateway_probe_latency_ms_bucket",
-             mesh="linkerd"),
-    Expected(_NOT_LINKED.format(what="the servers' cluster peerings"), selector="consul_peering_healthy", mesh="consul"),
+    Expected(_NO_GATEWAY_CALLS, selector='dst_target_cluster!=""', mesh="linkerd"),
+    Expected(_NO_GATEWAY_PROBES, selector="gateway_alive", mesh="linkerd"),
+    Expected(_NO_GATEWAY_PROBES, selector="gateway_probe_latency_ms_bucket", mesh="linkerd"),
+    Expected(_NO_PEERINGS, selector="consul_peering_healthy", mesh="consul"),
     # ... and recorded from them (meshobs/recordings_crosscluster.py): Linkerd counts only calls to other clusters
     Expected(_NO_ERROR, selector=":mesh_cross_cluster_request_errors:rate"),
-    Expected(_NOT_LINKED.format(what="calls through a multicluster gateway (`dst_target_cluster`)"),
-             selector=":mesh_cross_cluster_", mesh="linkerd"),
-    Expected(_NOT_LINKED.format(what="the service mirror's gateway probes"), selector=":mesh_remote_cluster_up:",
-             mesh="linkerd"),
-    Expected(_NOT_LINKED.format(what="the servers' cluster peerings"), selector=":mesh_remote_cluster_up:", mesh="consul"),
+    Expected(_NO_GATEWAY_CALLS, selector=":mesh_cross_cluster_", mesh="linkerd"),
+    Expected(_NO_GATEWAY_PROBES, selector=":mesh_remote_cluster_up:", mesh="linkerd"),
+    Expected(_NO_PEERINGS, selector=":mesh_remote_cluster_up:", mesh="consul"),
 )
 
 

@@ -15,13 +15,19 @@ from meshobs import build, config, signals, yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render.rules import ALERT_NAMES
 from tests.rules import ambient_traffic as amb
-from tests.rules.traffic import CLUSTER, MeshTraffic, consul_tags, constant, counter, native_denials, series
+from tests.rules.traffic import CLUSTER, MeshTraffic, consul_tags, constant, counter, in_cluster, native_denials, series
 from tests.support.ambientdata import ACCOUNTS, FRONTEND, INTRUDER, LEGACY, POSTGRES, WAYPOINT, WEB, L4, _ztunnel_labels
 from tests.support.procs import require_binary
 
 CFG = config.Config()
 RUNBOOK = CFG.runbook_url_base
 NS, SVC = "shop", "checkout"
+
+
+def runbook_headings() -> set[str]:
+    """The section headings of docs/runbooks.md: the anchors the alerts' runbook_url point at."""
+    return {line[3:].strip() for line in (Path(__file__).parents[2] / "docs/runbooks.md").read_text().splitlines()
+            if line.startswith("## ")}
 
 
 @pytest.fixture(scope="module")
@@ -494,7 +500,7 @@ def exporter_down(mesh: str, title: str) -> list[dict]:
     other = [series("up", {"job": "istio-proxies", "instance": "10.0.0.7:15090"}, constant(1, 10))]
     # One store, two clusters: both clusters' proxies report, only c1's exporter is scraped
     proxies = MeshTraffic(mesh).requests(NS, SVC, "200", (1, 10))
-    c2 = [dict(s, series=s["series"].replace(f'cluster="{CLUSTER}"', 'cluster="c2"')) for s in proxies]
+    c2 = in_cluster("c2", proxies)
     in_c2 = {"exp_labels": {"severity": "critical", "mesh": mesh, "job": "meshobs-exporter", "cluster": "c2"},
              "exp_annotations": absent["exp_annotations"]}
     return [

@@ -13,7 +13,7 @@ from meshobs import yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render import rules_ambient
 from tests.rules import ambient_traffic as amb
-from tests.rules.test_alerts_promtool import CFG, _case, rule_files  # noqa: F401 (fixture)
+from tests.rules.test_alerts_promtool import CFG, _case, rule_files, runbook_headings  # noqa: F401 (fixture)
 from tests.rules.test_alerts_promtool import run_promtool as run_rule_tests
 from tests.rules.test_health_alerts_promtool import _expected
 from tests.rules.traffic import CLUSTER, constant, counter
@@ -168,9 +168,7 @@ def test_ztunnel_alert_fires_on_bad_and_stays_silent_otherwise(alertname, rule_f
 
 def test_every_ztunnel_alert_has_a_runbook_section():
     """docs/runbooks.md has a section for each ztunnel alert, the anchor its runbook_url points at."""
-    headings = {line[3:].strip() for line in (Path(__file__).parents[2] / "docs/runbooks.md").read_text().splitlines()
-                if line.startswith("## ")}
-    assert set(rules_ambient.ALERT_NAMES) <= headings
+    assert set(rules_ambient.ALERT_NAMES) <= runbook_headings()
 
 
 def test_mtls_coverage_counts_the_plaintext_connections_of_ambient_workloads(rule_files, tmp_path):  # noqa: F811

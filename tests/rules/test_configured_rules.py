@@ -46,6 +46,12 @@ def _build(tmp_path: Path, data: dict) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def non_default(tmp_path_factory) -> Path:
+    """The output of `meshobs build` for NON_DEFAULT, built once for the tests that only read it."""
+    return _build(tmp_path_factory.mktemp("non-default"), NON_DEFAULT)
+
+
 @pytest.mark.parametrize("name, data", [
     ("non-default windows, thresholds and a 28d SLO", NON_DEFAULT),
     ("error and latency windows of 10m", {"alerts": {"error_rate": {"window": "10m"}, "latency": {"window": "10m"}}}),
@@ -63,9 +69,9 @@ def test_a_non_default_config_builds_output_meshobs_check_accepts(name, data, tm
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dashboards_and_alerts_read_the_configured_windows(tmp_path):
+def test_dashboards_and_alerts_read_the_configured_windows(non_default):
     """With a 2m error window and a 28d SLO, dashboards read the 2m series and the 28d table's windows."""
-    out = _build(tmp_path, NON_DEFAULT)
+    out = non_default
     overview = (out / "dashboards/istio/overview.json").read_text()
     assert 'destination_service:mesh_requests:rate2m{mesh=\\"istio\\"' in overview
     assert "rate5m" not in overview
@@ -110,9 +116,9 @@ def test_leaf_fractions_must_be_ordered():
     assert str(info.value) == "alerts.cert_expiry.leaf_critical_fraction: 0.1 must be smaller than leaf_warning_fraction (0.05)"
 
 
-def test_the_ztunnel_alerts_read_the_configured_thresholds(tmp_path):
+def test_the_ztunnel_alerts_read_the_configured_thresholds(non_default):
     """Non-default `alerts.ztunnel` settings reach the ztunnel alerts and their recorded windows."""
-    out = _build(tmp_path, NON_DEFAULT)
+    out = non_default
     groups = yaml.safe_load((out / "alerts/istio/alerting-rules.yaml").read_text())["groups"]
     rules = [r for g in groups for r in g["rules"] if r.get("alert", "").startswith("MeshZtunnel")]
     by_alert: dict[str, list[tuple[str, str, str]]] = {}
@@ -128,10 +134,10 @@ def test_the_ztunnel_alerts_read_the_configured_thresholds(tmp_path):
         ('node_reason:mesh_ztunnel_xds_failures:rate10m{mesh="istio"} > 0.02', "15m", "critical")]
 
 
-def test_the_cross_cluster_alerts_read_the_configured_thresholds(tmp_path):
+def test_the_cross_cluster_alerts_read_the_configured_thresholds(non_default):
     """Non-default `alerts.cross_cluster` settings and cluster label reach both alerts and the recorded pairs: the
     alert's window and the dashboards' traffic window are recorded, and the panels read the latter."""
-    out = _build(tmp_path, NON_DEFAULT)
+    out = non_default
     groups = yaml.safe_load((out / "alerts/linkerd/alerting-rules.yaml").read_text())["groups"]
     rules = {r["alert"]: r for g in groups for r in g["rules"]
              if r.get("alert") in ("MeshCrossClusterErrors", "MeshRemoteClusterUnreachable")}

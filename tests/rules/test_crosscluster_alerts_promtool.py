@@ -14,11 +14,12 @@ from meshobs import cluster_signals as cs
 from meshobs.meshes import DIALECTS
 from meshobs.render import rules_crosscluster
 from tests.rules.test_alerts_promtool import CFG, NS, _alert, _case, rule_files, run_promtool  # noqa: F401 (fixture)
-from tests.rules.traffic import CLUSTER, constant, counter, series
+from tests.rules.test_alerts_promtool import runbook_headings
+from tests.rules.traffic import CLUSTER, CONSUL_NAMESPACE, consul_tags, constant, counter, series
 
 REMOTE = "west"  # the other cluster: Istio's clusterName, a Linkerd Link's target, a Consul peer
 ISTIO_HERE = "east"  # Istio's clusterName of the store's cluster c1 (the two names need not match)
-CONSUL_HERE = "dc1"  # the Consul datacenter of the store's cluster c1
+CONSUL_HERE = "dc1"  # the Consul datacenter of the store's cluster c1 (consul_tags' datacenter)
 CALLER, SVC = "web", "emoji"
 
 
@@ -53,9 +54,8 @@ def calls(mesh: str, remote: bool, code: str, values: str) -> list[dict]:
         return [series("response_total", labels, values)]
     upstream = {"consul_destination_peer": REMOTE} if remote else {"consul_destination_datacenter": CONSUL_HERE}
     return [series("envoy_cluster_upstream_rq", {
-        "namespace": NS, "local_cluster": CALLER, "consul_source_service": CALLER, "consul_source_namespace": "default",
-        "consul_source_datacenter": CONSUL_HERE, "consul_destination_service": SVC,
-        "consul_destination_namespace": "default", **upstream, "envoy_response_code": code}, values)]
+        **consul_tags(CALLER, NS), "consul_destination_service": SVC, "consul_destination_namespace": CONSUL_NAMESPACE,
+        **upstream, "envoy_response_code": code}, values)]
 
 
 def cross_cluster_errors(mesh: str, title: str) -> list[dict]:
@@ -157,8 +157,4 @@ def test_cross_cluster_alert_fires_on_bad_and_stays_silent_otherwise(alertname, 
 
 def test_every_cross_cluster_alert_has_a_runbook_section():
     """docs/runbooks.md has a section for each cross-cluster alert, the anchor its runbook_url points at."""
-    from pathlib import Path
-
-    headings = {line[3:].strip() for line in (Path(__file__).parents[2] / "docs/runbooks.md").read_text().splitlines()
-                if line.startswith("## ")}
-    assert set(rules_crosscluster.ALERT_NAMES) <= headings
+    assert set(rules_crosscluster.ALERT_NAMES) <= runbook_headings()

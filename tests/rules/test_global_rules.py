@@ -12,7 +12,7 @@ import yaml
 from meshobs import build, checks, config, recordings, recordings_crosscluster, yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render import global_rules
-from tests.rules.traffic import CLUSTER, MeshTraffic, counter
+from tests.rules.traffic import MeshTraffic, counter, in_cluster
 from tests.support import promtool_file
 from tests.support.procs import require_binary
 from tests.support.victoria import replay_rules, start_victoria_metrics
@@ -35,11 +35,21 @@ def _files(rendered, mesh):
     return [rendered / f"alerts/{mesh}/recording-rules.yaml", rendered / global_rules.path(mesh)]
 
 
+def _promtool_test(files, tmp_path, input_series: list[dict], expr_tests: list[dict]) -> None:
+    """`promtool test rules` of the `promql_expr_test` entries `expr_tests` on the rule `files`, fed `input_series`
+    every minute; fails with promtool's output."""
+    test = {"rule_files": [str(p) for p in files], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": input_series, "promql_expr_test": expr_tests}]}
+    (tmp_path / "test.yaml").write_text(yamlfmt.dump(test))
+    result = subprocess.run([require_binary("promtool"), "test", "rules", str(tmp_path / "test.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def _two_clusters(mesh: str) -> list[dict]:
     """30 req/s all answered in cluster c1, 10 req/s all failing in c2, for one service."""
     t = MeshTraffic(mesh)
-    in_c2 = [dict(s, series=s["series"].replace(f'cluster="{CLUSTER}"', 'cluster="c2"'))
-             for s in t.requests(NS, SVC, "503", (10, 20))]
+    in_c2 = in_cluster("c2", t.requests(NS, SVC, "503", (10, 20)))
     return t.requests(NS, SVC, "200", (30, 20)) + in_c2
 
 
@@ -61,23 +71,16 @@ def test_global_rules_read_only_recordings(mesh, rendered):
 @pytest.mark.parametrize("mesh", sorted(DIALECTS))
 def test_promtool_rolls_two_clusters_up(mesh, rendered, tmp_path):
     """Prometheus (promtool) sums the clusters' request rates and recomputes the error ratio from the sums: 10 / 40."""
-    test = {"rule_files": [str(p) for p in _files(rendered, mesh)], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m", "input_series": _two_clusters(mesh),
-        "promql_expr_test": [
-            # one service (its namespace is the mesh's own notion: Consul's is its namespace)
-            {"expr": 'count by (destination_service, mesh) (global_destination_service:mesh_requests:rate5m) * 0 + '
-                     'sum by (destination_service, mesh) (global_destination_service:mesh_requests:rate5m)',
-             "eval_time": "15m", "exp_samples": [{"labels": f'{{destination_service="{SVC}", mesh="{mesh}"}}', "value": 40}]},
-            {"expr": "sum by (destination_service, mesh) (global_destination_service:mesh_request_errors:ratio_rate5m)",
-             "eval_time": "15m", "exp_samples": [{"labels": f'{{destination_service="{SVC}", mesh="{mesh}"}}', "value": 0.25}]},
-            {"expr": "count(global_destination_service:mesh_requests:rate5m)", "eval_time": "15m",
-             "exp_samples": [{"labels": "{}", "value": 1}]},
-        ],
-    }]}
-    (tmp_path / "test.yaml").write_text(yamlfmt.dump(test))
-    result = subprocess.run([require_binary("promtool"), "test", "rules", str(tmp_path / "test.yaml")],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    _promtool_test(_files(rendered, mesh), tmp_path, _two_clusters(mesh), [
+        # one service (its namespace is the mesh's own notion: Consul's is its namespace)
+        {"expr": 'count by (destination_service, mesh) (global_destination_service:mesh_requests:rate5m) * 0 + '
+                 'sum by (destination_service, mesh) (global_destination_service:mesh_requests:rate5m)',
+         "eval_time": "15m", "exp_samples": [{"labels": f'{{destination_service="{SVC}", mesh="{mesh}"}}', "value": 40}]},
+        {"expr": "sum by (destination_service, mesh) (global_destination_service:mesh_request_errors:ratio_rate5m)",
+         "eval_time": "15m", "exp_samples": [{"labels": f'{{destination_service="{SVC}", mesh="{mesh}"}}', "value": 0.25}]},
+        {"expr": "count(global_destination_service:mesh_requests:rate5m)", "eval_time": "15m",
+         "exp_samples": [{"labels": "{}", "value": 1}]},
+    ])
 
 
 @pytest.mark.parametrize("mesh", sorted(DIALECTS))
@@ -107,19 +110,11 @@ def test_promtool_rolls_the_pairs_between_clusters_up(mesh, rendered, tmp_path):
     from tests.rules.test_crosscluster_alerts_promtool import calls
 
     in_c1 = calls(mesh, True, "200", counter((10, 20)))
-    in_c2 = [dict(s, series=s["series"].replace(f'cluster="{CLUSTER}"', 'cluster="c2"'))
-             for s in calls(mesh, True, "200", counter((5, 20)))]
+    in_c2 = in_cluster("c2", calls(mesh, True, "200", counter((5, 20))))
     expected = {"istio": [("west", "east", 15)], "linkerd": [("c1", "west", 10), ("c2", "west", 5)],
                 "consul": [("dc1", "west", 15)]}[mesh]
-    test = {"rule_files": [str(p) for p in _files(rendered, mesh)], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m", "input_series": in_c1 + in_c2,
-        "promql_expr_test": [{
-            "expr": "global_source_cluster_destination_cluster:mesh_cross_cluster_requests:rate5m", "eval_time": "15m",
-            "exp_samples": [{"labels": f'global_source_cluster_destination_cluster:mesh_cross_cluster_requests:rate5m'
-                                       f'{{destination_cluster="{d}", mesh="{mesh}", source_cluster="{s}"}}', "value": v}
-                            for s, d, v in expected]}],
-    }]}
-    (tmp_path / "test.yaml").write_text(yamlfmt.dump(test))
-    result = subprocess.run([require_binary("promtool"), "test", "rules", str(tmp_path / "test.yaml")],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    _promtool_test(_files(rendered, mesh), tmp_path, in_c1 + in_c2, [{
+        "expr": "global_source_cluster_destination_cluster:mesh_cross_cluster_requests:rate5m", "eval_time": "15m",
+        "exp_samples": [{"labels": f'global_source_cluster_destination_cluster:mesh_cross_cluster_requests:rate5m'
+                                   f'{{destination_cluster="{d}", mesh="{mesh}", source_cluster="{s}"}}', "value": v}
+                        for s, d, v in expected]}])

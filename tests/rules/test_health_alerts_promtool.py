@@ -11,8 +11,8 @@ import pytest
 from meshobs import yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render import rules_health
-from tests.rules.test_alerts_promtool import CFG, RUNBOOK, _case, rule_files  # noqa: F401 (fixture)
-from tests.rules.traffic import CLUSTER, constant, counter, series
+from tests.rules.test_alerts_promtool import CFG, RUNBOOK, _case, rule_files, runbook_headings  # noqa: F401 (fixture)
+from tests.rules.traffic import CLUSTER, constant, counter, in_cluster, series
 from tests.support.procs import require_binary
 
 NS, CALLER, SVC = "shop", "frontend", "checkout"
@@ -143,11 +143,6 @@ def _control_plane(mesh: str, values: str, *components: str) -> list[dict]:
 OTHER_CLUSTER = "c2"
 
 
-def _in_cluster(cluster: str, inputs: list[dict]) -> list[dict]:
-    """`inputs` (series of cluster c1) moved to `cluster`."""
-    return [dict(i, series=i["series"].replace(f'cluster="{CLUSTER}"', f'cluster="{cluster}"')) for i in inputs]
-
-
 def _proxies(mesh: str) -> list[dict]:
     """A cluster's data plane: the exporter reading one of its proxies."""
     return [series("meshobs_target_up", {"mesh": mesh, "namespace": NS, "workload": SVC}, constant(1, 15))]
@@ -191,9 +186,9 @@ def control_plane_cases(mesh: str, name: str) -> list[dict]:
     # One store, two clusters: c1 healthy, c2's control plane goes while its proxies stay
     c1 = healthy + _proxies(mesh)
     return cases + [
-        _case("bad: one of two clusters loses its control plane", c1 + _in_cluster(OTHER_CLUSTER, gone + _proxies(mesh)),
+        _case("bad: one of two clusters loses its control plane", c1 + in_cluster(OTHER_CLUSTER, gone + _proxies(mesh)),
               "15m", name, [fires(component, dict(gone_labels, cluster=OTHER_CLUSTER))]),
-        _case("healthy: a cluster without proxies runs no control plane", c1 + _in_cluster(OTHER_CLUSTER, gone), "15m", name, []),
+        _case("healthy: a cluster without proxies runs no control plane", c1 + in_cluster(OTHER_CLUSTER, gone), "15m", name, []),
     ]
 
 
@@ -238,8 +233,4 @@ def test_health_alert_fires_on_bad_and_stays_silent_otherwise(mesh, alertname, r
 
 def test_every_health_alert_has_a_runbook_section():
     """docs/runbooks.md has a section for each health alert, the anchor its runbook_url points at."""
-    from pathlib import Path
-
-    headings = {line[3:].strip() for line in (Path(__file__).parents[2] / "docs/runbooks.md").read_text().splitlines()
-                if line.startswith("## ")}
-    assert set(rules_health.ALERT_NAMES) <= headings
+    assert set(rules_health.ALERT_NAMES) <= runbook_headings()

@@ -40,6 +40,11 @@ def series(metric: str, labels: dict[str, str], values: str) -> dict:
     return {"series": f"{metric}{_labels(dict(labels, cluster=CLUSTER))}", "values": values}
 
 
+def in_cluster(cluster: str, inputs: list[dict]) -> list[dict]:
+    """`inputs` (series of cluster c1) moved to `cluster`."""
+    return [dict(i, series=i["series"].replace(f'cluster="{CLUSTER}"', f'cluster="{cluster}"')) for i in inputs]
+
+
 CONSUL_NAMESPACE = "default"  # the Consul namespace (not the Kubernetes one)
 
 
