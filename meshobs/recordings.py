@@ -93,7 +93,12 @@ def burn_windows(cfg: Config) -> list[str]:
 
 def traffic_windows(cfg: Config) -> list[str]:
     """Windows the service request rates are recorded at: the error and latency alerts' and the burn-rate ones."""
-    return sorted(set(burn_windows(cfg)) | {cfg.alerts.error_rate.window, cfg.alerts.latency.window}, key=duration_seconds)
+    return sorted(set(burn_windows(cfg)) | {dashboard_window(cfg), cfg.alerts.latency.window}, key=duration_seconds)
+
+
+def dashboard_window(cfg: Config) -> str:
+    """The window the dashboards read traffic at: the error-rate alert's, so a panel shows what the alert judges."""
+    return cfg.alerts.error_rate.window
 
 
 def query_window(cfg: Config) -> str:

@@ -16,7 +16,7 @@ from meshobs.config import Config, duration_seconds
 from meshobs.meshes.base import Dialect
 from meshobs.meshes.crosscluster import DESTINATION_CLUSTER, ENDS
 from meshobs.promql import Query
-from meshobs.recordings import Family, Recorded, Rule, extra_matchers, quantiles
+from meshobs.recordings import Family, Recorded, Rule, dashboard_window, extra_matchers, quantiles
 from meshobs.signals import Signal
 
 PAIR = "source_cluster_destination_cluster"
@@ -31,7 +31,7 @@ REMOTE_UP = Recorded(DESTINATION_CLUSTER, "mesh_remote_cluster_up", "min")
 
 def windows(cfg: Config) -> list[str]:
     """The dashboards' traffic window (their panels of pairs read it) and the cross-cluster alert's."""
-    return sorted({cfg.alerts.error_rate.window, cfg.alerts.cross_cluster.window}, key=duration_seconds)
+    return sorted({dashboard_window(cfg), cfg.alerts.cross_cluster.window}, key=duration_seconds)
 
 
 def latency_window(cfg: Config) -> str:

@@ -81,7 +81,7 @@ def window(cfg: Config) -> str:
 
 def tcp_window(cfg: Config) -> str:
     """TCP rates are traffic: recorded at the window the dashboards read HTTP traffic at."""
-    return cfg.alerts.error_rate.window
+    return rec.dashboard_window(cfg)
 
 
 def _recordings(cfg: Config) -> list[tuple[Recorded, Signal, tuple[str, ...], str]]:

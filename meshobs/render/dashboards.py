@@ -57,7 +57,7 @@ class _Context:
 
     @property
     def traffic_window(self) -> str:
-        return self.cfg.alerts.error_rate.window
+        return rec.dashboard_window(self.cfg)
 
     @property
     def cluster_variable(self) -> Variable:
