@@ -57,9 +57,7 @@ def recording_istio(series: list[meshdata.Series], cluster: str) -> Iterator[tup
             client = Prometheus(prometheus.url, timeout=60)
             wait_until(lambda: client.vector('count(count_over_time(up[1m]) >= 2)', time.time()),
                        timeout=300, interval=1, what="two scrapes")
-            scraped = time.time()
-            wait_until(lambda: all(evaluated > scraped for evaluated in prometheus.rule_evaluations()),
-                       timeout=300, interval=1, what="every rule group evaluated on two scrapes")
+            prometheus.wait_for_rules_after(time.time(), timeout=300, interval=1)
             yield prometheus, client
     finally:
         replay.stop()

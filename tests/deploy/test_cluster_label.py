@@ -11,7 +11,6 @@ import yaml
 from meshobs import build, config, writer
 from tests.deploy.discovered import istio_targets, start_istio_exporter, with_file_sd
 from tests.support import meshdata
-from tests.support.procs import wait_until
 from tests.support.prom import run_prometheus
 from tests.verify.replay import Replay
 
@@ -38,8 +37,7 @@ def test_every_series_carries_the_configured_cluster(processes, tmp_path, reques
     prometheus.wait_for("meshobs_tls_handshakes_total")
     # Rules evaluated before the first scrapes (absent() of everything) wrote series that the next
     # evaluation marks stale: look only once every group has evaluated with the data in place.
-    data_in = time.time()
-    wait_until(lambda: min(prometheus.rule_evaluations()) > data_in, timeout=30, what="every rule group evaluated again")
+    prometheus.wait_for_rules_after(time.time())
     without = prometheus.query(f'count by (__name__, job) ({{__name__=~".+", cluster!="{CLUSTER}"}})')
     assert without == []
     names = {s["metric"]["__name__"] for s in prometheus.query(f'count by (__name__) ({{cluster="{CLUSTER}"}})')}

@@ -15,7 +15,6 @@ import yaml
 
 from meshobs.query.command import CLEAR
 from tests.query.conftest import MeshStack, meshobs, start_mesh
-from tests.support.procs import wait_until
 
 APPROX = dict(rel=1e-4, abs=1e-6)  # the commands round to 6 decimals
 
@@ -92,8 +91,7 @@ def agree(stack: MeshStack, compare) -> None:
                  for what, printed, expected in compare(stack)]  # NaN (no data): printed as no value
         if all(printed == expected for _, printed, expected in pairs):
             return
-        earlier = stack.at
-        wait_until(lambda: min(stack.prometheus.rule_evaluations()) > earlier, timeout=10, what="every group evaluated again")
+        stack.prometheus.wait_for_rules_after(stack.at, timeout=10)
         stack.at = time.time()
     assert [(what, printed) for what, printed, _ in pairs] == [(what, expected) for what, _, expected in pairs]
 

@@ -145,6 +145,11 @@ class RunningPrometheus(Listening):
         _, body = http_get(f"{self.url}/api/v1/rules")
         return [rfc3339_seconds(group["lastEvaluation"]) for group in json.loads(body)["data"]["groups"]]
 
+    def wait_for_rules_after(self, moment: float, timeout: float = 30.0, interval: float = 0.05) -> None:
+        """Poll until every rule group has evaluated after Unix time `moment` (on the data then in place)."""
+        wait_until(lambda: min(self.rule_evaluations()) > moment, timeout=timeout, interval=interval,
+                   what="every rule group evaluated again")
+
     def rule_health(self) -> list[tuple[str, str, str]]:
         """(rule name, health, last error) of every loaded rule."""
         _, body = http_get(f"{self.url}/api/v1/rules")
