@@ -110,7 +110,8 @@ def quantiles(cfg: Config) -> list[float]:
     return sorted(set(QUANTILES) | {cfg.alerts.latency.quantile})
 
 
-def _query(cfg: Config, dialect: Dialect, by: tuple[str, ...], window: str) -> Query:
+def per_cluster_query(cfg: Config, by: tuple[str, ...], window: str) -> Query:
+    """A recording's query: grouped by the cluster label, then `by`, at `window` ("" for an instant)."""
     return Query(by=(cfg.cluster_label,) + by, window=window, cluster_label=cfg.cluster_label)
 
 
@@ -139,14 +140,14 @@ def traffic_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
                               f"sum_over_time({request_errors(base).ref(name)}[{window}])\n"
                               f"/ count_over_time({requests(base).ref(name)}[{window}])", mesh))
         else:
-            query = _query(cfg, dialect, signals.SERVICE, window)
+            query = per_cluster_query(cfg, signals.SERVICE, window)
             rules.append(Rule(requests(window).name, signals.REQUESTS.expr(dialect, query, extra=extra), mesh))
             rules.append(Rule(request_errors(window).name, signals.REQUEST_ERRORS.expr(dialect, query, extra=extra), mesh))
         rules.append(Rule(error_ratio(window).name,
                           promql.ratio(request_errors(window).ref(name), requests(window).ref(name)), mesh))
     window = cfg.alerts.latency.window
     for q in quantiles(cfg):
-        query = _query(cfg, dialect, signals.SERVICE, window)
+        query = per_cluster_query(cfg, signals.SERVICE, window)
         rules.append(Rule(latency(window).name, signals.REQUEST_DURATION.expr(dialect, query, quantile=q, extra=extra),
                           dict(mesh, quantile=f"{q:g}")))
     return rules
@@ -160,7 +161,7 @@ def security_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     rules = []
 
     window = alerts.plaintext.window
-    workload = _query(cfg, dialect, signals.WORKLOAD, window)
+    workload = per_cluster_query(cfg, signals.WORKLOAD, window)
     # a workload's traffic: its requests, or (ambient, no waypoint) its connections, so that mTLS
     # coverage counts the plaintext connections of workloads that have no L7 view
     rules.append(Rule(workload_requests(window).name, signals.INBOUND_TRAFFIC.expr(dialect, workload, extra=extra), mesh))
@@ -171,20 +172,20 @@ def security_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     rules.append(Rule(mtls_ratio(window).name, promql.ratio(mtls_requests(window).ref(name), total), mesh))
 
     burst = alerts.unauthorized_burst
-    query = _query(cfg, dialect, signals.WORKLOAD, burst.window)
+    query = per_cluster_query(cfg, signals.WORKLOAD, burst.window)
     rules.append(Rule(authz_denied(burst.window).name, signals.AUTHZ_DENIED.expr(dialect, query, extra=extra), mesh))
     if _is_derived(burst.baseline_window, burst.window):
         rules.append(Rule(authz_denied(burst.baseline_window).name,
                           f"avg_over_time({authz_denied(burst.window).ref(name)}[{burst.baseline_window}])", mesh))
     else:
-        query = _query(cfg, dialect, signals.WORKLOAD, burst.baseline_window)
+        query = per_cluster_query(cfg, signals.WORKLOAD, burst.baseline_window)
         rules.append(Rule(authz_denied(burst.baseline_window).name, signals.AUTHZ_DENIED.expr(dialect, query, extra=extra), mesh))
 
-    query = _query(cfg, dialect, signals.WORKLOAD + ("reason",), alerts.mtls_failure.window)
+    query = per_cluster_query(cfg, signals.WORKLOAD + ("reason",), alerts.mtls_failure.window)
     rules.append(Rule(tls_failures(alerts.mtls_failure.window).name,
                       signals.TLS_FAILURES.expr(dialect, query, extra=extra), mesh))
 
-    query = _query(cfg, dialect, signals.WORKLOAD + ("cert",), "")
+    query = per_cluster_query(cfg, signals.WORKLOAD + ("cert",), "")
     rules.append(Rule(CERT_EXPIRY.name, signals.CERT_EXPIRY.expr(dialect, query, extra=extra), mesh))
     # A certificate's lifetime where its start is known; else the mesh's default leaf lifetime.
     expiry = CERT_EXPIRY.ref(name)
@@ -194,7 +195,7 @@ def security_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
 
     if signals.CONFIG_REJECTIONS.available(dialect):
         window = alerts.config_rejected.window
-        query = _query(cfg, dialect, signals.WORKLOAD, window)
+        query = per_cluster_query(cfg, signals.WORKLOAD, window)
         rules.append(Rule(config_rejections(window).name, signals.CONFIG_REJECTIONS.expr(dialect, query, extra=extra), mesh))
     return rules
 
@@ -205,10 +206,10 @@ def query_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     mesh = {"mesh": dialect.name}
     extra = extra_matchers(cfg, dialect)
     window = query_window(cfg)
-    workload = _query(cfg, dialect, signals.WORKLOAD, window)
-    edge = _query(cfg, dialect, signals.EDGE, window)
-    workload_edge = _query(cfg, dialect, signals.WORKLOAD_EDGE, window)
-    denied_edge = _query(cfg, dialect, signals.DENIED_EDGE, window)
+    workload = per_cluster_query(cfg, signals.WORKLOAD, window)
+    edge = per_cluster_query(cfg, signals.EDGE, window)
+    workload_edge = per_cluster_query(cfg, signals.WORKLOAD_EDGE, window)
+    denied_edge = per_cluster_query(cfg, signals.DENIED_EDGE, window)
     rules = [Rule(workload_request_errors(window).name, signals.INBOUND_ERRORS.expr(dialect, workload, extra=extra), mesh),
              Rule(authz_allowed(window).name, signals.AUTHZ_ALLOWED.expr(dialect, workload, extra=extra), mesh),
              Rule(edge_requests(window).name, signals.EDGE_REQUESTS.expr(dialect, edge, extra=extra), mesh),
@@ -224,7 +225,7 @@ def query_rules(cfg: Config, dialect: Dialect) -> list[Rule]:
         if signal.available(dialect):
             rules.append(Rule(family(window).name, signal.expr(dialect, workload, extra=extra), mesh))
     window = cfg.alerts.latency.window
-    workload = _query(cfg, dialect, signals.WORKLOAD, window)
+    workload = per_cluster_query(cfg, signals.WORKLOAD, window)
     for q in quantiles(cfg) if signals.INBOUND_DURATION.available(dialect) else ():
         rules.append(Rule(workload_latency(window).name,
                           signals.INBOUND_DURATION.expr(dialect, workload, quantile=q, extra=extra),

@@ -7,8 +7,7 @@ from __future__ import annotations
 from meshobs import signals
 from meshobs.config import Config
 from meshobs.meshes.base import Dialect
-from meshobs.promql import Query
-from meshobs.recordings import Family, Recorded, Rule, extra_matchers
+from meshobs.recordings import Family, Recorded, Rule, extra_matchers, per_cluster_query
 
 NODE = ("node",)
 
@@ -27,13 +26,10 @@ def rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     mesh = {"mesh": dialect.name}
     extra = extra_matchers(cfg, dialect)
 
-    def query(by: tuple[str, ...], at: str) -> Query:
-        return Query(by=(cfg.cluster_label,) + by, window=at, cluster_label=cfg.cluster_label)
-
     at = window(cfg)
     return [
-        Rule(ZTUNNEL_UP.name, signals.ZTUNNEL_UP.expr(dialect, query(NODE, ""), extra=extra), mesh),
-        Rule(xds_failures(at).name, signals.ZTUNNEL_XDS_FAILURES.expr(dialect, query(NODE + ("reason",), at), extra=extra), mesh),
+        Rule(ZTUNNEL_UP.name, signals.ZTUNNEL_UP.expr(dialect, per_cluster_query(cfg, NODE, ""), extra=extra), mesh),
+        Rule(xds_failures(at).name, signals.ZTUNNEL_XDS_FAILURES.expr(dialect, per_cluster_query(cfg, NODE + ("reason",), at), extra=extra), mesh),
         Rule(identity_failures(at).name,
-             signals.ZTUNNEL_IDENTITY_FAILURES.expr(dialect, query(NODE + ("response_flags",), at), extra=extra), mesh),
+             signals.ZTUNNEL_IDENTITY_FAILURES.expr(dialect, per_cluster_query(cfg, NODE + ("response_flags",), at), extra=extra), mesh),
     ]

@@ -15,8 +15,7 @@ from meshobs import promql
 from meshobs.config import Config, duration_seconds
 from meshobs.meshes.base import Dialect
 from meshobs.meshes.crosscluster import DESTINATION_CLUSTER, ENDS
-from meshobs.promql import Query
-from meshobs.recordings import Family, Recorded, Rule, dashboard_window, extra_matchers, quantiles
+from meshobs.recordings import Family, Recorded, Rule, dashboard_window, extra_matchers, per_cluster_query, quantiles
 from meshobs.signals import Signal
 
 PAIR = "source_cluster_destination_cluster"
@@ -51,10 +50,9 @@ def rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     mesh = {"mesh": dialect.name}
     name = dialect.name
     extra = extra_matchers(cfg, dialect)
-    by = (cfg.cluster_label,) + ENDS
 
     def recorded(signal: Signal, at: str, quantile: float | None = None) -> str:
-        query = Query(by=by, window=at, cluster_label=cfg.cluster_label)
+        query = per_cluster_query(cfg, ENDS, at)
         return _both_ends(cfg, dialect, signal.expr(dialect, query, quantile=quantile, extra=extra))
 
     result = []
@@ -70,6 +68,6 @@ def rules(cfg: Config, dialect: Dialect) -> list[Rule]:
         for q in quantiles(cfg):
             result.append(Rule(latency(window).name, recorded(cs.DURATION, window, quantile=q), dict(mesh, quantile=f"{q:g}")))
     if cs.REMOTE_UP.available(dialect):
-        query = Query(by=(cfg.cluster_label, DESTINATION_CLUSTER), window="", cluster_label=cfg.cluster_label)
+        query = per_cluster_query(cfg, (DESTINATION_CLUSTER,), "")
         result.append(Rule(REMOTE_UP.name, cs.REMOTE_UP.expr(dialect, query, extra=extra), mesh))
     return result

@@ -13,7 +13,6 @@ from meshobs import signals
 from meshobs import signals_traffic as st
 from meshobs.config import Config
 from meshobs.meshes.base import Dialect
-from meshobs.promql import Query
 from meshobs.recordings import Family, Recorded, Rule, extra_matchers
 from meshobs.signals import Signal
 
@@ -105,6 +104,5 @@ def rules(cfg: Config, dialect: Dialect) -> list[Rule]:
     result = []
     for name, signal, by, at in _recordings(cfg):
         if signal.available(dialect):
-            query = Query(by=(cfg.cluster_label,) + by, window=at, cluster_label=cfg.cluster_label)
-            result.append(Rule(name.name, signal.expr(dialect, query, extra=extra), mesh))
+            result.append(Rule(name.name, signal.expr(dialect, rec.per_cluster_query(cfg, by, at), extra=extra), mesh))
     return result
