@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from meshobs import config  # noqa: E402
 from meshobs.meshes import DIALECTS  # noqa: E402
-from meshobs.render import between_clusters  # noqa: E402
+from meshobs.render import between_clusters, grafana  # noqa: E402
 from meshobs.render.dashboards import _Context  # noqa: E402
 from tests.support import meshdata  # noqa: E402
 from recorded_prometheus import istio_calls, recording_istio, timed_parallel  # noqa: E402
@@ -38,7 +38,7 @@ def workload_series(index: int, clusters: int) -> list[meshdata.Series]:
 
 def panel_queries(pairs: dict[str, str]) -> list[str]:
     """The pair panels' queries as Grafana sends them with every cluster selected."""
-    return [expr.replace("$cluster", ".*").replace(between_clusters.RATE, "1m") for expr in pairs.values()]
+    return [expr.replace("$cluster", ".*").replace(grafana.RATE, "1m") for expr in pairs.values()]
 
 
 def main() -> None:

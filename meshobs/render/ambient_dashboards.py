@@ -17,10 +17,10 @@ from meshobs.meshes import ambient as a
 from meshobs.meshes import ztunnel as z
 from meshobs.meshes.base import Dialect
 from meshobs.promql import Filters, Query, Source
-from meshobs.render.dashboards import BAD_HIGH, FAILED, GOOD_HIGH, RATE, _Context, _success_ratio, _total
+from meshobs.render.dashboards import BAD_HIGH, FAILED, GOOD_HIGH, _Context, _success_ratio, _total
 from meshobs.render.dashboards_traffic import CALLER_LEGEND, SERVICE_LEGEND
 from meshobs.render.dashboards_traffic import _stat as traffic_stat
-from meshobs.render.grafana import Panel, Row, Variable
+from meshobs.render.grafana import RATE, Panel, Row, Variable
 from meshobs.render.grafana import Query as Q
 
 # Dialects with ambient data planes.

@@ -21,7 +21,7 @@ from meshobs import promql
 from meshobs import recordings_crosscluster as rx
 from meshobs.meshes.crosscluster import DESTINATION_CLUSTER, ENDS, SOURCE_CLUSTER
 from meshobs.promql import Filters, Query
-from meshobs.render.grafana import Panel, Row
+from meshobs.render.grafana import RATE, Panel, Row
 from meshobs.render.grafana import Query as Q
 from meshobs.signals import Signal
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from meshobs.render.dashboards import _Context
 
 TITLE = "Traffic between clusters"
-RATE = "$__rate_interval"
 
 
 def reported(c: "_Context") -> bool:
@@ -104,7 +103,7 @@ def recorded_pairs(c: "_Context") -> dict[str, str]:
 
 def _gateway_panels(c: "_Context") -> tuple[Panel, ...]:
     """Whether each remote cluster is reachable (gateway probes, peerings), from the cluster that reaches out."""
-    by, regex = (c.cluster, DESTINATION_CLUSTER), {c.cluster: "$cluster"}
+    by = (c.cluster, DESTINATION_CLUSTER)
     legend = f"{{{{{c.cluster}}}}} → {{{{{DESTINATION_CLUSTER}}}}}"
     panels = []
     if cs.REMOTE_UP.available(c.dialect):
@@ -112,7 +111,7 @@ def _gateway_panels(c: "_Context") -> tuple[Panel, ...]:
                             max_value=1, min_value=0, description=cs.REMOTE_UP.description + "."))
     if cs.GATEWAY_PROBE_DURATION.available(c.dialect):
         panels.append(Panel("Gateway probe p99 latency", "timeseries",
-                            (Q(_live(c, cs.GATEWAY_PROBE_DURATION, by, regex, quantile=0.99), legend),), unit="s",
+                            (Q(c.live(cs.GATEWAY_PROBE_DURATION, by, quantile=0.99), legend),), unit="s",
                             description=cs.GATEWAY_PROBE_DURATION.description + "."))
     return tuple(panels)
 

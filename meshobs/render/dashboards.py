@@ -16,10 +16,9 @@ from meshobs.promql import Filters, Query
 from meshobs.render import between_clusters
 from meshobs.render import dashboards_traffic as more
 from meshobs.render import grafana
-from meshobs.render.grafana import BAD_HIGH, GOOD_HIGH, Panel, Row, Variable
+from meshobs.render.grafana import BAD_HIGH, GOOD_HIGH, RATE, Panel, Row, Variable
 from meshobs.render.grafana import Query as Q
 
-RATE = "$__rate_interval"
 FAILED = ("Failed: answered with 5xx, a gRPC call with a status other than OK (HTTP 200), or a call no pod answered "
           "(seen by the callers only).")
 

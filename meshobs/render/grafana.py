@@ -20,6 +20,8 @@ PANEL_KINDS = ("timeseries", "stat", "table", "bargauge", "text")
 # Threshold steps of a ratio panel: green when high (success, coverage) or when low (failures).
 GOOD_HIGH = ((None, "red"), (0.95, "orange"), (0.99, "green"))
 BAD_HIGH = ((None, "green"), (0.01, "orange"), (1, "red"))
+# Grafana's rate window for a panel: at least four scrape intervals, growing with the time range
+RATE = "$__rate_interval"
 # grafanalib still writes these pre-Grafana-7 keys; modern Grafana ignores or rewrites them.
 _LEGACY_KEYS = ("rows", "style", "hideControls", "sharedCrosshair", "span", "minSpan", "height", "editable_rows")
 
