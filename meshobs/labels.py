@@ -223,7 +223,7 @@ def markdown(cfg: Config | None = None) -> str:
         "label and what should provide it. `meshobs verify` reports recorded series that lack a label",
         "their rule groups by.",
         "",
-        f"The cluster label (`cluster_label`, default `cluster`) is set on every job from",
+        "The cluster label (`cluster_label`, default `cluster`) is set on every job from",
         "`deploy.cluster` (default `default`).",
     ]
     for dialect in DIALECTS.values():

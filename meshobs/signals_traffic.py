@@ -8,7 +8,6 @@ signal is unavailable on that mesh and `unavailable_reason` says why, from the d
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
 
 from meshobs.meshes.base import Dialect
 from meshobs.promql import Source

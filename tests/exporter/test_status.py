@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from meshobs.exporter.status import TargetStatus
 from meshobs.exporter.targets import make_target

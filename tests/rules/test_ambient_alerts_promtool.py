@@ -4,12 +4,10 @@ labels and annotations, and stays silent on the healthy and the low-traffic ones
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from meshobs import yamlfmt
 from meshobs.meshes import DIALECTS
 from meshobs.render import rules_ambient
 from tests.rules import ambient_traffic as amb
@@ -18,7 +16,6 @@ from tests.rules.test_alerts_promtool import run_promtool as run_rule_tests
 from tests.rules.test_health_alerts_promtool import _expected
 from tests.rules.traffic import CLUSTER, constant, counter
 from tests.support.ambientdata import ACCOUNTS, LEGACY, POSTGRES, L4, WEB
-from tests.support.procs import require_binary
 
 TITLE = "Istio"
 
